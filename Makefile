@@ -1,0 +1,55 @@
+# Gatewarden's two entry points (see README):
+#   make run    build the console and start it on its embedded default
+#   make test   run every test: Rust (SQLite + PostgreSQL) and browser (Playwright + chromium)
+# Both install whatever is missing first (.ci/install-tools), idempotently.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+# wasm-opt from npm's binaryen, cargo-installed tools: found on PATH, never downloaded.
+export PATH := $(CURDIR)/end2end/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+E2E_PORT ?= 3107
+
+.PHONY: run test tools test-tools postgres lint rust-tests wasm-boundary site browser-tests
+
+# cargo-leptos 0.3.10 builds the binary but then looks for it under the package's name
+# (target/release/server) and fails, so it builds only the site and cargo the server.
+run: tools
+	cargo leptos build --release --frontend-only
+	cargo build --release -p server --bin gatewarden
+	$(TARGET_DIR)/release/gatewarden
+
+test: test-tools postgres lint rust-tests wasm-boundary site browser-tests
+	@echo "all tests passed"
+
+tools:
+	.ci/install-tools build
+
+test-tools:
+	.ci/install-tools test
+
+# The integration tests use the local PostgreSQL server; start it if it is down.
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start" >&2; exit 1
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --locked --all-targets -- -D warnings
+	cargo clippy --locked -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+rust-tests:
+	cargo test --locked
+
+# The browser bundle must never pull in server-side crates.
+wasm-boundary:
+	@bad=$$(cargo tree --locked -p frontend --target wasm32-unknown-unknown -e normal --prefix none | grep -E '^(sqlx|tokio|kube|mio) ' | sort -u || true); \
+	 if [ -n "$$bad" ]; then echo "the wasm build depends on: $$bad" >&2; exit 1; fi; echo "wasm boundary ok (no sqlx, tokio, kube)"
+
+# Release wasm + CSS into target/site; the e2e server is the debug binary cargo test built.
+site:
+	cargo leptos build --release --frontend-only --cargo-locked
+	@wasm=$$(ls target/site/pkg/*.wasm); echo "wasm: $$(stat -c %s $$wasm) bytes raw, $$(gzip -9c $$wasm | wc -c) bytes gzip"
+
+browser-tests:
+	cd end2end && GATEWARDEN_BIN=$(TARGET_DIR)/debug/gatewarden E2E_PORT=$(E2E_PORT) npx playwright test

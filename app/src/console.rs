@@ -1,0 +1,47 @@
+//! The `Console` interface: every operation the UI performs, with two implementations.
+//!
+//! During server-side rendering the server provides its own implementation (the real
+//! services, bound to the caller's identity) through Leptos context. In the browser,
+//! [`console`] returns an HTTP client for `/api/v1`. Components call [`console`] and
+//! never know which one they got, so SSR, the hydrated app and curl share one path.
+
+use crate::dto::*;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed, sendable console operation.
+pub type ApiFuture<T> = Pin<Box<dyn Future<Output = ApiResult<T>> + Send>>;
+
+/// What the console can do, as the UI sees it. (Operations the UI has no page for yet,
+/// such as user management, are only on `/api/v1`; each one added here costs wasm size.)
+pub trait Console: Send + Sync {
+    /// The signed-in user.
+    fn session(&self) -> ApiFuture<SessionInfo>;
+    /// Every gateway's current health.
+    fn gateways(&self) -> ApiFuture<Vec<GatewaySummary>>;
+    /// One gateway with instances and history.
+    fn gateway(&self, id: String) -> ApiFuture<GatewayDetail>;
+}
+
+/// The implementation the server provides as context while rendering a page.
+#[derive(Clone)]
+pub struct ServerConsole(pub Arc<dyn Console>);
+
+/// The console for the current environment (see the module docs).
+pub fn console() -> Arc<dyn Console> {
+    #[cfg(feature = "ssr")]
+    {
+        leptos::prelude::use_context::<ServerConsole>()
+            .map(|c| c.0)
+            .expect("the server provides a Console to every rendered page")
+    }
+    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
+    {
+        Arc::new(crate::http::HttpConsole)
+    }
+    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+    {
+        panic!("the app crate needs its `ssr` or `hydrate` feature to reach a console")
+    }
+}

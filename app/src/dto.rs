@@ -1,0 +1,318 @@
+//! Wire types of `/api/v1`: the one description of what the console shows and accepts.
+//!
+//! Rates are fractions in [0, 1], latencies milliseconds, request rates per second,
+//! timestamps Unix milliseconds. No `usize` crosses the wire (it differs on wasm32).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// What a person may do. Ordered: each role can do everything the ones below it can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sees health, logs, the dependency map and the audit trail.
+    Viewer,
+    /// A viewer who may also restart, scale and tune gateway policy.
+    Responder,
+    /// A responder who may also roll back, bypass the gateway and manage users.
+    Admin,
+}
+
+impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Responder, Role::Admin];
+
+    /// The name used on the wire, in the database and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Responder => "responder",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role '{s}' (expected viewer, responder or admin)"))
+    }
+}
+
+/// `POST /api/v1/session` body.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct LoginRequest {
+    /// Account name.
+    pub username: String,
+    /// Plain-text password; never logged, never stored.
+    pub password: String,
+}
+
+impl fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginRequest").field("username", &self.username).field("password", &"<redacted>").finish()
+    }
+}
+
+/// Who is signed in, and the token every state-changing request must echo in `X-CSRF-Token`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Account name.
+    pub username: String,
+    /// The account's role.
+    pub role: Role,
+    /// Per-session anti-CSRF token.
+    pub csrf_token: String,
+}
+
+/// Colour-coded judgement of a gateway; computed on the server from the numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Within normal bounds.
+    Healthy,
+    /// Something a responder should look at.
+    Degraded,
+    /// Users are failing now.
+    Critical,
+}
+
+impl HealthStatus {
+    /// Lowercase name, also the CSS class suffix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Critical => "critical",
+        }
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// One gateway's health now (over the last few seconds).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GatewaySummary {
+    /// Stable identifier used in URLs.
+    pub id: String,
+    /// Display name (the Deployment's name).
+    pub name: String,
+    /// Namespace the gateway runs in.
+    pub namespace: String,
+    /// Overall judgement.
+    pub status: HealthStatus,
+    /// Requests per second.
+    pub rps: f64,
+    /// Fraction of requests answered 5xx.
+    pub error_rate_5xx: f64,
+    /// Fraction of requests answered 429.
+    pub throttle_rate_429: f64,
+    /// Latency percentiles of admitted requests.
+    pub latency_ms: Latency,
+    /// Instances passing readiness.
+    pub instances_ready: u32,
+    /// Instances the Deployment asks for.
+    pub instances_desired: u32,
+    /// Version of the current revision.
+    pub version: String,
+}
+
+/// One gateway instance (a pod).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Pod name.
+    pub name: String,
+    /// Passing its readiness probe.
+    pub ready: bool,
+    /// Container restarts.
+    pub restarts: u32,
+    /// Seconds since the pod started.
+    pub age_s: u64,
+    /// Version the pod runs.
+    pub version: String,
+}
+
+/// One point of a gateway's recent history.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    /// End of the interval, Unix milliseconds.
+    pub ts_ms: i64,
+    /// Requests per second over the interval.
+    pub rps: f64,
+    /// Fraction 5xx.
+    pub error_rate_5xx: f64,
+    /// Fraction 429.
+    pub throttle_rate_429: f64,
+    /// Latency percentiles over the interval.
+    pub latency_ms: Latency,
+}
+
+/// `GET /api/v1/gateways/{id}`: the summary's fields plus instances and the last 15
+/// minutes. The fields are spelled out rather than `#[serde(flatten)]`ed: flattening
+/// drags serde's buffering deserializer into the wasm bundle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GatewayDetail {
+    /// Stable identifier used in URLs.
+    pub id: String,
+    /// Display name (the Deployment's name).
+    pub name: String,
+    /// Namespace the gateway runs in.
+    pub namespace: String,
+    /// Overall judgement.
+    pub status: HealthStatus,
+    /// Requests per second.
+    pub rps: f64,
+    /// Fraction of requests answered 5xx.
+    pub error_rate_5xx: f64,
+    /// Fraction of requests answered 429.
+    pub throttle_rate_429: f64,
+    /// Latency percentiles of admitted requests.
+    pub latency_ms: Latency,
+    /// Instances passing readiness.
+    pub instances_ready: u32,
+    /// Instances the Deployment asks for.
+    pub instances_desired: u32,
+    /// Version of the current revision.
+    pub version: String,
+    /// The gateway's pods.
+    pub instances: Vec<Instance>,
+    /// Seconds between series points.
+    pub series_step_s: u32,
+    /// Oldest first.
+    pub series: Vec<SeriesPoint>,
+}
+
+impl GatewayDetail {
+    /// Combines a summary with instances and history.
+    pub fn new(s: GatewaySummary, instances: Vec<Instance>, series_step_s: u32, series: Vec<SeriesPoint>) -> Self {
+        GatewayDetail {
+            id: s.id,
+            name: s.name,
+            namespace: s.namespace,
+            status: s.status,
+            rps: s.rps,
+            error_rate_5xx: s.error_rate_5xx,
+            throttle_rate_429: s.throttle_rate_429,
+            latency_ms: s.latency_ms,
+            instances_ready: s.instances_ready,
+            instances_desired: s.instances_desired,
+            version: s.version,
+            instances,
+            series_step_s,
+            series,
+        }
+    }
+
+    /// The list entry for this gateway.
+    pub fn summary(&self) -> GatewaySummary {
+        GatewaySummary {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            status: self.status,
+            rps: self.rps,
+            error_rate_5xx: self.error_rate_5xx,
+            throttle_rate_429: self.throttle_rate_429,
+            latency_ms: self.latency_ms,
+            instances_ready: self.instances_ready,
+            instances_desired: self.instances_desired,
+            version: self.version.clone(),
+        }
+    }
+}
+
+/// One gateway in a live update.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GatewayLive {
+    /// Current numbers.
+    pub summary: GatewaySummary,
+    /// Current pods.
+    pub instances: Vec<Instance>,
+    /// The newest series point.
+    pub point: SeriesPoint,
+}
+
+/// Payload of the `snapshot` event on `GET /api/v1/events`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiveSnapshot {
+    /// When the numbers were taken, Unix milliseconds.
+    pub ts_ms: i64,
+    /// Every gateway.
+    pub gateways: Vec<GatewayLive>,
+}
+
+/// A console account as listed to admins.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserSummary {
+    /// Account name.
+    pub username: String,
+    /// The account's role.
+    pub role: Role,
+    /// Creation time, Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// `POST /api/v1/users` body.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct NewUser {
+    /// Account name: 1–64 of `a-z A-Z 0-9 . _ -`.
+    pub username: String,
+    /// At least 10 characters.
+    pub password: String,
+    /// The account's role.
+    pub role: Role,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// Every error response: `{"error": CODE, "message": TEXT}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// Machine-readable code, e.g. `unauthorized`, `forbidden`, `validation`.
+    pub error: String,
+    /// Human-readable explanation, safe to show.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Builds an error from a code and a message.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { error: code.into(), message: message.into() }
+    }
+
+    /// True when the caller is not signed in (the UI then goes to the login page).
+    pub fn is_unauthorized(&self) -> bool {
+        self.error == "unauthorized"
+    }
+}
+
+/// Result of a console operation.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,155 @@
+//! Browser side of the [`Console`]: a small client for `/api/v1`, plus the live feed.
+
+use crate::console::{ApiFuture, Console};
+use crate::dto::*;
+use serde::de::DeserializeOwned;
+use std::cell::RefCell;
+use wasm_bindgen::{JsCast, JsValue, closure::Closure};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{EventSource, Headers, MessageEvent, RequestCredentials, RequestInit, Response};
+
+thread_local! {
+    /// The session's CSRF token, fetched once and reused for every state-changing call.
+    static CSRF: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// `/api/v1` over `fetch`, with the session cookie.
+pub struct HttpConsole;
+
+fn js_error(e: JsValue) -> ApiError {
+    ApiError::new("network", format!("request failed: {e:?}"))
+}
+
+async fn fetch_json<T: DeserializeOwned>(
+    method: &str,
+    url: &str,
+    body: Option<String>,
+    csrf: Option<String>,
+) -> ApiResult<T> {
+    let init = RequestInit::new();
+    init.set_method(method);
+    init.set_credentials(RequestCredentials::SameOrigin);
+    let headers = Headers::new().map_err(js_error)?;
+    headers.set("Accept", "application/json").map_err(js_error)?;
+    if let Some(body) = &body {
+        headers.set("Content-Type", "application/json").map_err(js_error)?;
+        init.set_body(&JsValue::from_str(body));
+    }
+    if let Some(token) = &csrf {
+        headers.set("X-CSRF-Token", token).map_err(js_error)?;
+    }
+    init.set_headers(&headers);
+    let window = web_sys::window().ok_or_else(|| ApiError::new("network", "no window"))?;
+    let response: Response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
+        .await
+        .map_err(js_error)?
+        .dyn_into()
+        .map_err(js_error)?;
+    let text =
+        JsFuture::from(response.text().map_err(js_error)?).await.map_err(js_error)?.as_string().unwrap_or_default();
+    if response.ok() {
+        // `null` stands in for an empty body (e.g. 204) when T is `()`.
+        let text = if text.is_empty() { "null" } else { text.as_str() };
+        serde_json::from_str(text).map_err(|e| ApiError::new("decode", format!("unexpected response: {e}")))
+    } else {
+        Err(serde_json::from_str::<ApiError>(&text)
+            .unwrap_or_else(|_| ApiError::new("http", format!("the server answered {}", response.status()))))
+    }
+}
+
+async fn csrf_token() -> ApiResult<String> {
+    if let Some(token) = CSRF.with(|c| c.borrow().clone()) {
+        return Ok(token);
+    }
+    let session: SessionInfo = fetch_json("GET", "/api/v1/session", None, None).await?;
+    remember(&session);
+    Ok(session.csrf_token)
+}
+
+fn remember(session: &SessionInfo) {
+    CSRF.with(|c| *c.borrow_mut() = Some(session.csrf_token.clone()));
+}
+
+/// A browser future marked `Send` for the bound the interface shares with SSR.
+///
+/// `send_wrapper` would do the same with a thread check on every poll; in the browser
+/// there is only one thread, so the check can never fire and only costs bundle size.
+struct SingleThreaded<F>(F);
+
+// SAFETY: this module is compiled only for the browser (`hydrate`), where wasm32 runs on
+// one thread: the future is created, polled and dropped on that thread.
+unsafe impl<F> Send for SingleThreaded<F> {}
+
+impl<F: std::future::Future> std::future::Future for SingleThreaded<F> {
+    type Output = F::Output;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        // SAFETY: structural pinning of the only field; it is never moved out.
+        unsafe { self.map_unchecked_mut(|s| &mut s.0) }.poll(cx)
+    }
+}
+
+fn boxed<T: 'static>(f: impl std::future::Future<Output = ApiResult<T>> + 'static) -> ApiFuture<T> {
+    Box::pin(SingleThreaded(f))
+}
+
+impl Console for HttpConsole {
+    fn session(&self) -> ApiFuture<SessionInfo> {
+        boxed(async {
+            let s: SessionInfo = fetch_json("GET", "/api/v1/session", None, None).await?;
+            remember(&s);
+            Ok(s)
+        })
+    }
+    fn gateways(&self) -> ApiFuture<Vec<GatewaySummary>> {
+        boxed(fetch_json("GET", "/api/v1/gateways", None, None))
+    }
+    fn gateway(&self, id: String) -> ApiFuture<GatewayDetail> {
+        boxed(async move {
+            let url = format!("/api/v1/gateways/{}", js_sys::encode_uri_component(&id));
+            fetch_json("GET", &url, None, None).await
+        })
+    }
+}
+
+/// Signs in; on success the browser holds the new session cookie.
+pub async fn login(username: String, password: String) -> ApiResult<SessionInfo> {
+    let body = serde_json::to_string(&LoginRequest { username, password })
+        .map_err(|e| ApiError::new("encode", e.to_string()))?;
+    let session: SessionInfo = fetch_json("POST", "/api/v1/session", Some(body), None).await?;
+    remember(&session);
+    Ok(session)
+}
+
+/// Signs out and forgets the CSRF token.
+pub async fn logout() -> ApiResult<()> {
+    let token = csrf_token().await?;
+    let result: ApiResult<()> = fetch_json("DELETE", "/api/v1/session", None, Some(token)).await;
+    CSRF.with(|c| *c.borrow_mut() = None);
+    result
+}
+
+/// Full page load of `path`, so the server renders it with the current session.
+pub fn navigate_hard(path: &str) {
+    if let Some(window) = web_sys::window() {
+        let _ = window.location().set_href(path);
+    }
+}
+
+/// Subscribes to `GET /api/v1/events` and calls `on_snapshot` for every update.
+/// The browser's EventSource reconnects by itself after a network error.
+pub fn subscribe(on_snapshot: impl Fn(LiveSnapshot) + 'static) {
+    let Ok(source) = EventSource::new("/api/v1/events") else {
+        return;
+    };
+    let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if let Some(text) = event.data().as_string()
+            && let Ok(snapshot) = serde_json::from_str::<LiveSnapshot>(&text)
+        {
+            on_snapshot(snapshot);
+        }
+    });
+    let _ = source.add_event_listener_with_callback("snapshot", handler.as_ref().unchecked_ref());
+    // The subscription lives as long as the page.
+    handler.forget();
+    std::mem::forget(source);
+}

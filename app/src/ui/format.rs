@@ -1,0 +1,90 @@
+//! Number formatting shared by the views.
+//!
+//! Fixed-point through integers rather than `{:.N}`: float formatting would pull core's
+//! large float-printing code into the wasm bundle for a handful of labels.
+
+/// `v` with `decimals` digits after the point (0 to 3), rounded half away from zero.
+pub fn fixed(v: f64, decimals: u32) -> String {
+    let scale = 10i64.pow(decimals.min(3));
+    let n = (v * scale as f64).round() as i64;
+    let (sign, n) = if n < 0 { ("-", -n) } else { ("", n) };
+    if decimals == 0 {
+        return format!("{sign}{n}");
+    }
+    let frac = (n % scale).to_string();
+    let pad = "0".repeat(decimals as usize - frac.len());
+    format!("{sign}{}.{pad}{frac}", n / scale)
+}
+
+/// Requests per second: one decimal below 100, none above.
+pub fn rps(v: f64) -> String {
+    if v < 100.0 { fixed(v, 1) } else { fixed(v, 0) }
+}
+
+/// A fraction as a percentage with precision where it matters.
+pub fn percent(v: f64) -> String {
+    let p = v * 100.0;
+    if p == 0.0 {
+        "0%".into()
+    } else if p < 0.1 {
+        format!("{}%", fixed(p, 3))
+    } else if p < 10.0 {
+        format!("{}%", fixed(p, 2))
+    } else {
+        format!("{}%", fixed(p, 1))
+    }
+}
+
+/// Milliseconds, switching to seconds past 10 s.
+pub fn millis(v: f64) -> String {
+    if v >= 10_000.0 { format!("{} s", fixed(v / 1000.0, 1)) } else { format!("{} ms", fixed(v, 0)) }
+}
+
+/// A duration in seconds as the largest two units, e.g. `3h 12m`.
+pub fn age(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_keep_small_error_rates_visible() {
+        assert_eq!(percent(0.0), "0%");
+        assert_eq!(percent(0.0004), "0.040%");
+        assert_eq!(percent(0.0523), "5.23%");
+        assert_eq!(percent(0.5), "50.0%");
+    }
+
+    #[test]
+    fn fixed_point_matches_the_float_formatter() {
+        for v in [0.0, 0.04, 1.5, 9.995, 12.3456, 999.95, 1234.5, -2.25] {
+            for d in 0..=3 {
+                let expected = format!("{:.*}", d as usize, v);
+                // Only ties may round differently (half away from zero vs. to even).
+                if (v * 10f64.powi(d as i32)).fract().abs() != 0.5 {
+                    assert_eq!(fixed(v, d), expected, "{v} with {d} decimals");
+                }
+            }
+        }
+        assert_eq!(millis(12_345.0), "12.3 s");
+        assert_eq!(rps(1234.4), "1234");
+    }
+
+    #[test]
+    fn ages_show_two_units() {
+        assert_eq!(age(42), "42s");
+        assert_eq!(age(3 * 3600 + 12 * 60 + 5), "3h 12m");
+        assert_eq!(age(2 * 86_400 + 3600), "2d 1h");
+    }
+}

@@ -1,0 +1,220 @@
+//! One gateway: live summary, instances, and 15 minutes of charts.
+
+use super::chart::{Line, LineChart};
+use super::format;
+use super::use_live;
+use crate::console::console;
+use crate::dto::{GatewayDetail, GatewaySummary, Instance, SeriesPoint};
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+/// `/gateways/:id`.
+#[component]
+pub fn GatewayPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let detail = Resource::new(id, |id| {
+        let c = console();
+        async move { c.gateway(id).await }
+    });
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading gateway…"</p> }>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Ok(d) => view! { <GatewayView detail=d /> }.into_any(),
+                    Err(e) => {
+                        view! {
+                            <h1>"Gateway"</h1>
+                            <p class="error">{e.message}</p>
+                        }
+                            .into_any()
+                    }
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn GatewayView(detail: GatewayDetail) -> impl IntoView {
+    let live = use_live();
+    let id = detail.id.clone();
+    let step_ms = i64::from(detail.series_step_s) * 1000;
+    let initial = (detail.summary(), detail.instances);
+    let series = RwSignal::new(detail.series);
+    let current = {
+        let id = id.clone();
+        Memo::new(move |_| {
+            live.with(|s| {
+                s.as_ref()
+                    .and_then(|s| s.gateways.iter().find(|g| g.summary.id == id))
+                    .map(|g| (g.summary.clone(), g.instances.clone()))
+                    .unwrap_or_else(|| initial.clone())
+            })
+        })
+    };
+    // Extend the charts with live points, one per series step, keeping 15 minutes.
+    Effect::new(move |_| {
+        let Some(point) =
+            live.with(|s| s.as_ref().and_then(|s| s.gateways.iter().find(|g| g.summary.id == id)).map(|g| g.point))
+        else {
+            return;
+        };
+        series.update(|v| {
+            if v.last().is_none_or(|last| point.ts_ms >= last.ts_ms + step_ms) {
+                v.push(point);
+                let cutoff = point.ts_ms - 15 * 60 * 1000;
+                v.retain(|p| p.ts_ms > cutoff);
+            }
+        });
+    });
+    let summary = move || current.with(|c| c.0.clone());
+    let instances = move || current.with(|c| c.1.clone());
+    view! {
+        <p class="crumbs">
+            <a href="/">"Gateway health"</a>
+            " / "
+        </p>
+        {move || view! { <SummaryHeader s=summary() /> }}
+        <section class="charts">
+            <LineChart
+                title="Request rate"
+                series
+                fmt=format::rps
+                lines=vec![Line { label: "req/s", class: "c-rps", value: |p: &SeriesPoint| p.rps }]
+            />
+            <LineChart
+                title="Error rates"
+                series
+                fmt=format::percent
+                lines=vec![
+                    Line { label: "5xx", class: "c-5xx", value: |p: &SeriesPoint| p.error_rate_5xx },
+                    Line { label: "429", class: "c-429", value: |p: &SeriesPoint| p.throttle_rate_429 },
+                ]
+            />
+            <LineChart
+                title="Latency"
+                series
+                fmt=format::millis
+                lines=vec![
+                    Line { label: "p50", class: "c-p50", value: |p: &SeriesPoint| p.latency_ms.p50 },
+                    Line { label: "p95", class: "c-p95", value: |p: &SeriesPoint| p.latency_ms.p95 },
+                    Line { label: "p99", class: "c-p99", value: |p: &SeriesPoint| p.latency_ms.p99 },
+                ]
+            />
+        </section>
+        <h2>"Instances"</h2>
+        {move || view! { <InstanceTable instances=instances() /> }}
+    }
+}
+
+#[component]
+fn SummaryHeader(s: GatewaySummary) -> impl IntoView {
+    let status = s.status.as_str();
+    view! {
+        <div class="gw-header">
+            <h1>
+                <span class=format!("dot dot-{status}")></span>
+                {s.name.clone()}
+                <span class=format!("badge badge-{status}") data-testid="status">
+                    {status}
+                </span>
+            </h1>
+            <p class="muted">{format!("namespace {} · version {}", s.namespace, s.version)}</p>
+            <div class="tiles">
+                <Tile label="Requests/s" value=format::rps(s.rps) testid="rps" state="" />
+                <Tile
+                    label="5xx"
+                    value=format::percent(s.error_rate_5xx)
+                    testid="err5xx"
+                    state={if s.error_rate_5xx >= 0.01 { "bad" } else { "" }}
+                />
+                <Tile
+                    label="429"
+                    value=format::percent(s.throttle_rate_429)
+                    testid="rate429"
+                    state={if s.throttle_rate_429 >= 0.05 { "warn" } else { "" }}
+                />
+                <Tile label="p50" value=format::millis(s.latency_ms.p50) testid="p50" state="" />
+                <Tile label="p95" value=format::millis(s.latency_ms.p95) testid="p95" state="" />
+                <Tile
+                    label="p99"
+                    value=format::millis(s.latency_ms.p99)
+                    testid="p99"
+                    state={
+                        if s.latency_ms.p99 >= 2000.0 {
+                            "bad"
+                        } else if s.latency_ms.p99 >= 500.0 {
+                            "warn"
+                        } else {
+                            ""
+                        }
+                    }
+                />
+                <Tile
+                    label="Ready"
+                    value=format!("{}/{}", s.instances_ready, s.instances_desired)
+                    testid="ready"
+                    state={if s.instances_ready < s.instances_desired { "warn" } else { "" }}
+                />
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn Tile(label: &'static str, value: String, testid: &'static str, state: &'static str) -> impl IntoView {
+    view! {
+        <div class=format!("tile {state}")>
+            <div class="tile-label">{label}</div>
+            <div class="tile-value" data-testid=testid>
+                {value}
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn InstanceTable(instances: Vec<Instance>) -> impl IntoView {
+    view! {
+        <table class="grid" data-testid="instances">
+            <thead>
+                <tr>
+                    <th>"Instance"</th>
+                    <th>"Ready"</th>
+                    <th class="num">"Restarts"</th>
+                    <th class="num">"Age"</th>
+                    <th>"Version"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {instances
+                    .into_iter()
+                    .map(|i| {
+                        view! {
+                            <tr class:row-critical={!i.ready}>
+                                <td>
+                                    <code>{i.name}</code>
+                                </td>
+                                <td>
+                                    {if i.ready {
+                                        view! { <span class="badge badge-healthy">"ready"</span> }
+                                    } else {
+                                        view! { <span class="badge badge-critical">"not ready"</span> }
+                                    }}
+                                </td>
+                                <td class="num" class:warn={i.restarts > 0}>
+                                    {i.restarts}
+                                </td>
+                                <td class="num">{format::age(i.age_s)}</td>
+                                <td>
+                                    <code>{i.version}</code>
+                                </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+}

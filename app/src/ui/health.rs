@@ -1,0 +1,103 @@
+//! The fleet overview: one row per gateway, colour by status, live numbers.
+
+use super::format;
+use super::use_live;
+use crate::console::console;
+use crate::dto::GatewaySummary;
+use leptos::prelude::*;
+
+/// `/`: every gateway's health at a glance.
+#[component]
+pub fn HealthPage() -> impl IntoView {
+    let gateways = Resource::new(
+        || (),
+        |_| {
+            let c = console();
+            async move { c.gateways().await }
+        },
+    );
+    view! {
+        <h1>"Gateway health"</h1>
+        <Suspense fallback=|| view! { <p class="muted">"Loading gateways…"</p> }>
+            {move || Suspend::new(async move {
+                match gateways.await {
+                    Ok(list) => view! { <GatewayTable initial=list /> }.into_any(),
+                    Err(e) => view! { <p class="error">{e.message}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn GatewayTable(initial: Vec<GatewaySummary>) -> impl IntoView {
+    let live = use_live();
+    let rows = move || {
+        live.with(|s| match s {
+            Some(s) => s.gateways.iter().map(|g| g.summary.clone()).collect(),
+            None => initial.clone(),
+        })
+    };
+    view! {
+        <table class="grid gateways" data-testid="gateway-table">
+            <thead>
+                <tr>
+                    <th>"Gateway"</th>
+                    <th class="num">"Requests/s"</th>
+                    <th class="num">"5xx"</th>
+                    <th class="num">"429"</th>
+                    <th class="num">"p50"</th>
+                    <th class="num">"p95"</th>
+                    <th class="num">"p99"</th>
+                    <th class="num">"Instances"</th>
+                    <th>"Version"</th>
+                </tr>
+            </thead>
+            <tbody>{move || rows().into_iter().map(|g| view! { <GatewayRow g /> }).collect_view()}</tbody>
+        </table>
+        <p class="muted legend">
+            "Rates over the last 5 seconds. Status turns amber above 1% 5xx, 5% 429 or 500 ms p99, red above 5% 5xx, 2 s p99 or with half the instances down."
+        </p>
+    }
+}
+
+#[component]
+fn GatewayRow(g: GatewaySummary) -> impl IntoView {
+    let status = g.status.as_str();
+    let short = g.instances_ready < g.instances_desired;
+    view! {
+        <tr class=format!("row-{status}") data-gateway=g.id.clone()>
+            <td>
+                <span class=format!("dot dot-{status}") title=status></span>
+                <a class="gw-name" href=format!("/gateways/{}", g.id)>
+                    {g.name.clone()}
+                </a>
+                <span class="muted ns">{g.namespace.clone()}</span>
+                <span class=format!("badge badge-{status}") data-testid="status">
+                    {status}
+                </span>
+            </td>
+            <td class="num" data-testid="rps">
+                {format::rps(g.rps)}
+            </td>
+            <td class="num" class:bad={g.error_rate_5xx >= 0.01} data-testid="err5xx">
+                {format::percent(g.error_rate_5xx)}
+            </td>
+            <td class="num" class:warn={g.throttle_rate_429 >= 0.05} data-testid="rate429">
+                {format::percent(g.throttle_rate_429)}
+            </td>
+            <td class="num">{format::millis(g.latency_ms.p50)}</td>
+            <td class="num">{format::millis(g.latency_ms.p95)}</td>
+            <td class="num" class:warn={g.latency_ms.p99 >= 500.0 && g.latency_ms.p99 < 2000.0}
+                class:bad={g.latency_ms.p99 >= 2000.0} data-testid="p99">
+                {format::millis(g.latency_ms.p99)}
+            </td>
+            <td class="num" class:warn=short>
+                {format!("{}/{}", g.instances_ready, g.instances_desired)}
+            </td>
+            <td>
+                <code>{g.version.clone()}</code>
+            </td>
+        </tr>
+    }
+}

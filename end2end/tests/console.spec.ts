@@ -1,0 +1,57 @@
+import { test, expect, Page } from '@playwright/test';
+import { ADMIN_PASSWORD } from '../playwright.config';
+
+async function signIn(page: Page, username: string, password: string) {
+  await page.goto('/');
+  await expect(page).toHaveURL(/\/login$/);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+test('a wrong password shows an error and stays on the login page', async ({ page }) => {
+  await signIn(page, 'admin', 'not the password');
+  await expect(page.getByTestId('login-error')).toHaveText('invalid username or password');
+  await expect(page).toHaveURL(/\/login$/);
+});
+
+test('an admin signs in, watches live gateway health, opens a gateway and signs out', async ({ page }) => {
+  await signIn(page, 'admin', ADMIN_PASSWORD);
+
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.getByTestId('current-user')).toContainText('admin');
+  await expect(page.getByTestId('current-role')).toHaveText('admin');
+  const table = page.getByTestId('gateway-table');
+  await expect(table.locator('tr[data-gateway="edge"]')).toContainText('public-edge');
+  await expect(table.locator('tr[data-gateway="partner"]')).toContainText('partner-api');
+
+  // The traffic-surge scenario: the edge is throttling and slow, in colour.
+  await expect(table.locator('tr[data-gateway="edge"] [data-testid="status"]')).not.toHaveText('healthy');
+
+  // Live: the request rate changes without a reload.
+  await expect(page.locator('.live-on')).toBeVisible();
+  const rps = table.locator('tr[data-gateway="edge"] [data-testid="rps"]');
+  const first = await rps.textContent();
+  const navigations: string[] = [];
+  page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations.push(f.url()); });
+  await expect.poll(async () => rps.textContent(), { timeout: 15_000 }).not.toBe(first);
+  expect(navigations).toEqual([]);
+
+  await page.screenshot({ path: 'screenshots/health.png', fullPage: true });
+
+  // The gateway page: instances and charts, also live.
+  await table.locator('tr[data-gateway="edge"] a.gw-name').click();
+  await expect(page).toHaveURL(/\/gateways\/edge$/);
+  await expect(page.getByTestId('instances').locator('tbody tr')).toHaveCount(4);
+  await expect(page.locator('svg polyline').first()).toBeVisible();
+  const tile = page.locator('.tile-value[data-testid="rps"]');
+  const before = await tile.textContent();
+  await expect.poll(async () => tile.textContent(), { timeout: 15_000 }).not.toBe(before);
+  await page.screenshot({ path: 'screenshots/gateway.png', fullPage: true });
+
+  await page.getByTestId('logout').click();
+  await expect(page).toHaveURL(/\/login$/);
+  // The session is gone on the server too.
+  const status = await page.evaluate(async () => (await fetch('/api/v1/session')).status);
+  expect(status).toBe(401);
+});

@@ -1,0 +1,90 @@
+//! Command line and environment.
+
+use crate::fleet::sim::Scenario;
+use app::dto::Role;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+
+/// Default database: a SQLite file in the working directory, created on first start.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:gatewarden.db";
+
+/// Gatewarden: an incident console for API gateways.
+#[derive(Debug, Parser)]
+#[command(name = "gatewarden", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; without one, `serve`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of `serve`, also accepted without the subcommand.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the console (the default).
+    Serve(ServeArgs),
+    /// Manage console accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `gatewarden user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add an account; the password is read from standard input.
+    Add {
+        /// Account name.
+        name: String,
+        /// viewer, responder or admin.
+        #[arg(long)]
+        role: Role,
+        /// Database to write to.
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+    },
+}
+
+/// Where gateway state comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FleetKind {
+    /// The built-in simulated fleet.
+    Sim,
+    /// A Kubernetes cluster (with Prometheus for metrics).
+    Kube,
+}
+
+/// `gatewarden serve` flags; each has an environment variable too.
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "GATEWARDEN_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// sqlite:PATH or postgres://USER@HOST/DB.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Gateway backend.
+    #[arg(long, env = "GATEWARDEN_FLEET", value_enum, default_value = "sim")]
+    pub fleet: FleetKind,
+    /// Incident the simulated fleet starts in: healthy, bad-deploy, traffic-surge.
+    #[arg(long, env = "GATEWARDEN_SCENARIO", default_value = "healthy")]
+    pub scenario: Scenario,
+    /// Seed of the simulated fleet: the same seed gives the same numbers.
+    #[arg(long, env = "GATEWARDEN_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Simulated seconds per real second (0.1 to 100).
+    #[arg(long, env = "GATEWARDEN_SIM_SPEED", default_value_t = 1.0, value_parser = parse_speed)]
+    pub sim_speed: f64,
+    /// Public URL; an https URL marks session cookies Secure.
+    #[arg(long, env = "GATEWARDEN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Directory of the compiled site (JS, wasm, CSS), as cargo-leptos writes it.
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: String,
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.1..=100.0).contains(&v) { Ok(v) } else { Err(format!("{v} is outside 0.1..=100")) }
+}

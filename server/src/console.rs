@@ -1,0 +1,85 @@
+//! The server's implementation of the console interface: the real services, bound to
+//! the caller. The `/api/v1` handlers and server-side rendering both go through it, so
+//! every role check and rule lives here or below, once.
+
+use crate::auth::AuthUser;
+use crate::error::{AppError, Result};
+use crate::state::AppState;
+use crate::users;
+use app::console::{ApiFuture, Console};
+use app::dto::*;
+
+/// The console as seen by one caller (or by nobody, for anonymous requests).
+#[derive(Clone)]
+pub struct ServerConsole {
+    state: AppState,
+    user: Option<AuthUser>,
+}
+
+impl ServerConsole {
+    /// Binds the services to `user`.
+    pub fn new(state: AppState, user: Option<AuthUser>) -> Self {
+        Self { state, user }
+    }
+
+    /// The caller, if they hold at least `role`.
+    fn caller(&self, role: Role) -> Result<&AuthUser> {
+        let user = self.user.as_ref().ok_or(AppError::Unauthorized)?;
+        user.require(role)?;
+        Ok(user)
+    }
+
+    /// The signed-in user.
+    pub async fn session(&self) -> Result<SessionInfo> {
+        Ok(self.caller(Role::Viewer)?.info())
+    }
+
+    /// Every gateway (viewer).
+    pub async fn gateways(&self) -> Result<Vec<GatewaySummary>> {
+        self.caller(Role::Viewer)?;
+        self.state.health.gateways().await
+    }
+
+    /// One gateway (viewer).
+    pub async fn gateway(&self, id: &str) -> Result<GatewayDetail> {
+        self.caller(Role::Viewer)?;
+        self.state.health.gateway(id).await
+    }
+
+    /// Every account (admin).
+    pub async fn users(&self) -> Result<Vec<UserSummary>> {
+        self.caller(Role::Admin)?;
+        users::list(&self.state.db).await
+    }
+
+    /// Creates an account (admin).
+    pub async fn create_user(&self, new: NewUser) -> Result<UserSummary> {
+        let admin = self.caller(Role::Admin)?;
+        let created = users::create(&self.state.db, new).await?;
+        tracing::info!(by = %admin.username, user = %created.username, role = %created.role, "user created");
+        Ok(created)
+    }
+}
+
+/// Runs `f` on a clone of the console and converts its error to the wire type.
+fn run<T, F, Fut>(console: &ServerConsole, f: F) -> ApiFuture<T>
+where
+    T: Send + 'static,
+    F: FnOnce(ServerConsole) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+{
+    let console = console.clone();
+    Box::pin(async move { f(console).await.map_err(|e| e.to_api()) })
+}
+
+impl Console for ServerConsole {
+    fn session(&self) -> ApiFuture<SessionInfo> {
+        run(self, |c| async move { c.session().await })
+    }
+    fn gateways(&self) -> ApiFuture<Vec<GatewaySummary>> {
+        run(self, |c| async move { c.gateways().await })
+    }
+    fn gateway(&self, id: String) -> ApiFuture<GatewayDetail> {
+        run(self, |c| async move { c.gateway(&id).await })
+    }
+}

@@ -1,0 +1,141 @@
+//! The one error type of the server. Every failure a client can see maps to a status
+//! and a JSON body `{"error": CODE, "message": TEXT}`; database and backend details are
+//! logged, never sent.
+
+use app::dto::ApiError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Result with [`AppError`] by default.
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No valid session.
+    #[error("sign in first")]
+    Unauthorized,
+    /// Unknown user or wrong password: deliberately the same error for both.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// Signed in, but the role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A state-changing request without the session's CSRF token.
+    #[error("missing or invalid X-CSRF-Token header")]
+    Csrf,
+    /// No such thing.
+    #[error("{0}")]
+    NotFound(String),
+    /// A field's value is out of bounds; the message names the field.
+    #[error("{field}: {message}")]
+    Validation {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Conflicts with existing state (e.g. a taken username).
+    #[error("{0}")]
+    Conflict(String),
+    /// Login throttling.
+    #[error("too many failed sign-in attempts; try again in {retry_after_s} s")]
+    TooManyRequests {
+        /// Seconds until the next attempt is accepted.
+        retry_after_s: u64,
+    },
+    /// A body the server cannot read: bad JSON, wrong content type, too large.
+    #[error("{message}")]
+    BadRequest {
+        /// 400, 413, 415 or 422.
+        status: StatusCode,
+        /// Safe explanation.
+        message: String,
+    },
+    /// A backend (cluster, Prometheus) is not answering; the detail is logged.
+    #[error("the fleet backend is unavailable")]
+    Unavailable(String),
+    /// The database failed; the detail is logged.
+    #[error("internal error")]
+    Db(#[from] sqlx::Error),
+    /// Any other server fault; the detail is logged.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AppError {
+    /// Shorthand for a validation error.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        AppError::Validation { field, message: message.into() }
+    }
+
+    /// HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Unauthorized | AppError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) | AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::BadRequest { status, .. } => *status,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthorized => "unauthorized",
+            AppError::InvalidCredentials => "invalid_credentials",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::Csrf => "csrf",
+            AppError::NotFound(_) => "not_found",
+            AppError::Validation { .. } => "validation",
+            AppError::Conflict(_) => "conflict",
+            AppError::TooManyRequests { .. } => "too_many_requests",
+            AppError::BadRequest { status, .. } => match status.as_u16() {
+                413 => "payload_too_large",
+                415 => "unsupported_media_type",
+                422 => "validation",
+                _ => "bad_request",
+            },
+            AppError::Unavailable(_) => "unavailable",
+            AppError::Db(_) | AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// The body a client sees. Logs the detail of server-side faults.
+    pub fn to_api(&self) -> ApiError {
+        match self {
+            AppError::Db(e) => tracing::error!(error = %e, "database error"),
+            AppError::Internal(e) => tracing::error!(error = %e, "internal error"),
+            AppError::Unavailable(e) => tracing::warn!(error = %e, "backend unavailable"),
+            _ => {}
+        }
+        ApiError::new(self.code(), self.to_string())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (status, axum::Json(self.to_api())).into_response();
+        if let AppError::TooManyRequests { retry_after_s } = self
+            && let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+impl From<crate::fleet::FleetError> for AppError {
+    fn from(e: crate::fleet::FleetError) -> Self {
+        match e {
+            crate::fleet::FleetError::NotFound(id) => AppError::NotFound(format!("no gateway '{id}'")),
+            crate::fleet::FleetError::Unavailable(detail) => AppError::Unavailable(detail),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The embedded simulated fleet (see SIMULATION.md): a deterministic model advanced by
+//! a clock task, served through the `Fleet` and `Metrics` traits.
+
+pub mod histogram;
+pub mod model;
+pub mod rng;
+
+use super::{Fleet, FleetError, FleetResult, GatewayInventory, HealthWindow, Metrics};
+use app::dto::{Instance, Latency, SeriesPoint};
+use futures::future::BoxFuture;
+use histogram::{Buckets, NB};
+pub use model::{Scenario, SimConfig};
+use model::{Second, Sim};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Seconds aggregated into the "now" numbers.
+pub const WINDOW_S: usize = 5;
+/// Seconds per chart point.
+pub const STEP_S: usize = 5;
+
+/// Raw counts over a window, for tests that check the API against the simulation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawWindow {
+    /// All requests.
+    pub total: u64,
+    /// 5xx answers.
+    pub c5xx: u64,
+    /// 429 answers.
+    pub c429: u64,
+    /// Latency histogram of admitted requests.
+    pub buckets: Buckets,
+}
+
+/// The simulated fleet, shared by the clock task and the request handlers.
+pub struct SimFleet {
+    sim: Mutex<Sim>,
+    version: watch::Sender<u64>,
+}
+
+impl SimFleet {
+    /// A fleet with 15 minutes of history already simulated.
+    pub fn new(config: SimConfig) -> Arc<Self> {
+        let (version, _) = watch::channel(0);
+        Arc::new(Self { sim: Mutex::new(Sim::new(config)), version })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Sim> {
+        // A panic inside a step would be a bug in the model; the state is still the last
+        // complete second, so keep serving it rather than poisoning every request.
+        self.sim.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Simulates `seconds` more seconds and notifies subscribers.
+    pub fn advance(&self, seconds: u32) {
+        {
+            let mut sim = self.lock();
+            for _ in 0..seconds {
+                sim.step();
+            }
+        }
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// The current simulated second.
+    pub fn now(&self) -> i64 {
+        self.lock().t
+    }
+
+    /// Raw counts of `gateway` over the last `seconds` (ground truth for tests).
+    pub fn raw_window(&self, gateway: &str, seconds: usize) -> Option<RawWindow> {
+        let sim = self.lock();
+        let gw = sim.gateways.iter().find(|g| g.id == gateway)?;
+        let (total, c5xx, c429, buckets) = sum(gw.history.iter().rev().take(seconds));
+        Some(RawWindow { total, c5xx, c429, buckets })
+    }
+
+    /// Advances the simulation in real time: `speed` simulated seconds per real second
+    /// (fractions slow it down). Returns when the fleet is dropped elsewhere.
+    pub fn spawn_clock(self: &Arc<Self>, speed: f64) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        // Whole simulated seconds per tick; below 1x, ticks are spaced out instead.
+        let (period, per_tick) = if speed >= 1.0 {
+            (Duration::from_secs(1), speed.round() as u32)
+        } else {
+            (Duration::from_secs_f64(1.0 / speed), 1)
+        };
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                let Some(fleet) = weak.upgrade() else { return };
+                // A step of a few gateways is microseconds; no need for spawn_blocking.
+                fleet.advance(per_tick);
+            }
+        })
+    }
+}
+
+fn sum<'a>(seconds: impl Iterator<Item = &'a Second>) -> (u64, u64, u64, Buckets) {
+    let mut buckets = [0u64; NB];
+    let (mut total, mut c5xx, mut c429) = (0, 0, 0);
+    for s in seconds {
+        total += s.total;
+        c5xx += s.c5xx;
+        c429 += s.c429;
+        for (b, n) in buckets.iter_mut().zip(s.buckets.iter()) {
+            *b += n;
+        }
+    }
+    (total, c5xx, c429, buckets)
+}
+
+fn window(seconds: &[&Second], ts_ms: i64) -> HealthWindow {
+    let (total, c5xx, c429, buckets) = sum(seconds.iter().copied());
+    let n = seconds.len().max(1) as f64;
+    let frac = |x: u64| if total == 0 { 0.0 } else { x as f64 / total as f64 };
+    HealthWindow {
+        ts_ms,
+        rps: total as f64 / n,
+        error_rate_5xx: frac(c5xx),
+        throttle_rate_429: frac(c429),
+        latency_ms: Latency {
+            p50: histogram::quantile(0.50, &buckets),
+            p95: histogram::quantile(0.95, &buckets),
+            p99: histogram::quantile(0.99, &buckets),
+        },
+    }
+}
+
+impl Fleet for SimFleet {
+    fn inventory(&self) -> BoxFuture<'_, FleetResult<Vec<GatewayInventory>>> {
+        let sim = self.lock();
+        let t = sim.t;
+        let mut list: Vec<GatewayInventory> = sim
+            .gateways
+            .iter()
+            .map(|gw| {
+                let mut instances: Vec<Instance> = gw
+                    .pods
+                    .iter()
+                    .map(|p| Instance {
+                        name: p.name.clone(),
+                        ready: p.ready_at <= t,
+                        restarts: p.restarts,
+                        age_s: (t - p.started_at).max(0) as u64,
+                        version: gw.revision(p.revision).map(|r| r.version.clone()).unwrap_or_default(),
+                    })
+                    .collect();
+                instances.sort_by(|a, b| a.name.cmp(&b.name));
+                GatewayInventory {
+                    id: gw.id.to_string(),
+                    name: gw.name.to_string(),
+                    namespace: gw.namespace.to_string(),
+                    desired: gw.desired,
+                    version: gw.revision(gw.target_revision).map(|r| r.version.clone()).unwrap_or_default(),
+                    instances,
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        Box::pin(async move { Ok(list) })
+    }
+
+    fn updates(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+}
+
+impl Metrics for SimFleet {
+    fn current(&self) -> BoxFuture<'_, FleetResult<HashMap<String, HealthWindow>>> {
+        let sim = self.lock();
+        let ts = sim.ts_ms(sim.t - 1);
+        let map = sim
+            .gateways
+            .iter()
+            .map(|gw| {
+                let last: Vec<&Second> = gw.history.iter().rev().take(WINDOW_S).collect();
+                (gw.id.to_string(), window(&last, ts))
+            })
+            .collect();
+        Box::pin(async move { Ok(map) })
+    }
+
+    fn series(&self, gateway: &str) -> BoxFuture<'_, FleetResult<(u32, Vec<SeriesPoint>)>> {
+        let sim = self.lock();
+        let result = match sim.gateways.iter().find(|g| g.id == gateway) {
+            None => Err(FleetError::NotFound(gateway.to_string())),
+            Some(gw) => {
+                let seconds: Vec<&Second> = gw.history.iter().collect();
+                // Align steps to the newest second so the last point is "now".
+                let skip = seconds.len() % STEP_S;
+                let points = seconds[skip..]
+                    .chunks(STEP_S)
+                    .map(|chunk| window(chunk, sim.ts_ms(chunk[chunk.len() - 1].t)).point())
+                    .collect();
+                Ok((STEP_S as u32, points))
+            }
+        };
+        Box::pin(async move { result })
+    }
+}

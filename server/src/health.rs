@@ -1,0 +1,177 @@
+//! Gateway health: joins the fleet's inventory with metrics and judges status. The one
+//! place where "healthy", "degraded" and "critical" are decided.
+
+use crate::error::{AppError, Result};
+use crate::fleet::{Fleet, GatewayInventory, HealthWindow, Metrics};
+use app::dto::{GatewayDetail, GatewayLive, GatewaySummary, HealthStatus, Latency, LiveSnapshot};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Thresholds, shared with the legend on the health page.
+pub mod thresholds {
+    /// 5xx fraction that makes a gateway degraded.
+    pub const DEGRADED_5XX: f64 = 0.01;
+    /// 5xx fraction that makes it critical.
+    pub const CRITICAL_5XX: f64 = 0.05;
+    /// 429 fraction that makes it degraded.
+    pub const DEGRADED_429: f64 = 0.05;
+    /// p99 (ms) that makes it degraded.
+    pub const DEGRADED_P99_MS: f64 = 500.0;
+    /// p99 (ms) that makes it critical.
+    pub const CRITICAL_P99_MS: f64 = 2000.0;
+}
+
+/// Judges a gateway from its numbers and instance counts.
+pub fn status(w: &HealthWindow, ready: u32, desired: u32) -> HealthStatus {
+    use thresholds::*;
+    if w.error_rate_5xx >= CRITICAL_5XX
+        || w.latency_ms.p99 >= CRITICAL_P99_MS
+        || ready * 2 < desired
+        || (ready == 0 && desired > 0)
+    {
+        HealthStatus::Critical
+    } else if w.error_rate_5xx >= DEGRADED_5XX
+        || w.throttle_rate_429 >= DEGRADED_429
+        || w.latency_ms.p99 >= DEGRADED_P99_MS
+        || ready < desired
+    {
+        HealthStatus::Degraded
+    } else {
+        HealthStatus::Healthy
+    }
+}
+
+/// Health views over a fleet and its metrics.
+pub struct HealthService {
+    fleet: Arc<dyn Fleet>,
+    metrics: Arc<dyn Metrics>,
+}
+
+fn summarize(inv: &GatewayInventory, w: &HealthWindow) -> GatewaySummary {
+    let ready = inv.instances.iter().filter(|i| i.ready).count() as u32;
+    GatewaySummary {
+        id: inv.id.clone(),
+        name: inv.name.clone(),
+        namespace: inv.namespace.clone(),
+        status: status(w, ready, inv.desired),
+        rps: w.rps,
+        error_rate_5xx: w.error_rate_5xx,
+        throttle_rate_429: w.throttle_rate_429,
+        latency_ms: w.latency_ms,
+        instances_ready: ready,
+        instances_desired: inv.desired,
+        version: inv.version.clone(),
+    }
+}
+
+impl HealthService {
+    /// Health over `fleet` with numbers from `metrics`.
+    pub fn new(fleet: Arc<dyn Fleet>, metrics: Arc<dyn Metrics>) -> Self {
+        Self { fleet, metrics }
+    }
+
+    /// Notified whenever the fleet may have changed.
+    pub fn updates(&self) -> watch::Receiver<u64> {
+        self.fleet.updates()
+    }
+
+    async fn joined(&self) -> Result<Vec<(GatewayInventory, HealthWindow)>> {
+        let inventory = self.fleet.inventory().await?;
+        let mut current = self.metrics.current().await?;
+        Ok(inventory
+            .into_iter()
+            .map(|inv| {
+                // A gateway with no traffic numbers yet shows zeros, not an error.
+                let w = current.remove(&inv.id).unwrap_or(HealthWindow {
+                    ts_ms: 0,
+                    rps: 0.0,
+                    error_rate_5xx: 0.0,
+                    throttle_rate_429: 0.0,
+                    latency_ms: Latency::default(),
+                });
+                (inv, w)
+            })
+            .collect())
+    }
+
+    /// Every gateway's summary.
+    pub async fn gateways(&self) -> Result<Vec<GatewaySummary>> {
+        Ok(self.joined().await?.iter().map(|(inv, w)| summarize(inv, w)).collect())
+    }
+
+    /// One gateway with instances and its last 15 minutes.
+    pub async fn gateway(&self, id: &str) -> Result<GatewayDetail> {
+        let (inv, w) = self
+            .joined()
+            .await?
+            .into_iter()
+            .find(|(inv, _)| inv.id == id)
+            .ok_or_else(|| AppError::NotFound(format!("no gateway '{id}'")))?;
+        let (series_step_s, series) = self.metrics.series(id).await?;
+        Ok(GatewayDetail::new(summarize(&inv, &w), inv.instances, series_step_s, series))
+    }
+
+    /// Everything the live views need, in one message.
+    pub async fn snapshot(&self) -> Result<LiveSnapshot> {
+        let joined = self.joined().await?;
+        let ts_ms = joined.iter().map(|(_, w)| w.ts_ms).max().unwrap_or(0);
+        let gateways = joined
+            .into_iter()
+            .map(|(inv, w)| GatewayLive { summary: summarize(&inv, &w), point: w.point(), instances: inv.instances })
+            .collect();
+        Ok(LiveSnapshot { ts_ms, gateways })
+    }
+
+    /// Publishes a serialized snapshot after every fleet change, for all SSE clients.
+    /// Serializing once here keeps each additional viewer nearly free.
+    pub fn spawn_live_hub(self: &Arc<Self>) -> (watch::Receiver<Option<Arc<str>>>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = watch::channel(None);
+        let service = Arc::clone(self);
+        let mut updates = self.updates();
+        let task = tokio::spawn(async move {
+            loop {
+                match service.snapshot().await.and_then(|s| {
+                    serde_json::to_string(&s).map_err(|e| AppError::Internal(format!("snapshot encode: {e}")))
+                }) {
+                    Ok(json) => {
+                        tx.send_replace(Some(Arc::from(json)));
+                    }
+                    Err(e) => {
+                        e.to_api();
+                    }
+                }
+                if updates.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        (rx, task)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(e5: f64, e429: f64, p99: f64) -> HealthWindow {
+        HealthWindow {
+            ts_ms: 0,
+            rps: 100.0,
+            error_rate_5xx: e5,
+            throttle_rate_429: e429,
+            latency_ms: Latency { p50: p99 / 3.0, p95: p99 / 1.5, p99 },
+        }
+    }
+
+    #[test]
+    fn status_follows_the_documented_thresholds() {
+        assert_eq!(status(&window(0.001, 0.002, 120.0), 4, 4), HealthStatus::Healthy);
+        assert_eq!(status(&window(0.02, 0.0, 120.0), 4, 4), HealthStatus::Degraded);
+        assert_eq!(status(&window(0.0, 0.30, 120.0), 4, 4), HealthStatus::Degraded);
+        assert_eq!(status(&window(0.0, 0.0, 800.0), 4, 4), HealthStatus::Degraded);
+        assert_eq!(status(&window(0.0, 0.0, 120.0), 3, 4), HealthStatus::Degraded);
+        assert_eq!(status(&window(0.30, 0.0, 120.0), 4, 4), HealthStatus::Critical);
+        assert_eq!(status(&window(0.0, 0.0, 2500.0), 4, 4), HealthStatus::Critical);
+        assert_eq!(status(&window(0.0, 0.0, 120.0), 1, 4), HealthStatus::Critical);
+    }
+}

@@ -1,0 +1,16 @@
+//! Gatewarden's server: configuration, HTTP (API and server-rendered pages), auth,
+//! the health service and the fleet backends. `main.rs` is a thin shell over
+//! [`startup::Application`], which the integration tests start on port 0.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod console;
+pub mod db;
+pub mod error;
+pub mod fleet;
+pub mod health;
+pub mod startup;
+pub mod state;
+pub mod users;
+pub mod web;

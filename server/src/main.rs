@@ -1,0 +1,102 @@
+//! The `gatewarden` binary.
+
+use app::dto::NewUser;
+use clap::Parser;
+use server::config::{Cli, Command, ServeArgs, UserCommand};
+use server::error::AppError;
+use server::startup::{Application, Settings, StartupError};
+use server::users::{self, FirstAdmin};
+use std::io::BufRead;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // clap prints its own message and exits 2 on bad flags.
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gatewarden: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            None => serve(cli.serve).await,
+            Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::User(UserCommand::Add { name, role, database_url })) => {
+                add_user(name, role, database_url).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatewarden: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), StartupError> {
+    let settings = Settings::from_args(args)?;
+    let app = Application::build(settings).await?;
+    match &app.first_admin {
+        FirstAdmin::Generated(password) => {
+            println!("Created user 'admin' with password: {password}");
+            println!("(shown once; set GATEWARDEN_ADMIN_PASSWORD on first start to choose it)");
+        }
+        FirstAdmin::FromEnvironment => {
+            println!("Created user 'admin' with the password from GATEWARDEN_ADMIN_PASSWORD")
+        }
+        FirstAdmin::NotNeeded => {}
+    }
+    let addr = app.local_addr();
+    println!("Gatewarden is serving on http://{addr}");
+    app.run_until(shutdown_signal()).await.map_err(|e| StartupError::Other(format!("server error: {e}")))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn add_user(name: String, role: app::dto::Role, database_url: String) -> Result<(), StartupError> {
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .map_err(|e| StartupError::Config(format!("cannot read the password from standard input: {e}")))?;
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        return Err(StartupError::Config("no password on standard input".into()));
+    }
+    let db = server::db::connect(&database_url).await?;
+    match users::create(&db, NewUser { username: name, password, role }).await {
+        Ok(u) => {
+            println!("Added user '{}' with role {}", u.username, u.role);
+            Ok(())
+        }
+        Err(e @ (AppError::Validation { .. } | AppError::Conflict(_))) => Err(StartupError::Config(e.to_string())),
+        Err(e) => Err(StartupError::Other(format!("{e:?}"))),
+    }
+}

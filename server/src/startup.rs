@@ -1,0 +1,235 @@
+//! Builds the application from settings: database, fleet, services, router.
+
+use crate::auth::store::DbSessionStore;
+use crate::config::{FleetKind, ServeArgs};
+use crate::db::{self, DbSetupError};
+use crate::fleet::sim::{SimConfig, SimFleet};
+use crate::fleet::{Fleet, Metrics};
+use crate::health::HealthService;
+use crate::state::AppState;
+use crate::users::{self, FirstAdmin};
+use crate::{api, auth, web};
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue};
+use axum::routing::get;
+use leptos::config::{Env, LeptosOptions};
+use leptos_axum::LeptosRoutes;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{ExpiredDeletion, Expiry, SessionManagerLayer};
+
+/// Everything needed to start, resolved from flags and environment.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Listen address (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Database URL.
+    pub database_url: String,
+    /// Backend.
+    pub fleet: FleetKind,
+    /// Simulated fleet inputs.
+    pub sim: SimConfig,
+    /// Simulated seconds per real second; `None` leaves the clock stopped (tests
+    /// advance it by hand).
+    pub sim_speed: Option<f64>,
+    /// Mark cookies Secure (served over https).
+    pub secure_cookies: bool,
+    /// Directory of the compiled site.
+    pub site_root: String,
+    /// Password for the first admin; generated and printed when absent.
+    pub admin_password: Option<String>,
+}
+
+impl Settings {
+    /// Settings from the `serve` flags and `GATEWARDEN_ADMIN_PASSWORD`.
+    pub fn from_args(args: ServeArgs) -> Result<Self, StartupError> {
+        if db::dialect(&args.database_url).is_none() {
+            return Err(StartupError::Config(format!(
+                "unsupported database URL '{}' (expected sqlite:PATH or postgres://...)",
+                db::redact(&args.database_url)
+            )));
+        }
+        let secure_cookies = match &args.public_url {
+            Some(u) if u.starts_with("https://") => true,
+            Some(u) if u.starts_with("http://") => false,
+            Some(u) => {
+                return Err(StartupError::Config(format!("--public-url '{u}' must start with http:// or https://")));
+            }
+            None => false,
+        };
+        let now_ms = db::now_ms();
+        Ok(Settings {
+            listen: args.listen,
+            database_url: args.database_url,
+            fleet: args.fleet,
+            // History is simulated up to "now": second 0 is 15 minutes ago.
+            sim: SimConfig {
+                seed: args.seed,
+                scenario: args.scenario,
+                epoch_ms: now_ms - crate::fleet::sim::model::HISTORY_S as i64 * 1000,
+            },
+            sim_speed: Some(args.sim_speed),
+            secure_cookies,
+            site_root: args.site_root,
+            admin_password: std::env::var("GATEWARDEN_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
+        })
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Bad configuration.
+    #[error("{0}")]
+    Config(String),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] DbSetupError),
+    /// The listen address is unusable.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Anything else during start-up.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StartupError {
+    /// Process exit code: 2 for configuration the user must fix, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::Config(_) | StartupError::Db(_) | StartupError::Bind { .. } => 2,
+            StartupError::Other(_) => 1,
+        }
+    }
+}
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    /// Shared state (tests use it to reach the simulator and database).
+    pub state: AppState,
+    /// What happened to the first admin account.
+    pub first_admin: FirstAdmin,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Opens the database, creates the fleet and binds the listener.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let db = db::connect(&settings.database_url).await?;
+        let first_admin = users::ensure_first_admin(&db, settings.admin_password.clone())
+            .await
+            .map_err(|e| StartupError::Other(format!("creating the first admin failed: {e:?}")))?;
+
+        let mut background = Vec::new();
+        let (fleet, metrics, sim): (Arc<dyn Fleet>, Arc<dyn Metrics>, _) = match settings.fleet {
+            FleetKind::Sim => {
+                let sim = SimFleet::new(settings.sim.clone());
+                if let Some(speed) = settings.sim_speed {
+                    background.push(sim.spawn_clock(speed));
+                }
+                (sim.clone(), sim.clone(), Some(sim))
+            }
+            FleetKind::Kube => {
+                return Err(StartupError::Config(
+                    "--fleet kube is not available in this version yet; use --fleet sim".into(),
+                ));
+            }
+        };
+        let health = Arc::new(HealthService::new(fleet, metrics));
+        let (live, hub) = health.spawn_live_hub();
+        background.push(hub);
+
+        let dummy_hash = auth::password::hash("not a real password".into())
+            .await
+            .map_err(|e| StartupError::Other(format!("{e:?}")))?;
+        let leptos = LeptosOptions::builder()
+            .output_name("gatewarden")
+            .site_root(settings.site_root.as_str())
+            .site_pkg_dir("pkg")
+            .site_addr(settings.listen)
+            .env(Env::PROD)
+            .build();
+        let state = AppState {
+            db: db.clone(),
+            health,
+            sim,
+            throttle: Default::default(),
+            dummy_hash: dummy_hash.into(),
+            live,
+            leptos,
+        };
+
+        let store = DbSessionStore::new(db);
+        background.push(tokio::spawn(async move {
+            // Expired sessions are already refused on load; this only reclaims space.
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                every.tick().await;
+                if let Err(e) = store.delete_expired().await {
+                    tracing::warn!(error = %e, "deleting expired sessions failed");
+                }
+            }
+        }));
+        let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+            .with_name("gatewarden_session")
+            .with_http_only(true)
+            .with_same_site(SameSite::Strict)
+            .with_secure(settings.secure_cookies)
+            .with_expiry(Expiry::OnInactivity(time::Duration::minutes(auth::IDLE_TIMEOUT_MINUTES)));
+
+        let routes = leptos_axum::generate_route_list(app::App);
+        let header = |name: &'static str, value: &'static str| {
+            SetResponseHeaderLayer::if_not_present(HeaderName::from_static(name), HeaderValue::from_static(value))
+        };
+        let router = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/login", axum::routing::post(auth::login_form))
+            .nest("/api/v1", api::router(state.clone()))
+            .leptos_routes_with_handler(routes, get(web::page))
+            .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+                web::anonymous_context(&state),
+                app::shell,
+            ))
+            .layer(sessions)
+            .layer(header("x-content-type-options", "nosniff"))
+            .layer(header("x-frame-options", "DENY"))
+            .layer(header("referrer-policy", "same-origin"))
+            .layer(TraceLayer::new_for_http())
+            .with_state(state.clone());
+
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| StartupError::Bind { addr: settings.listen, source })?;
+        Ok(Application { listener, router, state, first_admin, background })
+    }
+
+    /// The bound address (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops background work.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Application { listener, router, background, .. } = self;
+        let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        for task in background {
+            task.abort();
+        }
+        result
+    }
+}

@@ -1,0 +1,35 @@
+//! The one shared application state.
+
+use crate::auth::throttle::LoginThrottle;
+use crate::db::Db;
+use crate::fleet::sim::SimFleet;
+use crate::health::HealthService;
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Accounts and sessions.
+    pub db: Db,
+    /// Gateway health from the fleet and metrics backends.
+    pub health: Arc<HealthService>,
+    /// The simulated fleet, when that is the backend.
+    pub sim: Option<Arc<SimFleet>>,
+    /// Failed-login counters.
+    pub throttle: Arc<LoginThrottle>,
+    /// Hash checked for unknown users, so they cost the same time as known ones.
+    pub dummy_hash: Arc<str>,
+    /// The newest live snapshot, serialized once for every SSE client.
+    pub live: watch::Receiver<Option<Arc<str>>>,
+    /// Where the compiled site is served from.
+    pub leptos: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}

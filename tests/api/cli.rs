@@ -1,0 +1,128 @@
+//! The `gatewarden` binary itself: first start, flags, exit codes, `user add`.
+
+use reqwest::StatusCode;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+fn gatewarden() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatewarden"));
+    cmd.env_remove("DATABASE_URL").env_remove("GATEWARDEN_ADMIN_PASSWORD").env("RUST_LOG", "warn");
+    cmd
+}
+
+fn assert_one_line_error(args: &[&str], needle: &str) {
+    let out = gatewarden().args(args).output().expect("run gatewarden");
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_flags_and_unusable_databases_exit_2_with_a_message() {
+    assert_one_line_error(&["--no-such-flag"], "--no-such-flag");
+    assert_one_line_error(&["--scenario", "meteor"], "unknown scenario 'meteor'");
+    assert_one_line_error(&["--sim-speed", "0"], "outside");
+    assert_one_line_error(&["--listen", "not-an-address"], "not-an-address");
+    assert_one_line_error(&["--database-url", "mysql://x/y"], "unsupported database URL");
+    assert_one_line_error(
+        &["--database-url", "sqlite:/nonexistent-dir/sub/gw.db", "--listen", "127.0.0.1:0"],
+        "cannot open database",
+    );
+    assert_one_line_error(
+        &["--database-url", "postgres://nobody@127.0.0.1:1/x", "--listen", "127.0.0.1:0"],
+        "cannot open database",
+    );
+}
+
+#[tokio::test]
+async fn first_start_prints_an_admin_password_that_works_and_user_add_reads_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("gw.db").display());
+
+    // user add on a fresh database (migrates it), password from stdin.
+    let mut add = gatewarden()
+        .args(["user", "add", "watcher", "--role", "viewer", "--database-url", &db])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(b"watching closely\n").unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let mut child =
+        gatewarden().args(["--listen", "127.0.0.1:0", "--database-url", &db]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut password, mut url) = (None, None);
+    // Everything before the "serving" line is start-up output.
+    while url.is_none() {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(p) = line.strip_prefix("Created user 'admin' with password: ") {
+            password = Some(p.to_string());
+        }
+        if let Some(u) = line.strip_prefix("Gatewarden is serving on ") {
+            url = Some(u.to_string());
+        }
+    }
+    // `user add` created an account, so no admin is generated on first serve.
+    assert_eq!(password, None, "accounts already exist");
+    let url = url.expect("serving line");
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(format!("{url}/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    let login = client
+        .post(format!("{url}/api/v1/session"))
+        .json(&serde_json::json!({"username": "watcher", "password": "watching closely"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    assert_eq!(login.json::<serde_json::Value>().await.unwrap()["role"], "viewer");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn a_first_start_without_accounts_prints_a_working_admin_password_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("gw.db").display());
+    let start = || {
+        let mut child = gatewarden()
+            .args(["--listen", "127.0.0.1:0", "--database-url", &db])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut printed = Vec::new();
+        while let Some(Ok(line)) = lines.next() {
+            let done = line.starts_with("Gatewarden is serving on ");
+            printed.push(line);
+            if done {
+                break;
+            }
+        }
+        (child, printed)
+    };
+
+    let (mut first, printed) = start();
+    let password = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("Created user 'admin' with password: "))
+        .expect("password printed")
+        .to_string();
+    let url = printed.last().unwrap().strip_prefix("Gatewarden is serving on ").unwrap().to_string();
+    let login = reqwest::Client::new()
+        .post(format!("{url}/api/v1/session"))
+        .json(&serde_json::json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    first.kill().unwrap();
+    let _ = first.wait();
+
+    let (mut second, printed) = start();
+    assert!(printed.iter().all(|l| !l.contains("password")), "printed only on the first start: {printed:?}");
+    second.kill().unwrap();
+    let _ = second.wait();
+}

@@ -1,0 +1,12 @@
+//! Integration tests: one binary, a real server per test on port 0, fresh databases
+//! (SQLite and PostgreSQL), the simulated fleet with its clock stopped.
+
+mod support;
+
+mod auth;
+mod cli;
+mod gateways;
+mod input;
+mod live;
+mod roles;
+mod ui;

@@ -1,0 +1,300 @@
+//! Test harness: a real gatewarden on port 0 against a fresh database of its own
+//! (a SQLite file, or a PostgreSQL database created for the test and dropped after).
+
+use app::dto::{NewUser, Role};
+use reqwest::{Client, Response, StatusCode, redirect};
+use serde_json::{Value, json};
+use server::fleet::sim::{Scenario, SimConfig, SimFleet};
+use server::startup::{Application, Settings};
+use server::state::AppState;
+use sqlx::{Connection, Executor};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// Password of the first admin in every test server.
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+/// Password given to the other accounts tests create.
+pub const USER_PASSWORD: &str = "a long enough password";
+/// Fixed simulation epoch, so that every run sees the same traffic shape.
+pub const EPOCH_MS: i64 = 1_767_261_600_000;
+
+/// Which real database a test runs against.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the local PostgreSQL server.
+    Postgres,
+}
+
+/// A database that exists for one test and is removed afterwards.
+pub struct TestDb {
+    /// URL the server connects to.
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("GATEWARDEN_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+impl TestDb {
+    /// Creates an empty database.
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite:{}", dir.path().join("gatewarden.db").display());
+                TestDb { url, _dir: Some(dir), pg_name: None }
+            }
+            Backend::Postgres => {
+                sqlx::any::install_default_drivers();
+                let name = format!("gw_test_{:016x}", rand::random::<u64>());
+                let mut admin = sqlx::AnyConnection::connect(&pg_admin_url())
+                    .await
+                    .expect("PostgreSQL must run on 127.0.0.1:5432 (see README: the test command starts it)");
+                admin.execute(format!("create database {name}").as_str()).await.expect("create test database");
+                let base = pg_admin_url();
+                let url = format!("{}/{name}", &base[..base.rfind('/').expect("db path in URL")]);
+                TestDb { url, _dir: None, pg_name: Some(name) }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            // Drop runs outside async; use a short-lived runtime on its own thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    if let Ok(mut admin) = sqlx::AnyConnection::connect(&pg_admin_url()).await {
+                        let _ = admin.execute(format!("drop database if exists {name} with (force)").as_str()).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// How to start a test server.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Database kind.
+    pub backend: Backend,
+    /// Starting scenario.
+    pub scenario: Scenario,
+    /// Simulation seed.
+    pub seed: u64,
+}
+
+impl Options {
+    /// Healthy fleet, seed 7.
+    pub fn new(backend: Backend) -> Self {
+        Options { backend, scenario: Scenario::Healthy, seed: 7 }
+    }
+    /// Starting in `scenario`.
+    pub fn scenario(mut self, scenario: Scenario) -> Self {
+        self.scenario = scenario;
+        self
+    }
+    /// With `seed`.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+/// A running server. The simulation clock is stopped: tests advance it by hand.
+pub struct TestApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state (database, services).
+    pub state: AppState,
+    /// The simulated fleet.
+    pub sim: Arc<SimFleet>,
+    server: JoinHandle<()>,
+    db: Option<TestDb>,
+}
+
+impl TestApp {
+    /// A healthy fleet on a fresh `backend` database.
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(Options::new(backend)).await
+    }
+
+    /// A server started with `options` on a fresh database.
+    pub async fn spawn_with(options: Options) -> TestApp {
+        let db = TestDb::new(options.backend).await;
+        Self::spawn_on(db, options).await
+    }
+
+    /// A server on an existing database (for restarts).
+    pub async fn spawn_on(db: TestDb, options: Options) -> TestApp {
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            database_url: db.url.clone(),
+            fleet: server::config::FleetKind::Sim,
+            sim: SimConfig { seed: options.seed, scenario: options.scenario, epoch_ms: EPOCH_MS },
+            sim_speed: None,
+            secure_cookies: false,
+            site_root: "target/site".into(),
+            admin_password: Some(ADMIN_PASSWORD.into()),
+        };
+        let app = Application::build(settings).await.expect("server starts");
+        let addr = app.local_addr();
+        let state = app.state.clone();
+        let sim = state.sim.clone().expect("simulated fleet");
+        let server = tokio::spawn(async move {
+            let _ = app.run_until(std::future::pending()).await;
+        });
+        TestApp { addr, state, sim, server, db: Some(db) }
+    }
+
+    /// Stops the server and hands back its database.
+    pub async fn stop(mut self) -> TestDb {
+        self.server.abort();
+        let _ = (&mut self.server).await;
+        self.db.take().expect("database")
+    }
+
+    /// Absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A client with its own cookie jar that does not follow redirects.
+    pub fn client(&self) -> Client {
+        Client::builder().cookie_store(true).redirect(redirect::Policy::none()).build().expect("client")
+    }
+
+    /// Posts a login with `client`.
+    pub async fn login(&self, client: &Client, username: &str, password: &str) -> Response {
+        client
+            .post(self.url("/api/v1/session"))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates an account directly in the database (the "arrange" step of a test).
+    pub async fn add_user(&self, username: &str, role: Role) {
+        server::users::create(
+            &self.state.db,
+            NewUser { username: username.into(), password: USER_PASSWORD.into(), role },
+        )
+        .await
+        .expect("create user");
+    }
+
+    /// A signed-in session with `role` (the admin, or a new account with that role).
+    pub async fn signed_in(&self, role: Role) -> Session {
+        let (username, password) = match role {
+            Role::Admin => ("admin".to_string(), ADMIN_PASSWORD),
+            other => {
+                let name = format!("{other}-{:08x}", rand::random::<u32>());
+                self.add_user(&name, other).await;
+                (name, USER_PASSWORD)
+            }
+        };
+        let client = self.client();
+        let response = self.login(&client, &username, password).await;
+        assert_eq!(response.status(), StatusCode::OK, "login as {username}");
+        let body: Value = response.json().await.expect("json");
+        let csrf = body["csrf_token"].as_str().expect("csrf token").to_string();
+        Session { client, csrf, base: format!("http://{}", self.addr) }
+    }
+
+    /// An anonymous session.
+    pub fn anonymous(&self) -> Session {
+        Session { client: self.client(), csrf: String::new(), base: format!("http://{}", self.addr) }
+    }
+
+    /// Advances the simulation and waits until the live feed has published it.
+    pub async fn advance(&self, seconds: u32) {
+        let mut live = self.state.live.clone();
+        live.borrow_and_update();
+        self.sim.advance(seconds);
+        tokio::time::timeout(std::time::Duration::from_secs(5), live.changed())
+            .await
+            .expect("live feed publishes after a tick")
+            .expect("live feed open");
+    }
+}
+
+/// A client bound to a server, with the session's CSRF token.
+pub struct Session {
+    /// The cookie-carrying client.
+    pub client: Client,
+    /// The session's CSRF token ("" when anonymous).
+    pub csrf: String,
+    base: String,
+}
+
+impl Session {
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(format!("{}{path}", self.base)).send().await.expect("request")
+    }
+
+    /// GET `path` and parse the JSON body, asserting 200.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("json body")
+    }
+
+    /// POST JSON with the CSRF header.
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POST JSON without the CSRF header.
+    pub async fn post_without_csrf(&self, path: &str, body: &Value) -> Response {
+        self.client.post(format!("{}{path}", self.base)).json(body).send().await.expect("request")
+    }
+
+    /// DELETE with the CSRF header.
+    pub async fn delete(&self, path: &str) -> Response {
+        self.client
+            .delete(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// Asserts an error response's status and code, returning the message.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> String {
+    assert_eq!(response.status(), status, "status");
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["error"], code, "error code in {body}");
+    let message = body["message"].as_str().expect("message").to_string();
+    assert!(!message.is_empty());
+    message
+}
+
+/// Runs an async test body once against SQLite and once against PostgreSQL.
+#[macro_export]
+macro_rules! both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name($crate::support::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name($crate::support::Backend::Postgres).await })*
+        }
+    };
+}
