@@ -1,18 +1,30 @@
 //! `/api/v1`: the wire format of the console interface. Handlers only parse, bind the
 //! caller and serialize; the rules live in [`ServerConsole`] and below.
 
+use crate::actions::Caller;
+use crate::audit::Filter;
 use crate::auth::{self, AuthUser, MaybeAuthUser};
 use crate::console::ServerConsole;
 use crate::error::{AppError, Result};
+use crate::request::Client;
 use crate::state::AppState;
-use app::dto::{GatewayDetail, GatewaySummary, NewUser, UserSummary};
+use app::dto::{
+    ActionRecord, ActionResponse, AuditEntry, AuditPage, AuditVerification, GatewayDetail, GatewaySummary, NewUser,
+    Role, UserSummary,
+};
+use axum::body::Body;
+use axum::extract::Query;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::StatusCode;
+use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use futures::{Stream, StreamExt};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::convert::Infallible;
 
 /// Largest request body accepted (logins and settings are far smaller).
@@ -26,6 +38,14 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/gateways/{id}", get(gateway))
         .route("/events", get(events))
         .route("/users", get(users).post(create_user))
+        .route("/gateways/{id}/actions/{action}", post(run_action))
+        .route("/actions", get(list_actions))
+        .route("/actions/{id}", get(get_action))
+        .route("/actions/{id}/undo", post(undo_action))
+        .route("/audit", get(audit_search))
+        .route("/audit/verify", get(audit_verify))
+        .route("/audit/export", get(audit_export))
+        .route("/audit/{id}", get(audit_entry))
         .fallback(|| async { AppError::NotFound("no such API endpoint".into()) })
         .layer(middleware::from_fn_with_state(state, auth::csrf_guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -64,11 +84,169 @@ async fn users(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec
 async fn create_user(
     State(state): State<AppState>,
     user: MaybeAuthUser,
+    client: Client,
     ApiJson(new): ApiJson<NewUser>,
 ) -> Result<(StatusCode, Json<UserSummary>)> {
     // The role check comes before any validation, so a viewer learns nothing from 422s.
-    let console = ServerConsole::new(state, user.0);
+    let console = ServerConsole::new(state, user.0).with_client(client);
     Ok((StatusCode::CREATED, Json(console.create_user(new).await?)))
+}
+
+fn caller<'a>(user: &'a AuthUser, client: &Client) -> Caller<'a> {
+    Caller { user: Some(user), actor: client.actor(&user.username, user.role.as_str()) }
+}
+
+async fn run_action(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path((gateway, action)): Path<(String, String)>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, Json<ActionResponse>)> {
+    let response = state.engine.run(caller(&user, &client), &gateway, &action, body).await?;
+    let status = if response.id.is_some() { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(response)))
+}
+
+#[derive(Deserialize)]
+struct ActionsQuery {
+    gateway: Option<String>,
+}
+
+async fn list_actions(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<ActionsQuery>,
+) -> Result<Json<Vec<ActionRecord>>> {
+    user.require(Role::Viewer)?;
+    Ok(Json(state.engine.list(q.gateway.as_deref(), 100).await?))
+}
+
+async fn get_action(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>) -> Result<Json<ActionRecord>> {
+    user.require(Role::Viewer)?;
+    Ok(Json(state.engine.get(id).await?))
+}
+
+async fn undo_action(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, Json<ActionResponse>)> {
+    Ok((StatusCode::ACCEPTED, Json(state.engine.undo(caller(&user, &client), id, body).await?)))
+}
+
+/// Parses the audit filters shared by search and export; 422 names a bad field.
+fn audit_filter(q: &HashMap<String, String>) -> Result<Filter> {
+    let text = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
+    let int = |k: &'static str| -> Result<Option<i64>> {
+        text(k)
+            .map(|v| v.parse::<i64>().map_err(|_| AppError::invalid(k, format!("'{v}' is not a whole number"))))
+            .transpose()
+    };
+    if let Some(o) = text("outcome")
+        && !["pending", "succeeded", "failed", "denied"].contains(&o.as_str())
+    {
+        return Err(AppError::invalid("outcome", "must be pending, succeeded, failed or denied"));
+    }
+    Ok(Filter {
+        actor: text("actor"),
+        action: text("action"),
+        target: text("target"),
+        outcome: text("outcome"),
+        incident: text("incident"),
+        kind: text("kind"),
+        since_ms: int("since")?,
+        until_ms: int("until")?,
+        q: text("q"),
+    })
+}
+
+async fn audit_search(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<AuditPage>> {
+    user.require(Role::Viewer)?;
+    let filter = audit_filter(&q)?;
+    let parse = |k: &'static str, default: i64| -> Result<i64> {
+        q.get(k)
+            .filter(|v| !v.is_empty())
+            .map_or(Ok(default), |v| v.parse().map_err(|_| AppError::invalid(k, "must be a whole number")))
+    };
+    let limit = parse("limit", 50)?;
+    if !(1..=crate::audit::MAX_PAGE).contains(&limit) {
+        return Err(AppError::invalid("limit", format!("must be from 1 to {}", crate::audit::MAX_PAGE)));
+    }
+    let cursor = q
+        .get("cursor")
+        .filter(|v| !v.is_empty())
+        .map(|v| v.parse().map_err(|_| AppError::invalid("cursor", "must be a whole number")))
+        .transpose()?;
+    Ok(Json(state.ledger.search(&filter, limit, cursor).await?))
+}
+
+#[derive(serde::Serialize)]
+struct EntryWithLinks {
+    entry: AuditEntry,
+    linked: Vec<AuditEntry>,
+}
+
+async fn audit_entry(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<EntryWithLinks>> {
+    user.require(Role::Viewer)?;
+    let (entry, linked) = state.ledger.entry(id).await?;
+    Ok(Json(EntryWithLinks { entry, linked }))
+}
+
+async fn audit_verify(State(state): State<AppState>, user: AuthUser) -> Result<Json<AuditVerification>> {
+    user.require(Role::Viewer)?;
+    Ok(Json(state.ledger.verify().await?))
+}
+
+/// `GET /api/v1/audit/export?format=csv|jsonl`: every matching entry, oldest first,
+/// streamed page by page so memory stays flat however long the ledger is.
+async fn audit_export(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response> {
+    user.require(Role::Viewer)?;
+    let filter = audit_filter(&q)?;
+    let csv = match q.get("format").map(String::as_str) {
+        None | Some("csv") => true,
+        Some("jsonl") => false,
+        Some(other) => return Err(AppError::invalid("format", format!("'{other}' is not csv or jsonl"))),
+    };
+    let entries = state.ledger.stream(filter);
+    let lines = entries.map(move |e| {
+        e.map(|e| {
+            if csv {
+                crate::audit::csv_line(&e)
+            } else {
+                format!("{}\n", serde_json::to_string(&e).unwrap_or_default())
+            }
+        })
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))
+    });
+    let body = if csv {
+        Body::from_stream(futures::stream::once(async { Ok(crate::audit::CSV_HEADER.to_string()) }).chain(lines))
+    } else {
+        Body::from_stream(lines)
+    };
+    let (mime, ext) = if csv { ("text/csv; charset=utf-8", "csv") } else { ("application/x-ndjson", "jsonl") };
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime.to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"gatewarden-audit.{ext}\"")),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/events`: a `snapshot` event with every gateway's numbers after each

@@ -2,8 +2,10 @@
 //! the caller. The `/api/v1` handlers and server-side rendering both go through it, so
 //! every role check and rule lives here or below, once.
 
+use crate::audit::{Kind, NewEntry, Outcome};
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
+use crate::request::Client;
 use crate::state::AppState;
 use crate::users;
 use app::console::{ApiFuture, Console};
@@ -14,12 +16,19 @@ use app::dto::*;
 pub struct ServerConsole {
     state: AppState,
     user: Option<AuthUser>,
+    client: Client,
 }
 
 impl ServerConsole {
     /// Binds the services to `user`.
     pub fn new(state: AppState, user: Option<AuthUser>) -> Self {
-        Self { state, user }
+        Self { state, user, client: Client::default() }
+    }
+
+    /// Records where the caller's requests come from, for the audit trail.
+    pub fn with_client(mut self, client: Client) -> Self {
+        self.client = client;
+        self
     }
 
     /// The caller, if they hold at least `role`.
@@ -52,11 +61,23 @@ impl ServerConsole {
         users::list(&self.state.db).await
     }
 
-    /// Creates an account (admin).
+    /// Creates an account (admin). Refusals and creations are audited; the password
+    /// never is.
     pub async fn create_user(&self, new: NewUser) -> Result<UserSummary> {
-        let admin = self.caller(Role::Admin)?;
+        let user = self.user.as_ref().ok_or(AppError::Unauthorized)?;
+        let mut entry =
+            NewEntry::new(self.client.actor(&user.username, user.role.as_str()), Kind::UserChange, Outcome::Succeeded);
+        entry.action = "create-user".into();
+        entry.target = new.username.chars().take(64).collect();
+        entry.params = serde_json::json!({ "role": new.role });
+        if let Err(refused) = user.require(Role::Admin) {
+            entry.outcome = Outcome::Denied;
+            self.state.ledger.append(entry).await?;
+            return Err(refused);
+        }
         let created = users::create(&self.state.db, new).await?;
-        tracing::info!(by = %admin.username, user = %created.username, role = %created.role, "user created");
+        self.state.ledger.append(entry).await?;
+        tracing::info!(by = %user.username, user = %created.username, role = %created.role, "user created");
         Ok(created)
     }
 }

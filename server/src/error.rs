@@ -52,8 +52,11 @@ pub enum AppError {
         /// Safe explanation.
         message: String,
     },
+    /// A known operation this version cannot do yet.
+    #[error("{0}")]
+    NotImplemented(String),
     /// A backend (cluster, Prometheus) is not answering; the detail is logged.
-    #[error("the fleet backend is unavailable")]
+    #[error("{0}")]
     Unavailable(String),
     /// The database failed; the detail is logged.
     #[error("internal error")]
@@ -79,6 +82,7 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::BadRequest { status, .. } => *status,
+            AppError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -101,6 +105,7 @@ impl AppError {
                 422 => "validation",
                 _ => "bad_request",
             },
+            AppError::NotImplemented(_) => "not_implemented",
             AppError::Unavailable(_) => "unavailable",
             AppError::Db(_) | AppError::Internal(_) => "internal",
         }
@@ -111,7 +116,6 @@ impl AppError {
         match self {
             AppError::Db(e) => tracing::error!(error = %e, "database error"),
             AppError::Internal(e) => tracing::error!(error = %e, "internal error"),
-            AppError::Unavailable(e) => tracing::warn!(error = %e, "backend unavailable"),
             _ => {}
         }
         ApiError::new(self.code(), self.to_string())
@@ -135,7 +139,11 @@ impl From<crate::fleet::FleetError> for AppError {
     fn from(e: crate::fleet::FleetError) -> Self {
         match e {
             crate::fleet::FleetError::NotFound(id) => AppError::NotFound(format!("no gateway '{id}'")),
-            crate::fleet::FleetError::Unavailable(detail) => AppError::Unavailable(detail),
+            crate::fleet::FleetError::Unavailable(detail) => {
+                // The detail (cluster or Prometheus error text) is for the logs only.
+                tracing::warn!(%detail, "fleet backend unavailable");
+                AppError::Unavailable("the fleet backend is unavailable".into())
+            }
         }
     }
 }

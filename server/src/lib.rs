@@ -2,7 +2,9 @@
 //! the health service and the fleet backends. `main.rs` is a thin shell over
 //! [`startup::Application`], which the integration tests start on port 0.
 
+pub mod actions;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod console;
@@ -10,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod fleet;
 pub mod health;
+pub mod request;
 pub mod startup;
 pub mod state;
 pub mod users;

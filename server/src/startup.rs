@@ -1,5 +1,7 @@
 //! Builds the application from settings: database, fleet, services, router.
 
+use crate::actions::Engine;
+use crate::audit::Ledger;
 use crate::auth::store::DbSessionStore;
 use crate::config::{FleetKind, ServeArgs};
 use crate::db::{self, DbSetupError};
@@ -148,7 +150,19 @@ impl Application {
                 ));
             }
         };
-        let health = Arc::new(HealthService::new(fleet, metrics));
+        let health = Arc::new(HealthService::new(fleet.clone(), metrics));
+        let ledger = Arc::new(Ledger::new(db.clone()));
+        let engine = Arc::new(Engine::new(db.clone(), ledger.clone(), fleet, health.clone()));
+        // Settle any action a crash left between its intent and its outcome, before
+        // anyone can start a new one.
+        let reconciled = engine
+            .reconcile()
+            .await
+            .map_err(|e| StartupError::Other(format!("reconciling the audit ledger failed: {e:?}")))?;
+        if reconciled > 0 {
+            tracing::warn!(reconciled, "settled actions interrupted by a previous stop");
+        }
+        background.push(engine.spawn_ttl_reverter());
         let (live, hub) = health.spawn_live_hub();
         background.push(hub);
 
@@ -165,6 +179,8 @@ impl Application {
         let state = AppState {
             db: db.clone(),
             health,
+            ledger,
+            engine,
             sim,
             throttle: Default::default(),
             dummy_hash: dummy_hash.into(),
@@ -204,6 +220,7 @@ impl Application {
                 app::shell,
             ))
             .layer(sessions)
+            .layer(axum::middleware::from_fn(crate::request::assign_id))
             .layer(header("x-content-type-options", "nosniff"))
             .layer(header("x-frame-options", "DENY"))
             .layer(header("referrer-policy", "same-origin"))

@@ -1,5 +1,7 @@
 //! The one shared application state.
 
+use crate::actions::Engine;
+use crate::audit::Ledger;
 use crate::auth::throttle::LoginThrottle;
 use crate::db::Db;
 use crate::fleet::sim::SimFleet;
@@ -16,6 +18,10 @@ pub struct AppState {
     pub db: Db,
     /// Gateway health from the fleet and metrics backends.
     pub health: Arc<HealthService>,
+    /// The audit ledger.
+    pub ledger: Arc<Ledger>,
+    /// The mitigation engine.
+    pub engine: Arc<Engine>,
     /// The simulated fleet, when that is the backend.
     pub sim: Option<Arc<SimFleet>>,
     /// Failed-login counters.

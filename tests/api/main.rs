@@ -3,6 +3,8 @@
 
 mod support;
 
+mod actions;
+mod audit;
 mod auth;
 mod cli;
 mod gateways;

@@ -276,6 +276,37 @@ impl Session {
     }
 }
 
+impl TestApp {
+    /// The gateway list as a viewer sees it.
+    pub async fn gateway(&self, id: &str) -> app::dto::GatewaySummary {
+        let state = &self.state;
+        let list = state.health.gateways().await.expect("health");
+        list.into_iter().find(|g| g.id == id).expect("gateway")
+    }
+
+    /// Rows in the audit ledger.
+    pub async fn audit_count(&self) -> i64 {
+        let (n,): (i64,) = sqlx::query_as("select count(*) from audit_log").fetch_one(&self.state.db).await.unwrap();
+        n
+    }
+}
+
+/// Polls `check` (every 20 ms, up to 5 s) until it returns `Some`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Asserts an error response's status and code, returning the message.
 pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> String {
     assert_eq!(response.status(), status, "status");

@@ -5,8 +5,10 @@ pub mod password;
 pub mod store;
 pub mod throttle;
 
+use crate::audit::{Kind, NewEntry, Outcome};
 use crate::db::now_ms;
 use crate::error::{AppError, Result};
+use crate::request::Client;
 use crate::state::AppState;
 use crate::users;
 use app::dto::{LoginRequest, Role, SessionInfo};
@@ -131,11 +133,32 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
     if let Some(user) = &user.0 {
         let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
         if !constant_time_eq(sent.as_bytes(), user.csrf.as_bytes()) {
+            let client = Client::from_parts(&parts);
+            let entry = csrf_refusal(parts.uri.path(), client.actor(&user.username, user.role.as_str()));
+            audit_best_effort(&state, entry).await;
             return AppError::Csrf.into_response();
         }
     }
     // Anonymous requests continue so the handler answers 401.
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// The audit entry for a state-changing request refused for its missing CSRF token,
+/// of the kind the request would have been.
+fn csrf_refusal(path: &str, actor: crate::audit::Actor) -> NewEntry {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (kind, action, target) = match segments.as_slice() {
+        [.., "gateways", gateway, "actions", action] => (Kind::ActionIntent, *action, *gateway),
+        [.., "actions", id, "undo"] => (Kind::Undo, "undo", *id),
+        [.., "users"] => (Kind::UserChange, "create-user", ""),
+        [.., "session"] => (Kind::Logout, "", ""),
+        _ => (Kind::ActionIntent, "", ""),
+    };
+    let mut entry = NewEntry::new(actor, kind, Outcome::Denied);
+    entry.action = action.into();
+    entry.target = target.into();
+    entry.params = serde_json::json!({ "refused": "missing or invalid CSRF token", "path": path });
+    entry
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -150,9 +173,23 @@ fn random_token() -> String {
 
 /// Checks credentials and starts a session. Unknown user and wrong password fail the
 /// same way, after the same hashing work; both count towards throttling.
-async fn authenticate(state: &AppState, addr: IpAddr, session: &Session, req: LoginRequest) -> Result<SessionInfo> {
+async fn authenticate(
+    state: &AppState,
+    client: &Client,
+    addr: IpAddr,
+    session: &Session,
+    req: LoginRequest,
+) -> Result<SessionInfo> {
+    let refusal = |why: &str| {
+        let mut e = NewEntry::new(client.actor("", ""), Kind::LoginFailure, Outcome::Denied);
+        // The submitted name, never the password.
+        e.target = req.username.chars().take(64).collect();
+        e.params = serde_json::json!({ "refused": why });
+        e
+    };
     if let Err(retry_after_s) = state.throttle.check(&req.username, addr) {
         tracing::info!(username = %req.username, %addr, "sign-in throttled");
+        audit_best_effort(state, refusal("throttled")).await;
         return Err(AppError::TooManyRequests { retry_after_s });
     }
     // Over-long inputs are refused like a wrong password, after the same work.
@@ -164,9 +201,15 @@ async fn authenticate(state: &AppState, addr: IpAddr, session: &Session, req: Lo
     let Some(user) = user.filter(|_| ok) else {
         state.throttle.failure(&req.username, addr);
         tracing::info!(username = %req.username, %addr, "failed sign-in");
+        audit_best_effort(state, refusal("invalid credentials")).await;
         return Err(AppError::InvalidCredentials);
     };
     state.throttle.success(&req.username);
+    // Fail closed: a sign-in that cannot be recorded does not happen.
+    state
+        .ledger
+        .append(NewEntry::new(client.actor(&user.username, user.role.as_str()), Kind::Login, Outcome::Succeeded))
+        .await?;
     // A new id on login defeats session fixation.
     session.cycle_id().await.map_err(|e| AppError::Internal(format!("cycle id: {e}")))?;
     let data = SessionData { user_id: user.id, csrf: random_token(), login_at_ms: now_ms() };
@@ -175,14 +218,22 @@ async fn authenticate(state: &AppState, addr: IpAddr, session: &Session, req: Lo
     Ok(SessionInfo { username: user.username, role: user.role, csrf_token: data.csrf })
 }
 
+/// Records a refusal; a ledger failure is logged, and the refusal stands either way.
+async fn audit_best_effort(state: &AppState, entry: NewEntry) {
+    if let Err(e) = state.ledger.append(entry).await {
+        tracing::error!(error = ?e, "could not audit a refused request");
+    }
+}
+
 /// `POST /api/v1/session`: signs in with JSON.
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     session: Session,
     crate::api::ApiJson(req): crate::api::ApiJson<LoginRequest>,
 ) -> Result<axum::Json<SessionInfo>> {
-    Ok(axum::Json(authenticate(&state, peer.ip(), &session, req).await?))
+    Ok(axum::Json(authenticate(&state, &client, peer.ip(), &session, req).await?))
 }
 
 /// `POST /login`: the sign-in form before (or without) the wasm bundle, so credentials
@@ -190,6 +241,7 @@ pub async fn login(
 pub async fn login_form(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     headers: HeaderMap,
     session: Session,
     Form(req): Form<LoginRequest>,
@@ -197,7 +249,7 @@ pub async fn login_form(
     if !same_origin(&headers) {
         return AppError::Forbidden("cross-site sign-in refused".into()).into_response();
     }
-    match authenticate(&state, peer.ip(), &session, req).await {
+    match authenticate(&state, &client, peer.ip(), &session, req).await {
         Ok(_) => Redirect::to("/").into_response(),
         Err(AppError::InvalidCredentials) => Redirect::to("/login?failed=credentials").into_response(),
         Err(AppError::TooManyRequests { .. }) => Redirect::to("/login?failed=throttled").into_response(),
@@ -218,8 +270,15 @@ pub async fn current(user: AuthUser) -> axum::Json<SessionInfo> {
 }
 
 /// `DELETE /api/v1/session`: signs out and deletes the session server-side.
-pub async fn logout(user: AuthUser, session: Session) -> Result<axum::http::StatusCode> {
+pub async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    session: Session,
+) -> Result<axum::http::StatusCode> {
     session.flush().await.map_err(|e| AppError::Internal(format!("session flush: {e}")))?;
+    let entry = NewEntry::new(client.actor(&user.username, user.role.as_str()), Kind::Logout, Outcome::Succeeded);
+    audit_best_effort(&state, entry).await;
     tracing::info!(username = %user.username, "signed out");
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

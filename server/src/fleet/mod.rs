@@ -8,6 +8,7 @@ pub mod sim;
 
 use app::dto::{Instance, Latency, SeriesPoint};
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tokio::sync::watch;
 
@@ -56,6 +57,76 @@ impl HealthWindow {
     }
 }
 
+/// A token bucket in front of the gateway (or one route): what exceeds it gets 429
+/// at once and costs the worker pool nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RateLimitPolicy {
+    /// Refill rate.
+    pub requests_per_second: u32,
+    /// Bucket size.
+    pub burst: u32,
+    /// Only this route's path, or every route.
+    pub route: Option<String>,
+}
+
+/// How far the Deployment's rollout has come (kubectl rollout status).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutState {
+    /// `spec.replicas`.
+    pub desired: u32,
+    /// Pods of the current revision.
+    pub updated: u32,
+    /// Pods of the current revision passing readiness.
+    pub ready: u32,
+    /// All pods, old and new.
+    pub total: u32,
+    /// The rollout is complete.
+    pub done: bool,
+}
+
+/// What a mitigation needs to know about a gateway to plan a change and to tell later
+/// whether the change took effect.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GatewayState {
+    /// `spec.replicas`.
+    pub replicas: u32,
+    /// Revision number of the current template.
+    pub revision: u32,
+    /// Version of the current template.
+    pub version: String,
+    /// `pod-template-hash` of the current template.
+    pub template: String,
+    /// Every revision still in history: (number, version), oldest first.
+    pub revisions: Vec<(u32, String)>,
+    /// Route paths.
+    pub routes: Vec<String>,
+    /// The emergency rate limit in force.
+    pub rate_limit: Option<RateLimitPolicy>,
+}
+
+/// A change to a gateway, in backend-neutral terms; each backend knows how to make it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "kebab-case")]
+pub enum Change {
+    /// Roll every pod onto a fresh copy of the current template.
+    Restart,
+    /// Set `spec.replicas`.
+    Scale {
+        /// New replica count.
+        replicas: u32,
+    },
+    /// Make an earlier revision's template current again.
+    Rollback {
+        /// The revision to return to.
+        revision: u32,
+    },
+    /// Set (or, with `None`, remove) the emergency rate limit.
+    RateLimit {
+        /// The limit.
+        policy: Option<RateLimitPolicy>,
+    },
+}
+
 /// Why a backend could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -77,6 +148,15 @@ pub trait Fleet: Send + Sync {
     fn inventory(&self) -> BoxFuture<'_, FleetResult<Vec<GatewayInventory>>>;
     /// Bumps whenever anything observable may have changed (a tick, a watch event).
     fn updates(&self) -> watch::Receiver<u64>;
+    /// The backend's clock in seconds (simulated seconds for the simulator); TTLs and
+    /// "60 seconds later" impact readings are measured on it.
+    fn clock_s(&self) -> i64;
+    /// What a mitigation needs to know about `gateway`.
+    fn state(&self, gateway: &str) -> BoxFuture<'_, FleetResult<GatewayState>>;
+    /// Makes `change`; returns the state right after.
+    fn apply(&self, gateway: &str, change: &Change) -> BoxFuture<'_, FleetResult<GatewayState>>;
+    /// Rollout progress, judged as `kubectl rollout status` does.
+    fn rollout(&self, gateway: &str) -> BoxFuture<'_, FleetResult<RolloutState>>;
 }
 
 /// Gateway traffic numbers.

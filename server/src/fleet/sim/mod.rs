@@ -5,7 +5,9 @@ pub mod histogram;
 pub mod model;
 pub mod rng;
 
-use super::{Fleet, FleetError, FleetResult, GatewayInventory, HealthWindow, Metrics};
+use super::{
+    Change, Fleet, FleetError, FleetResult, GatewayInventory, GatewayState, HealthWindow, Metrics, RolloutState,
+};
 use app::dto::{Instance, Latency, SeriesPoint};
 use futures::future::BoxFuture;
 use histogram::{Buckets, NB};
@@ -169,6 +171,58 @@ impl Fleet for SimFleet {
     fn updates(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
     }
+
+    fn clock_s(&self) -> i64 {
+        self.lock().t
+    }
+
+    fn state(&self, gateway: &str) -> BoxFuture<'_, FleetResult<GatewayState>> {
+        let result = state_of(&self.lock(), gateway);
+        Box::pin(async move { result })
+    }
+
+    fn apply(&self, gateway: &str, change: &Change) -> BoxFuture<'_, FleetResult<GatewayState>> {
+        let result = {
+            let mut sim = self.lock();
+            match sim.gateway_index(gateway) {
+                None => Err(FleetError::NotFound(gateway.to_string())),
+                Some(i) => {
+                    match change {
+                        Change::Restart => sim.restart(i),
+                        Change::Scale { replicas } => sim.scale(i, *replicas),
+                        Change::Rollback { revision } => sim.rollback(i, *revision),
+                        Change::RateLimit { policy } => sim.set_rate_limit(i, policy.clone()),
+                    }
+                    state_of(&sim, gateway)
+                }
+            }
+        };
+        // Subscribers see the new desired state at once, before the next tick.
+        self.version.send_modify(|v| *v += 1);
+        Box::pin(async move { result })
+    }
+
+    fn rollout(&self, gateway: &str) -> BoxFuture<'_, FleetResult<RolloutState>> {
+        let sim = self.lock();
+        let result =
+            sim.gateway_index(gateway).map(|i| sim.rollout(i)).ok_or_else(|| FleetError::NotFound(gateway.to_string()));
+        Box::pin(async move { result })
+    }
+}
+
+fn state_of(sim: &Sim, gateway: &str) -> FleetResult<GatewayState> {
+    let gw = sim.gateways.iter().find(|g| g.id == gateway).ok_or_else(|| FleetError::NotFound(gateway.to_string()))?;
+    let current =
+        gw.revision(gw.target_revision).ok_or_else(|| FleetError::Unavailable("no current revision".into()))?;
+    Ok(GatewayState {
+        replicas: gw.desired,
+        revision: current.number,
+        version: current.version.clone(),
+        template: current.hash.clone(),
+        revisions: gw.revisions.iter().map(|r| (r.number, r.version.clone())).collect(),
+        routes: gw.routes.iter().map(|r| r.path.to_string()).collect(),
+        rate_limit: gw.rate_limit.clone(),
+    })
 }
 
 impl Metrics for SimFleet {

@@ -7,6 +7,7 @@
 
 use super::histogram::{self, Buckets, NB};
 use super::rng::SplitMix64;
+pub use crate::fleet::{RateLimitPolicy, RolloutState};
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
@@ -161,6 +162,10 @@ pub struct Gateway {
     pub history: VecDeque<Second>,
     /// Multiplier on offered load (traffic surge).
     pub surge: f64,
+    /// Emergency rate limit, if one is set.
+    pub rate_limit: Option<RateLimitPolicy>,
+    /// Tokens left in the rate limit's bucket.
+    pub tokens: f64,
 }
 
 impl Gateway {
@@ -260,6 +265,8 @@ impl Sim {
             pods: Vec::new(),
             history: VecDeque::with_capacity(HISTORY_S + 1),
             surge: 1.0,
+            rate_limit: None,
+            tokens: 0.0,
         };
         self.gateways.push(gw);
         let index = self.gateways.len() - 1;
@@ -283,6 +290,63 @@ impl Sim {
         // Readiness takes 8–12 s: the probe's initial delay plus the first passes.
         let ready_at = started_at + 8 + self.rng.below(5) as i64;
         Pod { name: format!("{name}-{hash}-{suffix}"), revision, started_at, ready_at, restarts: 0 }
+    }
+
+    /// The gateway with `id`.
+    pub fn gateway_index(&self, id: &str) -> Option<usize> {
+        self.gateways.iter().position(|g| g.id == id)
+    }
+
+    /// `kubectl rollout restart`: a new template (same version), rolled out.
+    pub fn restart(&mut self, i: usize) {
+        let hash = self.hash();
+        let gw = &mut self.gateways[i];
+        let current = gw.revision(gw.target_revision).cloned().expect("target revision exists");
+        let number = gw.revisions.iter().map(|r| r.number).max().unwrap_or(0) + 1;
+        gw.revisions.push(Revision { number, hash, ..current });
+        gw.target_revision = number;
+    }
+
+    /// `kubectl scale --replicas`.
+    pub fn scale(&mut self, i: usize, replicas: u32) {
+        self.gateways[i].desired = replicas;
+    }
+
+    /// `kubectl rollout undo [--to-revision]`: the old ReplicaSet becomes the newest
+    /// revision again (its number changes, its pods and template stay).
+    pub fn rollback(&mut self, i: usize, to: u32) {
+        let gw = &mut self.gateways[i];
+        let number = gw.revisions.iter().map(|r| r.number).max().unwrap_or(0) + 1;
+        if let Some(r) = gw.revisions.iter_mut().find(|r| r.number == to) {
+            r.number = number;
+        }
+        for p in gw.pods.iter_mut().filter(|p| p.revision == to) {
+            p.revision = number;
+        }
+        gw.revisions.sort_by_key(|r| r.number);
+        gw.target_revision = number;
+    }
+
+    /// Sets or clears the emergency rate limit; a new bucket starts full.
+    pub fn set_rate_limit(&mut self, i: usize, policy: Option<RateLimitPolicy>) {
+        let gw = &mut self.gateways[i];
+        gw.tokens = policy.as_ref().map_or(0.0, |p| f64::from(p.burst.max(p.requests_per_second)));
+        gw.rate_limit = policy;
+    }
+
+    /// Rollout progress of gateway `i`.
+    pub fn rollout(&self, i: usize) -> RolloutState {
+        let gw = &self.gateways[i];
+        let updated = gw.pods.iter().filter(|p| p.revision == gw.target_revision).count() as u32;
+        let ready = gw.pods.iter().filter(|p| p.revision == gw.target_revision && p.ready_at <= self.t).count() as u32;
+        let total = gw.pods.len() as u32;
+        RolloutState {
+            desired: gw.desired,
+            updated,
+            ready,
+            total,
+            done: updated == gw.desired && ready == gw.desired && total == gw.desired,
+        }
     }
 
     /// Wall-clock time of the end of simulated second `t`, Unix milliseconds.
@@ -389,6 +453,11 @@ impl Sim {
         let capacity = ready_n * gw.workers_per_pod;
         let routes = gw.routes.clone();
         let surge = gw.surge;
+        let limit = gw.rate_limit.clone();
+        if let Some(l) = &limit {
+            let size = f64::from(l.burst.max(l.requests_per_second));
+            self.gateways[i].tokens = (self.gateways[i].tokens + f64::from(l.requests_per_second)).min(size);
+        }
 
         let mut s = Second { t, total: 0, c2xx: 0, c4xx: 0, c429: 0, c5xx: 0, buckets: [0; NB] };
         // First pass: offered and admitted load per route, and the pool demand it makes.
@@ -400,7 +469,16 @@ impl Sim {
             let over_quota = offered.saturating_sub(r.quota_rps as u64);
             // A few clients always exceed their own limits.
             let noisy = self.rng.round((offered - over_quota) as f64 * 0.002);
-            let throttled = over_quota + noisy;
+            let mut throttled = over_quota + noisy;
+            // The emergency limit's bucket admits what it holds, route by route.
+            if let Some(l) = &limit
+                && l.route.as_deref().is_none_or(|p| p == r.path)
+            {
+                let passing = offered - throttled;
+                let allowed = (self.gateways[i].tokens.floor() as u64).min(passing);
+                self.gateways[i].tokens -= allowed as f64;
+                throttled += passing - allowed;
+            }
             s.total += offered;
             s.c429 += throttled;
             let a = offered - throttled;
@@ -413,7 +491,7 @@ impl Sim {
         let wait = 1.0 + rc.powi(8) / (1.0 - rc);
         let served_frac = if rho <= 1.0 { 1.0 } else { 1.0 / rho };
         for (r, &a) in routes.iter().zip(&admitted) {
-            if ready.is_empty() {
+            if ready_n == 0.0 {
                 // No ready instance behind the load balancer: immediate 503.
                 s.c5xx += a;
                 s.buckets[0] += a;

@@ -1,0 +1,358 @@
+//! The audit trail: complete, append-only, tamper-evident, searchable, exportable, and
+//! honest about actions interrupted by a crash.
+
+use crate::support::*;
+use app::dto::{AuditPage, AuditVerification, Role};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+crate::both_databases!(the_database_refuses_to_change_or_delete_entries, tampering_with_an_entry_is_detected_and_named,);
+
+async fn some_activity(app: &TestApp) -> Session {
+    let _ = app.login(&app.client(), "admin", "wrong password").await;
+    let admin = app.signed_in(Role::Admin).await;
+    let _ = admin
+        .post(
+            "/api/v1/gateways/edge/actions/scale",
+            &json!({"reason": "room, \"quoted\"\nand a new line", "replicas": 6}),
+        )
+        .await;
+    let _ = admin
+        .post("/api/v1/users", &json!({"username": "observer", "password": USER_PASSWORD, "role": "viewer"}))
+        .await;
+    admin
+}
+
+async fn the_database_refuses_to_change_or_delete_entries(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    some_activity(&app).await;
+
+    let update = sqlx::query("update audit_log set reason = 'nothing happened'").execute(&app.state.db).await;
+    let delete = sqlx::query("delete from audit_log").execute(&app.state.db).await;
+
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    assert!(delete.unwrap_err().to_string().contains("append-only"));
+    let verify: AuditVerification =
+        serde_json::from_value(app.signed_in(Role::Viewer).await.get_json("/api/v1/audit/verify").await).unwrap();
+    assert!(verify.ok);
+}
+
+async fn tampering_with_an_entry_is_detected_and_named(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = some_activity(&app).await;
+    let before: AuditVerification = serde_json::from_value(admin.get_json("/api/v1/audit/verify").await).unwrap();
+    assert!(before.ok && before.entries >= 5, "{before:?}");
+    let (victim,): (i64,) = sqlx::query_as("select id from audit_log where kind = 'action_intent' order by id limit 1")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+
+    // Someone with database access removes the guard and rewrites history.
+    let drop = match backend {
+        Backend::Sqlite => "drop trigger audit_log_no_update",
+        Backend::Postgres => "drop trigger audit_log_no_update on audit_log",
+    };
+    sqlx::query(drop).execute(&app.state.db).await.unwrap();
+    sqlx::query("update audit_log set reason = 'routine check' where id = $1")
+        .bind(victim)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+
+    let after: AuditVerification = serde_json::from_value(admin.get_json("/api/v1/audit/verify").await).unwrap();
+    assert!(!after.ok);
+    assert_eq!(after.first_bad_id, Some(victim));
+    assert_eq!(after.entries, before.entries);
+}
+
+#[tokio::test]
+async fn denied_attempts_failed_logins_and_failed_actions_are_all_there_and_no_secret_is() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let failed_login = app.login(&app.client(), "admin", "hunter2-not-it").await;
+    assert_eq!(failed_login.status(), StatusCode::UNAUTHORIZED);
+    let viewer = app.signed_in(Role::Viewer).await;
+    let denied = viewer.post("/api/v1/gateways/edge/actions/restart", &json!({"reason": "let me"})).await;
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let admin_client = app.client();
+    let login = app.login(&admin_client, "admin", ADMIN_PASSWORD).await;
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let csrf = login.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_string();
+    let created = admin_client
+        .post(app.url("/api/v1/users"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"username": "newbie", "password": "s3cret-passphrase!", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    let export = viewer.get("/api/v1/audit/export?format=jsonl").await.text().await.unwrap();
+    let entries: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+
+    let has = |kind: &str, outcome: &str| entries.iter().any(|e| e["kind"] == kind && e["outcome"] == outcome);
+    assert!(has("login_failure", "denied"), "failed login");
+    assert!(has("action_intent", "denied"), "viewer's restart");
+    assert!(has("login", "succeeded") && has("user_change", "succeeded"));
+    let failure = entries.iter().find(|e| e["kind"] == "login_failure").unwrap();
+    assert_eq!(failure["target"], "admin");
+    assert_eq!(failure["client_addr"], "127.0.0.1");
+    assert!(!failure["request_id"].as_str().unwrap().is_empty());
+    for secret in [ADMIN_PASSWORD, USER_PASSWORD, "hunter2-not-it", "s3cret-passphrase!", &csrf, &cookie] {
+        assert!(!export.contains(secret), "a secret reached the ledger");
+    }
+}
+
+#[tokio::test]
+async fn an_action_whose_intent_cannot_be_recorded_does_not_run() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let responder = app.signed_in(Role::Responder).await;
+    // The ledger's storage fails (simulated with a trigger refusing inserts).
+    sqlx::query("create trigger break_ledger before insert on audit_log begin select raise(abort, 'disk full'); end")
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+
+    let r = responder.post("/api/v1/gateways/edge/actions/scale", &json!({"reason": "more", "replicas": 9})).await;
+
+    let message = assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    assert!(message.contains("nothing was changed"), "{message}");
+    assert_eq!(app.gateway("edge").await.instances_desired, 4);
+}
+
+#[tokio::test]
+async fn concurrent_appends_keep_one_unbroken_chain() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let client = app.client();
+        let url = app.url("/api/v1/session");
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"username": format!("nobody{i}"), "password": "x"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    let mut direct = Vec::new();
+    for i in 0..100 {
+        let ledger = app.state.ledger.clone();
+        direct.push(tokio::spawn(async move {
+            let mut e = server::audit::NewEntry::new(
+                server::audit::Actor::system(),
+                server::audit::Kind::Reconciliation,
+                server::audit::Outcome::Succeeded,
+            );
+            e.reason = format!("concurrent {i}");
+            ledger.append(e).await.unwrap().id
+        }));
+    }
+    for t in tasks {
+        // Past 20 failures the address is throttled (429); both are audited.
+        let status = t.await.unwrap();
+        assert!(status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS, "{status}");
+    }
+    for t in direct {
+        t.await.unwrap();
+    }
+
+    let verify = app.state.ledger.verify().await.unwrap();
+
+    assert!(verify.ok, "{verify:?}");
+    assert_eq!(verify.entries, 140, "every attempt and append recorded once");
+    let ids: Vec<i64> = sqlx::query_as::<_, (i64,)>("select id from audit_log order by id")
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
+    assert_eq!(ids, (1..=140).collect::<Vec<_>>(), "gapless");
+}
+
+#[tokio::test]
+async fn search_filters_and_pages_newest_first() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for i in 0..7 {
+        let _ = app.login(&app.client(), &format!("intruder{i}"), "guess").await;
+    }
+    let viewer = app.signed_in(Role::Viewer).await;
+
+    let first: AuditPage =
+        serde_json::from_value(viewer.get_json("/api/v1/audit?kind=login_failure&limit=3").await).unwrap();
+    let cursor = first.next_cursor.expect("more pages");
+    let second: AuditPage = serde_json::from_value(
+        viewer.get_json(&format!("/api/v1/audit?kind=login_failure&limit=3&cursor={cursor}")).await,
+    )
+    .unwrap();
+    let free_text: AuditPage = serde_json::from_value(viewer.get_json("/api/v1/audit?q=INTRUDER4").await).unwrap();
+
+    let targets = |p: &AuditPage| p.entries.iter().map(|e| e.target.clone()).collect::<Vec<_>>();
+    assert_eq!(targets(&first), ["intruder6", "intruder5", "intruder4"]);
+    assert_eq!(targets(&second), ["intruder3", "intruder2", "intruder1"]);
+    assert_eq!(targets(&free_text), ["intruder4"], "case-insensitive substring");
+    let bad = viewer.get("/api/v1/audit?limit=zero").await;
+    let message = assert_error(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert!(message.contains("limit"));
+    let bad = viewer.get("/api/v1/audit?outcome=maybe").await;
+    assert_error(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+}
+
+/// A minimal RFC 4180 reader: quoted fields may hold commas, quotes and newlines.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field, mut quoted) = (Vec::new(), Vec::new(), String::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn csv_export_round_trips_every_entry_and_respects_filters() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = some_activity(&app).await;
+    let page: AuditPage = serde_json::from_value(admin.get_json("/api/v1/audit?limit=500").await).unwrap();
+
+    let response = admin.get("/api/v1/audit/export?format=csv").await;
+    assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
+    let rows = parse_csv(&response.text().await.unwrap());
+    let filtered = parse_csv(&admin.get("/api/v1/audit/export?format=csv&kind=login").await.text().await.unwrap());
+
+    assert_eq!(rows[0][0], "id");
+    assert_eq!(rows.len() - 1, page.entries.len(), "every entry");
+    let mut newest_first: Vec<_> = page.entries.iter().collect();
+    newest_first.reverse();
+    for (row, entry) in rows[1..].iter().zip(newest_first) {
+        assert_eq!(row.len(), 19);
+        assert_eq!(row[0], entry.id.to_string());
+        assert_eq!(row[11], entry.reason, "reasons survive commas, quotes and newlines");
+        assert_eq!(row[18], entry.hash);
+    }
+    assert!(rows.iter().any(|r| r[11] == "room, \"quoted\"\nand a new line"));
+    assert!(filtered.len() > 1 && filtered[1..].iter().all(|r| r[7] == "login"));
+    let bad = admin.get("/api/v1/audit/export?format=xml").await;
+    assert_error(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+}
+
+#[tokio::test]
+async fn every_role_may_read_and_verify_and_nobody_may_write() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    for path in ["/api/v1/audit", "/api/v1/audit/verify", "/api/v1/audit/export", "/api/v1/audit/1"] {
+        assert_eq!(viewer.get(path).await.status(), StatusCode::OK, "{path}");
+        assert_eq!(app.anonymous().get(path).await.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let admin = app.signed_in(Role::Admin).await;
+    let write = admin.post("/api/v1/audit", &json!({"reason": "forged"})).await;
+    assert_eq!(write.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn an_action_interrupted_by_a_crash_is_reconciled_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("gw.db").display());
+    let start = |pause: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatewarden"));
+        cmd.args(["--listen", "127.0.0.1:0", "--database-url", &db])
+            .env("GATEWARDEN_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped());
+        if pause {
+            // Hold every action between its audit intent and the change.
+            cmd.env("GATEWARDEN_FAULT_PAUSE_AFTER_INTENT_MS", "60000");
+        }
+        let mut child = cmd.spawn().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = lines
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("Gatewarden is serving on ").map(str::to_string))
+            .expect("serving");
+        (child, url)
+    };
+    let (mut first, url) = start(true);
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let login: Value = client
+        .post(format!("{url}/api/v1/session"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = login["csrf_token"].as_str().unwrap().to_string();
+    let pending = tokio::spawn({
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .post(format!("{url}/api/v1/gateways/edge/actions/scale"))
+                .header("x-csrf-token", csrf)
+                .json(&json!({"reason": "before the crash", "replicas": 9}))
+                .send()
+                .await
+        }
+    });
+    let audit = |client: reqwest::Client, url: String| async move {
+        let page: AuditPage =
+            client.get(format!("{url}/api/v1/audit?action=scale")).send().await.ok()?.json().await.ok()?;
+        Some(page)
+    };
+    let intent = eventually("the intent to be written", || {
+        let (c, u) = (client.clone(), url.clone());
+        async move { audit(c, u).await?.entries.into_iter().find(|e| e.kind == "action_intent") }
+    })
+    .await;
+
+    first.kill().unwrap(); // SIGKILL: no chance to write the outcome
+    first.wait().unwrap();
+    assert!(pending.await.unwrap().is_err(), "the request died with the server");
+    let (mut second, url) = start(false);
+    client
+        .post(format!("{url}/api/v1/session"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let page: AuditPage =
+        client.get(format!("{url}/api/v1/audit?kind=reconciliation")).send().await.unwrap().json().await.unwrap();
+    let verify: AuditVerification =
+        client.get(format!("{url}/api/v1/audit/verify")).send().await.unwrap().json().await.unwrap();
+    let actions: Vec<Value> = client.get(format!("{url}/api/v1/actions")).send().await.unwrap().json().await.unwrap();
+    second.kill().unwrap();
+    let _ = second.wait();
+
+    let settled = &page.entries[0];
+    assert_eq!(settled.intent_id, Some(intent.id));
+    assert_eq!(settled.actor, "system");
+    // The simulated fleet restarted with the server, so the scale never took effect.
+    assert_eq!(settled.outcome, "failed");
+    assert!(settled.reason.contains("not made"), "{}", settled.reason);
+    assert!(verify.ok);
+    assert_eq!(actions[0]["status"], "failed");
+}
