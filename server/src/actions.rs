@@ -10,7 +10,7 @@ use crate::audit::{Actor, Kind, Ledger, NewEntry, Outcome};
 use crate::auth::AuthUser;
 use crate::db::{Db, now_ms};
 use crate::error::{AppError, Result};
-use crate::fleet::{Change, Fleet, GatewayState, RateLimitPolicy};
+use crate::fleet::{BreakerPolicy, Change, Fleet, GatewayState, RateLimitPolicy, TimeoutPolicy};
 use crate::health::HealthService;
 use app::dto::{ActionRecord, ActionResponse, FieldChange, ImpactReading, Preview, Progress, Role};
 use serde_json::{Map, Value, json};
@@ -84,6 +84,9 @@ impl ActionName {
             Change::Scale { .. } => ActionName::Scale,
             Change::Rollback { .. } => ActionName::Rollback,
             Change::RateLimit { .. } => ActionName::RateLimit,
+            Change::Timeouts { .. } => ActionName::Timeouts,
+            Change::CircuitBreaker { .. } => ActionName::CircuitBreaker,
+            Change::Bypass { .. } => ActionName::Bypass,
         }
     }
 }
@@ -287,8 +290,117 @@ pub fn plan(name: ActionName, gateway: &str, mut params: Map<String, Value>, sta
                 ttl_s,
             }
         }
-        ActionName::Timeouts | ActionName::CircuitBreaker | ActionName::Bypass => {
-            return Err(AppError::NotImplemented(format!("the {} action is not available yet", name.as_str())));
+        ActionName::Timeouts => {
+            let now = &state.timeouts;
+            let request = number(&mut params, "request_timeout_ms", 100..=60_000)?;
+            let connect = number(&mut params, "connect_timeout_ms", 50..=10_000)?;
+            let retries = number(&mut params, "retries", 0..=10)?;
+            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            no_more(&params)?;
+            if request.is_none() && connect.is_none() && retries.is_none() {
+                return Err(AppError::invalid(
+                    "request_timeout_ms",
+                    "give at least one of request_timeout_ms, connect_timeout_ms, retries",
+                ));
+            }
+            let policy = TimeoutPolicy {
+                request_timeout_ms: request.map_or(now.request_timeout_ms, |v| v as u32),
+                connect_timeout_ms: connect.map_or(now.connect_timeout_ms, |v| v as u32),
+                retries: retries.map_or(now.retries, |v| v as u32),
+            };
+            if &policy == now {
+                return Err(AppError::invalid("request_timeout_ms", "these are the values in force already"));
+            }
+            let changes = [
+                ("request timeout (ms)", now.request_timeout_ms, policy.request_timeout_ms),
+                ("connect timeout (ms)", now.connect_timeout_ms, policy.connect_timeout_ms),
+                ("retries", now.retries, policy.retries),
+            ]
+            .into_iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(f, a, b)| change_of(f, a.to_string(), b.to_string()))
+            .collect();
+            Plan {
+                preview: Preview {
+                    summary: format!("Set {gateway}'s upstream timeouts and retries"),
+                    changes,
+                    confirm_required: false,
+                    undo: Some("restore the previous timeouts and retries".into()),
+                    warnings: vec![
+                        "Shorter timeouts fail slow requests sooner; fewer retries surface more errors.".into(),
+                    ],
+                },
+                change: Change::Timeouts { policy },
+                inverse: Some(Change::Timeouts { policy: now.clone() }),
+                ttl_s,
+            }
+        }
+        ActionName::CircuitBreaker => {
+            let consecutive_errors = number(&mut params, "consecutive_errors", 1..=100)?.unwrap_or(5) as u32;
+            let ejection_seconds = number(&mut params, "ejection_seconds", 1..=3600)?.unwrap_or(30) as u32;
+            let max_ejection_percent = number(&mut params, "max_ejection_percent", 1..=100)?.unwrap_or(100) as u32;
+            let service = match params.remove("service") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(x)) if state.services.contains(&x) => Some(x),
+                Some(Value::String(x)) => {
+                    return Err(AppError::invalid("service", format!("'{x}' is not a service behind {gateway}")));
+                }
+                Some(_) => return Err(AppError::invalid("service", "must be a string")),
+            };
+            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            no_more(&params)?;
+            let policy = Some(BreakerPolicy { consecutive_errors, ejection_seconds, max_ejection_percent, service });
+            let describe = |p: &Option<BreakerPolicy>| match p {
+                None => "none".to_string(),
+                Some(p) => format!(
+                    "eject after {} errors for {} s, at most {}% of hosts{}",
+                    p.consecutive_errors,
+                    p.ejection_seconds,
+                    p.max_ejection_percent,
+                    p.service.as_ref().map(|x| format!(", {x} only")).unwrap_or_default()
+                ),
+            };
+            Plan {
+                preview: Preview {
+                    summary: format!("Circuit breaker on {gateway}: {}", describe(&policy)),
+                    changes: vec![change_of("circuit breaker", describe(&state.circuit_breaker), describe(&policy))],
+                    confirm_required: false,
+                    undo: Some(format!("restore the previous breaker ({})", describe(&state.circuit_breaker))),
+                    warnings: vec!["Requests to ejected hosts fail at once with 503.".into()],
+                },
+                change: Change::CircuitBreaker { policy },
+                inverse: Some(Change::CircuitBreaker { policy: state.circuit_breaker.clone() }),
+                ttl_s,
+            }
+        }
+        ActionName::Bypass => {
+            let service = match params.remove("service") {
+                Some(Value::String(x)) if state.services.contains(&x) => x,
+                Some(Value::String(x)) => {
+                    return Err(AppError::invalid("service", format!("'{x}' is not a service behind {gateway}")));
+                }
+                None | Some(Value::Null) => return Err(AppError::invalid("service", "is required")),
+                Some(_) => return Err(AppError::invalid("service", "must be a string")),
+            };
+            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            no_more(&params)?;
+            if state.bypassed.contains(&service) {
+                return Err(AppError::invalid("service", format!("{service} already bypasses {gateway}")));
+            }
+            Plan {
+                preview: Preview {
+                    summary: format!("Route {service}'s clients around {gateway}, straight to {service}"),
+                    changes: vec![change_of(&format!("route to {service}"), format!("via {gateway}"), "direct".into())],
+                    confirm_required: true,
+                    undo: Some(format!("route {service} through {gateway} again")),
+                    warnings: vec![format!(
+                        "While bypassed, {service} gets no authentication, WAF or rate limiting from the gateway."
+                    )],
+                },
+                change: Change::Bypass { service: service.clone(), enabled: true },
+                inverse: Some(Change::Bypass { service, enabled: false }),
+                ttl_s,
+            }
         }
     };
     Ok(plan)
@@ -304,6 +416,9 @@ fn took_effect(change: &Change, before: &GatewayState, now: &GatewayState) -> bo
             now.revision > before.revision && Some(&now.version) == version
         }
         Change::RateLimit { policy } => &now.rate_limit == policy,
+        Change::Timeouts { policy } => &now.timeouts == policy,
+        Change::CircuitBreaker { policy } => &now.circuit_breaker == policy,
+        Change::Bypass { service, enabled } => now.bypassed.contains(service) == *enabled,
     }
 }
 
@@ -313,6 +428,9 @@ fn in_force(change: &Change, state: &GatewayState) -> bool {
     match change {
         Change::Scale { replicas } => state.replicas == *replicas,
         Change::RateLimit { policy } => &state.rate_limit == policy,
+        Change::Timeouts { policy } => &state.timeouts == policy,
+        Change::CircuitBreaker { policy } => &state.circuit_breaker == policy,
+        Change::Bypass { service, enabled } => state.bypassed.contains(service) == *enabled,
         Change::Restart | Change::Rollback { .. } => false,
     }
 }

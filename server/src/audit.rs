@@ -2,11 +2,14 @@
 //!
 //! Each entry's hash is SHA-256 over a canonical encoding (a JSON array of its fields in
 //! a fixed order, with the previous entry's hash), so changing, removing or reordering
-//! any entry breaks every hash after it. Appends are serialized in-process, and the
-//! `prev_hash` unique constraint stops a second appender (another replica) from forking
-//! the chain: it retries on the new head. Triggers refuse UPDATE and DELETE.
+//! any entry breaks every hash after it. Triggers refuse UPDATE and DELETE.
+//!
+//! Appends are serialized: in-process by a mutex; across replicas on PostgreSQL by a
+//! transaction-scoped advisory lock (the head is read inside it). Underneath both, the
+//! `prev_hash` unique constraint makes a fork impossible: a writer that loses a race
+//! anyway (a second process on one SQLite file) backs off and retries on the new head.
 
-use crate::db::{Db, now_ms};
+use crate::db::{Db, Dialect, now_ms};
 use crate::error::{AppError, Result};
 use app::dto::{AuditEntry, AuditPage, AuditVerification};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -155,7 +158,56 @@ impl NewEntry {
 
 /// SHA-256 of the canonical encoding of `e` (its `hash` field is not part of it).
 pub fn entry_hash(e: &AuditEntry) -> String {
-    let canonical = serde_json::json!([
+    let mut buf = Vec::with_capacity(512);
+    hash_into(e, &mut buf)
+}
+
+/// The canonical encoding: the fields as a compact JSON array, in this order, written
+/// straight into `buf` (reused across entries; verification hashes millions).
+fn canonical(e: &AuditEntry, buf: &mut Vec<u8>) {
+    use std::io::Write;
+    buf.clear();
+    let text = |buf: &mut Vec<u8>, s: &str| serde_json::to_writer(&mut *buf, s).expect("writing to a Vec cannot fail");
+    let _ = write!(buf, "[{},{},", e.id, e.ts_ms);
+    for s in [&e.actor, &e.actor_role, &e.client_addr, &e.user_agent, &e.request_id, &e.kind, &e.action, &e.target] {
+        text(buf, s);
+        buf.push(b',');
+    }
+    for s in [&e.params, &e.reason, &e.incident, &e.outcome] {
+        text(buf, s);
+        buf.push(b',');
+    }
+    match e.intent_id {
+        Some(id) => {
+            let _ = write!(buf, "{id},");
+        }
+        None => buf.extend_from_slice(b"null,"),
+    }
+    for s in [&e.before_state, &e.after_state] {
+        text(buf, s);
+        buf.push(b',');
+    }
+    text(buf, &e.prev_hash);
+    buf.push(b']');
+}
+
+fn hash_into(e: &AuditEntry, buf: &mut Vec<u8>) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    canonical(e, buf);
+    let digest = Sha256::digest(&buf[..]);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+/// The canonical encoding spelled out with `serde_json::json!`, the definition the fast
+/// writer above must match byte for byte (checked in the tests).
+#[cfg(test)]
+fn canonical_reference(e: &AuditEntry) -> String {
+    serde_json::json!([
         e.id,
         e.ts_ms,
         e.actor,
@@ -174,10 +226,13 @@ pub fn entry_hash(e: &AuditEntry) -> String {
         e.before_state,
         e.after_state,
         e.prev_hash,
-    ]);
-    let digest = Sha256::digest(canonical.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    ])
+    .to_string()
 }
+
+const INSERT: &str = "insert into audit_log (id, ts_ms, actor, actor_role, client_addr, user_agent, request_id, \
+     kind, action, target, params, reason, incident, outcome, intent_id, before_state, after_state, prev_hash, hash) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
 const COLUMNS: &str = "id, ts_ms, actor, actor_role, client_addr, user_agent, request_id, kind, action, target, \
      params, reason, incident, outcome, intent_id, before_state, after_state, prev_hash, hash";
@@ -235,8 +290,8 @@ enum Bind {
 }
 
 impl Filter {
-    /// `where ...` for this filter plus `id < cursor`, with its binds in order.
-    fn clause(&self, cursor: Option<i64>) -> (String, Vec<Bind>) {
+    /// `where ...` for this filter plus `min_id <= id < cursor`, with its binds in order.
+    fn clause(&self, cursor: Option<i64>, min_id: Option<i64>) -> (String, Vec<Bind>) {
         let mut parts = Vec::new();
         let mut binds = Vec::new();
         let mut push = |sql: &str, bind: Bind| {
@@ -255,11 +310,16 @@ impl Filter {
                 push(&format!("{column} = ?"), Bind::Text(v.clone()));
             }
         }
+        // `+ 0` keeps the planner off the ts_ms index here: time ranges are turned into
+        // id bounds first (see `search`), so the primary key can drive the scan.
         if let Some(v) = self.since_ms {
-            push("ts_ms >= ?", Bind::Int(v));
+            push("ts_ms + 0 >= ?", Bind::Int(v));
         }
         if let Some(v) = self.until_ms {
-            push("ts_ms < ?", Bind::Int(v));
+            push("ts_ms + 0 < ?", Bind::Int(v));
+        }
+        if let Some(v) = min_id {
+            push("id >= ?", Bind::Int(v));
         }
         if let Some(c) = cursor {
             push("id < ?", Bind::Int(c));
@@ -293,34 +353,79 @@ fn bind_all<'q>(
     query
 }
 
+/// Key of the PostgreSQL advisory lock that serializes appends across replicas.
+const APPEND_LOCK: i64 = 0x6761_7465_7761_7264; // "gatewar d"
+/// Attempts before an append gives up racing other writers.
+const ATTEMPTS: u32 = 64;
+
 /// The ledger over the console's database.
 pub struct Ledger {
     db: Db,
+    dialect: Dialect,
     /// (id, hash) of the newest entry, once read; serializes appends in this process.
     head: Mutex<Option<(i64, String)>>,
 }
 
+async fn read_head<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(executor: E) -> Result<(i64, String)> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("select id, hash from audit_log order by id desc limit 1").fetch_optional(executor).await?;
+    Ok(row.unwrap_or((0, GENESIS.to_string())))
+}
+
 impl Ledger {
-    /// A ledger over `db`.
-    pub fn new(db: Db) -> Self {
-        Ledger { db, head: Mutex::new(None) }
+    /// A ledger over `db` of `dialect`.
+    pub fn new(db: Db, dialect: Dialect) -> Self {
+        Ledger { db, dialect, head: Mutex::new(None) }
     }
 
     async fn read_head(&self) -> Result<(i64, String)> {
-        let row: Option<(i64, String)> =
-            sqlx::query_as("select id, hash from audit_log order by id desc limit 1").fetch_optional(&self.db).await?;
-        Ok(row.unwrap_or((0, GENESIS.to_string())))
+        read_head(&self.db).await
     }
 
     /// Appends `entry` and returns it as stored. Fails (and nothing is stored) if the
     /// database does; callers that guard an action must not run it then.
     pub async fn append(&self, entry: NewEntry) -> Result<AuditEntry> {
         let mut head = self.head.lock().await;
-        for _ in 0..8 {
-            let (prev_id, prev_hash) = match head.as_ref() {
+        if self.dialect == Dialect::Postgres {
+            // Replicas take turns; the head is read under the lock, so no race is lost.
+            let mut tx = self.db.begin().await?;
+            sqlx::query("select pg_advisory_xact_lock($1)").bind(APPEND_LOCK).execute(&mut *tx).await?;
+            let prev = read_head(&mut *tx).await?;
+            let stored = Self::stored(&entry, prev);
+            Self::insert(&stored).execute(&mut *tx).await?;
+            tx.commit().await?;
+            *head = Some((stored.id, stored.hash.clone()));
+            return Ok(stored);
+        }
+        for attempt in 0..ATTEMPTS {
+            let prev = match head.as_ref() {
                 Some(h) => h.clone(),
                 None => self.read_head().await?,
             };
+            let stored = Self::stored(&entry, prev);
+            match Self::insert(&stored).execute(&self.db).await {
+                Ok(_) => {
+                    *head = Some((stored.id, stored.hash.clone()));
+                    return Ok(stored);
+                }
+                // Someone else appended first: back off a little, follow the new head.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    let jitter = rand::random::<u64>() % (1 + u64::from(attempt.min(10)));
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+                    *head = Some(self.read_head().await?);
+                }
+                Err(e) => {
+                    *head = None;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(AppError::Internal("audit append kept racing another writer".into()))
+    }
+
+    /// The entry as it will be stored after `prev` (id, hash).
+    fn stored(entry: &NewEntry, (prev_id, prev_hash): (i64, String)) -> AuditEntry {
+        {
             let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
             let mut stored = AuditEntry {
                 id: prev_id + 1,
@@ -344,10 +449,12 @@ impl Ledger {
                 hash: String::new(),
             };
             stored.hash = entry_hash(&stored);
-            let inserted = sqlx::query(&format!(
-                "insert into audit_log ({COLUMNS}) values \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-            ))
+            stored
+        }
+    }
+
+    fn insert(stored: &AuditEntry) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        sqlx::query(INSERT)
             .bind(stored.id)
             .bind(stored.ts_ms)
             .bind(&stored.actor)
@@ -367,30 +474,26 @@ impl Ledger {
             .bind(&stored.after_state)
             .bind(&stored.prev_hash)
             .bind(&stored.hash)
-            .execute(&self.db)
-            .await;
-            match inserted {
-                Ok(_) => {
-                    *head = Some((stored.id, stored.hash.clone()));
-                    return Ok(stored);
-                }
-                // Someone else appended first (another replica): follow the new head.
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    *head = Some(self.read_head().await?);
-                }
-                Err(e) => {
-                    *head = None;
-                    return Err(e.into());
-                }
-            }
-        }
-        Err(AppError::Internal("audit append kept racing another writer".into()))
     }
 
     /// A page of entries matching `filter`, newest first, older than `cursor`.
     pub async fn search(&self, filter: &Filter, limit: i64, cursor: Option<i64>) -> Result<AuditPage> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let (clause, binds) = filter.clause(cursor);
+        // Ids grow with time, so a time range is an id range: find its ends through the
+        // ts index (two lookups) and let the primary key order the page.
+        let mut min_id = None;
+        if let Some(since) = filter.since_ms {
+            min_id = Some(self.first_id_at(since).await?.unwrap_or(i64::MAX));
+        }
+        let cursor = match filter.until_ms {
+            Some(until) => match (self.first_id_at(until).await?, cursor) {
+                (Some(e), Some(c)) => Some(e.min(c)),
+                (Some(e), None) => Some(e),
+                (None, c) => c,
+            },
+            None => cursor,
+        };
+        let (clause, binds) = filter.clause(cursor, min_id);
         let sql = format!("select {COLUMNS} from audit_log {clause} order by id desc limit {}", limit + 1);
         let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.db).await?;
         let mut entries = rows.iter().map(from_row).collect::<std::result::Result<Vec<_>, _>>()?;
@@ -401,6 +504,16 @@ impl Ledger {
             None
         };
         Ok(AuditPage { entries, next_cursor })
+    }
+
+    /// The first entry at or after `ts_ms`: one seek in the (ts_ms, id) index.
+    async fn first_id_at(&self, ts_ms: i64) -> Result<Option<i64>> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("select id from audit_log where ts_ms >= $1 order by ts_ms, id limit 1")
+                .bind(ts_ms)
+                .fetch_optional(&self.db)
+                .await?;
+        Ok(row.map(|(id,)| id))
     }
 
     /// One entry and every entry linked to it (its intent, or its outcomes).
@@ -429,7 +542,7 @@ impl Ledger {
         let db = self.db.clone();
         futures::stream::try_unfold((db, filter, Some(0i64)), |(db, filter, after)| async move {
             let Some(after) = after else { return Ok::<_, AppError>(None) };
-            let (clause, mut binds) = filter.clause(None);
+            let (clause, mut binds) = filter.clause(None, None);
             binds.push(Bind::Int(after));
             let and = if clause.is_empty() { "where" } else { "and" };
             let sql =
@@ -445,23 +558,55 @@ impl Ledger {
     /// Recomputes every hash and link, oldest first; reports the first entry that
     /// does not match (an edited entry, or the one after a removed one).
     pub async fn verify(&self) -> Result<AuditVerification> {
+        /// Hashes a batch on a blocking thread: (first bad id, last hash) given the hash
+        /// the batch must link to.
+        fn check(batch: Vec<AuditEntry>, mut prev: String) -> (Option<i64>, String) {
+            let mut buf = Vec::with_capacity(1024);
+            let mut bad = None;
+            for e in batch {
+                if bad.is_none() && (e.prev_hash != prev || hash_into(&e, &mut buf) != e.hash) {
+                    bad = Some(e.id);
+                }
+                prev = e.hash;
+            }
+            (bad, prev)
+        }
+        const BATCH: usize = 4096;
         let sql = format!("select {COLUMNS} from audit_log order by id");
         let mut rows = sqlx::query(&sql).fetch(&self.db);
-        let (mut expected_prev, mut count, mut first_bad) = (GENESIS.to_string(), 0i64, None);
-        while let Some(row) = rows.next().await {
-            let e = from_row(&row?)?;
-            count += 1;
-            if first_bad.is_none() && (e.prev_hash != expected_prev || entry_hash(&e) != e.hash) {
-                first_bad = Some(e.id);
+        let (mut count, mut first_bad, mut prev) = (0i64, None, GENESIS.to_string());
+        // Fetching the next batch overlaps with hashing the previous one.
+        let mut hashing: Option<tokio::task::JoinHandle<(Option<i64>, String)>> = None;
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut link = GENESIS.to_string();
+        loop {
+            let row = rows.next().await.transpose()?;
+            if let Some(row) = &row {
+                let e = from_row(row)?;
+                count += 1;
+                batch.push(e);
             }
-            expected_prev = e.hash;
+            if batch.len() == BATCH || (row.is_none() && !batch.is_empty()) {
+                let next_link = batch.last().map(|e| e.hash.clone()).unwrap_or_default();
+                if let Some(h) = hashing.take() {
+                    let (bad, last) = h.await.map_err(|e| AppError::Internal(format!("verify task: {e}")))?;
+                    first_bad = first_bad.or(bad);
+                    prev = last;
+                }
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                let from = std::mem::replace(&mut link, next_link);
+                hashing = Some(tokio::task::spawn_blocking(move || check(full, from)));
+            }
+            if row.is_none() {
+                break;
+            }
         }
-        Ok(AuditVerification {
-            ok: first_bad.is_none(),
-            entries: count,
-            head_hash: if count == 0 { GENESIS.to_string() } else { expected_prev },
-            first_bad_id: first_bad,
-        })
+        if let Some(h) = hashing.take() {
+            let (bad, last) = h.await.map_err(|e| AppError::Internal(format!("verify task: {e}")))?;
+            first_bad = first_bad.or(bad);
+            prev = last;
+        }
+        Ok(AuditVerification { ok: first_bad.is_none(), entries: count, head_hash: prev, first_bad_id: first_bad })
     }
 }
 
@@ -512,6 +657,38 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn the_fast_encoding_is_byte_for_byte_the_reference_one() {
+        let e = AuditEntry {
+            id: 42,
+            ts_ms: -7,
+            actor: "ana \"the\" sre".into(),
+            actor_role: "admin".into(),
+            client_addr: "::1".into(),
+            user_agent: "curl/8 \u{1F680}".into(),
+            request_id: "ab\ncd".into(),
+            kind: "action_intent".into(),
+            action: "scale".into(),
+            target: "edge".into(),
+            params: "{\"replicas\":8}".into(),
+            reason: "tab\there, back\\slash".into(),
+            incident: String::new(),
+            outcome: "pending".into(),
+            intent_id: Some(41),
+            before_state: "{}".into(),
+            after_state: String::new(),
+            prev_hash: GENESIS.into(),
+            hash: String::new(),
+        };
+        let mut buf = Vec::new();
+        canonical(&e, &mut buf);
+        assert_eq!(String::from_utf8(buf).unwrap(), canonical_reference(&e));
+        let none = AuditEntry { intent_id: None, ..e };
+        let mut buf = Vec::new();
+        canonical(&none, &mut buf);
+        assert_eq!(String::from_utf8(buf).unwrap(), canonical_reference(&none));
     }
 
     #[test]

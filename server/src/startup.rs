@@ -151,7 +151,8 @@ impl Application {
             }
         };
         let health = Arc::new(HealthService::new(fleet.clone(), metrics));
-        let ledger = Arc::new(Ledger::new(db.clone()));
+        let dialect = db::dialect(&settings.database_url).expect("checked in Settings");
+        let ledger = Arc::new(Ledger::new(db.clone(), dialect));
         let engine = Arc::new(Engine::new(db.clone(), ledger.clone(), fleet, health.clone()));
         // Settle any action a crash left between its intent and its outcome, before
         // anyone can start a new one.

@@ -260,7 +260,12 @@ async fn a_time_limited_rate_limit_reverts_by_itself_as_the_system() {
     let intent = reverted["id"].as_i64().unwrap();
     eventually("the revert's outcome", || async {
         let page: Value = responder.get_json("/api/v1/audit?kind=action_outcome").await;
-        page["entries"].as_array().unwrap().iter().any(|e| e["intent_id"] == intent && e["outcome"] == "succeeded").then_some(())
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["intent_id"] == intent && e["outcome"] == "succeeded")
+            .then_some(())
     })
     .await;
     app.advance(5).await;
@@ -269,11 +274,130 @@ async fn a_time_limited_rate_limit_reverts_by_itself_as_the_system() {
 }
 
 #[tokio::test]
-async fn actions_not_built_yet_say_so_with_501() {
+async fn restarting_cures_stuck_instances_and_scaling_does_not() {
+    let stuck = Options::new(Backend::Sqlite).scenario(Scenario::StuckInstances);
+    let (a, b) = (TestApp::spawn_with(stuck.clone()).await, TestApp::spawn_with(stuck).await);
+    let before = a.gateway("edge").await;
+    assert!(before.error_rate_5xx > 0.3 && before.latency_ms.p99 > 5000.0, "half the pods hang: {before:?}");
+
+    accepted(&a.signed_in(Role::Responder).await, "edge", "restart", json!({"reason": "hung pods"})).await;
+    accepted(&b.signed_in(Role::Responder).await, "edge", "scale", json!({"reason": "more pods", "replicas": 8})).await;
+    a.advance(60).await;
+    b.advance(60).await;
+
+    let (restarted, scaled) = (a.gateway("edge").await, b.gateway("edge").await);
+    assert!(restarted.error_rate_5xx < 0.01 && restarted.latency_ms.p99 < 500.0, "{restarted:?}");
+    assert!(scaled.error_rate_5xx > 0.1, "the stuck pods still get their share: {scaled:?}");
+}
+
+#[tokio::test]
+async fn a_circuit_breaker_and_short_timeouts_contain_a_downstream_outage() {
+    let outage = Options::new(Backend::Sqlite).scenario(Scenario::DownstreamOutage);
+    let (a, b) = (TestApp::spawn_with(outage.clone()).await, TestApp::spawn_with(outage).await);
+    let before = a.gateway("edge").await;
+    assert!(before.latency_ms.p99 > 5000.0, "held workers slow every route: {before:?}");
+    let responder = a.signed_in(Role::Responder).await;
+
+    accepted(
+        &responder,
+        "edge",
+        "circuit-breaker",
+        json!({"reason": "payments is down", "service": "payments", "consecutive_errors": 5}),
+    )
+    .await;
+    accepted(&responder, "edge", "timeouts", json!({"reason": "fail fast", "request_timeout_ms": 1000})).await;
+    accepted(&b.signed_in(Role::Responder).await, "edge", "restart", json!({"reason": "wrong fix"})).await;
+    a.advance(30).await;
+    b.advance(60).await;
+
+    let contained = a.gateway("edge").await;
+    assert!(contained.latency_ms.p99 < 500.0, "the other routes are fast again: {contained:?}");
+    let payments_share = 60.0 / 900.0;
+    assert!(contained.error_rate_5xx < 1.5 * payments_share, "errors confined to payments: {contained:?}");
+    assert!(b.gateway("edge").await.latency_ms.p99 > 5000.0, "a restart changes nothing");
+}
+
+#[tokio::test]
+async fn fewer_retries_end_a_retry_storm_and_a_restart_does_not() {
+    let storm = Options::new(Backend::Sqlite).scenario(Scenario::RetryStorm);
+    let (a, b) = (TestApp::spawn_with(storm.clone()).await, TestApp::spawn_with(storm).await);
+    let before = a.gateway("partner").await;
+    assert!(before.error_rate_5xx > 0.15, "inventory stays overloaded long after the blip: {before:?}");
+
+    accepted(
+        &a.signed_in(Role::Responder).await,
+        "partner",
+        "timeouts",
+        json!({"reason": "retry storm", "retries": 0}),
+    )
+    .await;
+    accepted(&b.signed_in(Role::Responder).await, "partner", "restart", json!({"reason": "wrong fix"})).await;
+    a.advance(30).await;
+    b.advance(60).await;
+
+    let calm = a.gateway("partner").await;
+    assert!(calm.error_rate_5xx < 0.01, "{calm:?}");
+    assert!(b.gateway("partner").await.error_rate_5xx > 0.15);
+}
+
+#[tokio::test]
+async fn bypassing_the_gateway_restores_a_critical_service_during_an_auth_failure() {
+    let auth = Options::new(Backend::Sqlite).scenario(Scenario::AuthFailure);
+    let (a, b) = (TestApp::spawn_with(auth.clone()).await, TestApp::spawn_with(auth).await);
+    let before = a.gateway("edge").await;
+    assert!(before.error_rate_5xx > 0.9, "every route errors: {before:?}");
+    assert!(a.sim.client_success("payments").unwrap() < 0.5);
+    let admin = a.signed_in(Role::Admin).await;
+
+    let preview =
+        act(&admin, "edge", "bypass", json!({"reason": "checkout must work", "service": "payments", "dry_run": true}))
+            .await;
+    let preview: Value = preview.json().await.unwrap();
+    assert!(preview["preview"]["warnings"][0].as_str().unwrap().contains("no authentication, WAF or rate limiting"));
+    assert_eq!(preview["preview"]["confirm_required"], true);
+    accepted(
+        &admin,
+        "edge",
+        "bypass",
+        json!({"reason": "checkout must work", "service": "payments", "confirm": "edge"}),
+    )
+    .await;
+    accepted(&b.signed_in(Role::Responder).await, "edge", "restart", json!({"reason": "wrong fix"})).await;
+    a.advance(10).await;
+    b.advance(60).await;
+
+    assert!(a.sim.client_success("payments").unwrap() > 0.99, "payments' clients are served directly");
+    let after = a.gateway("edge").await;
+    assert!(
+        after.rps < before.rps * 0.97,
+        "payments traffic no longer passes the gateway: {} -> {}",
+        before.rps,
+        after.rps
+    );
+    assert!(b.sim.client_success("payments").unwrap() < 0.5, "a restart does not fix auth");
+}
+
+#[tokio::test]
+async fn new_policy_actions_validate_their_parameters() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.signed_in(Role::Admin).await;
-    for action in ["timeouts", "circuit-breaker", "bypass"] {
-        let r = act(&admin, "edge", action, json!({"reason": "r"})).await;
-        assert_error(r, StatusCode::NOT_IMPLEMENTED, "not_implemented").await;
+    let cases = [
+        ("timeouts", json!({"reason": "r"}), "request_timeout_ms"),
+        ("timeouts", json!({"reason": "r", "request_timeout_ms": 10}), "request_timeout_ms"),
+        ("timeouts", json!({"reason": "r", "retries": 11}), "retries"),
+        ("timeouts", json!({"reason": "r", "retries": 2}), "request_timeout_ms"),
+        ("circuit-breaker", json!({"reason": "r", "max_ejection_percent": 0}), "max_ejection_percent"),
+        ("circuit-breaker", json!({"reason": "r", "service": "nope"}), "service"),
+        ("bypass", json!({"reason": "r", "confirm": "edge"}), "service"),
+        ("bypass", json!({"reason": "r", "service": "shipping", "confirm": "edge"}), "service"),
+        ("bypass", json!({"reason": "r", "service": "payments"}), "confirm"),
+    ];
+    for (action, body, field) in cases {
+        let r = act(&admin, "edge", action, body.clone()).await;
+        let message = assert_error(r, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+        assert!(message.contains(field), "{action} {body}: {message}");
     }
+    let responder = app.signed_in(Role::Responder).await;
+    let r = act(&responder, "edge", "bypass", json!({"reason": "r", "service": "payments", "confirm": "edge"})).await;
+    assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
 }

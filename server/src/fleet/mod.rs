@@ -84,6 +84,32 @@ pub struct RolloutState {
     pub done: bool,
 }
 
+/// How long the gateway waits on upstreams and how often it retries a failed attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimeoutPolicy {
+    /// Whole-request timeout per attempt, ms.
+    pub request_timeout_ms: u32,
+    /// Connection timeout, ms (a failing upstream holds a worker this long at most).
+    pub connect_timeout_ms: u32,
+    /// Retries after a failed attempt.
+    pub retries: u32,
+}
+
+/// Outlier ejection: after `consecutive_errors` failures an upstream host is ejected for
+/// `ejection_seconds`, at most `max_ejection_percent` of hosts at once; requests to
+/// ejected hosts fail fast instead of holding a worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BreakerPolicy {
+    /// Failures in a row that eject a host.
+    pub consecutive_errors: u32,
+    /// How long an ejection lasts.
+    pub ejection_seconds: u32,
+    /// Largest share of a service's hosts ejected at once.
+    pub max_ejection_percent: u32,
+    /// Only this downstream service, or every one.
+    pub service: Option<String>,
+}
+
 /// What a mitigation needs to know about a gateway to plan a change and to tell later
 /// whether the change took effect.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -102,6 +128,14 @@ pub struct GatewayState {
     pub routes: Vec<String>,
     /// The emergency rate limit in force.
     pub rate_limit: Option<RateLimitPolicy>,
+    /// Timeouts and retries in force.
+    pub timeouts: TimeoutPolicy,
+    /// The circuit breaker in force.
+    pub circuit_breaker: Option<BreakerPolicy>,
+    /// Downstream services behind the gateway's routes.
+    pub services: Vec<String>,
+    /// Services whose clients are routed around the gateway.
+    pub bypassed: Vec<String>,
 }
 
 /// A change to a gateway, in backend-neutral terms; each backend knows how to make it.
@@ -124,6 +158,23 @@ pub enum Change {
     RateLimit {
         /// The limit.
         policy: Option<RateLimitPolicy>,
+    },
+    /// Set timeouts and retries.
+    Timeouts {
+        /// The new values.
+        policy: TimeoutPolicy,
+    },
+    /// Set (or remove) the circuit breaker.
+    CircuitBreaker {
+        /// The breaker.
+        policy: Option<BreakerPolicy>,
+    },
+    /// Route a service's clients around the gateway (or back through it).
+    Bypass {
+        /// The downstream service.
+        service: String,
+        /// Around the gateway (true) or through it again (false).
+        enabled: bool,
     },
 }
 

@@ -41,6 +41,12 @@ pub fn quantile(q: f64, buckets: &Buckets) -> f64 {
     BOUNDS_MS[BOUNDS_MS.len() - 1]
 }
 
+/// P(latency <= x) for a log-normal latency with the given mean.
+pub fn lognormal_cdf(x_ms: f64, mean_ms: f64, sigma: f64) -> f64 {
+    let mu = mean_ms.max(0.01).ln() - sigma * sigma / 2.0;
+    0.5 * erfc(-(x_ms.max(1e-9).ln() - mu) / (sigma * std::f64::consts::SQRT_2))
+}
+
 /// Spreads `n` requests over the buckets following a log-normal latency distribution
 /// with the given mean, exactly (largest remainder), so totals always add up.
 pub fn spread_lognormal(n: u64, mean_ms: f64, sigma: f64, out: &mut Buckets) {

@@ -71,6 +71,13 @@ impl SimFleet {
         self.lock().t
     }
 
+    /// Share of a service's requests that succeed for its clients in the last second,
+    /// whether they came through a gateway or around it (ground truth for tests).
+    pub fn client_success(&self, service: &str) -> Option<f64> {
+        let sim = self.lock();
+        sim.services.iter().find(|s| s.name == service).map(|s| s.client_success)
+    }
+
     /// Raw counts of `gateway` over the last `seconds` (ground truth for tests).
     pub fn raw_window(&self, gateway: &str, seconds: usize) -> Option<RawWindow> {
         let sim = self.lock();
@@ -192,6 +199,19 @@ impl Fleet for SimFleet {
                         Change::Scale { replicas } => sim.scale(i, *replicas),
                         Change::Rollback { revision } => sim.rollback(i, *revision),
                         Change::RateLimit { policy } => sim.set_rate_limit(i, policy.clone()),
+                        Change::Timeouts { policy } => sim.gateways[i].timeouts = policy.clone(),
+                        Change::CircuitBreaker { policy } => {
+                            sim.gateways[i].breaker = policy.clone();
+                            sim.gateways[i].ejected_until.clear();
+                        }
+                        Change::Bypass { service, enabled } => {
+                            let b = &mut sim.gateways[i].bypassed;
+                            b.retain(|s| s != service);
+                            if *enabled {
+                                b.push(service.clone());
+                                b.sort();
+                            }
+                        }
                     }
                     state_of(&sim, gateway)
                 }
@@ -222,6 +242,15 @@ fn state_of(sim: &Sim, gateway: &str) -> FleetResult<GatewayState> {
         revisions: gw.revisions.iter().map(|r| (r.number, r.version.clone())).collect(),
         routes: gw.routes.iter().map(|r| r.path.to_string()).collect(),
         rate_limit: gw.rate_limit.clone(),
+        timeouts: gw.timeouts.clone(),
+        circuit_breaker: gw.breaker.clone(),
+        services: {
+            let mut s: Vec<String> = gw.routes.iter().map(|r| r.service.to_string()).collect();
+            s.sort();
+            s.dedup();
+            s
+        },
+        bypassed: gw.bypassed.clone(),
     })
 }
 

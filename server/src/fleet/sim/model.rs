@@ -7,7 +7,7 @@
 
 use super::histogram::{self, Buckets, NB};
 use super::rng::SplitMix64;
-pub use crate::fleet::{RateLimitPolicy, RolloutState};
+pub use crate::fleet::{BreakerPolicy, RateLimitPolicy, RolloutState, TimeoutPolicy};
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
@@ -31,11 +31,27 @@ pub enum Scenario {
     BadDeploy,
     /// Edge traffic quadruples: latency climbs and quotas answer 429.
     TrafficSurge,
+    /// Two edge instances leak and stop answering the requests they get.
+    StuckInstances,
+    /// The payments service turns slow and flaky; held workers slow every route.
+    DownstreamOutage,
+    /// A blip at inventory turns into a storm: partner retries keep it overloaded.
+    RetryStorm,
+    /// The edge's auth layer fails: every route answers 500.
+    AuthFailure,
 }
 
 impl Scenario {
     /// Every scenario, in the order the UI lists them.
-    pub const ALL: [Scenario; 3] = [Scenario::Healthy, Scenario::BadDeploy, Scenario::TrafficSurge];
+    pub const ALL: [Scenario; 7] = [
+        Scenario::Healthy,
+        Scenario::BadDeploy,
+        Scenario::TrafficSurge,
+        Scenario::StuckInstances,
+        Scenario::DownstreamOutage,
+        Scenario::RetryStorm,
+        Scenario::AuthFailure,
+    ];
 
     /// Command-line and API name.
     pub fn as_str(self) -> &'static str {
@@ -43,6 +59,10 @@ impl Scenario {
             Scenario::Healthy => "healthy",
             Scenario::BadDeploy => "bad-deploy",
             Scenario::TrafficSurge => "traffic-surge",
+            Scenario::StuckInstances => "stuck-instances",
+            Scenario::DownstreamOutage => "downstream-outage",
+            Scenario::RetryStorm => "retry-storm",
+            Scenario::AuthFailure => "auth-failure",
         }
     }
 }
@@ -116,6 +136,8 @@ pub struct Pod {
     pub ready_at: i64,
     /// Container restarts.
     pub restarts: u32,
+    /// Leaked and hung: accepts requests and never answers them.
+    pub stuck: bool,
 }
 
 /// Aggregated outcome of one simulated second at one gateway.
@@ -166,6 +188,37 @@ pub struct Gateway {
     pub rate_limit: Option<RateLimitPolicy>,
     /// Tokens left in the rate limit's bucket.
     pub tokens: f64,
+    /// Upstream timeouts and retries.
+    pub timeouts: TimeoutPolicy,
+    /// Circuit breaker, if configured.
+    pub breaker: Option<BreakerPolicy>,
+    /// Services whose hosts are ejected, until which second.
+    pub ejected_until: Vec<(&'static str, i64)>,
+    /// Services whose clients go around this gateway.
+    pub bypassed: Vec<String>,
+    /// The auth layer fails every request.
+    pub auth_broken: bool,
+}
+
+/// A downstream service, shared by every gateway that routes to it.
+#[derive(Clone, Debug)]
+pub struct Service {
+    /// Name.
+    pub name: &'static str,
+    /// Attempts per second it serves before it starts failing.
+    pub capacity_rps: f64,
+    /// Failure probability per attempt when not overloaded.
+    pub base_fail: f64,
+    /// Latency multiplier (an outage makes it slow).
+    pub latency_mult: f64,
+    /// Failure probability per attempt now (from last second's load).
+    pub fail: f64,
+    /// A forced failure probability until this second (a blip).
+    pub blip: Option<(f64, i64)>,
+    /// Attempts it received in the last second, through every gateway.
+    pub load: f64,
+    /// Share of its clients' requests that succeeded last second (through or around).
+    pub client_success: f64,
 }
 
 impl Gateway {
@@ -191,6 +244,8 @@ pub struct Sim {
     rng: SplitMix64,
     /// The gateways.
     pub gateways: Vec<Gateway>,
+    /// Downstream services.
+    pub services: Vec<Service>,
 }
 
 const POD_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -208,7 +263,8 @@ impl Sim {
 
     /// The fleet at simulated second 0, with no history.
     pub fn cold(config: SimConfig) -> Self {
-        let mut sim = Sim { rng: SplitMix64::new(config.seed), config, t: 0, gateways: Vec::new() };
+        let mut sim =
+            Sim { rng: SplitMix64::new(config.seed), config, t: 0, gateways: Vec::new(), services: services() };
         sim.edge();
         sim.partner();
         sim
@@ -267,6 +323,15 @@ impl Sim {
             surge: 1.0,
             rate_limit: None,
             tokens: 0.0,
+            timeouts: TimeoutPolicy {
+                request_timeout_ms: GATEWAY_TIMEOUT_MS as u32,
+                connect_timeout_ms: 2000,
+                retries: 2,
+            },
+            breaker: None,
+            ejected_until: Vec::new(),
+            bypassed: Vec::new(),
+            auth_broken: false,
         };
         self.gateways.push(gw);
         let index = self.gateways.len() - 1;
@@ -289,7 +354,7 @@ impl Sim {
             (0..5).map(|_| POD_ALPHABET[self.rng.below(POD_ALPHABET.len() as u64) as usize] as char).collect();
         // Readiness takes 8–12 s: the probe's initial delay plus the first passes.
         let ready_at = started_at + 8 + self.rng.below(5) as i64;
-        Pod { name: format!("{name}-{hash}-{suffix}"), revision, started_at, ready_at, restarts: 0 }
+        Pod { name: format!("{name}-{hash}-{suffix}"), revision, started_at, ready_at, restarts: 0, stuck: false }
     }
 
     /// The gateway with `id`.
@@ -358,14 +423,32 @@ impl Sim {
     pub fn step(&mut self) {
         let t = self.t;
         self.apply_scenario(t);
+        let mut load = vec![0.0; self.services.len()];
+        let mut ok = vec![0.0; self.services.len()];
+        let mut asked = vec![0.0; self.services.len()];
         for i in 0..self.gateways.len() {
             self.reconcile(i, t);
-            let second = self.traffic(i, t);
+            let second = self.traffic(i, t, &mut load, &mut ok, &mut asked);
             let history = &mut self.gateways[i].history;
             if history.len() == HISTORY_S {
                 history.pop_front();
             }
             history.push_back(second);
+        }
+        // Services fail more as their load passes 80% of capacity: the feedback that
+        // turns retries into a storm. Next second's traffic sees the new value.
+        for (k, svc) in self.services.iter_mut().enumerate() {
+            svc.load = load[k];
+            let over = (load[k] / svc.capacity_rps - 0.8).max(0.0);
+            svc.fail = (svc.base_fail + 2.0 * over).min(0.95);
+            if let Some((p, until)) = svc.blip {
+                if t < until {
+                    svc.fail = svc.fail.max(p);
+                } else {
+                    svc.blip = None;
+                }
+            }
+            svc.client_success = if asked[k] > 0.0 { ok[k] / asked[k] } else { 1.0 };
         }
         self.t += 1;
     }
@@ -388,6 +471,36 @@ impl Sim {
                 // Edge load climbs to 4x over a minute and stays there.
                 let ramp = ((t - ONSET_S) as f64 / 60.0).clamp(0.0, 1.0);
                 self.gateways[0].surge = 1.0 + 3.0 * ramp;
+            }
+            Scenario::StuckInstances => {
+                // Two edge pods leak until they hang (they still pass readiness).
+                if t == ONSET_S {
+                    for p in self.gateways[0].pods.iter_mut().take(2) {
+                        p.stuck = true;
+                    }
+                }
+            }
+            Scenario::DownstreamOutage => {
+                if t == ONSET_S
+                    && let Some(svc) = self.services.iter_mut().find(|s| s.name == "payments")
+                {
+                    // Slow (30x) and flaky: the worst kind, it holds workers while failing.
+                    svc.latency_mult = 30.0;
+                    svc.base_fail = 0.25;
+                }
+            }
+            Scenario::RetryStorm => {
+                if t == ONSET_S
+                    && let Some(svc) = self.services.iter_mut().find(|s| s.name == "inventory")
+                {
+                    // A 20-second blip; partner's retries do the rest.
+                    svc.blip = Some((0.7, t + 20));
+                }
+            }
+            Scenario::AuthFailure => {
+                if t == ONSET_S {
+                    self.gateways[0].auth_broken = true;
+                }
             }
         }
     }
@@ -438,34 +551,72 @@ impl Sim {
         1.0 + 0.2 * (std::f64::consts::TAU * (secs / 3600.0 - 9.0) / 24.0).sin()
     }
 
-    fn traffic(&mut self, i: usize, t: i64) -> Second {
+    fn traffic(&mut self, i: usize, t: i64, load: &mut [f64], ok: &mut [f64], asked: &mut [f64]) -> Second {
         let daily = self.daily(t);
         let gw = &self.gateways[i];
         let ready: Vec<&Pod> = gw.ready_pods(t).collect();
         let ready_n = ready.len() as f64;
-        // Traffic is spread evenly over ready pods, so the bad-version share of failures
-        // is the mean failure probability over them.
-        let bad_share = if ready.is_empty() {
-            0.0
+        // Traffic is spread evenly over ready pods: the bad-version share of failures is
+        // the mean failure probability over them, and stuck pods swallow their share.
+        let (bad_share, stuck_share) = if ready.is_empty() {
+            (0.0, 0.0)
         } else {
-            ready.iter().map(|p| gw.revision(p.revision).map_or(0.0, |r| r.error_prob)).sum::<f64>() / ready_n
+            let bad = ready.iter().map(|p| gw.revision(p.revision).map_or(0.0, |r| r.error_prob)).sum::<f64>();
+            (bad / ready_n, ready.iter().filter(|p| p.stuck).count() as f64 / ready_n)
         };
-        let capacity = ready_n * gw.workers_per_pod;
+        // Stuck pods hold their workers forever: only the others' capacity serves.
+        let capacity = ready.iter().filter(|p| !p.stuck).count() as f64 * gw.workers_per_pod;
         let routes = gw.routes.clone();
-        let surge = gw.surge;
+        let (surge, auth_broken) = (gw.surge, gw.auth_broken);
         let limit = gw.rate_limit.clone();
+        let timeouts = gw.timeouts.clone();
+        let breaker = gw.breaker.clone();
+        let bypassed = gw.bypassed.clone();
+        let ejected: Vec<(&'static str, i64)> =
+            gw.ejected_until.iter().filter(|(_, until)| *until > t).copied().collect();
         if let Some(l) = &limit {
             let size = f64::from(l.burst.max(l.requests_per_second));
             self.gateways[i].tokens = (self.gateways[i].tokens + f64::from(l.requests_per_second)).min(size);
         }
+        let request_timeout = f64::from(timeouts.request_timeout_ms);
+        let connect_timeout = f64::from(timeouts.connect_timeout_ms.min(timeouts.request_timeout_ms));
+
+        /// What one route's admitted requests do upstream.
+        struct Flow {
+            admitted: u64,
+            /// Fail fast at the gateway (auth layer down, ejected hosts).
+            fast_fail: u64,
+            /// Swallowed by stuck pods.
+            hung: u64,
+            /// Go upstream.
+            go: u64,
+            /// Probability that a request fails after all its attempts.
+            fail: f64,
+            /// Mean worker-holding time of a request, ms.
+            hold_ms: f64,
+            /// Mean latency of a successful request, ms.
+            ok_ms: f64,
+        }
 
         let mut s = Second { t, total: 0, c2xx: 0, c4xx: 0, c429: 0, c5xx: 0, buckets: [0; NB] };
-        // First pass: offered and admitted load per route, and the pool demand it makes.
-        let mut admitted = Vec::with_capacity(routes.len());
+        let mut flows = Vec::with_capacity(routes.len());
         let mut demand = 0.0;
+        let mut trips = Vec::new();
         for r in &routes {
+            let k = self.services.iter().position(|x| x.name == r.service).expect("routes name known services");
             let noise = 1.0 + 0.06 * (self.rng.f64() + self.rng.f64() - 1.0);
             let offered = self.rng.round(r.baseline_rps * daily * surge * noise);
+            let svc = &self.services[k];
+            let attempt_fail = svc.fail;
+            let mean = r.latency_ms * svc.latency_mult;
+            if bypassed.iter().any(|b| b == r.service) {
+                // Clients go straight to the service: no gateway, no auth, no limits.
+                load[k] += offered as f64;
+                asked[k] += offered as f64;
+                ok[k] += offered as f64 * (1.0 - attempt_fail);
+                flows.push(None);
+                continue;
+            }
             let over_quota = offered.saturating_sub(r.quota_rps as u64);
             // A few clients always exceed their own limits.
             let noisy = self.rng.round((offered - over_quota) as f64 * 0.002);
@@ -481,35 +632,108 @@ impl Sim {
             }
             s.total += offered;
             s.c429 += throttled;
-            let a = offered - throttled;
-            admitted.push(a);
-            demand += a as f64 * r.latency_ms / 1000.0;
+            let admitted = offered - throttled;
+            let hung = self.rng.round(admitted as f64 * stuck_share).min(admitted);
+            let live = admitted - hung;
+            let breaker_applies = breaker.as_ref().is_some_and(|b| b.service.as_deref().is_none_or(|x| x == r.service));
+            let ejected_share = match (&breaker, ejected.iter().any(|(x, _)| *x == r.service)) {
+                (Some(b), true) if breaker_applies => f64::from(b.max_ejection_percent.min(100)) / 100.0,
+                _ => 0.0,
+            };
+            let fast_fail = if auth_broken { live } else { self.rng.round(live as f64 * ejected_share).min(live) };
+            let go = live - fast_fail;
+            // One attempt fails if the upstream fails or runs past the timeout; retries
+            // repeat failed attempts: 1 + p + p^2 + ... + p^r attempts per request.
+            let late = 1.0 - histogram::lognormal_cdf(request_timeout, mean, LATENCY_SIGMA);
+            let p = 1.0 - (1.0 - attempt_fail) * (1.0 - late);
+            let attempts: f64 = (0..=timeouts.retries).map(|n| p.powi(n as i32)).sum();
+            let fail = p.powi(timeouts.retries as i32 + 1);
+            // A failed attempt holds a worker until the upstream gives up or the
+            // (connect or request) timeout fires; a good one for its latency.
+            let failed_hold =
+                (mean * (1.0 - late) + request_timeout * late).min(connect_timeout.max(mean.min(request_timeout)));
+            let hold_ms = (attempts - 1.0) * failed_hold + mean.min(request_timeout);
+            let ok_ms = (attempts - 1.0) * failed_hold + mean.min(request_timeout);
+            load[k] += go as f64 * attempts;
+            asked[k] += admitted as f64;
+            ok[k] += go as f64 * (1.0 - fail);
+            demand += go as f64 * hold_ms / 1000.0;
+            // The breaker trips when a host fails `consecutive_errors` times in a row,
+            // which at this volume happens once p^n is not negligible.
+            if let Some(b) = &breaker
+                && breaker_applies
+                && go > 0
+                && p.powi(b.consecutive_errors.max(1) as i32) * go as f64 >= 1.0
+            {
+                trips.push((r.service, t + i64::from(b.ejection_seconds)));
+            }
+            flows.push(Some((r.clone(), Flow { admitted, fast_fail, hung, go, fail, hold_ms, ok_ms })));
+        }
+        for (service, until) in trips {
+            let e = &mut self.gateways[i].ejected_until;
+            e.retain(|(x, _)| *x != service);
+            e.push((service, until));
         }
         let rho = if capacity > 0.0 { demand / capacity } else { f64::INFINITY };
         // M/M/c-like waiting: negligible at moderate load, exploding as rho -> 1.
         let rc = rho.min(0.985);
         let wait = 1.0 + rc.powi(8) / (1.0 - rc);
         let served_frac = if rho <= 1.0 { 1.0 } else { 1.0 / rho };
-        for (r, &a) in routes.iter().zip(&admitted) {
+        for (r, f) in flows.into_iter().flatten() {
             if ready_n == 0.0 {
                 // No ready instance behind the load balancer: immediate 503.
-                s.c5xx += a;
-                s.buckets[0] += a;
+                s.c5xx += f.admitted;
+                s.buckets[0] += f.admitted;
                 continue;
             }
-            let served = self.rng.round(a as f64 * served_frac).min(a);
-            let timed_out = a - served;
-            let bad = self.rng.round(served as f64 * bad_share).min(served);
-            let upstream = self.rng.round(served as f64 * 0.0005).min(served - bad);
-            let client = self.rng.round(served as f64 * 0.012).min(served - bad - upstream);
-            s.c5xx += timed_out + bad + upstream;
+            // Hung requests wait for the load balancer's timeout; fast failures cost ~1 ms.
+            s.c5xx += f.hung + f.fast_fail;
+            s.buckets[histogram::bucket_of(GATEWAY_TIMEOUT_MS)] += f.hung;
+            s.buckets[0] += f.fast_fail;
+            let served = self.rng.round(f.go as f64 * served_frac).min(f.go);
+            let queued_out = f.go - served;
+            let upstream_failed = self.rng.round(served as f64 * f.fail).min(served);
+            let answered = served - upstream_failed;
+            let bad = self.rng.round(answered as f64 * bad_share).min(answered);
+            let stray = self.rng.round(answered as f64 * 0.0005).min(answered - bad);
+            let client = self.rng.round(answered as f64 * 0.012).min(answered - bad - stray);
+            s.c5xx += queued_out + upstream_failed + bad + stray;
             s.c4xx += client;
-            s.c2xx += served - bad - upstream - client;
-            histogram::spread_lognormal(served, r.latency_ms * wait, LATENCY_SIGMA, &mut s.buckets);
-            s.buckets[histogram::bucket_of(GATEWAY_TIMEOUT_MS)] += timed_out;
+            s.c2xx += answered - bad - stray - client;
+            histogram::spread_lognormal(answered, f.ok_ms.max(r.latency_ms) * wait, LATENCY_SIGMA, &mut s.buckets);
+            histogram::spread_lognormal(upstream_failed, f.hold_ms * wait, LATENCY_SIGMA, &mut s.buckets);
+            s.buckets[histogram::bucket_of(GATEWAY_TIMEOUT_MS)] += queued_out;
         }
         s
     }
+}
+
+/// The downstream services: capacity in attempts per second, failure when healthy.
+fn services() -> Vec<Service> {
+    [
+        ("users", 800.0),
+        ("orders", 700.0),
+        ("payments", 500.0),
+        ("catalog", 1500.0),
+        ("search", 900.0),
+        ("cart", 700.0),
+        ("auth", 700.0),
+        ("notifications", 400.0),
+        ("inventory", 150.0),
+        ("shipping", 300.0),
+    ]
+    .into_iter()
+    .map(|(name, capacity_rps)| Service {
+        name,
+        capacity_rps,
+        base_fail: 0.0005,
+        latency_mult: 1.0,
+        fail: 0.0005,
+        blip: None,
+        load: 0.0,
+        client_success: 1.0,
+    })
+    .collect()
 }
 
 fn route(path: &'static str, service: &'static str, baseline_rps: f64, latency_ms: f64) -> Route {
