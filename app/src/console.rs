@@ -22,6 +22,20 @@ pub trait Console: Send + Sync {
     fn gateways(&self) -> ApiFuture<Vec<GatewaySummary>>;
     /// One gateway with instances and history.
     fn gateway(&self, id: String) -> ApiFuture<GatewayDetail>;
+    /// The backend (and training scenario).
+    fn fleet(&self) -> ApiFuture<FleetInfo>;
+    /// Runs (or with `dry_run`, previews) a mitigation; `body` is the request's JSON
+    /// text (reason and params). Text, not `serde_json::Value`: the browser bundle then
+    /// needs no dynamic JSON tree.
+    fn act(&self, gateway: String, action: String, body: String) -> ApiFuture<ActionResponse>;
+    /// Recent actions on a gateway, newest first.
+    fn actions(&self, gateway: String) -> ApiFuture<Vec<ActionRecord>>;
+    /// Undoes an action.
+    fn undo(&self, id: i64, reason: String) -> ApiFuture<ActionResponse>;
+    /// A page of the audit trail; `query` is the URL query (filters, cursor).
+    fn audit(&self, query: String) -> ApiFuture<AuditPage>;
+    /// Verifies the audit chain.
+    fn verify_audit(&self) -> ApiFuture<AuditVerification>;
 }
 
 /// The implementation the server provides as context while rendering a page.

@@ -490,3 +490,15 @@ pub struct ActionResponse {
     /// What it changes (always present).
     pub preview: Preview,
 }
+
+/// `GET /api/v1/fleet`: which backend serves the console (and, in training mode, the
+/// incident the simulated fleet is in).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleetInfo {
+    /// `sim` or `kube`.
+    pub kind: String,
+    /// The scenario name, for the simulator.
+    pub scenario: Option<String>,
+    /// What is going on and what a responder could try, for the simulator.
+    pub briefing: Option<String>,
+}

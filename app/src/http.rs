@@ -109,6 +109,42 @@ impl Console for HttpConsole {
             fetch_json("GET", &url, None, None).await
         })
     }
+    fn fleet(&self) -> ApiFuture<FleetInfo> {
+        boxed(fetch_json("GET", "/api/v1/fleet", None, None))
+    }
+    fn act(&self, gateway: String, action: String, body: String) -> ApiFuture<ActionResponse> {
+        boxed(async move {
+            let url = format!(
+                "/api/v1/gateways/{}/actions/{}",
+                js_sys::encode_uri_component(&gateway),
+                js_sys::encode_uri_component(&action)
+            );
+            fetch_json("POST", &url, Some(body), Some(csrf_token().await?)).await
+        })
+    }
+    fn actions(&self, gateway: String) -> ApiFuture<Vec<ActionRecord>> {
+        boxed(async move {
+            let url = format!("/api/v1/actions?gateway={}", js_sys::encode_uri_component(&gateway));
+            fetch_json("GET", &url, None, None).await
+        })
+    }
+    fn undo(&self, id: i64, reason: String) -> ApiFuture<ActionResponse> {
+        boxed(async move {
+            let body = format!("{{\"reason\":{}}}", json_string(&reason));
+            fetch_json("POST", &format!("/api/v1/actions/{id}/undo"), Some(body), Some(csrf_token().await?)).await
+        })
+    }
+    fn audit(&self, query: String) -> ApiFuture<AuditPage> {
+        boxed(async move { fetch_json("GET", &format!("/api/v1/audit?{query}"), None, None).await })
+    }
+    fn verify_audit(&self) -> ApiFuture<AuditVerification> {
+        boxed(fetch_json("GET", "/api/v1/audit/verify", None, None))
+    }
+}
+
+/// `s` as a JSON string literal.
+pub fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// Signs in; on success the browser holds the new session cookie.
@@ -135,9 +171,9 @@ pub fn navigate_hard(path: &str) {
     }
 }
 
-/// Subscribes to `GET /api/v1/events` and calls `on_snapshot` for every update.
-/// The browser's EventSource reconnects by itself after a network error.
-pub fn subscribe(on_snapshot: impl Fn(LiveSnapshot) + 'static) {
+/// Subscribes to `GET /api/v1/events`: `on_snapshot` for gateway numbers, `on_action`
+/// for action updates. The browser's EventSource reconnects by itself.
+pub fn subscribe(on_snapshot: impl Fn(LiveSnapshot) + 'static, on_action: impl Fn(ActionRecord) + 'static) {
     let Ok(source) = EventSource::new("/api/v1/events") else {
         return;
     };
@@ -149,7 +185,16 @@ pub fn subscribe(on_snapshot: impl Fn(LiveSnapshot) + 'static) {
         }
     });
     let _ = source.add_event_listener_with_callback("snapshot", handler.as_ref().unchecked_ref());
+    let actions = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if let Some(text) = event.data().as_string()
+            && let Ok(record) = serde_json::from_str::<ActionRecord>(&text)
+        {
+            on_action(record);
+        }
+    });
+    let _ = source.add_event_listener_with_callback("action", actions.as_ref().unchecked_ref());
     // The subscription lives as long as the page.
     handler.forget();
+    actions.forget();
     std::mem::forget(source);
 }

@@ -442,6 +442,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
 /// Runs, tracks, undoes and reverts mitigations.
 pub struct Engine {
     db: Db,
+    /// Every change to an action, as JSON, for `GET /api/v1/events`.
+    events: tokio::sync::broadcast::Sender<Arc<str>>,
     ledger: Arc<Ledger>,
     fleet: Arc<dyn Fleet>,
     health: Arc<HealthService>,
@@ -470,7 +472,28 @@ impl Engine {
             .ok()
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis);
-        Engine { db, ledger, fleet, health, pause_after_intent }
+        let (events, _) = tokio::sync::broadcast::channel(256);
+        Engine { db, events, ledger, fleet, health, pause_after_intent }
+    }
+
+    /// Action updates as they happen (status, progress, impact, undo).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.events.subscribe()
+    }
+
+    /// Tells subscribers about action `id`'s current record.
+    async fn publish(&self, id: i64) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        match self.get(id).await {
+            Ok(record) => {
+                if let Ok(json) = serde_json::to_string(&record) {
+                    let _ = self.events.send(Arc::from(json));
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, action = id, "could not publish an action update"),
+        }
     }
 
     async fn reading(&self, gateway: &str) -> Option<ImpactReading> {
@@ -622,6 +645,7 @@ impl Engine {
                     .bind(id)
                     .execute(&self.db)
                     .await?;
+                self.publish(id).await;
                 Err(err)
             }
         }
@@ -646,6 +670,7 @@ impl Engine {
                         .execute(&engine.db)
                         .await;
                     rollout_done = r.done;
+                    engine.publish(id).await;
                 }
                 if engine.fleet.clock_s() >= started + IMPACT_AFTER_S {
                     if let Some(after) = engine.reading(&gateway).await {
@@ -654,6 +679,7 @@ impl Engine {
                             .bind(id)
                             .execute(&engine.db)
                             .await;
+                        engine.publish(id).await;
                     }
                     if rollout_done {
                         return;
@@ -768,6 +794,7 @@ impl Engine {
             )
             .await?;
         sqlx::query("update actions set undone_by = $1 where id = $2").bind(new_id).bind(id).execute(&self.db).await?;
+        self.publish(id).await;
         let record = self.get(new_id).await?;
         Ok(ActionResponse { id: Some(new_id), status: record.status, preview: plan.preview })
     }
@@ -816,6 +843,7 @@ impl Engine {
             let gateway = stored.record.gateway.clone();
             let state = self.fleet.state(&gateway).await?;
             sqlx::query("update actions set reverted = 1 where id = $1").bind(id).execute(&self.db).await?;
+            self.publish(id).await;
             if !in_force(&stored.change, &state) {
                 tracing::info!(action = id, "TTL passed but the change was replaced since; not reverting");
                 continue;

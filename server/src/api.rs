@@ -1,7 +1,6 @@
 //! `/api/v1`: the wire format of the console interface. Handlers only parse, bind the
 //! caller and serialize; the rules live in [`ServerConsole`] and below.
 
-use crate::actions::Caller;
 use crate::audit::Filter;
 use crate::auth::{self, AuthUser, MaybeAuthUser};
 use crate::console::ServerConsole;
@@ -38,6 +37,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/gateways/{id}", get(gateway))
         .route("/events", get(events))
         .route("/users", get(users).post(create_user))
+        .route("/fleet", get(fleet))
         .route("/gateways/{id}/actions/{action}", post(run_action))
         .route("/actions", get(list_actions))
         .route("/actions/{id}", get(get_action))
@@ -92,8 +92,8 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(console.create_user(new).await?)))
 }
 
-fn caller<'a>(user: &'a AuthUser, client: &Client) -> Caller<'a> {
-    Caller { user: Some(user), actor: client.actor(&user.username, user.role.as_str()) }
+async fn fleet(State(state): State<AppState>, user: AuthUser) -> Result<Json<app::dto::FleetInfo>> {
+    Ok(Json(console(state, user).fleet().await?))
 }
 
 async fn run_action(
@@ -103,7 +103,7 @@ async fn run_action(
     Path((gateway, action)): Path<(String, String)>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<ActionResponse>)> {
-    let response = state.engine.run(caller(&user, &client), &gateway, &action, body).await?;
+    let response = console(state, user).with_client(client).act(&gateway, &action, body).await?;
     let status = if response.id.is_some() { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((status, Json(response)))
 }
@@ -118,8 +118,7 @@ async fn list_actions(
     user: AuthUser,
     Query(q): Query<ActionsQuery>,
 ) -> Result<Json<Vec<ActionRecord>>> {
-    user.require(Role::Viewer)?;
-    Ok(Json(state.engine.list(q.gateway.as_deref(), 100).await?))
+    Ok(Json(console(state, user).actions(q.gateway.as_deref()).await?))
 }
 
 async fn get_action(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>) -> Result<Json<ActionRecord>> {
@@ -134,7 +133,7 @@ async fn undo_action(
     Path(id): Path<i64>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<ActionResponse>)> {
-    Ok((StatusCode::ACCEPTED, Json(state.engine.undo(caller(&user, &client), id, body).await?)))
+    Ok((StatusCode::ACCEPTED, Json(console(state, user).with_client(client).undo(id, body).await?)))
 }
 
 /// Parses the audit filters shared by search and export; 422 names a bad field.
@@ -169,7 +168,12 @@ async fn audit_search(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<AuditPage>> {
     user.require(Role::Viewer)?;
-    let filter = audit_filter(&q)?;
+    Ok(Json(audit_page(&state, &q).await?))
+}
+
+/// A page of the audit trail for the query parameters `q` (shared with SSR).
+pub async fn audit_page(state: &AppState, q: &HashMap<String, String>) -> Result<AuditPage> {
+    let filter = audit_filter(q)?;
     let parse = |k: &'static str, default: i64| -> Result<i64> {
         q.get(k)
             .filter(|v| !v.is_empty())
@@ -184,7 +188,7 @@ async fn audit_search(
         .filter(|v| !v.is_empty())
         .map(|v| v.parse().map_err(|_| AppError::invalid("cursor", "must be a whole number")))
         .transpose()?;
-    Ok(Json(state.ledger.search(&filter, limit, cursor).await?))
+    state.ledger.search(&filter, limit, cursor).await
 }
 
 #[derive(serde::Serialize)]
@@ -250,9 +254,11 @@ async fn audit_export(
 }
 
 /// `GET /api/v1/events`: a `snapshot` event with every gateway's numbers after each
-/// fleet change (every simulated second), starting with the current one.
+/// fleet change (every simulated second), starting with the current one, and an
+/// `action` event with an action's record whenever it changes (progress, outcome,
+/// impact, undo).
 async fn events(_user: AuthUser, State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = futures::stream::unfold((state.live.clone(), true), |(mut rx, first)| async move {
+    let snapshots = futures::stream::unfold((state.live.clone(), true), |(mut rx, first)| async move {
         if !first && rx.changed().await.is_err() {
             return None;
         }
@@ -260,5 +266,15 @@ async fn events(_user: AuthUser, State(state): State<AppState>) -> Sse<impl Stre
         Some((json, (rx, false)))
     })
     .filter_map(|json| async move { json.map(|j| Ok(Event::default().event("snapshot").data(&*j))) });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    let actions = futures::stream::unfold(state.engine.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(json) => return Some((Ok(Event::default().event("action").data(&*json)), rx)),
+                // A slow client missed some updates; the next one carries the full record.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(futures::stream::select(snapshots, actions)).keep_alive(KeepAlive::default())
 }

@@ -55,6 +55,34 @@ impl ServerConsole {
         self.state.health.gateway(id).await
     }
 
+    /// The backend, and the training scenario for the simulator.
+    pub async fn fleet(&self) -> Result<FleetInfo> {
+        self.caller(Role::Viewer)?;
+        Ok(self.state.fleet_info.clone())
+    }
+
+    /// Runs or previews a mitigation (role checks inside the engine, audited).
+    pub async fn act(&self, gateway: &str, action: &str, body: serde_json::Value) -> Result<ActionResponse> {
+        let user = self.user.as_ref().ok_or(AppError::Unauthorized)?;
+        let caller =
+            crate::actions::Caller { user: Some(user), actor: self.client.actor(&user.username, user.role.as_str()) };
+        self.state.engine.run(caller, gateway, action, body).await
+    }
+
+    /// Recent actions on `gateway` (viewer).
+    pub async fn actions(&self, gateway: Option<&str>) -> Result<Vec<ActionRecord>> {
+        self.caller(Role::Viewer)?;
+        self.state.engine.list(gateway, 100).await
+    }
+
+    /// Undoes action `id` (the original action's role, audited).
+    pub async fn undo(&self, id: i64, body: serde_json::Value) -> Result<ActionResponse> {
+        let user = self.user.as_ref().ok_or(AppError::Unauthorized)?;
+        let caller =
+            crate::actions::Caller { user: Some(user), actor: self.client.actor(&user.username, user.role.as_str()) };
+        self.state.engine.undo(caller, id, body).await
+    }
+
     /// Every account (admin).
     pub async fn users(&self) -> Result<Vec<UserSummary>> {
         self.caller(Role::Admin)?;
@@ -102,5 +130,34 @@ impl Console for ServerConsole {
     }
     fn gateway(&self, id: String) -> ApiFuture<GatewayDetail> {
         run(self, |c| async move { c.gateway(&id).await })
+    }
+    fn fleet(&self) -> ApiFuture<FleetInfo> {
+        run(self, |c| async move { c.fleet().await })
+    }
+    fn act(&self, gateway: String, action: String, body: String) -> ApiFuture<ActionResponse> {
+        run(self, |c| async move {
+            let body = serde_json::from_str(&body).map_err(|e| AppError::invalid("body", format!("not JSON: {e}")))?;
+            c.act(&gateway, &action, body).await
+        })
+    }
+    fn actions(&self, gateway: String) -> ApiFuture<Vec<ActionRecord>> {
+        run(self, |c| async move { c.actions(Some(&gateway)).await })
+    }
+    fn undo(&self, id: i64, reason: String) -> ApiFuture<ActionResponse> {
+        run(self, move |c| async move { c.undo(id, serde_json::json!({ "reason": reason })).await })
+    }
+    fn audit(&self, query: String) -> ApiFuture<AuditPage> {
+        run(self, |c| async move {
+            c.caller(Role::Viewer)?;
+            let q: std::collections::HashMap<String, String> =
+                form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            crate::api::audit_page(&c.state, &q).await
+        })
+    }
+    fn verify_audit(&self) -> ApiFuture<AuditVerification> {
+        run(self, |c| async move {
+            c.caller(Role::Viewer)?;
+            c.state.ledger.verify().await
+        })
     }
 }

@@ -177,7 +177,13 @@ impl Application {
             .site_addr(settings.listen)
             .env(Env::PROD)
             .build();
+        let fleet_info = app::dto::FleetInfo {
+            kind: "sim".into(),
+            scenario: Some(settings.sim.scenario.as_str().into()),
+            briefing: Some(settings.sim.scenario.briefing().into()),
+        };
         let state = AppState {
+            fleet_info,
             db: db.clone(),
             health,
             ledger,

@@ -50,3 +50,47 @@ async fn the_event_stream_sends_the_current_numbers_then_every_change() {
     assert_eq!(live, list, "the stream and the API agree");
     assert_eq!(second.gateways[0].point.rps, list[0].rps);
 }
+
+#[tokio::test]
+async fn action_progress_arrives_on_the_event_stream_until_the_rollout_is_done() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let response = responder.get("/api/v1/events").await;
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    next_snapshot(&mut stream, &mut buffer).await;
+
+    let started = responder
+        .post("/api/v1/gateways/partner/actions/restart", &serde_json::json!({"reason": "watch it roll"}))
+        .await;
+    assert_eq!(started.status(), 202);
+    let mut seen: Vec<app::dto::ActionRecord> = Vec::new();
+    let drain = |buffer: &mut String, seen: &mut Vec<app::dto::ActionRecord>| {
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if event.lines().any(|l| l == "event: action") {
+                let data: String = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+                seen.push(serde_json::from_str(&data).unwrap());
+            }
+        }
+    };
+    // Simulated seconds pass one at a time; read whatever the stream says meanwhile.
+    for _ in 0..40 {
+        app.advance(1).await;
+        while let Ok(Some(Ok(chunk))) = tokio::time::timeout(Duration::from_millis(50), stream.next()).await {
+            buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        drain(&mut buffer, &mut seen);
+        if seen.last().is_some_and(|r| r.status == "succeeded") {
+            break;
+        }
+    }
+
+    assert!(
+        seen.iter().any(|r| r.status == "running" && r.progress.is_some_and(|p| p.updated < p.desired)),
+        "partial progress seen"
+    );
+    let last = seen.last().expect("action events");
+    assert_eq!(last.status, "succeeded");
+    assert_eq!(last.progress.map(|p| (p.updated, p.ready)), Some((3, 3)));
+}

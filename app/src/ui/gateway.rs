@@ -39,6 +39,7 @@ pub fn GatewayPage() -> impl IntoView {
 fn GatewayView(detail: GatewayDetail) -> impl IntoView {
     let live = use_live();
     let id = detail.id.clone();
+    let gateway_id = detail.id.clone();
     let step_ms = i64::from(detail.series_step_s) * 1000;
     let initial = (detail.summary(), detail.instances);
     let series = RwSignal::new(detail.series);
@@ -105,6 +106,7 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
         </section>
         <h2>"Instances"</h2>
         {move || view! { <InstanceTable instances=instances() /> }}
+        <super::actions::ActionsPanel gateway=gateway_id />
     }
 }
 

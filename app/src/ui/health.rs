@@ -16,8 +16,30 @@ pub fn HealthPage() -> impl IntoView {
             async move { c.gateways().await }
         },
     );
+    let fleet = Resource::new(
+        || (),
+        |_| {
+            let c = console();
+            async move { c.fleet().await }
+        },
+    );
     view! {
         <h1>"Gateway health"</h1>
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                fleet
+                    .await
+                    .ok()
+                    .and_then(|f| {
+                        Some(view! {
+                            <aside class="scenario" data-testid="scenario">
+                                <strong>{format!("Training mode · scenario {}", f.scenario?)}</strong>
+                                <span>{f.briefing?}</span>
+                            </aside>
+                        })
+                    })
+            })}
+        </Suspense>
         <Suspense fallback=|| view! { <p class="muted">"Loading gateways…"</p> }>
             {move || Suspend::new(async move {
                 match gateways.await {

@@ -2,6 +2,8 @@
 //! SSE feed in [`LiveFeed`]. No business rule lives here: the server computes status,
 //! rates and percentiles, the UI formats them.
 
+mod actions;
+mod audit;
 mod chart;
 mod format;
 mod gateway;
@@ -9,7 +11,7 @@ mod health;
 mod login;
 
 use crate::console::console;
-use crate::dto::{LiveSnapshot, SessionInfo};
+use crate::dto::{ActionRecord, LiveSnapshot, SessionInfo};
 use leptos::prelude::*;
 use leptos_router::components::{Outlet, ParentRoute, Route, Router, Routes};
 use leptos_router::path;
@@ -46,6 +48,15 @@ pub fn use_live() -> RwSignal<Option<LiveSnapshot>> {
     use_context::<LiveFeed>().map(|f| f.0).unwrap_or_else(|| RwSignal::new(None))
 }
 
+/// Action updates received since the page loaded (newest record per id).
+#[derive(Clone, Copy)]
+pub struct LiveActions(pub RwSignal<Vec<ActionRecord>>);
+
+/// The action updates provided by [`Layout`].
+pub fn use_live_actions() -> RwSignal<Vec<ActionRecord>> {
+    use_context::<LiveActions>().map(|f| f.0).unwrap_or_else(|| RwSignal::new(Vec::new()))
+}
+
 /// Root component: routes and document metadata.
 #[component]
 pub fn App() -> impl IntoView {
@@ -56,6 +67,7 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=path!("") view=Layout>
                     <Route path=path!("") view=health::HealthPage />
                     <Route path=path!("gateways/:id") view=gateway::GatewayPage />
+                    <Route path=path!("audit") view=audit::AuditPage />
                 </ParentRoute>
             </Routes>
         </Router>
@@ -66,12 +78,22 @@ pub fn App() -> impl IntoView {
 #[component]
 fn Layout() -> impl IntoView {
     let live = RwSignal::new(None::<LiveSnapshot>);
+    let live_actions = RwSignal::new(Vec::<ActionRecord>::new());
     provide_context(LiveFeed(live));
+    provide_context(LiveActions(live_actions));
     // Runs only in the browser: one subscription for the whole signed-in session,
     // kept across client-side navigation because the layout stays mounted.
     Effect::new(move |_| {
         #[cfg(feature = "hydrate")]
-        crate::http::subscribe(move |snapshot| live.set(Some(snapshot)));
+        crate::http::subscribe(
+            move |snapshot| live.set(Some(snapshot)),
+            move |record| {
+                live_actions.update(|list| {
+                    list.retain(|a| a.id != record.id);
+                    list.push(record);
+                })
+            },
+        );
     });
     let session = Resource::new(
         || (),
@@ -80,6 +102,7 @@ fn Layout() -> impl IntoView {
             async move { c.session().await }
         },
     );
+    provide_context(actions::SessionContext(session));
     view! {
         <header class="topbar">
             <a class="brand" href="/">
@@ -88,6 +111,7 @@ fn Layout() -> impl IntoView {
             </a>
             <nav class="nav">
                 <a href="/">"Gateway health"</a>
+                <a href="/audit">"Audit trail"</a>
             </nav>
             <LiveIndicator />
             <Suspense fallback=|| ()>

@@ -67,6 +67,25 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// What a responder sees, for the training card (symptoms, not the cure).
+    pub fn briefing(self) -> &'static str {
+        match self {
+            Scenario::Healthy => "Nothing is wrong. Explore, or restart with --scenario NAME to train on an incident.",
+            Scenario::BadDeploy => "Five minutes ago public-edge rolled out a new version, and 5xx jumped with it.",
+            Scenario::TrafficSurge => "public-edge's traffic quadrupled five minutes ago: latency and 429s climb.",
+            Scenario::StuckInstances => {
+                "Some public-edge instances stopped answering, though they still pass readiness."
+            }
+            Scenario::DownstreamOutage => {
+                "A downstream service turned slow and flaky; every public-edge route slows down."
+            }
+            Scenario::RetryStorm => "inventory had a short blip; partner-api errors have not gone away since.",
+            Scenario::AuthFailure => "public-edge answers 500 on every route; checkout is down.",
+        }
+    }
+}
+
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -1,0 +1,389 @@
+//! The runbook's buttons on a gateway page: role-gated, previewed, reasoned, confirmed,
+//! and the live list of what was done, with impact and undo. The server decides every
+//! rule; this only collects input and shows answers.
+
+use super::format;
+use super::use_live_actions;
+use crate::console::console;
+use crate::dto::{ActionRecord, ApiResult, Preview, Role, SessionInfo};
+use leptos::prelude::*;
+
+/// One input of an action's form.
+struct Field {
+    name: &'static str,
+    label: &'static str,
+    /// Sent as a number (else as text).
+    number: bool,
+}
+
+/// A runbook action as the UI offers it.
+struct Spec {
+    action: &'static str,
+    label: &'static str,
+    role: Role,
+    fields: &'static [Field],
+}
+
+const fn num(name: &'static str, label: &'static str) -> Field {
+    Field { name, label, number: true }
+}
+
+const fn text(name: &'static str, label: &'static str) -> Field {
+    Field { name, label, number: false }
+}
+
+const TTL: Field = num("ttl_seconds", "Revert after (s, optional)");
+
+const SPECS: &[Spec] = &[
+    Spec { action: "restart", label: "Restart", role: Role::Responder, fields: &[] },
+    Spec { action: "scale", label: "Scale", role: Role::Responder, fields: &[num("replicas", "Replicas (1–50)")] },
+    Spec {
+        action: "rollback",
+        label: "Roll back",
+        role: Role::Admin,
+        fields: &[num("revision", "Revision (blank: previous)")],
+    },
+    Spec {
+        action: "rate-limit",
+        label: "Rate limit",
+        role: Role::Responder,
+        fields: &[
+            num("requests_per_second", "Requests per second"),
+            num("burst", "Burst (blank: same)"),
+            text("route", "Route (blank: all)"),
+            TTL,
+        ],
+    },
+    Spec {
+        action: "timeouts",
+        label: "Timeouts & retries",
+        role: Role::Responder,
+        fields: &[
+            num("request_timeout_ms", "Request timeout (ms)"),
+            num("connect_timeout_ms", "Connect timeout (ms)"),
+            num("retries", "Retries"),
+            TTL,
+        ],
+    },
+    Spec {
+        action: "circuit-breaker",
+        label: "Circuit breaker",
+        role: Role::Responder,
+        fields: &[
+            num("consecutive_errors", "Consecutive errors (5)"),
+            num("ejection_seconds", "Ejection (s, 30)"),
+            num("max_ejection_percent", "Max ejected % (100)"),
+            text("service", "Service (blank: all)"),
+            TTL,
+        ],
+    },
+    Spec { action: "bypass", label: "Bypass gateway", role: Role::Admin, fields: &[text("service", "Service"), TTL] },
+];
+
+/// The signed-in session, provided by the layout.
+#[derive(Clone, Copy)]
+pub struct SessionContext(pub Resource<ApiResult<SessionInfo>>);
+
+/// Buttons, dialog and action list for `gateway`.
+#[component]
+pub fn ActionsPanel(gateway: String) -> impl IntoView {
+    let session = expect_context::<SessionContext>().0;
+    let open = RwSignal::new(None::<usize>);
+    let gw = gateway.clone();
+    view! {
+        <section class="actions-panel">
+            <h2>"Mitigations"</h2>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let role = session.await.ok().map(|s| s.role);
+                    SPECS
+                        .iter()
+                        .enumerate()
+                        .map(|(i, spec)| {
+                            let allowed = role.is_some_and(|r| r >= spec.role);
+                            let tip = if allowed {
+                                String::new()
+                            } else {
+                                format!("Needs the {} role", spec.role)
+                            };
+                            view! {
+                                <button
+                                    class="btn"
+                                    disabled=!allowed
+                                    title=tip
+                                    data-action=spec.action
+                                    on:click=move |_| open.set(Some(i))
+                                >
+                                    {spec.label}
+                                </button>
+                            }
+                        })
+                        .collect_view()
+                })}
+            </Suspense>
+            {move || open.get().map(|i| view! { <ActionDialog gateway=gw.clone() spec=i open /> })}
+            <ActionList gateway />
+        </section>
+    }
+}
+
+#[component]
+fn ActionDialog(gateway: String, spec: usize, open: RwSignal<Option<usize>>) -> impl IntoView {
+    let spec = &SPECS[spec];
+    let values: Vec<RwSignal<String>> = spec.fields.iter().map(|_| RwSignal::new(String::new())).collect();
+    let (reason, incident, confirm) =
+        (RwSignal::new(String::new()), RwSignal::new(String::new()), RwSignal::new(String::new()));
+    let preview = RwSignal::new(None::<Preview>);
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let vals = values.clone();
+    // The request body: reason, incident, confirmation and the filled-in parameters.
+    let body = move |dry_run: bool| {
+        let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        let mut parts =
+            vec![format!("\"reason\":{}", quote(&reason.get_untracked())), format!("\"dry_run\":{dry_run}")];
+        for (name, v) in [("incident", incident), ("confirm", confirm)] {
+            if !v.get_untracked().is_empty() {
+                parts.push(format!("\"{name}\":{}", quote(&v.get_untracked())));
+            }
+        }
+        for (field, value) in spec.fields.iter().zip(&vals) {
+            let v = value.get_untracked().trim().to_string();
+            if v.is_empty() {
+                continue;
+            }
+            // Unparseable numbers go as text, so the server names the field in its 422.
+            let json = match (field.number, v.parse::<u64>()) {
+                (true, Ok(n)) => n.to_string(),
+                _ => quote(&v),
+            };
+            parts.push(format!("\"{}\":{json}", field.name));
+        }
+        format!("{{{}}}", parts.join(","))
+    };
+    let send = move |dry_run: bool, gateway: String| {
+        let request = body(dry_run);
+        busy.set(true);
+        error.set(None);
+        let c = console();
+        leptos::task::spawn_local(async move {
+            match c.act(gateway, spec.action.into(), request).await {
+                Ok(r) if dry_run => preview.set(Some(r.preview)),
+                Ok(_) => open.set(None),
+                Err(e) => error.set(Some(e.message)),
+            }
+            busy.set(false);
+        });
+    };
+    let gw_preview = gateway.clone();
+    let gw_run = gateway.clone();
+    let send_run = send.clone();
+    view! {
+        <div class="dialog-backdrop">
+            <form class="card dialog" role="dialog" on:submit=|ev| ev.prevent_default() data-testid="action-dialog">
+                <h3>{format!("{} · {}", spec.label, gateway)}</h3>
+                {spec
+                    .fields
+                    .iter()
+                    .zip(values)
+                    .map(|(f, v)| {
+                        view! {
+                            <label>
+                                {f.label}
+                                <input name=f.name bind:value=v />
+                            </label>
+                        }
+                    })
+                    .collect_view()}
+                <label>
+                    "Reason (required, for the audit trail)"
+                    <input name="reason" bind:value=reason />
+                </label>
+                <label>
+                    "Incident id (optional)"
+                    <input name="incident" bind:value=incident />
+                </label>
+                {move || {
+                    preview
+                        .get()
+                        .map(|p| {
+                            let needs_confirm = p.confirm_required;
+                            view! {
+                                <div class="preview" data-testid="preview">
+                                    <p class="preview-summary">{p.summary}</p>
+                                    <table class="grid">
+                                        <tbody>
+                                            {p
+                                                .changes
+                                                .into_iter()
+                                                .map(|c| {
+                                                    view! {
+                                                        <tr>
+                                                            <td>{c.field}</td>
+                                                            <td><code>{c.before}</code></td>
+                                                            <td>"→"</td>
+                                                            <td><code>{c.after}</code></td>
+                                                        </tr>
+                                                    }
+                                                })
+                                                .collect_view()}
+                                        </tbody>
+                                    </table>
+                                    {p.warnings.into_iter().map(|w| view! { <p class="warning">{w}</p> }).collect_view()}
+                                    {p.undo.map(|u| view! { <p class="muted">{format!("Undo: {u}")}</p> })}
+                                    <Show when=move || needs_confirm>
+                                        <label>
+                                            "Type the gateway id to confirm"
+                                            <input name="confirm" bind:value=confirm />
+                                        </label>
+                                    </Show>
+                                </div>
+                            }
+                        })
+                }}
+                {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+                <div class="dialog-buttons">
+                    <button class="btn" type="button" on:click=move |_| open.set(None)>
+                        "Cancel"
+                    </button>
+                    <button
+                        class="btn"
+                        type="button"
+                        disabled=busy
+                        on:click=move |_| send(true, gw_preview.clone())
+                    >
+                        "Preview"
+                    </button>
+                    <button
+                        class="btn btn-primary"
+                        type="button"
+                        disabled=move || busy.get() || preview.with(Option::is_none) || reason.with(|r| r.trim().is_empty())
+                        on:click=move |_| send_run(false, gw_run.clone())
+                    >
+                        "Run"
+                    </button>
+                </div>
+            </form>
+        </div>
+    }
+}
+
+/// Newest first, merged with live updates from the event stream.
+#[component]
+fn ActionList(gateway: String) -> impl IntoView {
+    let gw = gateway.clone();
+    let initial = Resource::new(
+        || (),
+        move |_| {
+            let (c, gw) = (console(), gw.clone());
+            async move { c.actions(gw).await }
+        },
+    );
+    let live = use_live_actions();
+    view! {
+        <Suspense fallback=|| ()>
+            {move || {
+                let gateway = gateway.clone();
+                Suspend::new(async move {
+                    let base = initial.await.unwrap_or_default();
+                    let rows = move || {
+                        let mut list = base.clone();
+                        live.with(|updates| {
+                            for u in updates.iter().filter(|u| u.gateway == gateway) {
+                                match list.iter_mut().find(|a| a.id == u.id) {
+                                    Some(a) => *a = u.clone(),
+                                    None => list.push(u.clone()),
+                                }
+                            }
+                        });
+                        list.sort_by_key(|a| std::cmp::Reverse(a.id));
+                        list
+                    };
+                    view! {
+                        <table class="grid action-list" data-testid="action-list">
+                            <thead>
+                                <tr>
+                                    <th>"#"</th>
+                                    <th>"Action"</th>
+                                    <th>"By"</th>
+                                    <th>"Reason"</th>
+                                    <th>"Status"</th>
+                                    <th>"Impact (then → 60 s later)"</th>
+                                    <th></th>
+                                </tr>
+                            </thead>
+                            <tbody>{move || rows().into_iter().map(|a| view! { <ActionRow a /> }).collect_view()}</tbody>
+                        </table>
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
+#[component]
+fn ActionRow(a: ActionRecord) -> impl IntoView {
+    let progress = a.progress.map(|p| format!(" {}/{} updated, {} ready", p.updated, p.desired, p.ready));
+    let impact = match (a.impact_before, a.impact_after) {
+        (Some(b), after) => {
+            let pair = |f: fn(&crate::dto::ImpactReading) -> String| match &after {
+                Some(x) => format!("{} → {}", f(&b), f(x)),
+                None => f(&b),
+            };
+            format!(
+                "5xx {} · 429 {} · p99 {}",
+                pair(|r| format::percent(r.error_rate_5xx)),
+                pair(|r| format::percent(r.throttle_rate_429)),
+                pair(|r| format::millis(r.p99_ms))
+            )
+        }
+        _ => String::new(),
+    };
+    let undo = RwSignal::new(false);
+    let reason = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let id = a.id;
+    let do_undo = move |_| {
+        let c = console();
+        let r = reason.get_untracked();
+        leptos::task::spawn_local(async move {
+            match c.undo(id, r).await {
+                Ok(_) => undo.set(false),
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    let status = a.status.clone();
+    let undo_available = a.undo_available;
+    let badge = match status.as_str() {
+        "succeeded" => "healthy",
+        "failed" => "critical",
+        _ => "degraded",
+    };
+    view! {
+        <tr data-action-id=a.id>
+            <td>{a.id}</td>
+            <td>
+                <code>{a.action}</code>
+                {a.undo_of.map(|o| format!(" (undo of #{o})"))}
+            </td>
+            <td>{a.actor}</td>
+            <td class="reason">{a.reason}</td>
+            <td>
+                <span class=format!("badge badge-{badge}") data-testid="action-status">{status}</span>
+                <span class="muted">{progress}</span>
+            </td>
+            <td class="muted impact">{impact}</td>
+            <td>
+                <Show when=move || undo_available && !undo.get()>
+                    <button class="btn btn-ghost" on:click=move |_| undo.set(true)>"Undo"</button>
+                </Show>
+                <Show when=move || undo.get()>
+                    <input placeholder="why undo?" bind:value=reason />
+                    <button class="btn btn-ghost" on:click=do_undo>"Undo now"</button>
+                </Show>
+                {move || error.get().map(|e| view! { <span class="error">{e}</span> })}
+            </td>
+        </tr>
+    }
+}

@@ -1,0 +1,183 @@
+//! `/audit`: search, page through, inspect, verify and export the audit trail.
+
+use crate::console::console;
+use crate::dto::{AuditEntry, AuditVerification};
+use leptos::prelude::*;
+
+/// `YYYY-MM-DD HH:MM:SS` UTC from Unix ms, by integer arithmetic (same text on the
+/// server and in the browser, no date library in the bundle).
+pub fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+const FILTERS: [(&str, &str); 6] = [
+    ("actor", "Actor"),
+    ("action", "Action"),
+    ("target", "Target"),
+    ("outcome", "Outcome"),
+    ("incident", "Incident"),
+    ("q", "Text"),
+];
+
+/// The audit trail page.
+#[component]
+pub fn AuditPage() -> impl IntoView {
+    let inputs: Vec<RwSignal<String>> = FILTERS.iter().map(|_| RwSignal::new(String::new())).collect();
+    let query = RwSignal::new(String::from("limit=50"));
+    let cursor = RwSignal::new(None::<i64>);
+    let page = Resource::new(
+        move || (query.get(), cursor.get()),
+        |(q, c)| {
+            let console = console();
+            let q = match c {
+                Some(c) => format!("{q}&cursor={c}"),
+                None => q,
+            };
+            async move { console.audit(q).await }
+        },
+    );
+    let verification = RwSignal::new(None::<AuditVerification>);
+    let fields = inputs.clone();
+    let search = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let mut q = String::from("limit=50");
+        for ((name, _), v) in FILTERS.iter().zip(&fields) {
+            let v = v.get_untracked();
+            if !v.trim().is_empty() {
+                q.push_str(&format!("&{name}={}", encode(v.trim())));
+            }
+        }
+        cursor.set(None);
+        query.set(q);
+    };
+    let verify = move |_| {
+        let c = console();
+        leptos::task::spawn_local(async move {
+            if let Ok(v) = c.verify_audit().await {
+                verification.set(Some(v));
+            }
+        });
+    };
+    view! {
+        <h1>"Audit trail"</h1>
+        <form class="filters" on:submit=search data-testid="audit-filters">
+            {FILTERS
+                .iter()
+                .zip(inputs)
+                .map(|((name, label), v)| view! { <input name=*name placeholder=*label bind:value=v /> })
+                .collect_view()}
+            <button class="btn" type="submit">"Search"</button>
+            <button class="btn" type="button" on:click=verify data-testid="verify">"Verify chain"</button>
+            <a class="btn btn-ghost" href=move || format!("/api/v1/audit/export?format=csv&{}", query.get())>"Export CSV"</a>
+            <a class="btn btn-ghost" href=move || format!("/api/v1/audit/export?format=jsonl&{}", query.get())>"Export JSONL"</a>
+        </form>
+        {move || {
+            verification
+                .get()
+                .map(|v| {
+                    let (class, text) = match v.first_bad_id {
+                        None => ("verify-ok", format!("Chain intact: {} entries, head {}…", v.entries, &v.head_hash[..12])),
+                        Some(id) => ("verify-bad", format!("Chain broken at entry #{id} ({} entries checked)", v.entries)),
+                    };
+                    view! { <p class=class data-testid="verify-result">{text}</p> }
+                })
+        }}
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match page.await {
+                    Ok(p) => {
+                        let next = p.next_cursor;
+                        view! {
+                            <table class="grid audit" data-testid="audit-table">
+                                <thead>
+                                    <tr>
+                                        <th>"#"</th>
+                                        <th>"Time (UTC)"</th>
+                                        <th>"Actor"</th>
+                                        <th>"Kind"</th>
+                                        <th>"Action"</th>
+                                        <th>"Target"</th>
+                                        <th>"Outcome"</th>
+                                        <th>"Reason"</th>
+                                    </tr>
+                                </thead>
+                                <tbody>{p.entries.into_iter().map(|e| view! { <EntryRow e /> }).collect_view()}</tbody>
+                            </table>
+                            {next.map(|c| view! { <button class="btn" on:click=move |_| cursor.set(Some(c))>"Older entries"</button> })}
+                        }
+                            .into_any()
+                    }
+                    Err(e) => view! { <p class="error">{e.message}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[component]
+fn EntryRow(e: AuditEntry) -> impl IntoView {
+    let open = RwSignal::new(false);
+    let outcome = match e.outcome.as_str() {
+        "succeeded" => "healthy",
+        "pending" => "degraded",
+        _ => "critical",
+    };
+    let detail = e.clone();
+    view! {
+        <tr class="entry" on:click=move |_| open.update(|o| *o = !*o)>
+            <td>{e.id}</td>
+            <td><code>{utc(e.ts_ms)}</code></td>
+            <td>{e.actor}</td>
+            <td>{e.kind}</td>
+            <td>{e.action}</td>
+            <td>{e.target}</td>
+            <td><span class=format!("badge badge-{outcome}")>{e.outcome}</span></td>
+            <td class="reason">{e.reason}</td>
+        </tr>
+        <Show when=move || open.get()>
+            <tr class="entry-detail">
+                <td colspan="8">
+                    <dl>
+                        <dt>"Params"</dt><dd><code>{detail.params.clone()}</code></dd>
+                        <dt>"Before"</dt><dd><code>{detail.before_state.clone()}</code></dd>
+                        <dt>"After"</dt><dd><code>{detail.after_state.clone()}</code></dd>
+                        <dt>"Completes intent"</dt><dd>{detail.intent_id.map(|i| format!("#{i}")).unwrap_or_else(|| "—".into())}</dd>
+                        <dt>"From"</dt><dd>{format!("{} · {} · request {}", detail.client_addr, detail.user_agent, detail.request_id)}</dd>
+                        <dt>"Hash"</dt><dd><code>{format!("{} (previous {})", detail.hash, detail.prev_hash)}</code></dd>
+                    </dl>
+                </td>
+            </tr>
+        </Show>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(1_767_261_600_000), "2026-01-01 10:00:00");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
+    }
+}

@@ -1,0 +1,73 @@
+import { test, expect, Page, request as playwrightRequest } from '@playwright/test';
+import { ADMIN_PASSWORD } from '../playwright.config';
+
+const PASSWORD = 'a long enough password';
+
+// Accounts are created through the API, as an admin's script would.
+test.beforeAll(async ({ baseURL }) => {
+  const api = await playwrightRequest.newContext({ baseURL });
+  const login = await api.post('/api/v1/session', { data: { username: 'admin', password: ADMIN_PASSWORD } });
+  const { csrf_token } = await login.json();
+  for (const [username, role] of [['oncall', 'responder'], ['watcher', 'viewer']]) {
+    const r = await api.post('/api/v1/users', { data: { username, password: PASSWORD, role }, headers: { 'x-csrf-token': csrf_token } });
+    expect([201, 409]).toContain(r.status());
+  }
+  await api.dispose();
+});
+
+async function signIn(page: Page, username: string) {
+  await page.goto('/login');
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(/\/$/);
+}
+
+function millis(text: string | null): number {
+  const t = (text ?? '').trim();
+  return t.endsWith(' s') ? parseFloat(t) * 1000 : parseFloat(t);
+}
+
+test('a responder resolves the traffic surge from the gateway page', async ({ page }) => {
+  await signIn(page, 'oncall');
+  await expect(page.getByTestId('scenario')).toContainText('traffic-surge');
+  await page.goto('/gateways/edge');
+  const p99 = page.locator('.tile-value[data-testid="p99"]');
+  await expect.poll(async () => millis(await p99.textContent())).toBeGreaterThan(2000);
+
+  await page.locator('button[data-action="scale"]').click();
+  const dialog = page.getByTestId('action-dialog');
+  await dialog.locator('input[name="replicas"]').fill('8');
+  await dialog.locator('input[name="reason"]').fill('surge: add capacity');
+  await expect(dialog.getByRole('button', { name: 'Run' })).toBeDisabled();
+  await dialog.getByRole('button', { name: 'Preview' }).click();
+  await expect(dialog.getByTestId('preview')).toContainText('Scale edge from 4 to 8 replicas');
+  await dialog.getByRole('button', { name: 'Run' }).click();
+  await expect(dialog).toBeHidden();
+
+  // Progress arrives live, then the outcome; latency recovers without a reload.
+  const row = page.getByTestId('action-list').locator('tbody tr').first();
+  await expect(row).toContainText('scale');
+  await expect(row.getByTestId('action-status')).toHaveText('succeeded', { timeout: 30_000 });
+  await expect(row).toContainText('8/8 updated');
+  await expect.poll(async () => millis(await p99.textContent()), { timeout: 30_000 }).toBeLessThan(500);
+  await page.screenshot({ path: 'screenshots/mitigation.png', fullPage: true });
+
+  // The trail shows who did it and why.
+  await page.goto('/audit');
+  await expect(page.getByTestId('audit-table')).toContainText('surge: add capacity');
+  await page.getByTestId('verify').click();
+  await expect(page.getByTestId('verify-result')).toContainText('Chain intact');
+  await page.screenshot({ path: 'screenshots/audit.png', fullPage: true });
+});
+
+test('a viewer sees the buttons but cannot use them', async ({ page }) => {
+  await signIn(page, 'watcher');
+  await page.goto('/gateways/edge');
+  const buttons = page.locator('button[data-action]');
+  await expect(buttons).toHaveCount(7);
+  for (const b of await buttons.all()) {
+    await expect(b).toBeDisabled();
+    await expect(b).toHaveAttribute('title', /Needs the (responder|admin) role/);
+  }
+});
