@@ -15,7 +15,7 @@ E2E_PORT ?= 3107
 # cargo-leptos 0.3.10 builds the binary but then looks for it under the package's name
 # (target/release/server) and fails, so it builds only the site and cargo the server.
 run: tools
-	cargo leptos build --release --frontend-only
+	cargo leptos build --release --frontend-only --split
 	cargo build --release -p server --bin gatewarden
 	$(TARGET_DIR)/release/gatewarden
 
@@ -46,10 +46,11 @@ wasm-boundary:
 	@bad=$$(cargo tree --locked -p frontend --target wasm32-unknown-unknown -e normal --prefix none | grep -E '^(sqlx|tokio|kube|mio) ' | sort -u || true); \
 	 if [ -n "$$bad" ]; then echo "the wasm build depends on: $$bad" >&2; exit 1; fi; echo "wasm boundary ok (no sqlx, tokio, kube)"
 
-# Release wasm + CSS into target/site; the e2e server is the debug binary cargo test built.
+# Release wasm (split: the gateway and audit pages load as their own chunks) + CSS into
+# target/site; the e2e server is the debug binary cargo test built.
 site:
-	cargo leptos build --release --frontend-only --cargo-locked
-	@wasm=$$(ls target/site/pkg/*.wasm); echo "wasm: $$(stat -c %s $$wasm) bytes raw, $$(gzip -9c $$wasm | wc -c) bytes gzip"
+	cargo leptos build --release --frontend-only --split --cargo-locked
+	@for w in target/site/pkg/*.wasm; do echo "wasm $$(basename $$w): $$(stat -c %s $$w) bytes raw, $$(gzip -9c $$w | wc -c) bytes gzip"; done
 
 browser-tests:
 	cd end2end && GATEWARDEN_BIN=$(TARGET_DIR)/debug/gatewarden E2E_PORT=$(E2E_PORT) npx playwright test

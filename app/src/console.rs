@@ -24,6 +24,12 @@ pub trait Console: Send + Sync {
     fn gateway(&self, id: String) -> ApiFuture<GatewayDetail>;
     /// The backend (and training scenario).
     fn fleet(&self) -> ApiFuture<FleetInfo>;
+}
+
+/// What responders and reviewers do: mitigations and the audit trail. A separate trait
+/// from [`Console`] so that its code ships in the lazily loaded pages that use it, not
+/// in the first download (a trait object keeps every method it names).
+pub trait Operations: Send + Sync {
     /// Runs (or with `dry_run`, previews) a mitigation; `body` is the request's JSON
     /// text (reason and params). Text, not `serde_json::Value`: the browser bundle then
     /// needs no dynamic JSON tree.
@@ -41,6 +47,28 @@ pub trait Console: Send + Sync {
 /// The implementation the server provides as context while rendering a page.
 #[derive(Clone)]
 pub struct ServerConsole(pub Arc<dyn Console>);
+
+/// The server's [`Operations`], provided as context while rendering a page.
+#[derive(Clone)]
+pub struct ServerOperations(pub Arc<dyn Operations>);
+
+/// The operations for the current environment (see [`console`]).
+pub fn operations() -> Arc<dyn Operations> {
+    #[cfg(feature = "ssr")]
+    {
+        leptos::prelude::use_context::<ServerOperations>()
+            .map(|c| c.0)
+            .expect("the server provides Operations to every rendered page")
+    }
+    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
+    {
+        Arc::new(crate::http::HttpConsole)
+    }
+    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+    {
+        panic!("the app crate needs its `ssr` or `hydrate` feature to reach the operations")
+    }
+}
 
 /// The console for the current environment (see the module docs).
 pub fn console() -> Arc<dyn Console> {

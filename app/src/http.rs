@@ -1,6 +1,6 @@
 //! Browser side of the [`Console`]: a small client for `/api/v1`, plus the live feed.
 
-use crate::console::{ApiFuture, Console};
+use crate::console::{ApiFuture, Console, Operations};
 use crate::dto::*;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
@@ -112,6 +112,9 @@ impl Console for HttpConsole {
     fn fleet(&self) -> ApiFuture<FleetInfo> {
         boxed(fetch_json("GET", "/api/v1/fleet", None, None))
     }
+}
+
+impl Operations for HttpConsole {
     fn act(&self, gateway: String, action: String, body: String) -> ApiFuture<ActionResponse> {
         boxed(async move {
             let url = format!(
@@ -173,7 +176,7 @@ pub fn navigate_hard(path: &str) {
 
 /// Subscribes to `GET /api/v1/events`: `on_snapshot` for gateway numbers, `on_action`
 /// for action updates. The browser's EventSource reconnects by itself.
-pub fn subscribe(on_snapshot: impl Fn(LiveSnapshot) + 'static, on_action: impl Fn(ActionRecord) + 'static) {
+pub fn subscribe(on_snapshot: impl Fn(LiveSnapshot) + 'static, on_action: impl Fn(String) + 'static) {
     let Ok(source) = EventSource::new("/api/v1/events") else {
         return;
     };
@@ -186,10 +189,8 @@ pub fn subscribe(on_snapshot: impl Fn(LiveSnapshot) + 'static, on_action: impl F
     });
     let _ = source.add_event_listener_with_callback("snapshot", handler.as_ref().unchecked_ref());
     let actions = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        if let Some(text) = event.data().as_string()
-            && let Ok(record) = serde_json::from_str::<ActionRecord>(&text)
-        {
-            on_action(record);
+        if let Some(text) = event.data().as_string() {
+            on_action(text);
         }
     });
     let _ = source.add_event_listener_with_callback("action", actions.as_ref().unchecked_ref());

@@ -34,6 +34,8 @@ test('a responder resolves the traffic surge from the gateway page', async ({ pa
   await page.goto('/gateways/edge');
   const p99 = page.locator('.tile-value[data-testid="p99"]');
   await expect.poll(async () => millis(await p99.textContent())).toBeGreaterThan(2000);
+  // The page's wasm chunk has loaded and hydrated.
+  await expect(page.locator('.actions-panel[data-ready="true"]')).toBeVisible();
 
   await page.locator('button[data-action="scale"]').click();
   const dialog = page.getByTestId('action-dialog');
@@ -64,6 +66,7 @@ test('a responder resolves the traffic surge from the gateway page', async ({ pa
 test('a viewer sees the buttons but cannot use them', async ({ page }) => {
   await signIn(page, 'watcher');
   await page.goto('/gateways/edge');
+  await expect(page.locator('.actions-panel[data-ready="true"]')).toBeVisible();
   const buttons = page.locator('button[data-action]');
   await expect(buttons).toHaveCount(7);
   for (const b of await buttons.all()) {

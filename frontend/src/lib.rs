@@ -4,5 +4,7 @@
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // Lazy routes (the gateway and audit pages are separate wasm chunks) need the
+    // asynchronous hydration entry point.
+    leptos::mount::hydrate_lazy(app::App);
 }

@@ -8,7 +8,7 @@ use crate::error::{AppError, Result};
 use crate::request::Client;
 use crate::state::AppState;
 use crate::users;
-use app::console::{ApiFuture, Console};
+use app::console::{ApiFuture, Console, Operations};
 use app::dto::*;
 
 /// The console as seen by one caller (or by nobody, for anonymous requests).
@@ -134,6 +134,9 @@ impl Console for ServerConsole {
     fn fleet(&self) -> ApiFuture<FleetInfo> {
         run(self, |c| async move { c.fleet().await })
     }
+}
+
+impl Operations for ServerConsole {
     fn act(&self, gateway: String, action: String, body: String) -> ApiFuture<ActionResponse> {
         run(self, |c| async move {
             let body = serde_json::from_str(&body).map_err(|e| AppError::invalid("body", format!("not JSON: {e}")))?;

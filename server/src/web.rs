@@ -3,7 +3,7 @@
 use crate::auth::MaybeAuthUser;
 use crate::console::ServerConsole;
 use crate::state::AppState;
-use app::console::ServerConsole as ConsoleContext;
+use app::console::{ServerConsole as ConsoleContext, ServerOperations};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -19,10 +19,14 @@ pub async fn page(State(state): State<AppState>, user: MaybeAuthUser, req: Reque
         (Some(_), true) => return Redirect::to("/").into_response(),
         _ => {}
     }
-    let console = ConsoleContext(Arc::new(ServerConsole::new(state.clone(), user.0)));
+    let server = Arc::new(ServerConsole::new(state.clone(), user.0));
+    let (console, operations) = (ConsoleContext(server.clone()), ServerOperations(server));
     let options = state.leptos.clone();
     let render = leptos_axum::render_app_to_stream_with_context(
-        move || provide_context(console.clone()),
+        move || {
+            provide_context(console.clone());
+            provide_context(operations.clone());
+        },
         move || app::shell(options.clone()),
     );
     render(req).await.into_response()
@@ -30,6 +34,10 @@ pub async fn page(State(state): State<AppState>, user: MaybeAuthUser, req: Reque
 
 /// Context for pages rendered without a matching route (404s): an anonymous console.
 pub fn anonymous_context(state: &AppState) -> impl Fn() + Clone + Send + Sync + 'static {
-    let console = ConsoleContext(Arc::new(ServerConsole::new(state.clone(), None)));
-    move || provide_context(console.clone())
+    let server = Arc::new(ServerConsole::new(state.clone(), None));
+    let (console, operations) = (ConsoleContext(server.clone()), ServerOperations(server));
+    move || {
+        provide_context(console.clone());
+        provide_context(operations.clone());
+    }
 }

@@ -4,7 +4,7 @@
 
 use super::format;
 use super::use_live_actions;
-use crate::console::console;
+use crate::console::operations;
 use crate::dto::{ActionRecord, ApiResult, Preview, Role, SessionInfo};
 use leptos::prelude::*;
 
@@ -90,8 +90,11 @@ pub fn ActionsPanel(gateway: String) -> impl IntoView {
     let session = expect_context::<SessionContext>().0;
     let open = RwSignal::new(None::<usize>);
     let gw = gateway.clone();
+    // Effects run only in the browser, after hydration: the buttons work from then on.
+    let ready = RwSignal::new(false);
+    Effect::new(move |_| ready.set(true));
     view! {
-        <section class="actions-panel">
+        <section class="actions-panel" data-ready=move || ready.get().to_string()>
             <h2>"Mitigations"</h2>
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
@@ -165,7 +168,7 @@ fn ActionDialog(gateway: String, spec: usize, open: RwSignal<Option<usize>>) -> 
         let request = body(dry_run);
         busy.set(true);
         error.set(None);
-        let c = console();
+        let c = operations();
         leptos::task::spawn_local(async move {
             match c.act(gateway, spec.action.into(), request).await {
                 Ok(r) if dry_run => preview.set(Some(r.preview)),
@@ -275,7 +278,7 @@ fn ActionList(gateway: String) -> impl IntoView {
     let initial = Resource::new(
         || (),
         move |_| {
-            let (c, gw) = (console(), gw.clone());
+            let (c, gw) = (operations(), gw.clone());
             async move { c.actions(gw).await }
         },
     );
@@ -344,7 +347,7 @@ fn ActionRow(a: ActionRecord) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let id = a.id;
     let do_undo = move |_| {
-        let c = console();
+        let c = operations();
         let r = reason.get_untracked();
         leptos::task::spawn_local(async move {
             match c.undo(id, r).await {

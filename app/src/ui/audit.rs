@@ -1,6 +1,6 @@
 //! `/audit`: search, page through, inspect, verify and export the audit trail.
 
-use crate::console::console;
+use crate::console::operations;
 use crate::dto::{AuditEntry, AuditVerification};
 use leptos::prelude::*;
 
@@ -40,7 +40,7 @@ pub fn AuditPage() -> impl IntoView {
     let page = Resource::new(
         move || (query.get(), cursor.get()),
         |(q, c)| {
-            let console = console();
+            let console = operations();
             let q = match c {
                 Some(c) => format!("{q}&cursor={c}"),
                 None => q,
@@ -63,7 +63,7 @@ pub fn AuditPage() -> impl IntoView {
         query.set(q);
     };
     let verify = move |_| {
-        let c = console();
+        let c = operations();
         leptos::task::spawn_local(async move {
             if let Ok(v) = c.verify_audit().await {
                 verification.set(Some(v));

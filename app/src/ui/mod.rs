@@ -14,7 +14,7 @@ use crate::console::console;
 use crate::dto::{ActionRecord, LiveSnapshot, SessionInfo};
 use leptos::prelude::*;
 use leptos_router::components::{Outlet, ParentRoute, Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{Lazy, LazyRoute, lazy_route, path};
 
 /// The HTML document the server streams; the browser hydrates `<App/>` inside it.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -48,14 +48,21 @@ pub fn use_live() -> RwSignal<Option<LiveSnapshot>> {
     use_context::<LiveFeed>().map(|f| f.0).unwrap_or_else(|| RwSignal::new(None))
 }
 
-/// Action updates received since the page loaded (newest record per id).
+/// Action updates received since the page loaded, as the JSON the server sent. They
+/// are parsed where they are shown (the lazily loaded gateway page), which keeps the
+/// action types' decoders out of the first download.
 #[derive(Clone, Copy)]
-pub struct LiveActions(pub RwSignal<Vec<ActionRecord>>);
+pub struct LiveActions(pub RwSignal<Vec<String>>);
 
-/// The action updates provided by [`Layout`].
-pub fn use_live_actions() -> RwSignal<Vec<ActionRecord>> {
-    use_context::<LiveActions>().map(|f| f.0).unwrap_or_else(|| RwSignal::new(Vec::new()))
+/// The action updates provided by [`Layout`], decoded, newest record per id last.
+pub fn use_live_actions() -> Signal<Vec<ActionRecord>> {
+    let raw = use_context::<LiveActions>().map(|f| f.0).unwrap_or_else(|| RwSignal::new(Vec::new()));
+    Signal::derive(move || raw.with(|list| list.iter().filter_map(|j| serde_json::from_str(j).ok()).collect()))
 }
+
+/// How many action updates the layout keeps (a page shows the newest per action).
+#[cfg(feature = "hydrate")]
+const LIVE_ACTIONS_KEPT: usize = 200;
 
 /// Root component: routes and document metadata.
 #[component]
@@ -66,11 +73,42 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=login::LoginPage />
                 <ParentRoute path=path!("") view=Layout>
                     <Route path=path!("") view=health::HealthPage />
-                    <Route path=path!("gateways/:id") view=gateway::GatewayPage />
-                    <Route path=path!("audit") view=audit::AuditPage />
+                    <Route path=path!("gateways/:id") view={Lazy::<GatewayRoute>::new()} />
+                    <Route path=path!("audit") view={Lazy::<AuditRoute>::new()} />
                 </ParentRoute>
             </Routes>
         </Router>
+    }
+}
+
+/// The gateway page (charts, instances, mitigations) loads as its own wasm chunk, so the
+/// first page a person sees downloads only what it needs.
+#[derive(Debug)]
+struct GatewayRoute;
+
+#[lazy_route]
+impl LazyRoute for GatewayRoute {
+    fn data() -> Self {
+        GatewayRoute
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <gateway::GatewayPage /> }.into_any()
+    }
+}
+
+/// The audit trail page, also its own chunk.
+#[derive(Debug)]
+struct AuditRoute;
+
+#[lazy_route]
+impl LazyRoute for AuditRoute {
+    fn data() -> Self {
+        AuditRoute
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <audit::AuditPage /> }.into_any()
     }
 }
 
@@ -78,7 +116,7 @@ pub fn App() -> impl IntoView {
 #[component]
 fn Layout() -> impl IntoView {
     let live = RwSignal::new(None::<LiveSnapshot>);
-    let live_actions = RwSignal::new(Vec::<ActionRecord>::new());
+    let live_actions = RwSignal::new(Vec::<String>::new());
     provide_context(LiveFeed(live));
     provide_context(LiveActions(live_actions));
     // Runs only in the browser: one subscription for the whole signed-in session,
@@ -87,10 +125,12 @@ fn Layout() -> impl IntoView {
         #[cfg(feature = "hydrate")]
         crate::http::subscribe(
             move |snapshot| live.set(Some(snapshot)),
-            move |record| {
+            move |json| {
                 live_actions.update(|list| {
-                    list.retain(|a| a.id != record.id);
-                    list.push(record);
+                    if list.len() >= LIVE_ACTIONS_KEPT {
+                        list.remove(0);
+                    }
+                    list.push(json);
                 })
             },
         );
