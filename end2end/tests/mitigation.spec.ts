@@ -57,6 +57,12 @@ test('a responder resolves the traffic surge from the gateway page', async ({ pa
 
   // The trail shows who did it and why.
   await page.goto('/audit');
+  await expect(page.locator('[data-testid="audit-filters"]')).toBeVisible();
+  await expect(page.getByTestId('audit-table')).toContainText('surge: add capacity');
+  await page.locator('input[name="action"]').fill('scale');
+  await page.getByTestId('audit-window').selectOption('15');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await expect(page.getByTestId('audit-table').locator('tbody tr.entry')).toHaveCount(2); // intent + outcome
   await expect(page.getByTestId('audit-table')).toContainText('surge: add capacity');
   await page.getByTestId('verify').click();
   await expect(page.getByTestId('verify-result')).toContainText('Chain intact');

@@ -178,7 +178,10 @@ async fn every_role_gets_exactly_its_actions_and_every_refusal_is_audited() {
             ("restart", json!({"reason": "matrix"}), Role::Responder),
             ("scale", json!({"reason": "matrix", "replicas": 5 + n}), Role::Responder),
             ("rate-limit", json!({"reason": "matrix", "requests_per_second": 5000}), Role::Responder),
+            ("timeouts", json!({"reason": "matrix", "request_timeout_ms": 1000 + n * 100}), Role::Responder),
+            ("circuit-breaker", json!({"reason": "matrix", "consecutive_errors": 3 + n}), Role::Responder),
             ("rollback", json!({"reason": "matrix", "confirm": "partner"}), Role::Admin),
+            ("bypass", json!({"reason": "matrix", "service": "shipping", "confirm": "partner"}), Role::Admin),
         ];
         for (action, body, needed) in &actions {
             // Without the CSRF token nobody gets through, whatever the role.
@@ -205,9 +208,9 @@ async fn every_role_gets_exactly_its_actions_and_every_refusal_is_audited() {
             })
             .count()
     };
-    assert_eq!(count("viewer", "role"), 4, "viewer refused four times for its role");
-    assert_eq!(count("responder", "role"), 1, "responder refused rollback");
-    assert_eq!(count("viewer", "CSRF") + count("responder", "CSRF") + count("admin", "CSRF"), 12);
+    assert_eq!(count("viewer", "role"), 7, "viewer refused every action for its role");
+    assert_eq!(count("responder", "role"), 2, "responder refused rollback and bypass");
+    assert_eq!(count("viewer", "CSRF") + count("responder", "CSRF") + count("admin", "CSRF"), 21);
 }
 
 #[tokio::test]

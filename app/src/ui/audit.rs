@@ -49,6 +49,8 @@ pub fn AuditPage() -> impl IntoView {
         },
     );
     let verification = RwSignal::new(None::<AuditVerification>);
+    // Minutes back from now ("" = any time); the browser's clock sets `since`.
+    let window = RwSignal::new(String::new());
     let fields = inputs.clone();
     let search = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -58,6 +60,11 @@ pub fn AuditPage() -> impl IntoView {
             if !v.trim().is_empty() {
                 q.push_str(&format!("&{name}={}", encode(v.trim())));
             }
+        }
+        #[cfg(feature = "hydrate")]
+        if let Ok(minutes) = window.get_untracked().parse::<f64>() {
+            let since = js_sys::Date::now() - minutes * 60_000.0;
+            q.push_str(&format!("&since={}", since as i64));
         }
         cursor.set(None);
         query.set(q);
@@ -78,6 +85,16 @@ pub fn AuditPage() -> impl IntoView {
                 .zip(inputs)
                 .map(|((name, label), v)| view! { <input name=*name placeholder=*label bind:value=v /> })
                 .collect_view()}
+            <select
+                name="window"
+                on:change=move |ev| window.set(event_target_value(&ev))
+                data-testid="audit-window"
+            >
+                <option value="">"Any time"</option>
+                <option value="15">"Last 15 minutes"</option>
+                <option value="60">"Last hour"</option>
+                <option value="1440">"Last 24 hours"</option>
+            </select>
             <button class="btn" type="submit">"Search"</button>
             <button class="btn" type="button" on:click=verify data-testid="verify">"Verify chain"</button>
             <a class="btn btn-ghost" href=move || format!("/api/v1/audit/export?format=csv&{}", query.get())>"Export CSV"</a>
