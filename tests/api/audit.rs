@@ -356,3 +356,33 @@ async fn an_action_interrupted_by_a_crash_is_reconciled_at_the_next_start() {
     assert!(verify.ok);
     assert_eq!(actions[0]["status"], "failed");
 }
+
+#[tokio::test]
+async fn verification_links_pages_so_edits_and_removals_at_page_boundaries_are_found() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for i in 0..30 {
+        let mut e = server::audit::NewEntry::new(
+            server::audit::Actor::system(),
+            server::audit::Kind::Reconciliation,
+            server::audit::Outcome::Succeeded,
+        );
+        e.reason = format!("entry {i}");
+        app.state.ledger.append(e).await.unwrap();
+    }
+    let small_pages =
+        || server::audit::Ledger::new(app.state.db.clone(), server::db::Dialect::Sqlite).with_verify_page(7);
+    let intact = small_pages().verify().await.unwrap();
+    assert!(intact.ok && intact.entries >= 30, "{intact:?}");
+    sqlx::query("drop trigger audit_log_no_delete").execute(&app.state.db).await.unwrap();
+    sqlx::query("drop trigger audit_log_no_update").execute(&app.state.db).await.unwrap();
+
+    // The first entry of the third page is removed: the page after the gap links wrong.
+    sqlx::query("delete from audit_log where id = 15").execute(&app.state.db).await.unwrap();
+    let removed = small_pages().verify().await.unwrap();
+    assert_eq!(removed.first_bad_id, Some(16));
+
+    // An edit at a page's last entry is found too (its own hash no longer matches).
+    sqlx::query("update audit_log set reason = 'edited' where id = 7").execute(&app.state.db).await.unwrap();
+    let edited = small_pages().verify().await.unwrap();
+    assert_eq!(edited.first_bad_id, Some(7));
+}
