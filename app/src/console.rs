@@ -42,6 +42,8 @@ pub trait Operations: Send + Sync {
     fn audit(&self, query: String) -> ApiFuture<AuditPage>;
     /// Verifies the audit chain.
     fn verify_audit(&self) -> ApiFuture<AuditVerification>;
+    /// One audit entry with its linked entries.
+    fn audit_entry(&self, id: i64) -> ApiFuture<AuditEntryDetail>;
 }
 
 /// The implementation the server provides as context while rendering a page.

@@ -370,6 +370,16 @@ pub struct AuditPage {
     pub next_cursor: Option<i64>,
 }
 
+/// `GET /api/v1/audit/{id}`: an entry and the entries linked to it (its intent, or its
+/// outcomes and reconciliation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntryDetail {
+    /// The entry.
+    pub entry: AuditEntry,
+    /// Linked entries, oldest first.
+    pub linked: Vec<AuditEntry>,
+}
+
 /// `GET /api/v1/audit/verify`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditVerification {

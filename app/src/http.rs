@@ -143,6 +143,9 @@ impl Operations for HttpConsole {
     fn verify_audit(&self) -> ApiFuture<AuditVerification> {
         boxed(fetch_json("GET", "/api/v1/audit/verify", None, None))
     }
+    fn audit_entry(&self, id: i64) -> ApiFuture<AuditEntryDetail> {
+        boxed(async move { fetch_json("GET", &format!("/api/v1/audit/{id}"), None, None).await })
+    }
 }
 
 /// `s` as a JSON string literal.

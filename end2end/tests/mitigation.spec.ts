@@ -64,6 +64,10 @@ test('a responder resolves the traffic surge from the gateway page', async ({ pa
   await page.getByRole('button', { name: 'Search' }).click();
   await expect(page.getByTestId('audit-table').locator('tbody tr.entry')).toHaveCount(2); // intent + outcome
   await expect(page.getByTestId('audit-table')).toContainText('surge: add capacity');
+  // The intent's row expands to what changed, from the state before to the state after.
+  await page.getByTestId('audit-table').locator('tr.entry', { hasText: 'surge: add capacity' }).click();
+  await expect(page.getByTestId('state-diff')).toContainText('replicas');
+  await expect(page.getByTestId('state-diff')).toContainText('8');
   await page.getByTestId('verify').click();
   await expect(page.getByTestId('verify-result')).toContainText('Chain intact');
   await page.screenshot({ path: 'screenshots/audit.png', fullPage: true });

@@ -18,8 +18,6 @@ use sqlx::Row;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Largest replica count the console will set.
-pub const MAX_REPLICAS: u32 = 50;
 /// Backend seconds between the two impact readings.
 pub const IMPACT_AFTER_S: i64 = 60;
 
@@ -184,7 +182,14 @@ fn describe_limit(p: &Option<RateLimitPolicy>) -> String {
 }
 
 /// Validates `params` for `name` against the gateway's `state` and plans the change.
-pub fn plan(name: ActionName, gateway: &str, mut params: Map<String, Value>, state: &GatewayState) -> Result<Plan> {
+/// `max_replicas` bounds `scale` (the `--max-replicas` setting).
+pub fn plan(
+    name: ActionName,
+    gateway: &str,
+    mut params: Map<String, Value>,
+    state: &GatewayState,
+    max_replicas: u32,
+) -> Result<Plan> {
     let change_of = |field: &str, before: String, after: String| FieldChange { field: field.into(), before, after };
     let plan = match name {
         ActionName::Restart => {
@@ -207,7 +212,7 @@ pub fn plan(name: ActionName, gateway: &str, mut params: Map<String, Value>, sta
             }
         }
         ActionName::Scale => {
-            let replicas = number(&mut params, "replicas", 1..=u64::from(MAX_REPLICAS))?
+            let replicas = number(&mut params, "replicas", 1..=u64::from(max_replicas))?
                 .ok_or_else(|| AppError::invalid("replicas", "is required"))? as u32;
             no_more(&params)?;
             if replicas == state.replicas {
@@ -449,6 +454,8 @@ pub struct Engine {
     health: Arc<HealthService>,
     /// Test hook: pause between the audit intent and the change (crash-safety tests).
     pause_after_intent: Option<Duration>,
+    /// Largest replica count `scale` may set.
+    max_replicas: u32,
 }
 
 /// Who asks, for the audit trail.
@@ -467,13 +474,19 @@ struct Stored {
 
 impl Engine {
     /// An engine over these services.
-    pub fn new(db: Db, ledger: Arc<Ledger>, fleet: Arc<dyn Fleet>, health: Arc<HealthService>) -> Self {
+    pub fn new(
+        db: Db,
+        ledger: Arc<Ledger>,
+        fleet: Arc<dyn Fleet>,
+        health: Arc<HealthService>,
+        max_replicas: u32,
+    ) -> Self {
         let pause_after_intent = std::env::var("GATEWARDEN_FAULT_PAUSE_AFTER_INTENT_MS")
             .ok()
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis);
         let (events, _) = tokio::sync::broadcast::channel(256);
-        Engine { db, events, ledger, fleet, health, pause_after_intent }
+        Engine { db, events, ledger, fleet, health, pause_after_intent, max_replicas }
     }
 
     /// Action updates as they happen (status, progress, impact, undo).
@@ -529,7 +542,7 @@ impl Engine {
         }
         let request = envelope(body)?;
         let state = self.fleet.state(gateway).await?;
-        let plan = plan(action, gateway, request.params.clone(), &state)?;
+        let plan = plan(action, gateway, request.params.clone(), &state, self.max_replicas)?;
         if request.dry_run {
             return Ok(ActionResponse { id: None, status: "preview".into(), preview: plan.preview });
         }

@@ -76,6 +76,9 @@ pub struct ServeArgs {
     /// Simulated seconds per real second (0.1 to 100).
     #[arg(long, env = "GATEWARDEN_SIM_SPEED", default_value_t = 1.0, value_parser = parse_speed)]
     pub sim_speed: f64,
+    /// Largest replica count `scale` may set.
+    #[arg(long, env = "GATEWARDEN_MAX_REPLICAS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_replicas: u32,
     /// Public URL; an https URL marks session cookies Secure.
     #[arg(long, env = "GATEWARDEN_PUBLIC_URL")]
     pub public_url: Option<String>,

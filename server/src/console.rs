@@ -163,4 +163,11 @@ impl Operations for ServerConsole {
             c.state.ledger.verify().await
         })
     }
+    fn audit_entry(&self, id: i64) -> ApiFuture<AuditEntryDetail> {
+        run(self, move |c| async move {
+            c.caller(Role::Viewer)?;
+            let (entry, linked) = c.state.ledger.entry(id).await?;
+            Ok(AuditEntryDetail { entry, linked })
+        })
+    }
 }

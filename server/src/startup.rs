@@ -46,6 +46,8 @@ pub struct Settings {
     pub site_root: String,
     /// Password for the first admin; generated and printed when absent.
     pub admin_password: Option<String>,
+    /// Largest replica count `scale` may set.
+    pub max_replicas: u32,
 }
 
 impl Settings {
@@ -80,6 +82,7 @@ impl Settings {
             secure_cookies,
             site_root: args.site_root,
             admin_password: std::env::var("GATEWARDEN_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
+            max_replicas: args.max_replicas,
         })
     }
 }
@@ -153,7 +156,7 @@ impl Application {
         let health = Arc::new(HealthService::new(fleet.clone(), metrics));
         let dialect = db::dialect(&settings.database_url).expect("checked in Settings");
         let ledger = Arc::new(Ledger::new(db.clone(), dialect));
-        let engine = Arc::new(Engine::new(db.clone(), ledger.clone(), fleet, health.clone()));
+        let engine = Arc::new(Engine::new(db.clone(), ledger.clone(), fleet, health.clone(), settings.max_replicas));
         // Settle any action a crash left between its intent and its outcome, before
         // anyone can start a new one.
         let reconciled = engine

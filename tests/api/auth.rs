@@ -127,6 +127,7 @@ async fn the_session_cookie_is_secure_when_the_public_url_is_https() {
         scenario: server::fleet::sim::Scenario::Healthy,
         seed: 1,
         sim_speed: 1.0,
+        max_replicas: 50,
         public_url: Some("https://gatewarden.example.com".into()),
         site_root: "target/site".into(),
     };
@@ -144,4 +145,46 @@ async fn anonymous_api_calls_get_401_json() {
     }
     let r = anon.post("/api/v1/users", &json!({"username": "x", "password": "0123456789", "role": "admin"})).await;
     assert_error(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn idle_and_over_age_sessions_are_refused() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let idle = app.signed_in(Role::Viewer).await;
+    let old = app.signed_in(Role::Responder).await;
+    let sessions: Vec<(String, String)> =
+        sqlx::query_as("select id, data from sessions").fetch_all(&app.state.db).await.unwrap();
+    assert_eq!(sessions.len(), 2);
+    let login_at = |data: &str| -> i64 {
+        let v: Value = serde_json::from_str(data).unwrap();
+        v["data"]["auth"]["login_at_ms"].as_i64().unwrap()
+    };
+    let (idle_id, old_id) = {
+        // Tell the two sessions apart by which user they belong to: the responder signed in second.
+        let mut s = sessions.clone();
+        s.sort_by_key(|(_, d)| login_at(d));
+        (s[0].0.clone(), s[1].clone())
+    };
+
+    // Idle: the store's expiry (renewed by every request) has passed.
+    sqlx::query("update sessions set expiry_date = $1 where id = $2")
+        .bind(server::db::now_ms() - 1)
+        .bind(&idle_id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    // Over age: signed in 13 hours ago, however active since (absolute limit 12 h). The
+    // stored text is edited in place: a JSON round trip would turn the i128 id to a float.
+    let was = format!("\"login_at_ms\":{}", login_at(&old_id.1));
+    let now = format!("\"login_at_ms\":{}", server::db::now_ms() - 13 * 3600 * 1000);
+    assert!(old_id.1.contains(&was));
+    sqlx::query("update sessions set data = $1 where id = $2")
+        .bind(old_id.1.replace(&was, &now))
+        .bind(&old_id.0)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+
+    assert_error(idle.get("/api/v1/gateways").await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_error(old.get("/api/v1/gateways").await, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }

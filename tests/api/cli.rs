@@ -23,6 +23,7 @@ fn bad_flags_and_unusable_databases_exit_2_with_a_message() {
     assert_one_line_error(&["--no-such-flag"], "--no-such-flag");
     assert_one_line_error(&["--scenario", "meteor"], "unknown scenario 'meteor'");
     assert_one_line_error(&["--sim-speed", "0"], "outside");
+    assert_one_line_error(&["--max-replicas", "0"], "--max-replicas");
     assert_one_line_error(&["--listen", "not-an-address"], "not-an-address");
     assert_one_line_error(&["--database-url", "mysql://x/y"], "unsupported database URL");
     assert_one_line_error(

@@ -135,6 +135,8 @@ impl TestApp {
 
     /// A server on an existing database (for restarts).
     pub async fn spawn_on(db: TestDb, options: Options) -> TestApp {
+        // Server logs go to the test's captured output: shown only when a test fails.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,server=info").try_init();
         let settings = Settings {
             listen: "127.0.0.1:0".parse().expect("addr"),
             database_url: db.url.clone(),
@@ -144,6 +146,7 @@ impl TestApp {
             secure_cookies: false,
             site_root: "target/site".into(),
             admin_password: Some(ADMIN_PASSWORD.into()),
+            max_replicas: 50,
         };
         let app = Application::build(settings).await.expect("server starts");
         let addr = app.local_addr();

@@ -1,7 +1,7 @@
 //! `/audit`: search, page through, inspect, verify and export the audit trail.
 
 use crate::console::operations;
-use crate::dto::{AuditEntry, AuditVerification};
+use crate::dto::{AuditEntry, AuditEntryDetail, AuditVerification};
 use leptos::prelude::*;
 
 /// `YYYY-MM-DD HH:MM:SS` UTC from Unix ms, by integer arithmetic (same text on the
@@ -160,7 +160,7 @@ fn EntryRow(e: AuditEntry) -> impl IntoView {
         "pending" => "degraded",
         _ => "critical",
     };
-    let detail = e.clone();
+    let id = e.id;
     view! {
         <tr class="entry" on:click=move |_| open.update(|o| *o = !*o)>
             <td>{e.id}</td>
@@ -175,17 +175,97 @@ fn EntryRow(e: AuditEntry) -> impl IntoView {
         <Show when=move || open.get()>
             <tr class="entry-detail">
                 <td colspan="8">
-                    <dl>
-                        <dt>"Params"</dt><dd><code>{detail.params.clone()}</code></dd>
-                        <dt>"Before"</dt><dd><code>{detail.before_state.clone()}</code></dd>
-                        <dt>"After"</dt><dd><code>{detail.after_state.clone()}</code></dd>
-                        <dt>"Completes intent"</dt><dd>{detail.intent_id.map(|i| format!("#{i}")).unwrap_or_else(|| "—".into())}</dd>
-                        <dt>"From"</dt><dd>{format!("{} · {} · request {}", detail.client_addr, detail.user_agent, detail.request_id)}</dd>
-                        <dt>"Hash"</dt><dd><code>{format!("{} (previous {})", detail.hash, detail.prev_hash)}</code></dd>
-                    </dl>
+                    <EntryDetail id />
                 </td>
             </tr>
         </Show>
+    }
+}
+
+/// Field-by-field differences between two JSON objects (the state before an action and
+/// after it): `(field, before, after)` for every top-level field that changed.
+pub fn state_diff(before: &str, after: &str) -> Vec<(String, String, String)> {
+    use serde_json::{Map, Value};
+    let object = |s: &str| match serde_json::from_str::<Value>(s) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let (b, a) = (object(before), object(after));
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let show = |v: Option<&Value>| v.map_or_else(|| "—".to_string(), Value::to_string);
+    keys.into_iter().filter(|k| b.get(*k) != a.get(*k)).map(|k| (k.clone(), show(b.get(k)), show(a.get(k)))).collect()
+}
+
+#[component]
+fn EntryDetail(id: i64) -> impl IntoView {
+    let detail = Resource::new(
+        move || id,
+        |id| {
+            let c = operations();
+            async move { c.audit_entry(id).await }
+        },
+    );
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Ok(d) => view! { <EntryView d /> }.into_any(),
+                    Err(e) => view! { <p class="error">{e.message}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn EntryView(d: AuditEntryDetail) -> impl IntoView {
+    let AuditEntryDetail { entry, linked } = d;
+    // The state before comes from the intent; the state after from its outcome.
+    let all: Vec<&AuditEntry> = std::iter::once(&entry).chain(linked.iter()).collect();
+    let before =
+        all.iter().find(|e| !e.before_state.is_empty() && e.intent_id.is_none()).map(|e| e.before_state.clone());
+    let after =
+        all.iter().filter(|e| e.intent_id.is_some() && !e.after_state.is_empty()).map(|e| e.after_state.clone()).last();
+    let diff = match (&before, &after) {
+        (Some(b), Some(a)) => state_diff(b, a),
+        _ => Vec::new(),
+    };
+    let links = linked
+        .into_iter()
+        .map(|l| format!("#{} {} ({}) by {}", l.id, l.kind, l.outcome, l.actor))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    view! {
+        <dl data-testid="entry-detail">
+            <dt>"Params"</dt>
+            <dd><code>{entry.params}</code></dd>
+            <dt>"Changed"</dt>
+            <dd>
+                {if diff.is_empty() {
+                    view! { <span class="muted">"no state change recorded"</span> }.into_any()
+                } else {
+                    view! {
+                        <table class="diff" data-testid="state-diff">
+                            <tbody>
+                                {diff
+                                    .into_iter()
+                                    .map(|(k, b, a)| view! { <tr><td>{k}</td><td><code>{b}</code></td><td>"→"</td><td><code>{a}</code></td></tr> })
+                                    .collect_view()}
+                            </tbody>
+                        </table>
+                    }
+                        .into_any()
+                }}
+            </dd>
+            <dt>"Linked"</dt>
+            <dd>{if links.is_empty() { "—".to_string() } else { links }}</dd>
+            <dt>"From"</dt>
+            <dd>{format!("{} · {} · request {}", entry.client_addr, entry.user_agent, entry.request_id)}</dd>
+            <dt>"Hash"</dt>
+            <dd><code>{format!("{} (previous {})", entry.hash, entry.prev_hash)}</code></dd>
+        </dl>
     }
 }
 
@@ -196,5 +276,15 @@ mod tests {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");
         assert_eq!(super::utc(1_767_261_600_000), "2026-01-01 10:00:00");
         assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn the_state_diff_lists_only_changed_fields() {
+        let d = super::state_diff(
+            r#"{"replicas":4,"version":"2.14.1","rate_limit":null}"#,
+            r#"{"replicas":8,"version":"2.14.1","rate_limit":null}"#,
+        );
+        assert_eq!(d, vec![("replicas".to_string(), "4".to_string(), "8".to_string())]);
+        assert!(super::state_diff("", "{}").is_empty());
     }
 }
