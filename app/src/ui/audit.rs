@@ -227,7 +227,7 @@ fn EntryView(d: AuditEntryDetail) -> impl IntoView {
     let before =
         all.iter().find(|e| !e.before_state.is_empty() && e.intent_id.is_none()).map(|e| e.before_state.clone());
     let after =
-        all.iter().filter(|e| e.intent_id.is_some() && !e.after_state.is_empty()).map(|e| e.after_state.clone()).last();
+        all.iter().rev().find(|e| e.intent_id.is_some() && !e.after_state.is_empty()).map(|e| e.after_state.clone());
     let diff = match (&before, &after) {
         (Some(b), Some(a)) => state_diff(b, a),
         _ => Vec::new(),
