@@ -100,7 +100,7 @@ async fn main() {
         ),
         ("incident", Filter { incident: Some("INC-42".into()), ..Default::default() }, None),
         ("time range", Filter { since_ms: Some(0), until_ms: Some(i64::MAX), ..Default::default() }, Some(mid)),
-        ("free text q (scan)", Filter { q: Some("step 123456:".into()), ..Default::default() }, None),
+        ("free text q", Filter { q: Some("step 123456:".into()), ..Default::default() }, None),
     ];
     println!("filtered page of 50 (100 runs each):");
     for (name, filter, cursor) in cases {

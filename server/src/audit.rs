@@ -291,7 +291,7 @@ enum Bind {
 
 impl Filter {
     /// `where ...` for this filter plus `min_id <= id < cursor`, with its binds in order.
-    fn clause(&self, cursor: Option<i64>, min_id: Option<i64>) -> (String, Vec<Bind>) {
+    fn clause(&self, cursor: Option<i64>, min_id: Option<i64>, dialect: Dialect) -> (String, Vec<Bind>) {
         let mut parts = Vec::new();
         let mut binds = Vec::new();
         let mut push = |sql: &str, bind: Bind| {
@@ -329,6 +329,20 @@ impl Filter {
             let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             binds.push(Bind::Text(format!("%{escaped}%")));
             let n = binds.len();
+            // The trigram index finds candidates (it needs three characters); the LIKEs
+            // after it decide, so results are the same with or without it.
+            if q.chars().count() >= 3 {
+                match dialect {
+                    Dialect::Sqlite => {
+                        binds.push(Bind::Text(format!("\"{}\"", q.replace('"', "\"\""))));
+                        parts.push(format!("id in (select rowid from audit_text where audit_text match ${})", binds.len()));
+                    }
+                    Dialect::Postgres => parts.push(format!(
+                        "lower(actor || ' ' || target || ' ' || action || ' ' || reason || ' ' || params || ' ' || incident) \
+                         like ${n} escape '\\'"
+                    )),
+                }
+            }
             parts.push(format!(
                 "(lower(actor) like ${n} escape '\\' or lower(target) like ${n} escape '\\' \
                  or lower(action) like ${n} escape '\\' or lower(reason) like ${n} escape '\\' \
@@ -502,7 +516,7 @@ impl Ledger {
             },
             None => cursor,
         };
-        let (clause, binds) = filter.clause(cursor, min_id);
+        let (clause, binds) = filter.clause(cursor, min_id, self.dialect);
         let sql = format!("select {COLUMNS} from audit_log {clause} order by id desc limit {}", limit + 1);
         let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.db).await?;
         let mut entries = rows.iter().map(from_row).collect::<std::result::Result<Vec<_>, _>>()?;
@@ -548,10 +562,10 @@ impl Ledger {
 
     /// Every matching entry, oldest first, read a page at a time (for export).
     pub fn stream(&self, filter: Filter) -> impl Stream<Item = Result<AuditEntry>> + Send + 'static {
-        let db = self.db.clone();
-        futures::stream::try_unfold((db, filter, Some(0i64)), |(db, filter, after)| async move {
+        let (db, dialect) = (self.db.clone(), self.dialect);
+        futures::stream::try_unfold((db, filter, Some(0i64)), move |(db, filter, after)| async move {
             let Some(after) = after else { return Ok::<_, AppError>(None) };
-            let (clause, mut binds) = filter.clause(None, None);
+            let (clause, mut binds) = filter.clause(None, None, dialect);
             binds.push(Bind::Int(after));
             let and = if clause.is_empty() { "where" } else { "and" };
             let sql =

@@ -8,7 +8,33 @@ use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-crate::both_databases!(the_database_refuses_to_change_or_delete_entries, tampering_with_an_entry_is_detected_and_named,);
+crate::both_databases!(
+    the_database_refuses_to_change_or_delete_entries,
+    tampering_with_an_entry_is_detected_and_named,
+    free_text_search_finds_substrings_whatever_the_characters,
+);
+
+async fn free_text_search_finds_substrings_whatever_the_characters(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for name in ["Intruder4", "o\"neil", "100%_sure", "ab"] {
+        let _ = app.login(&app.client(), name, "guess").await;
+    }
+    let viewer = app.signed_in(Role::Viewer).await;
+    let targets = |q: &'static str| {
+        let viewer = &viewer;
+        async move {
+            let url = format!("/api/v1/audit?kind=login_failure&q={q}");
+            let page: AuditPage = serde_json::from_value(viewer.get_json(&url).await).unwrap();
+            page.entries.into_iter().map(|e| e.target).collect::<Vec<_>>()
+        }
+    };
+
+    assert_eq!(targets("intruder4").await, ["Intruder4"], "case-insensitive");
+    assert_eq!(targets("o%22ne").await, ["o\"neil"], "a double quote is just a character");
+    assert_eq!(targets("0%25_s").await, ["100%_sure"], "% and _ match themselves");
+    assert_eq!(targets("ab").await, ["ab"], "short queries still work (no index)");
+    assert!(targets("zzzz").await.is_empty());
+}
 
 async fn some_activity(app: &TestApp) -> Session {
     let _ = app.login(&app.client(), "admin", "wrong password").await;
