@@ -162,6 +162,23 @@ fn number(
     }
 }
 
+/// Reads an optional string that must be one of `allowed` (a route or a service of the
+/// gateway); `what` names the kind for the message.
+fn one_of(
+    params: &mut Map<String, Value>,
+    field: &'static str,
+    allowed: &[String],
+    what: &str,
+    gateway: &str,
+) -> Result<Option<String>> {
+    match params.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(x)) if allowed.contains(&x) => Ok(Some(x)),
+        Some(Value::String(x)) => Err(AppError::invalid(field, format!("'{x}' is not a {what} of {gateway}"))),
+        Some(_) => Err(AppError::invalid(field, "must be a string")),
+    }
+}
+
 fn no_more(params: &Map<String, Value>) -> Result<()> {
     match params.keys().next() {
         Some(k) => Err(AppError::Validation { field: "params", message: format!("unknown parameter '{k}'") }),
@@ -271,14 +288,7 @@ pub fn plan(
             let rps = number(&mut params, "requests_per_second", 1..=1_000_000)?
                 .ok_or_else(|| AppError::invalid("requests_per_second", "is required"))? as u32;
             let burst = number(&mut params, "burst", 1..=10_000_000)?.map_or(rps, |b| b as u32);
-            let route = match params.remove("route") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(r)) if state.routes.contains(&r) => Some(r),
-                Some(Value::String(r)) => {
-                    return Err(AppError::invalid("route", format!("'{r}' is not a route of {gateway}")));
-                }
-                Some(_) => return Err(AppError::invalid("route", "must be a string")),
-            };
+            let route = one_of(&mut params, "route", &state.routes, "route", gateway)?;
             let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
             no_more(&params)?;
             let policy = Some(RateLimitPolicy { requests_per_second: rps, burst, route });
@@ -344,14 +354,7 @@ pub fn plan(
             let consecutive_errors = number(&mut params, "consecutive_errors", 1..=100)?.unwrap_or(5) as u32;
             let ejection_seconds = number(&mut params, "ejection_seconds", 1..=3600)?.unwrap_or(30) as u32;
             let max_ejection_percent = number(&mut params, "max_ejection_percent", 1..=100)?.unwrap_or(100) as u32;
-            let service = match params.remove("service") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(x)) if state.services.contains(&x) => Some(x),
-                Some(Value::String(x)) => {
-                    return Err(AppError::invalid("service", format!("'{x}' is not a service behind {gateway}")));
-                }
-                Some(_) => return Err(AppError::invalid("service", "must be a string")),
-            };
+            let service = one_of(&mut params, "service", &state.services, "service", gateway)?;
             let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
             no_more(&params)?;
             let policy = Some(BreakerPolicy { consecutive_errors, ejection_seconds, max_ejection_percent, service });
@@ -379,14 +382,8 @@ pub fn plan(
             }
         }
         ActionName::Bypass => {
-            let service = match params.remove("service") {
-                Some(Value::String(x)) if state.services.contains(&x) => x,
-                Some(Value::String(x)) => {
-                    return Err(AppError::invalid("service", format!("'{x}' is not a service behind {gateway}")));
-                }
-                None | Some(Value::Null) => return Err(AppError::invalid("service", "is required")),
-                Some(_) => return Err(AppError::invalid("service", "must be a string")),
-            };
+            let service = one_of(&mut params, "service", &state.services, "service", gateway)?
+                .ok_or_else(|| AppError::invalid("service", "is required"))?;
             let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
             no_more(&params)?;
             if state.bypassed.contains(&service) {
