@@ -178,8 +178,13 @@ pub fn navigate_hard(path: &str) {
 }
 
 /// Subscribes to `GET /api/v1/events`: `on_snapshot` for gateway numbers, `on_action`
-/// for action updates. The browser's EventSource reconnects by itself.
-pub fn subscribe(on_snapshot: impl Fn(LiveSnapshot) + 'static, on_action: impl Fn(String) + 'static) {
+/// for action updates, `on_audit` for new audit entries (both as JSON text, decoded by
+/// the pages that show them). The browser's EventSource reconnects by itself.
+pub fn subscribe(
+    on_snapshot: impl Fn(LiveSnapshot) + 'static,
+    on_action: impl Fn(String) + 'static,
+    on_audit: impl Fn(String) + 'static,
+) {
     let Ok(source) = EventSource::new("/api/v1/events") else {
         return;
     };
@@ -197,8 +202,15 @@ pub fn subscribe(on_snapshot: impl Fn(LiveSnapshot) + 'static, on_action: impl F
         }
     });
     let _ = source.add_event_listener_with_callback("action", actions.as_ref().unchecked_ref());
+    let audit = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if let Some(text) = event.data().as_string() {
+            on_audit(text);
+        }
+    });
+    let _ = source.add_event_listener_with_callback("audit", audit.as_ref().unchecked_ref());
     // The subscription lives as long as the page.
     handler.forget();
     actions.forget();
+    audit.forget();
     std::mem::forget(source);
 }

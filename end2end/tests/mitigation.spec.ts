@@ -68,6 +68,13 @@ test('a responder resolves the traffic surge from the gateway page', async ({ pa
   await page.getByTestId('audit-table').locator('tr.entry', { hasText: 'surge: add capacity' }).click();
   await expect(page.getByTestId('state-diff')).toContainText('replicas');
   await expect(page.getByTestId('state-diff')).toContainText('8');
+  // Entries written elsewhere show up live, and the list refreshes on request.
+  const other = await playwrightRequest.newContext({ baseURL: page.url().replace(/\/audit.*$/, '') });
+  await other.post('/api/v1/session', { data: { username: 'admin', password: ADMIN_PASSWORD } });
+  await other.dispose();
+  await expect(page.getByTestId('new-entries')).toHaveText(/^\d+ new entr(y|ies) · show$/);
+  await page.getByTestId('new-entries').click();
+  await expect(page.getByTestId('new-entries')).toBeHidden();
   await page.getByTestId('verify').click();
   await expect(page.getByTestId('verify-result')).toContainText('Chain intact');
   await page.screenshot({ path: 'screenshots/audit.png', fullPage: true });

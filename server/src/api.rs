@@ -254,9 +254,9 @@ async fn audit_export(
 }
 
 /// `GET /api/v1/events`: a `snapshot` event with every gateway's numbers after each
-/// fleet change (every simulated second), starting with the current one, and an
-/// `action` event with an action's record whenever it changes (progress, outcome,
-/// impact, undo).
+/// fleet change (every simulated second), starting with the current one; an `action`
+/// event with an action's record whenever it changes (progress, outcome, impact, undo);
+/// an `audit` event with every new audit entry.
 async fn events(_user: AuthUser, State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let snapshots = futures::stream::unfold((state.live.clone(), true), |(mut rx, first)| async move {
         if !first && rx.changed().await.is_err() {
@@ -266,15 +266,26 @@ async fn events(_user: AuthUser, State(state): State<AppState>) -> Sse<impl Stre
         Some((json, (rx, false)))
     })
     .filter_map(|json| async move { json.map(|j| Ok(Event::default().event("snapshot").data(&*j))) });
-    let actions = futures::stream::unfold(state.engine.subscribe(), |mut rx| async move {
+    let actions = relay(state.engine.subscribe(), "action");
+    let audit = relay(state.ledger.subscribe(), "audit");
+    let stream = futures::stream::select(snapshots, futures::stream::select(actions, audit));
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// SSE events named `event` from a broadcast of JSON texts. A client too slow to keep
+/// up skips what it missed: action events carry whole records, and the audit page
+/// re-reads the trail when asked.
+fn relay(
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
+    event: &'static str,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::unfold(rx, move |mut rx| async move {
         loop {
             match rx.recv().await {
-                Ok(json) => return Some((Ok(Event::default().event("action").data(&*json)), rx)),
-                // A slow client missed some updates; the next one carries the full record.
+                Ok(json) => return Some((Ok(Event::default().event(event).data(&*json)), rx)),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
-    });
-    Sse::new(futures::stream::select(snapshots, actions)).keep_alive(KeepAlive::default())
+    })
 }

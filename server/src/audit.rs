@@ -380,6 +380,8 @@ pub struct Ledger {
     head: Mutex<Option<(i64, String)>>,
     /// Entries per verification page.
     verify_page: i64,
+    /// Every appended entry, as JSON, for `GET /api/v1/events`.
+    events: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
 }
 
 async fn read_head<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(executor: E) -> Result<(i64, String)> {
@@ -391,7 +393,21 @@ async fn read_head<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(executor: E)
 impl Ledger {
     /// A ledger over `db` of `dialect`.
     pub fn new(db: Db, dialect: Dialect) -> Self {
-        Ledger { db, dialect, head: Mutex::new(None), verify_page: VERIFY_PAGE }
+        let (events, _) = tokio::sync::broadcast::channel(256);
+        Ledger { db, dialect, head: Mutex::new(None), verify_page: VERIFY_PAGE, events }
+    }
+
+    /// Entries as they are appended.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<str>> {
+        self.events.subscribe()
+    }
+
+    fn publish(&self, entry: &AuditEntry) {
+        if self.events.receiver_count() > 0
+            && let Ok(json) = serde_json::to_string(entry)
+        {
+            let _ = self.events.send(std::sync::Arc::from(json));
+        }
     }
 
     /// The same ledger verifying `entries` per page (tests use small pages to cross
@@ -418,6 +434,7 @@ impl Ledger {
             Self::insert(&stored).execute(&mut *tx).await?;
             tx.commit().await?;
             *head = Some((stored.id, stored.hash.clone()));
+            self.publish(&stored);
             return Ok(stored);
         }
         for attempt in 0..ATTEMPTS {
@@ -429,6 +446,7 @@ impl Ledger {
             match Self::insert(&stored).execute(&self.db).await {
                 Ok(_) => {
                     *head = Some((stored.id, stored.hash.clone()));
+                    self.publish(&stored);
                     return Ok(stored);
                 }
                 // Someone else appended first: back off a little, follow the new head.

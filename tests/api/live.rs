@@ -94,3 +94,28 @@ async fn action_progress_arrives_on_the_event_stream_until_the_rollout_is_done()
     assert_eq!(last.status, "succeeded");
     assert_eq!(last.progress.map(|p| (p.updated, p.ready)), Some((3, 3)));
 }
+
+#[tokio::test]
+async fn new_audit_entries_arrive_on_the_event_stream() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let mut stream = viewer.get("/api/v1/events").await.bytes_stream();
+    let mut buffer = String::new();
+    next_snapshot(&mut stream, &mut buffer).await;
+
+    let _ = app.login(&app.client(), "admin", "not the password").await;
+
+    let entry: app::dto::AuditEntry = loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if event.lines().any(|l| l == "event: audit") {
+                let data: String = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+                break serde_json::from_str(&data).unwrap();
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+    };
+    assert_eq!((entry.kind.as_str(), entry.target.as_str()), ("login_failure", "admin"));
+}

@@ -49,6 +49,11 @@ pub fn AuditPage() -> impl IntoView {
         },
     );
     let verification = RwSignal::new(None::<AuditVerification>);
+    // New entries arrive live; the list refreshes when the reviewer asks, so rows do not
+    // move under someone reading them.
+    let live = super::use_live_audit();
+    let seen = RwSignal::new(0u32);
+    let fresh = move || live.get().saturating_sub(seen.get());
     // Minutes back from now ("" = any time); the browser's clock sets `since`.
     let window = RwSignal::new(String::new());
     let fields = inputs.clone();
@@ -100,6 +105,22 @@ pub fn AuditPage() -> impl IntoView {
             <a class="btn btn-ghost" href=move || format!("/api/v1/audit/export?format=csv&{}", query.get())>"Export CSV"</a>
             <a class="btn btn-ghost" href=move || format!("/api/v1/audit/export?format=jsonl&{}", query.get())>"Export JSONL"</a>
         </form>
+        <Show when=move || { fresh() > 0 }>
+            <button
+                class="btn btn-ghost new-entries"
+                data-testid="new-entries"
+                on:click=move |_| {
+                    seen.set(live.get_untracked());
+                    cursor.set(None);
+                    page.refetch();
+                }
+            >
+                {move || match fresh() {
+                    1 => "1 new entry · show".to_string(),
+                    n => format!("{n} new entries · show"),
+                }}
+            </button>
+        </Show>
         {move || {
             verification
                 .get()

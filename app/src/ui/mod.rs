@@ -60,6 +60,15 @@ pub fn use_live_actions() -> Signal<Vec<ActionRecord>> {
     Signal::derive(move || raw.with(|list| list.iter().filter_map(|j| serde_json::from_str(j).ok()).collect()))
 }
 
+/// Audit entries appended since the page loaded (counted, not decoded, by the layout).
+#[derive(Clone, Copy)]
+pub struct LiveAudit(pub RwSignal<u32>);
+
+/// How many audit entries were appended since the page loaded.
+pub fn use_live_audit() -> RwSignal<u32> {
+    use_context::<LiveAudit>().map(|f| f.0).unwrap_or_else(|| RwSignal::new(0))
+}
+
 /// How many action updates the layout keeps (a page shows the newest per action).
 #[cfg(feature = "hydrate")]
 const LIVE_ACTIONS_KEPT: usize = 200;
@@ -119,6 +128,8 @@ fn Layout() -> impl IntoView {
     let live_actions = RwSignal::new(Vec::<String>::new());
     provide_context(LiveFeed(live));
     provide_context(LiveActions(live_actions));
+    let live_audit = RwSignal::new(0u32);
+    provide_context(LiveAudit(live_audit));
     // Runs only in the browser: one subscription for the whole signed-in session,
     // kept across client-side navigation because the layout stays mounted.
     Effect::new(move |_| {
@@ -133,6 +144,7 @@ fn Layout() -> impl IntoView {
                     list.push(json);
                 })
             },
+            move |_entry| live_audit.update(|n| *n += 1),
         );
     });
     let session = Resource::new(
