@@ -411,21 +411,18 @@ pub fn plan(
 /// Whether `change` is visible in `state` (used to settle interrupted intents).
 fn took_effect(change: &Change, before: &GatewayState, now: &GatewayState) -> bool {
     match change {
+        // These make a new revision; the others set a value that is simply in force or not.
         Change::Restart => now.revision > before.revision,
-        Change::Scale { replicas } => now.replicas == *replicas,
         Change::Rollback { revision } => {
             let version = before.revisions.iter().find(|(n, _)| n == revision).map(|(_, v)| v);
             now.revision > before.revision && Some(&now.version) == version
         }
-        Change::RateLimit { policy } => &now.rate_limit == policy,
-        Change::Timeouts { policy } => &now.timeouts == policy,
-        Change::CircuitBreaker { policy } => &now.circuit_breaker == policy,
-        Change::Bypass { service, enabled } => now.bypassed.contains(service) == *enabled,
+        _ => in_force(change, now),
     }
 }
 
-/// Whether a time-limited `change` is still what the gateway runs (only then is it ours
-/// to revert).
+/// Whether `change` sets what the gateway runs now (a time-limited change is ours to
+/// revert only then). Revision changes are never "in force" this way: see `took_effect`.
 fn in_force(change: &Change, state: &GatewayState) -> bool {
     match change {
         Change::Scale { replicas } => state.replicas == *replicas,
@@ -436,6 +433,11 @@ fn in_force(change: &Change, state: &GatewayState) -> bool {
         Change::Restart | Change::Rollback { .. } => false,
     }
 }
+
+/// The `actions` columns in the order `Engine::from_row` reads them.
+const ACTION_COLUMNS: &str = "id, gateway, action, params, change, inverse, actor, actor_role, reason, incident, \
+     status, detail, preview, progress, impact_before, impact_after, undone_by, undo_of, expires_at_s, reverted, \
+     intent_id, created_at_ms";
 
 fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| AppError::Internal(format!("stored action: {e}")))
@@ -642,6 +644,7 @@ impl Engine {
                     .bind(id)
                     .execute(&self.db)
                     .await?;
+                self.publish(id).await;
                 self.track(id, gateway.to_string(), replaces_pods);
                 Ok(id)
             }
@@ -669,20 +672,28 @@ impl Engine {
         tokio::spawn(async move {
             let mut updates = engine.fleet.updates();
             let mut rollout_done = !rollout;
-            loop {
+            let mut impact_taken = false;
+            let mut last_progress = None;
+            while !(rollout_done && impact_taken) {
                 if !rollout_done && let Ok(r) = engine.fleet.rollout(&gateway).await {
                     let progress = Progress { desired: r.desired, updated: r.updated, ready: r.ready, total: r.total };
-                    let status = if r.done { "succeeded" } else { "running" };
-                    let _ = sqlx::query("update actions set progress = $1, status = $2 where id = $3")
-                        .bind(json!(progress).to_string())
-                        .bind(status)
-                        .bind(id)
-                        .execute(&engine.db)
-                        .await;
                     rollout_done = r.done;
-                    engine.publish(id).await;
+                    // Written and announced only when it moves, not on every tick.
+                    if last_progress != Some(progress) || rollout_done {
+                        last_progress = Some(progress);
+                        let status = if r.done { "succeeded" } else { "running" };
+                        let _ = sqlx::query("update actions set progress = $1, status = $2 where id = $3")
+                            .bind(json!(progress).to_string())
+                            .bind(status)
+                            .bind(id)
+                            .execute(&engine.db)
+                            .await;
+                        engine.publish(id).await;
+                    }
                 }
-                if engine.fleet.clock_s() >= started + IMPACT_AFTER_S {
+                // One reading, IMPACT_AFTER_S after the change, however long the rollout runs.
+                if !impact_taken && engine.fleet.clock_s() >= started + IMPACT_AFTER_S {
+                    impact_taken = true;
                     if let Some(after) = engine.reading(&gateway).await {
                         let _ = sqlx::query("update actions set impact_after = $1 where id = $2")
                             .bind(json!(after).to_string())
@@ -690,9 +701,6 @@ impl Engine {
                             .execute(&engine.db)
                             .await;
                         engine.publish(id).await;
-                    }
-                    if rollout_done {
-                        return;
                     }
                 }
                 if updates.changed().await.is_err() {
@@ -703,15 +711,11 @@ impl Engine {
     }
 
     async fn load(&self, id: i64) -> Result<Stored> {
-        let row = sqlx::query(
-            "select id, gateway, action, params, change, inverse, actor, actor_role, reason, incident, status, detail, \
-             preview, progress, impact_before, impact_after, undone_by, undo_of, expires_at_s, reverted, intent_id, \
-             created_at_ms from actions where id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.db)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no action {id}")))?;
+        let row = sqlx::query(&format!("select {ACTION_COLUMNS} from actions where id = $1"))
+            .bind(id)
+            .fetch_optional(&self.db)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no action {id}")))?;
         Self::from_row(&row)
     }
 
@@ -753,11 +757,9 @@ impl Engine {
 
     /// Recent actions, newest first, optionally for one gateway.
     pub async fn list(&self, gateway: Option<&str>, limit: i64) -> Result<Vec<ActionRecord>> {
-        let rows = sqlx::query(
-            "select id, gateway, action, params, change, inverse, actor, actor_role, reason, incident, status, detail, \
-             preview, progress, impact_before, impact_after, undone_by, undo_of, expires_at_s, reverted, intent_id, \
-             created_at_ms from actions where ($1 = '' or gateway = $1) order by id desc limit $2",
-        )
+        let rows = sqlx::query(&format!(
+            "select {ACTION_COLUMNS} from actions where ($1 = '' or gateway = $1) order by id desc limit $2"
+        ))
         .bind(gateway.unwrap_or(""))
         .bind(limit.clamp(1, 500))
         .fetch_all(&self.db)

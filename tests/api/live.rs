@@ -119,3 +119,35 @@ async fn new_audit_entries_arrive_on_the_event_stream() {
     };
     assert_eq!((entry.kind.as_str(), entry.target.as_str()), ("login_failure", "admin"));
 }
+
+#[tokio::test]
+async fn an_action_that_completes_at_once_is_announced_at_once() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let mut stream = responder.get("/api/v1/events").await.bytes_stream();
+    let mut buffer = String::new();
+    next_snapshot(&mut stream, &mut buffer).await;
+
+    let r = responder
+        .post(
+            "/api/v1/gateways/edge/actions/rate-limit",
+            &serde_json::json!({"reason": "cap", "requests_per_second": 900}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+
+    // No simulated time passes: the record must arrive from the change itself.
+    let record: app::dto::ActionRecord = loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if event.lines().any(|l| l == "event: action") {
+                let data: String = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+                break serde_json::from_str(&data).unwrap();
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+    };
+    assert_eq!((record.action.as_str(), record.status.as_str()), ("rate-limit", "succeeded"));
+}
