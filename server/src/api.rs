@@ -8,8 +8,7 @@ use crate::error::{AppError, Result};
 use crate::request::Client;
 use crate::state::AppState;
 use app::dto::{
-    ActionRecord, ActionResponse, AuditEntry, AuditPage, AuditVerification, GatewayDetail, GatewaySummary, NewUser,
-    Role, UserSummary,
+    ActionRecord, ActionResponse, AuditPage, AuditVerification, GatewayDetail, GatewaySummary, NewUser, UserSummary,
 };
 use axum::body::Body;
 use axum::extract::Query;
@@ -122,8 +121,7 @@ async fn list_actions(
 }
 
 async fn get_action(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>) -> Result<Json<ActionRecord>> {
-    user.require(Role::Viewer)?;
-    Ok(Json(state.engine.get(id).await?))
+    Ok(Json(console(state, user).action(id).await?))
 }
 
 async fn undo_action(
@@ -136,80 +134,24 @@ async fn undo_action(
     Ok((StatusCode::ACCEPTED, Json(console(state, user).with_client(client).undo(id, body).await?)))
 }
 
-/// Parses the audit filters shared by search and export; 422 names a bad field.
-fn audit_filter(q: &HashMap<String, String>) -> Result<Filter> {
-    let text = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
-    let int = |k: &'static str| -> Result<Option<i64>> {
-        text(k)
-            .map(|v| v.parse::<i64>().map_err(|_| AppError::invalid(k, format!("'{v}' is not a whole number"))))
-            .transpose()
-    };
-    if let Some(o) = text("outcome")
-        && !["pending", "succeeded", "failed", "denied"].contains(&o.as_str())
-    {
-        return Err(AppError::invalid("outcome", "must be pending, succeeded, failed or denied"));
-    }
-    Ok(Filter {
-        actor: text("actor"),
-        action: text("action"),
-        target: text("target"),
-        outcome: text("outcome"),
-        incident: text("incident"),
-        kind: text("kind"),
-        since_ms: int("since")?,
-        until_ms: int("until")?,
-        q: text("q"),
-    })
-}
-
 async fn audit_search(
     State(state): State<AppState>,
     user: AuthUser,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<AuditPage>> {
-    user.require(Role::Viewer)?;
-    Ok(Json(audit_page(&state, &q).await?))
-}
-
-/// A page of the audit trail for the query parameters `q` (shared with SSR).
-pub async fn audit_page(state: &AppState, q: &HashMap<String, String>) -> Result<AuditPage> {
-    let filter = audit_filter(q)?;
-    let parse = |k: &'static str, default: i64| -> Result<i64> {
-        q.get(k)
-            .filter(|v| !v.is_empty())
-            .map_or(Ok(default), |v| v.parse().map_err(|_| AppError::invalid(k, "must be a whole number")))
-    };
-    let limit = parse("limit", 50)?;
-    if !(1..=crate::audit::MAX_PAGE).contains(&limit) {
-        return Err(AppError::invalid("limit", format!("must be from 1 to {}", crate::audit::MAX_PAGE)));
-    }
-    let cursor = q
-        .get("cursor")
-        .filter(|v| !v.is_empty())
-        .map(|v| v.parse().map_err(|_| AppError::invalid("cursor", "must be a whole number")))
-        .transpose()?;
-    state.ledger.search(&filter, limit, cursor).await
-}
-
-#[derive(serde::Serialize)]
-struct EntryWithLinks {
-    entry: AuditEntry,
-    linked: Vec<AuditEntry>,
+    Ok(Json(console(state, user).audit_page(&q).await?))
 }
 
 async fn audit_entry(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<i64>,
-) -> Result<Json<EntryWithLinks>> {
-    user.require(Role::Viewer)?;
-    let (entry, linked) = state.ledger.entry(id).await?;
-    Ok(Json(EntryWithLinks { entry, linked }))
+) -> Result<Json<app::dto::AuditEntryDetail>> {
+    Ok(Json(console(state, user).audit_entry(id).await?))
 }
 
 async fn audit_verify(State(state): State<AppState>, user: AuthUser) -> Result<Json<AuditVerification>> {
-    user.require(Role::Viewer)?;
-    Ok(Json(state.ledger.verify().await?))
+    Ok(Json(console(state, user).verify_audit().await?))
 }
 
 /// `GET /api/v1/audit/export?format=csv|jsonl`: every matching entry, oldest first,
@@ -219,14 +161,13 @@ async fn audit_export(
     user: AuthUser,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response> {
-    user.require(Role::Viewer)?;
-    let filter = audit_filter(&q)?;
+    let filter = Filter::from_query(&q)?;
     let csv = match q.get("format").map(String::as_str) {
         None | Some("csv") => true,
         Some("jsonl") => false,
         Some(other) => return Err(AppError::invalid("format", format!("'{other}' is not csv or jsonl"))),
     };
-    let entries = state.ledger.stream(filter);
+    let entries = console(state, user).audit_export(filter)?;
     let lines = entries.map(move |e| {
         e.map(|e| {
             if csv {

@@ -16,6 +16,7 @@ use futures::{Stream, TryStreamExt};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use std::collections::HashMap;
 use tokio::sync::Mutex;
 
 /// `prev_hash` of the first entry.
@@ -282,6 +283,52 @@ pub struct Filter {
     pub until_ms: Option<i64>,
     /// Case-insensitive substring of actor, target, action, reason, params or incident.
     pub q: Option<String>,
+}
+
+impl Filter {
+    /// Reads the filters of `GET /api/v1/audit` (and its export) from query parameters;
+    /// 422 names a bad one.
+    pub fn from_query(q: &HashMap<String, String>) -> Result<Filter> {
+        let text = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
+        let int = |k: &'static str| -> Result<Option<i64>> {
+            text(k)
+                .map(|v| v.parse::<i64>().map_err(|_| AppError::invalid(k, format!("'{v}' is not a whole number"))))
+                .transpose()
+        };
+        if let Some(o) = text("outcome")
+            && !["pending", "succeeded", "failed", "denied"].contains(&o.as_str())
+        {
+            return Err(AppError::invalid("outcome", "must be pending, succeeded, failed or denied"));
+        }
+        Ok(Filter {
+            actor: text("actor"),
+            action: text("action"),
+            target: text("target"),
+            outcome: text("outcome"),
+            incident: text("incident"),
+            kind: text("kind"),
+            since_ms: int("since")?,
+            until_ms: int("until")?,
+            q: text("q"),
+        })
+    }
+}
+
+/// A search request from query parameters: filter, page size (1 to `MAX_PAGE`, default
+/// 50) and cursor.
+pub fn page_request(q: &HashMap<String, String>) -> Result<(Filter, i64, Option<i64>)> {
+    let filter = Filter::from_query(q)?;
+    let int = |k: &'static str| -> Result<Option<i64>> {
+        q.get(k)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.parse().map_err(|_| AppError::invalid(k, "must be a whole number")))
+            .transpose()
+    };
+    let limit = int("limit")?.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::invalid("limit", format!("must be from 1 to {MAX_PAGE}")));
+    }
+    Ok((filter, limit, int("cursor")?))
 }
 
 enum Bind {

@@ -10,6 +10,7 @@ use crate::state::AppState;
 use crate::users;
 use app::console::{ApiFuture, Console, Operations};
 use app::dto::*;
+use std::collections::HashMap;
 
 /// The console as seen by one caller (or by nobody, for anonymous requests).
 #[derive(Clone)]
@@ -73,6 +74,41 @@ impl ServerConsole {
     pub async fn actions(&self, gateway: Option<&str>) -> Result<Vec<ActionRecord>> {
         self.caller(Role::Viewer)?;
         self.state.engine.list(gateway, 100).await
+    }
+
+    /// One action (viewer).
+    pub async fn action(&self, id: i64) -> Result<ActionRecord> {
+        self.caller(Role::Viewer)?;
+        self.state.engine.get(id).await
+    }
+
+    /// A page of the audit trail for query parameters `q` (viewer).
+    pub async fn audit_page(&self, q: &HashMap<String, String>) -> Result<AuditPage> {
+        self.caller(Role::Viewer)?;
+        let (filter, limit, cursor) = crate::audit::page_request(q)?;
+        self.state.ledger.search(&filter, limit, cursor).await
+    }
+
+    /// One audit entry with its linked entries (viewer).
+    pub async fn audit_entry(&self, id: i64) -> Result<AuditEntryDetail> {
+        self.caller(Role::Viewer)?;
+        let (entry, linked) = self.state.ledger.entry(id).await?;
+        Ok(AuditEntryDetail { entry, linked })
+    }
+
+    /// Recomputes the audit chain (viewer).
+    pub async fn verify_audit(&self) -> Result<AuditVerification> {
+        self.caller(Role::Viewer)?;
+        self.state.ledger.verify().await
+    }
+
+    /// Every entry matching `filter`, oldest first, for export (viewer).
+    pub fn audit_export(
+        &self,
+        filter: crate::audit::Filter,
+    ) -> Result<impl futures::Stream<Item = Result<AuditEntry>> + Send + 'static> {
+        self.caller(Role::Viewer)?;
+        Ok(self.state.ledger.stream(filter))
     }
 
     /// Undoes action `id` (the original action's role, audited).
@@ -151,23 +187,14 @@ impl Operations for ServerConsole {
     }
     fn audit(&self, query: String) -> ApiFuture<AuditPage> {
         run(self, |c| async move {
-            c.caller(Role::Viewer)?;
-            let q: std::collections::HashMap<String, String> =
-                form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-            crate::api::audit_page(&c.state, &q).await
+            let q: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            c.audit_page(&q).await
         })
     }
     fn verify_audit(&self) -> ApiFuture<AuditVerification> {
-        run(self, |c| async move {
-            c.caller(Role::Viewer)?;
-            c.state.ledger.verify().await
-        })
+        run(self, |c| async move { c.verify_audit().await })
     }
     fn audit_entry(&self, id: i64) -> ApiFuture<AuditEntryDetail> {
-        run(self, move |c| async move {
-            c.caller(Role::Viewer)?;
-            let (entry, linked) = c.state.ledger.entry(id).await?;
-            Ok(AuditEntryDetail { entry, linked })
-        })
+        run(self, move |c| async move { c.audit_entry(id).await })
     }
 }
