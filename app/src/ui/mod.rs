@@ -55,9 +55,10 @@ pub fn use_live() -> RwSignal<Option<LiveSnapshot>> {
 pub struct LiveActions(pub RwSignal<Vec<String>>);
 
 /// The action updates provided by [`Layout`], decoded, newest record per id last.
-pub fn use_live_actions() -> Signal<Vec<ActionRecord>> {
+pub fn use_live_actions() -> Memo<Vec<ActionRecord>> {
     let raw = use_context::<LiveActions>().map(|f| f.0).unwrap_or_else(|| RwSignal::new(Vec::new()));
-    Signal::derive(move || raw.with(|list| list.iter().filter_map(|j| serde_json::from_str(j).ok()).collect()))
+    // Decoded once per update, however often the list reads it.
+    Memo::new(move |_| raw.with(|list| list.iter().filter_map(|j| serde_json::from_str(j).ok()).collect()))
 }
 
 /// Audit entries appended since the page loaded (counted, not decoded, by the layout).

@@ -66,11 +66,6 @@ impl SimFleet {
         self.version.send_modify(|v| *v += 1);
     }
 
-    /// The current simulated second.
-    pub fn now(&self) -> i64 {
-        self.lock().t
-    }
-
     /// Share of a service's requests that succeed for its clients in the last second,
     /// whether they came through a gateway or around it (ground truth for tests).
     pub fn client_success(&self, service: &str) -> Option<f64> {
