@@ -149,6 +149,9 @@ pub struct Instance {
     pub age_s: u64,
     /// Version the pod runs.
     pub version: String,
+    /// Node the pod runs on.
+    #[serde(default)]
+    pub node: String,
 }
 
 /// One point of a gateway's recent history.
@@ -258,6 +261,9 @@ pub struct LiveSnapshot {
     pub ts_ms: i64,
     /// Every gateway.
     pub gateways: Vec<GatewayLive>,
+    /// Why the backend is degraded (cluster watch failing, Prometheus down), if it is.
+    #[serde(default)]
+    pub backend_problem: Option<String>,
 }
 
 /// A console account as listed to admins.
@@ -511,4 +517,7 @@ pub struct FleetInfo {
     pub scenario: Option<String>,
     /// What is going on and what a responder could try, for the simulator.
     pub briefing: Option<String>,
+    /// Why the backend is degraded right now, if it is.
+    #[serde(default)]
+    pub problem: Option<String>,
 }

@@ -79,7 +79,7 @@ impl ActionName {
     fn of_change(change: &Change) -> Self {
         match change {
             Change::Restart => ActionName::Restart,
-            Change::Scale { .. } => ActionName::Scale,
+            Change::Scale { .. } | Change::Autoscale { .. } => ActionName::Scale,
             Change::Rollback { .. } => ActionName::Rollback,
             Change::RateLimit { .. } => ActionName::RateLimit,
             Change::Timeouts { .. } => ActionName::Timeouts,
@@ -211,6 +211,7 @@ pub fn plan(
     let plan = match name {
         ActionName::Restart => {
             no_more(&params)?;
+            refuse_paused(gateway, state, "restart")?;
             Plan {
                 change: Change::Restart,
                 preview: Preview {
@@ -228,10 +229,20 @@ pub fn plan(
                 ttl_s: None,
             }
         }
+        ActionName::Scale if params.contains_key("min_replicas") || params.contains_key("max_replicas") => {
+            return plan_autoscale(gateway, params, state, max_replicas);
+        }
         ActionName::Scale => {
             let replicas = number(&mut params, "replicas", 1..=u64::from(max_replicas))?
                 .ok_or_else(|| AppError::invalid("replicas", "is required"))? as u32;
             no_more(&params)?;
+            if let Some(hpa) = &state.autoscaler {
+                return Err(AppError::Conflict(format!(
+                    "the HorizontalPodAutoscaler {} manages {gateway}'s replicas (min {}, max {}) and would undo a \
+                     manual scale within about 15 s; send min_replicas and/or max_replicas to change its bounds instead",
+                    hpa.name, hpa.min_replicas, hpa.max_replicas
+                )));
+            }
             if replicas == state.replicas {
                 return Err(AppError::invalid("replicas", format!("{gateway} already has {replicas} replicas")));
             }
@@ -252,6 +263,7 @@ pub fn plan(
         ActionName::Rollback => {
             let requested = number(&mut params, "revision", 1..=u64::from(u32::MAX))?.map(|v| v as u32);
             no_more(&params)?;
+            refuse_paused(gateway, state, "roll back")?;
             let previous = state.revisions.iter().map(|(n, _)| *n).filter(|n| *n != state.revision).max();
             let target = match requested {
                 Some(r) if r == state.revision => {
@@ -408,6 +420,72 @@ pub fn plan(
     Ok(plan)
 }
 
+/// kubectl refuses to restart or roll back a paused Deployment; so do we, before any
+/// record is written.
+fn refuse_paused(gateway: &str, state: &GatewayState, what: &str) -> Result<()> {
+    if state.paused {
+        return Err(AppError::Conflict(format!(
+            "{gateway} is paused (spec.paused); it cannot {what} until its rollout is resumed"
+        )));
+    }
+    Ok(())
+}
+
+/// `scale` of a gateway an autoscaler manages: move the autoscaler's bounds, remembering
+/// the old ones for undo.
+fn plan_autoscale(
+    gateway: &str,
+    mut params: Map<String, Value>,
+    state: &GatewayState,
+    max_replicas: u32,
+) -> Result<Plan> {
+    let Some(hpa) = &state.autoscaler else {
+        return Err(AppError::invalid(
+            "min_replicas",
+            format!("no HorizontalPodAutoscaler manages {gateway}; send replicas instead"),
+        ));
+    };
+    let bound = 1..=u64::from(max_replicas);
+    let min = number(&mut params, "min_replicas", bound.clone())?.map_or(hpa.min_replicas, |v| v as u32);
+    let max = number(&mut params, "max_replicas", bound)?.map_or(hpa.max_replicas, |v| v as u32);
+    no_more(&params)?;
+    if min > max {
+        return Err(AppError::invalid("min_replicas", format!("{min} is above max_replicas {max}")));
+    }
+    if (min, max) == (hpa.min_replicas, hpa.max_replicas) {
+        return Err(AppError::invalid("min_replicas", format!("{} already has min {min}, max {max}", hpa.name)));
+    }
+    let describe = |a: u32, b: u32| format!("min {a}, max {b}");
+    Ok(Plan {
+        change: Change::Autoscale { min_replicas: min, max_replicas: max },
+        preview: Preview {
+            summary: format!(
+                "Change the autoscaler {} of {gateway} from {} to {}",
+                hpa.name,
+                describe(hpa.min_replicas, hpa.max_replicas),
+                describe(min, max)
+            ),
+            changes: vec![
+                FieldChange {
+                    field: format!("HorizontalPodAutoscaler {} spec.minReplicas", hpa.name),
+                    before: hpa.min_replicas.to_string(),
+                    after: min.to_string(),
+                },
+                FieldChange {
+                    field: format!("HorizontalPodAutoscaler {} spec.maxReplicas", hpa.name),
+                    before: hpa.max_replicas.to_string(),
+                    after: max.to_string(),
+                },
+            ],
+            confirm_required: max * 2 < hpa.max_replicas,
+            undo: Some(format!("restore {}", describe(hpa.min_replicas, hpa.max_replicas))),
+            warnings: vec!["The autoscaler moves the replica count within the new bounds over the next minute.".into()],
+        },
+        inverse: Some(Change::Autoscale { min_replicas: hpa.min_replicas, max_replicas: hpa.max_replicas }),
+        ttl_s: None,
+    })
+}
+
 /// Whether `change` is visible in `state` (used to settle interrupted intents).
 fn took_effect(change: &Change, before: &GatewayState, now: &GatewayState) -> bool {
     match change {
@@ -426,6 +504,10 @@ fn took_effect(change: &Change, before: &GatewayState, now: &GatewayState) -> bo
 fn in_force(change: &Change, state: &GatewayState) -> bool {
     match change {
         Change::Scale { replicas } => state.replicas == *replicas,
+        Change::Autoscale { min_replicas, max_replicas } => state
+            .autoscaler
+            .as_ref()
+            .is_some_and(|a| (a.min_replicas, a.max_replicas) == (*min_replicas, *max_replicas)),
         Change::RateLimit { policy } => &state.rate_limit == policy,
         Change::Timeouts { policy } => &state.timeouts == policy,
         Change::CircuitBreaker { policy } => &state.circuit_breaker == policy,
@@ -543,6 +625,9 @@ impl Engine {
         let state = self.fleet.state(gateway).await?;
         let plan = plan(action, gateway, request.params.clone(), &state, self.max_replicas)?;
         if request.dry_run {
+            // The backend validates the change too (Kubernetes: dryRun=All), so a preview
+            // fails the way the real change would.
+            self.fleet.check(gateway, &plan.change, &state).await?;
             return Ok(ActionResponse { id: None, status: "preview".into(), preview: plan.preview });
         }
         if plan.preview.confirm_required && request.confirm.as_deref() != Some(gateway) {
@@ -632,7 +717,7 @@ impl Engine {
         outcome.target = gateway.into();
         outcome.intent_id = Some(intent.id);
         outcome.incident = incident.into();
-        match self.fleet.apply(gateway, &plan.change).await {
+        match self.fleet.apply(gateway, &plan.change, before).await {
             Ok(after) => {
                 outcome.after = Some(json!(after));
                 self.ledger.append(outcome).await?;
@@ -677,14 +762,19 @@ impl Engine {
             while !(rollout_done && impact_taken) {
                 if !rollout_done && let Ok(r) = engine.fleet.rollout(&gateway).await {
                     let progress = Progress { desired: r.desired, updated: r.updated, ready: r.ready, total: r.total };
-                    rollout_done = r.done;
+                    rollout_done = r.done || r.failed.is_some();
                     // Written and announced only when it moves, not on every tick.
                     if last_progress != Some(progress) || rollout_done {
                         last_progress = Some(progress);
-                        let status = if r.done { "succeeded" } else { "running" };
-                        let _ = sqlx::query("update actions set progress = $1, status = $2 where id = $3")
+                        let status = match (&r.failed, r.done) {
+                            (Some(_), _) => "failed",
+                            (None, true) => "succeeded",
+                            (None, false) => "running",
+                        };
+                        let _ = sqlx::query("update actions set progress = $1, status = $2, detail = $3 where id = $4")
                             .bind(json!(progress).to_string())
                             .bind(status)
+                            .bind(r.failed.clone().unwrap_or_default())
                             .bind(id)
                             .execute(&engine.db)
                             .await;

@@ -79,6 +79,25 @@ pub struct ServeArgs {
     /// Largest replica count `scale` may set.
     #[arg(long, env = "GATEWARDEN_MAX_REPLICAS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_replicas: u32,
+    /// kubeconfig context for `--fleet kube` (default: the current context, or the
+    /// in-cluster service account when running in a pod).
+    #[arg(long, env = "GATEWARDEN_KUBE_CONTEXT")]
+    pub context: Option<String>,
+    /// Namespace to watch for gateways (repeatable; default: the context's namespace).
+    #[arg(long = "namespace", env = "GATEWARDEN_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Label selector of the gateway Deployments and their pods.
+    #[arg(long, env = "GATEWARDEN_GATEWAY_SELECTOR", default_value = crate::fleet::cluster::DEFAULT_SELECTOR)]
+    pub gateway_selector: String,
+    /// Prometheus to read gateway metrics from with `--fleet kube`, e.g. http://prometheus:9090.
+    #[arg(long, env = "GATEWARDEN_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// Metric names to query: ingress-nginx, envoy, kong or gatewarden (the simulator's).
+    #[arg(long, env = "GATEWARDEN_PROMETHEUS_FLAVOR", default_value = "ingress-nginx")]
+    pub prometheus_flavor: String,
+    /// JSON file overriding fields of the flavor's queries (see README).
+    #[arg(long, env = "GATEWARDEN_PROMETHEUS_QUERIES")]
+    pub prometheus_queries: Option<std::path::PathBuf>,
     /// Public URL; an https URL marks session cookies Secure.
     #[arg(long, env = "GATEWARDEN_PUBLIC_URL")]
     pub public_url: Option<String>,

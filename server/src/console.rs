@@ -59,7 +59,9 @@ impl ServerConsole {
     /// The backend, and the training scenario for the simulator.
     pub async fn fleet(&self) -> Result<FleetInfo> {
         self.caller(Role::Viewer)?;
-        Ok(self.state.fleet_info.clone())
+        let mut info = self.state.fleet_info.clone();
+        info.problem = self.state.health.problem();
+        Ok(info)
     }
 
     /// Runs or previews a mitigation (role checks inside the engine, audited).

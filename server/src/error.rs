@@ -58,6 +58,9 @@ pub enum AppError {
     /// A backend (cluster, Prometheus) is not answering; the detail is logged.
     #[error("{0}")]
     Unavailable(String),
+    /// A backend answered but refused (RBAC, admission): the message says what it refused.
+    #[error("{0}")]
+    BadGateway(String),
     /// The database failed; the detail is logged.
     #[error("internal error")]
     Db(#[from] sqlx::Error),
@@ -84,6 +87,7 @@ impl AppError {
             AppError::BadRequest { status, .. } => *status,
             AppError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,6 +111,7 @@ impl AppError {
             },
             AppError::NotImplemented(_) => "not_implemented",
             AppError::Unavailable(_) => "unavailable",
+            AppError::BadGateway(_) => "backend_refused",
             AppError::Db(_) | AppError::Internal(_) => "internal",
         }
     }
@@ -144,6 +149,12 @@ impl From<crate::fleet::FleetError> for AppError {
                 tracing::warn!(%detail, "fleet backend unavailable");
                 AppError::Unavailable("the fleet backend is unavailable".into())
             }
+            crate::fleet::FleetError::Refused(m) | crate::fleet::FleetError::Conflict(m) => AppError::Conflict(m),
+            crate::fleet::FleetError::Forbidden(m) | crate::fleet::FleetError::Rejected(m) => {
+                tracing::warn!(message = %m, "the cluster refused a request");
+                AppError::BadGateway(m)
+            }
+            crate::fleet::FleetError::Unsupported(m) => AppError::NotImplemented(m),
         }
     }
 }

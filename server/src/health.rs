@@ -45,6 +45,8 @@ pub fn status(w: &HealthWindow, ready: u32, desired: u32) -> HealthStatus {
 pub struct HealthService {
     fleet: Arc<dyn Fleet>,
     metrics: Arc<dyn Metrics>,
+    /// The last metrics failure, cleared by the next success.
+    metrics_problem: std::sync::Mutex<Option<String>>,
 }
 
 fn summarize(inv: &GatewayInventory, w: &HealthWindow) -> GatewaySummary {
@@ -67,7 +69,37 @@ fn summarize(inv: &GatewayInventory, w: &HealthWindow) -> GatewaySummary {
 impl HealthService {
     /// Health over `fleet` with numbers from `metrics`.
     pub fn new(fleet: Arc<dyn Fleet>, metrics: Arc<dyn Metrics>) -> Self {
-        Self { fleet, metrics }
+        Self { fleet, metrics, metrics_problem: Default::default() }
+    }
+
+    /// Why the numbers or the inventory may be stale or missing, if they may.
+    pub fn problem(&self) -> Option<String> {
+        let metrics = self.metrics_problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match (self.fleet.problem(), metrics) {
+            (Some(f), Some(m)) => Some(format!("{f}; metrics: {m}")),
+            (Some(f), None) => Some(f),
+            (None, Some(m)) => Some(format!("metrics: {m}")),
+            (None, None) => None,
+        }
+    }
+
+    async fn current(&self) -> std::collections::HashMap<String, HealthWindow> {
+        let result = self.metrics.current().await;
+        let mut problem = self.metrics_problem.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(map) => {
+                *problem = None;
+                map
+            }
+            Err(e) => {
+                // Keep serving the inventory; the numbers show as zeros next to the reason.
+                if problem.is_none() {
+                    tracing::warn!(error = %e, "metrics unavailable");
+                }
+                *problem = Some(e.to_string());
+                Default::default()
+            }
+        }
     }
 
     /// Notified whenever the fleet may have changed.
@@ -77,7 +109,7 @@ impl HealthService {
 
     async fn joined(&self) -> Result<Vec<(GatewayInventory, HealthWindow)>> {
         let inventory = self.fleet.inventory().await?;
-        let mut current = self.metrics.current().await?;
+        let mut current = self.current().await;
         Ok(inventory
             .into_iter()
             .map(|inv| {
@@ -119,7 +151,7 @@ impl HealthService {
             .into_iter()
             .map(|(inv, w)| GatewayLive { summary: summarize(&inv, &w), point: w.point(), instances: inv.instances })
             .collect();
-        Ok(LiveSnapshot { ts_ms, gateways })
+        Ok(LiveSnapshot { ts_ms, gateways, backend_problem: self.problem() })
     }
 
     /// Publishes a serialized snapshot after every fleet change, for all SSE clients.

@@ -5,6 +5,8 @@ use crate::audit::Ledger;
 use crate::auth::store::DbSessionStore;
 use crate::config::{FleetKind, ServeArgs};
 use crate::db::{self, DbSetupError};
+use crate::fleet::cluster::{self, KubeFleet, KubeSettings};
+use crate::fleet::prometheus::{NoMetrics, Prometheus, Queries};
 use crate::fleet::sim::{SimConfig, SimFleet};
 use crate::fleet::{Fleet, Metrics};
 use crate::health::HealthService;
@@ -48,6 +50,43 @@ pub struct Settings {
     pub admin_password: Option<String>,
     /// Largest replica count `scale` may set.
     pub max_replicas: u32,
+    /// The cluster, for `--fleet kube`.
+    pub kube: KubeSettings,
+    /// A ready-made client instead of the kubeconfig (tests and benchmarks).
+    pub kube_client: Option<InjectedClient>,
+    /// Prometheus URL and queries, for `--fleet kube`.
+    pub prometheus: Option<(String, Queries)>,
+}
+
+/// A Kubernetes client handed in by a test or benchmark.
+#[derive(Clone)]
+pub struct InjectedClient(pub kube::Client);
+
+impl std::fmt::Debug for InjectedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InjectedClient")
+    }
+}
+
+/// The flavor's queries with the fields of the JSON file at `path` (if any) replaced.
+pub fn load_queries(flavor: &str, path: Option<&std::path::Path>) -> Result<Queries, StartupError> {
+    let base = Queries::flavor(flavor).ok_or_else(|| {
+        StartupError::Config(format!(
+            "unknown --prometheus-flavor '{flavor}' (expected ingress-nginx, envoy, kong or gatewarden)"
+        ))
+    })?;
+    let Some(path) = path else { return Ok(base) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StartupError::Config(format!("cannot read {}: {e}", path.display())))?;
+    let overrides: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|e| StartupError::Config(format!("{}: not a JSON object: {e}", path.display())))?;
+    let mut merged = match serde_json::to_value(base) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => return Err(StartupError::Other("queries did not serialize to an object".into())),
+    };
+    merged.extend(overrides);
+    serde_json::from_value(serde_json::Value::Object(merged))
+        .map_err(|e| StartupError::Config(format!("{}: {e}", path.display())))
 }
 
 impl Settings {
@@ -83,6 +122,12 @@ impl Settings {
             site_root: args.site_root,
             admin_password: std::env::var("GATEWARDEN_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
             max_replicas: args.max_replicas,
+            kube: KubeSettings { context: args.context, namespaces: args.namespaces, selector: args.gateway_selector },
+            kube_client: None,
+            prometheus: match args.prometheus_url {
+                Some(url) => Some((url, load_queries(&args.prometheus_flavor, args.prometheus_queries.as_deref())?)),
+                None => None,
+            },
         })
     }
 }
@@ -119,6 +164,21 @@ impl StartupError {
     }
 }
 
+/// `GET /metrics`: the simulated fleet's traffic in the Prometheus text format, so a
+/// real Prometheus can scrape it. Not served with a real cluster (404): gateways there
+/// export their own metrics. Unauthenticated, like any scrape target; it holds only
+/// simulated numbers.
+async fn sim_metrics(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match &state.sim {
+        Some(sim) => {
+            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], sim.exposition())
+                .into_response()
+        }
+        None => crate::error::AppError::NotFound("no simulated fleet".into()).into_response(),
+    }
+}
+
 /// A built, bound, not yet serving application.
 pub struct Application {
     listener: TcpListener,
@@ -148,9 +208,24 @@ impl Application {
                 (sim.clone(), sim.clone(), Some(sim))
             }
             FleetKind::Kube => {
-                return Err(StartupError::Config(
-                    "--fleet kube is not available in this version yet; use --fleet sim".into(),
-                ));
+                let (client, namespaces) = match &settings.kube_client {
+                    Some(InjectedClient(client)) => {
+                        let ns = if settings.kube.namespaces.is_empty() {
+                            vec!["default".to_string()]
+                        } else {
+                            settings.kube.namespaces.clone()
+                        };
+                        (client.clone(), ns)
+                    }
+                    None => cluster::connect(&settings.kube).await.map_err(StartupError::Config)?,
+                };
+                let (fleet, tasks) = KubeFleet::start(client, &namespaces, &settings.kube.selector);
+                background.extend(tasks);
+                let metrics: Arc<dyn Metrics> = match &settings.prometheus {
+                    Some((url, queries)) => Arc::new(Prometheus::new(url, queries.clone())),
+                    None => Arc::new(NoMetrics),
+                };
+                (fleet, metrics, None)
             }
         };
         let health = Arc::new(HealthService::new(fleet.clone(), metrics));
@@ -180,10 +255,16 @@ impl Application {
             .site_addr(settings.listen)
             .env(Env::PROD)
             .build();
-        let fleet_info = app::dto::FleetInfo {
-            kind: "sim".into(),
-            scenario: Some(settings.sim.scenario.as_str().into()),
-            briefing: Some(settings.sim.scenario.briefing().into()),
+        let fleet_info = match settings.fleet {
+            FleetKind::Sim => app::dto::FleetInfo {
+                kind: "sim".into(),
+                scenario: Some(settings.sim.scenario.as_str().into()),
+                briefing: Some(settings.sim.scenario.briefing().into()),
+                problem: None,
+            },
+            FleetKind::Kube => {
+                app::dto::FleetInfo { kind: "kube".into(), scenario: None, briefing: None, problem: None }
+            }
         };
         let state = AppState {
             fleet_info,
@@ -222,6 +303,7 @@ impl Application {
         };
         let router = Router::new()
             .route("/healthz", get(|| async { "ok" }))
+            .route("/metrics", get(sim_metrics))
             .route("/login", axum::routing::post(auth::login_form))
             .nest("/api/v1", api::router(state.clone()))
             .leptos_routes_with_handler(routes, get(web::page))

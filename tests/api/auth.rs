@@ -130,6 +130,12 @@ async fn the_session_cookie_is_secure_when_the_public_url_is_https() {
         max_replicas: 50,
         public_url: Some("https://gatewarden.example.com".into()),
         site_root: "target/site".into(),
+        context: None,
+        namespaces: vec![],
+        gateway_selector: "app=api-gateway".into(),
+        prometheus_url: None,
+        prometheus_flavor: "ingress-nginx".into(),
+        prometheus_queries: None,
     };
     assert!(server::startup::Settings::from_args(args.clone()).unwrap().secure_cookies);
     let plain = server::config::ServeArgs { public_url: Some("http://localhost:3000".into()), ..args };

@@ -147,6 +147,9 @@ impl TestApp {
             site_root: "target/site".into(),
             admin_password: Some(ADMIN_PASSWORD.into()),
             max_replicas: 50,
+            kube: Default::default(),
+            kube_client: None,
+            prometheus: None,
         };
         let app = Application::build(settings).await.expect("server starts");
         let addr = app.local_addr();

@@ -4,6 +4,8 @@
 //! and revisions) so that a Kubernetes backend can implement it; `Metrics` by what a
 //! PromQL backend can answer. The simulator implements both.
 
+pub mod cluster;
+pub mod prometheus;
 pub mod sim;
 
 use app::dto::{Instance, Latency, SeriesPoint};
@@ -82,6 +84,20 @@ pub struct RolloutState {
     pub total: u32,
     /// The rollout is complete.
     pub done: bool,
+    /// Why the rollout will not complete (kubectl: "exceeded its progress deadline").
+    #[serde(default)]
+    pub failed: Option<String>,
+}
+
+/// A HorizontalPodAutoscaler that owns a gateway's replica count.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Autoscaler {
+    /// The HPA's name.
+    pub name: String,
+    /// `spec.minReplicas`.
+    pub min_replicas: u32,
+    /// `spec.maxReplicas`.
+    pub max_replicas: u32,
 }
 
 /// How long the gateway waits on upstreams and how often it retries a failed attempt.
@@ -136,6 +152,12 @@ pub struct GatewayState {
     pub services: Vec<String>,
     /// Services whose clients are routed around the gateway.
     pub bypassed: Vec<String>,
+    /// The autoscaler that manages `replicas`, if any: a manual scale would be undone.
+    #[serde(default)]
+    pub autoscaler: Option<Autoscaler>,
+    /// `spec.paused`: restart and rollback are refused, as kubectl refuses them.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A change to a gateway, in backend-neutral terms; each backend knows how to make it.
@@ -148,6 +170,13 @@ pub enum Change {
     Scale {
         /// New replica count.
         replicas: u32,
+    },
+    /// Set the bounds of the autoscaler that manages the gateway's replicas.
+    Autoscale {
+        /// New `minReplicas`.
+        min_replicas: u32,
+        /// New `maxReplicas`.
+        max_replicas: u32,
     },
     /// Make an earlier revision's template current again.
     Rollback {
@@ -188,6 +217,22 @@ pub enum FleetError {
     /// and for the health view's "degraded backend" banner, never raw to clients.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// The backend's state rules the change out (a paused Deployment, no rollout history,
+    /// an autoscaler in charge); the text says why and is shown to the user.
+    #[error("{0}")]
+    Refused(String),
+    /// Someone else changed the object between the preview and the change.
+    #[error("{0}")]
+    Conflict(String),
+    /// The cluster refused the console's credentials (RBAC).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The cluster rejected the request as invalid (schema, admission webhook).
+    #[error("{0}")]
+    Rejected(String),
+    /// The backend cannot make this kind of change (no adapter for the gateway kind).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Result of a backend call.
@@ -204,8 +249,28 @@ pub trait Fleet: Send + Sync {
     fn clock_s(&self) -> i64;
     /// What a mitigation needs to know about `gateway`.
     fn state(&self, gateway: &str) -> BoxFuture<'_, FleetResult<GatewayState>>;
-    /// Makes `change`; returns the state right after.
-    fn apply(&self, gateway: &str, change: &Change) -> BoxFuture<'_, FleetResult<GatewayState>>;
+    /// Makes `change`, planned against `before`; returns the state right after. A
+    /// backend that can tell refuses when the gateway no longer matches `before`.
+    fn apply<'a>(
+        &'a self,
+        gateway: &'a str,
+        change: &'a Change,
+        before: &'a GatewayState,
+    ) -> BoxFuture<'a, FleetResult<GatewayState>>;
+    /// Asks the backend to validate `change` without making it (server-side dry run);
+    /// backends with nothing to ask accept every planned change.
+    fn check<'a>(
+        &'a self,
+        _gateway: &'a str,
+        _change: &'a Change,
+        _before: &'a GatewayState,
+    ) -> BoxFuture<'a, FleetResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Why the backend is degraded right now (watch errors, unreachable cluster), if it is.
+    fn problem(&self) -> Option<String> {
+        None
+    }
     /// Rollout progress, judged as `kubectl rollout status` does.
     fn rollout(&self, gateway: &str) -> BoxFuture<'_, FleetResult<RolloutState>>;
 }

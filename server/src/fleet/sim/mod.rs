@@ -81,6 +81,49 @@ impl SimFleet {
         Some(RawWindow { total, c5xx, c429, buckets })
     }
 
+    /// The fleet in the Prometheus text format (0.0.4), for a real Prometheus to scrape:
+    /// per gateway, request counters by status code (200, 404, 429, 503 stand for the
+    /// 2xx, other 4xx, 429 and 5xx answers the model counts) and the latency histogram
+    /// of admitted requests in seconds, with the same bucket bounds the console uses.
+    /// `_sum` is estimated from bucket midpoints (the model keeps no exact sum).
+    pub fn exposition(&self) -> String {
+        use std::fmt::Write;
+        let sim = self.lock();
+        let mut out = String::with_capacity(4096 * sim.gateways.len().max(1));
+        out.push_str("# HELP gatewarden_requests_total Requests answered by the gateway, by status code.\n");
+        out.push_str("# TYPE gatewarden_requests_total counter\n");
+        for gw in &sim.gateways {
+            let t = &gw.totals;
+            for (code, n) in [("200", t.c2xx), ("404", t.c4xx), ("429", t.c429), ("503", t.c5xx)] {
+                let _ = writeln!(
+                    out,
+                    "gatewarden_requests_total{{namespace=\"{}\",deployment=\"{}\",code=\"{code}\"}} {n}",
+                    gw.namespace, gw.name
+                );
+            }
+        }
+        out.push_str(
+            "# HELP gatewarden_request_duration_seconds Latency of requests admitted by the gateway.\n\
+             # TYPE gatewarden_request_duration_seconds histogram\n",
+        );
+        for gw in &sim.gateways {
+            let labels = format!("namespace=\"{}\",deployment=\"{}\"", gw.namespace, gw.name);
+            let (mut cumulative, mut sum_s) = (0u64, 0.0f64);
+            for (i, n) in gw.totals.buckets.iter().enumerate() {
+                cumulative += n;
+                let lower = if i == 0 { 0.0 } else { histogram::BOUNDS_MS[i - 1] };
+                let upper = histogram::BOUNDS_MS.get(i).copied().unwrap_or(lower);
+                sum_s += *n as f64 * (lower + upper) / 2.0 / 1000.0;
+                let le = histogram::BOUNDS_MS.get(i).map_or("+Inf".to_string(), |b| format!("{}", b / 1000.0));
+                let _ =
+                    writeln!(out, "gatewarden_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            }
+            let _ = writeln!(out, "gatewarden_request_duration_seconds_sum{{{labels}}} {sum_s}");
+            let _ = writeln!(out, "gatewarden_request_duration_seconds_count{{{labels}}} {cumulative}");
+        }
+        out
+    }
+
     /// Advances the simulation in real time: `speed` simulated seconds per real second
     /// (fractions slow it down). Returns when the fleet is dropped elsewhere.
     pub fn spawn_clock(self: &Arc<Self>, speed: f64) -> tokio::task::JoinHandle<()> {
@@ -153,6 +196,7 @@ impl Fleet for SimFleet {
                         restarts: p.restarts,
                         age_s: (t - p.started_at).max(0) as u64,
                         version: gw.revision(p.revision).map(|r| r.version.clone()).unwrap_or_default(),
+                        node: node_of(&p.name),
                     })
                     .collect();
                 instances.sort_by(|a, b| a.name.cmp(&b.name));
@@ -183,11 +227,19 @@ impl Fleet for SimFleet {
         Box::pin(async move { result })
     }
 
-    fn apply(&self, gateway: &str, change: &Change) -> BoxFuture<'_, FleetResult<GatewayState>> {
+    fn apply<'a>(
+        &'a self,
+        gateway: &'a str,
+        change: &'a Change,
+        _before: &'a GatewayState,
+    ) -> BoxFuture<'a, FleetResult<GatewayState>> {
         let result = {
             let mut sim = self.lock();
             match sim.gateway_index(gateway) {
                 None => Err(FleetError::NotFound(gateway.to_string())),
+                Some(_) if matches!(change, Change::Autoscale { .. }) => {
+                    Err(FleetError::Unsupported("the simulated fleet has no autoscalers".into()))
+                }
                 Some(i) => {
                     match change {
                         Change::Restart => sim.restart(i),
@@ -207,6 +259,7 @@ impl Fleet for SimFleet {
                                 b.sort();
                             }
                         }
+                        Change::Autoscale { .. } => {}
                     }
                     state_of(&sim, gateway)
                 }
@@ -223,6 +276,12 @@ impl Fleet for SimFleet {
             sim.gateway_index(gateway).map(|i| sim.rollout(i)).ok_or_else(|| FleetError::NotFound(gateway.to_string()));
         Box::pin(async move { result })
     }
+}
+
+/// A stable node for a simulated pod: three nodes, chosen by the pod's name.
+fn node_of(pod: &str) -> String {
+    let h = pod.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("sim-node-{}", h % 3 + 1)
 }
 
 fn state_of(sim: &Sim, gateway: &str) -> FleetResult<GatewayState> {
@@ -246,6 +305,8 @@ fn state_of(sim: &Sim, gateway: &str) -> FleetResult<GatewayState> {
             s
         },
         bypassed: gw.bypassed.clone(),
+        autoscaler: None,
+        paused: false,
     })
 }
 

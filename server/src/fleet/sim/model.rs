@@ -178,6 +178,21 @@ pub struct Second {
     pub buckets: Buckets,
 }
 
+impl Second {
+    /// Adds `other`'s counts to these (for running totals).
+    pub fn add(&mut self, other: &Second) {
+        self.t = other.t;
+        self.total += other.total;
+        self.c2xx += other.c2xx;
+        self.c4xx += other.c4xx;
+        self.c429 += other.c429;
+        self.c5xx += other.c5xx;
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += b;
+        }
+    }
+}
+
 /// One simulated gateway: a Deployment, its pods, its routes and its history.
 #[derive(Clone, Debug)]
 pub struct Gateway {
@@ -201,6 +216,8 @@ pub struct Gateway {
     pub pods: Vec<Pod>,
     /// Per-second outcomes, oldest first, at most `HISTORY_S`.
     pub history: VecDeque<Second>,
+    /// Every outcome since the simulation began (Prometheus counters; `t` is the last second).
+    pub totals: Second,
     /// Multiplier on offered load (traffic surge).
     pub surge: f64,
     /// Emergency rate limit, if one is set.
@@ -339,6 +356,7 @@ impl Sim {
             target_revision,
             pods: Vec::new(),
             history: VecDeque::with_capacity(HISTORY_S + 1),
+            totals: Second { t: 0, total: 0, c2xx: 0, c4xx: 0, c429: 0, c5xx: 0, buckets: [0; NB] },
             surge: 1.0,
             rate_limit: None,
             tokens: 0.0,
@@ -430,6 +448,7 @@ impl Sim {
             ready,
             total,
             done: updated == gw.desired && ready == gw.desired && total == gw.desired,
+            failed: None,
         }
     }
 
@@ -448,6 +467,7 @@ impl Sim {
         for i in 0..self.gateways.len() {
             self.reconcile(i, t);
             let second = self.traffic(i, t, &mut load, &mut ok, &mut asked);
+            self.gateways[i].totals.add(&second);
             let history = &mut self.gateways[i].history;
             if history.len() == HISTORY_S {
                 history.pop_front();

@@ -1,0 +1,379 @@
+//! The Kubernetes backend (`--fleet kube`): gateways are the Deployments matching a
+//! label selector, kept current by watches (kube-runtime reflectors), and changed the
+//! way kubectl changes them (see `ops` and KUBERNETES.md).
+//!
+//! Reads never call the API server: they come from the reflectors' caches, so a cluster
+//! that stops answering leaves the console serving the last known state with the reason
+//! shown as a degraded backend, while the watches retry with backoff.
+
+pub mod ops;
+pub mod view;
+
+use super::{Change, Fleet, FleetError, FleetResult, GatewayInventory, GatewayState, RolloutState};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use ops::Target;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use view::Objects;
+
+/// Default gateway selector, as in the runbook (`kubectl get pods -l app=api-gateway`).
+pub const DEFAULT_SELECTOR: &str = "app=api-gateway";
+
+/// How often watch events are coalesced into one "something changed" notification, so a
+/// busy cluster does not rebuild the live snapshot for every pod event.
+const COALESCE: Duration = Duration::from_millis(500);
+
+/// Where the cluster is and which gateways to watch.
+#[derive(Clone, Debug, Default)]
+pub struct KubeSettings {
+    /// kubeconfig context; the current context (or in-cluster config) when absent.
+    pub context: Option<String>,
+    /// Namespaces to watch; the context's namespace when empty.
+    pub namespaces: Vec<String>,
+    /// Label selector of the gateway Deployments and their pods.
+    pub selector: String,
+}
+
+/// A client for the configured cluster and the namespaces to watch.
+pub async fn connect(settings: &KubeSettings) -> Result<(Client, Vec<String>), String> {
+    let config = match &settings.context {
+        Some(context) => {
+            let options = kube::config::KubeConfigOptions { context: Some(context.clone()), ..Default::default() };
+            kube::Config::from_kubeconfig(&options).await.map_err(|e| format!("kubeconfig context '{context}': {e}"))?
+        }
+        None => kube::Config::infer().await.map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
+    };
+    let namespaces = if settings.namespaces.is_empty() {
+        vec![config.default_namespace.clone()]
+    } else {
+        settings.namespaces.clone()
+    };
+    let client = Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))?;
+    Ok((client, namespaces))
+}
+
+/// One namespace's caches.
+struct Space {
+    namespace: String,
+    deployments: Store<Deployment>,
+    replicasets: Store<ReplicaSet>,
+    pods: Store<Pod>,
+    hpas: Store<HorizontalPodAutoscaler>,
+}
+
+impl Space {
+    fn read<T>(&self, f: impl FnOnce(&Objects<'_>) -> T) -> T {
+        let (deployments, replicasets, pods, hpas) =
+            (self.deployments.state(), self.replicasets.state(), self.pods.state(), self.hpas.state());
+        f(&Objects { deployments: &deployments, replicasets: &replicasets, pods: &pods, hpas: &hpas })
+    }
+}
+
+/// What the watches report: which have failed (and why) and which have not yet listed.
+#[derive(Default)]
+struct Signal {
+    errors: Mutex<BTreeMap<String, String>>,
+    syncing: Mutex<BTreeSet<String>>,
+    dirty: AtomicBool,
+}
+
+impl Signal {
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The Kubernetes fleet.
+pub struct KubeFleet {
+    client: Client,
+    spaces: Vec<Space>,
+    signal: Arc<Signal>,
+    version: watch::Sender<u64>,
+}
+
+impl KubeFleet {
+    /// Starts watching `namespaces` for Deployments, ReplicaSets and pods matching
+    /// `selector` and for every HPA; returns the fleet and its background tasks.
+    pub fn start(client: Client, namespaces: &[String], selector: &str) -> (Arc<Self>, Vec<JoinHandle<()>>) {
+        let signal = Arc::new(Signal::default());
+        let (version, _) = watch::channel(0);
+        let mut tasks = Vec::new();
+        let labelled = watcher::Config::default().labels(selector);
+        let spaces = namespaces
+            .iter()
+            .map(|ns| {
+                let watch_kind = |kind: &str| format!("{ns}/{kind}");
+                let deployments = spawn_watch(
+                    Api::namespaced(client.clone(), ns),
+                    labelled.clone(),
+                    |d: &mut Deployment| view::slim_meta(&mut d.metadata),
+                    watch_kind("deployments"),
+                    &signal,
+                    &mut tasks,
+                );
+                let replicasets = spawn_watch(
+                    Api::namespaced(client.clone(), ns),
+                    labelled.clone(),
+                    view::slim_replicaset,
+                    watch_kind("replicasets"),
+                    &signal,
+                    &mut tasks,
+                );
+                let pods = spawn_watch(
+                    Api::namespaced(client.clone(), ns),
+                    labelled.clone(),
+                    view::slim_pod,
+                    watch_kind("pods"),
+                    &signal,
+                    &mut tasks,
+                );
+                let hpas = spawn_watch(
+                    Api::namespaced(client.clone(), ns),
+                    watcher::Config::default(),
+                    |h: &mut HorizontalPodAutoscaler| view::slim_meta(&mut h.metadata),
+                    watch_kind("horizontalpodautoscalers"),
+                    &signal,
+                    &mut tasks,
+                );
+                Space { namespace: ns.clone(), deployments, replicasets, pods, hpas }
+            })
+            .collect();
+        let fleet = Arc::new(Self { client, spaces, signal: signal.clone(), version });
+        let weak = Arc::downgrade(&fleet);
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(COALESCE);
+            loop {
+                every.tick().await;
+                let Some(fleet) = weak.upgrade() else { return };
+                if fleet.signal.dirty.swap(false, Ordering::AcqRel) {
+                    fleet.version.send_modify(|v| *v += 1);
+                }
+            }
+        }));
+        (fleet, tasks)
+    }
+
+    fn space(&self, namespace: &str) -> Option<&Space> {
+        self.spaces.iter().find(|s| s.namespace == namespace)
+    }
+
+    /// The namespace's caches and the Deployment behind `gateway`.
+    fn find(&self, gateway: &str) -> FleetResult<(&Space, Arc<Deployment>)> {
+        let not_found = || FleetError::NotFound(gateway.to_string());
+        let (ns, name) = view::split_id(gateway).ok_or_else(not_found)?;
+        let space = self.space(ns).ok_or_else(not_found)?;
+        let deployment = space.deployments.find(|d| d.metadata.name.as_deref() == Some(name)).ok_or_else(not_found)?;
+        Ok((space, deployment))
+    }
+
+    fn target(&self, gateway: &str) -> FleetResult<Target> {
+        let (ns, name) = view::split_id(gateway).ok_or_else(|| FleetError::NotFound(gateway.to_string()))?;
+        Ok(Target {
+            deployments: Api::namespaced(self.client.clone(), ns),
+            replicasets: Api::namespaced(self.client.clone(), ns),
+            hpas: Api::namespaced(self.client.clone(), ns),
+            name: name.to_string(),
+        })
+    }
+
+    /// Sends `change` to the API server (or, with `dry_run`, has it validated) and
+    /// returns the Deployment (or HPA) as the server answered.
+    async fn send(&self, gateway: &str, change: &Change, before: &GatewayState, dry_run: bool) -> FleetResult<Sent> {
+        let t = self.target(gateway)?;
+        match change {
+            Change::Restart => {
+                let now =
+                    time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                let now = now
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .map_err(|e| FleetError::Unavailable(e.to_string()))?;
+                Ok(Sent::Deployment(Box::new(ops::restart(&t, &now, dry_run).await?)))
+            }
+            Change::Scale { replicas } => {
+                let scale = ops::scale(&t, *replicas, before.replicas, dry_run).await?;
+                Ok(Sent::Replicas(scale.spec.and_then(|s| s.replicas).unwrap_or(*replicas as i32).max(0) as u32))
+            }
+            Change::Rollback { revision } => match ops::rollback(&t, *revision, dry_run).await? {
+                ops::Rollback::Patched { .. } | ops::Rollback::Skipped { .. } => Ok(Sent::Nothing),
+            },
+            Change::Autoscale { min_replicas, max_replicas } => {
+                let hpa = before
+                    .autoscaler
+                    .as_ref()
+                    .ok_or_else(|| FleetError::Refused(format!("no autoscaler manages {gateway}")))?;
+                let sent = ops::autoscale(
+                    &t,
+                    &hpa.name,
+                    (hpa.min_replicas, hpa.max_replicas),
+                    (*min_replicas, *max_replicas),
+                    dry_run,
+                )
+                .await?;
+                Ok(Sent::Autoscaler(Box::new(sent)))
+            }
+            Change::RateLimit { .. }
+            | Change::Timeouts { .. }
+            | Change::CircuitBreaker { .. }
+            | Change::Bypass { .. } => Err(FleetError::Unsupported(
+                "traffic policy and bypass on Kubernetes need a gateway adapter (HTTPRoute, ingress-nginx, Kong), \
+                     which this version does not have yet"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// What the API server answered to a change, to compute the state right after it
+/// without waiting for the watch.
+enum Sent {
+    Deployment(Box<Deployment>),
+    Replicas(u32),
+    Autoscaler(Box<HorizontalPodAutoscaler>),
+    Nothing,
+}
+
+fn spawn_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    slim: fn(&mut K),
+    key: String,
+    signal: &Arc<Signal>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let signal = signal.clone();
+    Signal::lock(&signal.syncing).insert(key.clone());
+    tasks.push(tokio::spawn(async move {
+        let stream = watcher(api, config).default_backoff().modify(slim).reflect(writer);
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => {
+                    if Signal::lock(&signal.errors).remove(&key).is_some() {
+                        tracing::info!(watch = %key, "watch recovered");
+                    }
+                    if matches!(event, watcher::Event::InitDone) {
+                        Signal::lock(&signal.syncing).remove(&key);
+                    }
+                    signal.dirty.store(true, Ordering::Release);
+                }
+                Err(e) => {
+                    let reason = describe_watch_error(&e);
+                    let previous = Signal::lock(&signal.errors).insert(key.clone(), reason.clone());
+                    if previous.as_deref() != Some(reason.as_str()) {
+                        tracing::warn!(watch = %key, error = %e, "watch failed; retrying with backoff");
+                    }
+                    signal.dirty.store(true, Ordering::Release);
+                }
+            }
+        }
+    }));
+    store
+}
+
+fn describe_watch_error(e: &watcher::Error) -> String {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+            if s.code == 403 =>
+        {
+            format!("forbidden: {}", s.message)
+        }
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            format!("cluster unreachable: {e}")
+        }
+        other => other.to_string(),
+    }
+}
+
+impl Fleet for KubeFleet {
+    fn inventory(&self) -> BoxFuture<'_, FleetResult<Vec<GatewayInventory>>> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut list: Vec<GatewayInventory> =
+            self.spaces.iter().flat_map(|space| space.read(|objects| objects.inventory(now))).collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        Box::pin(async move { Ok(list) })
+    }
+
+    fn updates(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    fn clock_s(&self) -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    fn state(&self, gateway: &str) -> BoxFuture<'_, FleetResult<GatewayState>> {
+        let result = self.find(gateway).map(|(space, d)| space.read(|o| o.state(&d)));
+        Box::pin(async move { result })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        gateway: &'a str,
+        change: &'a Change,
+        before: &'a GatewayState,
+    ) -> BoxFuture<'a, FleetResult<GatewayState>> {
+        Box::pin(async move {
+            let sent = self.send(gateway, change, before, false).await?;
+            let (space, cached) = self.find(gateway)?;
+            let mut deployment = (*cached).clone();
+            if let Sent::Replicas(n) = sent {
+                deployment.spec.replicas = Some(n as i32);
+            }
+            let mut state = match &sent {
+                Sent::Deployment(d) => space.read(|o| o.state(d)),
+                _ => space.read(|o| o.state(&deployment)),
+            };
+            if let (Sent::Autoscaler(h), Some(a)) = (&sent, state.autoscaler.as_mut()) {
+                a.min_replicas = h.spec.min_replicas.unwrap_or(1).max(0) as u32;
+                a.max_replicas = h.spec.max_replicas.max(0) as u32;
+            }
+            // Tell live views now; the watch will confirm shortly.
+            self.version.send_modify(|v| *v += 1);
+            Ok(state)
+        })
+    }
+
+    fn check<'a>(
+        &'a self,
+        gateway: &'a str,
+        change: &'a Change,
+        before: &'a GatewayState,
+    ) -> BoxFuture<'a, FleetResult<()>> {
+        Box::pin(async move { self.send(gateway, change, before, true).await.map(|_| ()) })
+    }
+
+    fn rollout(&self, gateway: &str) -> BoxFuture<'_, FleetResult<RolloutState>> {
+        let result = self.find(gateway).map(|(_, d)| view::rollout(&d));
+        Box::pin(async move { result })
+    }
+
+    fn problem(&self) -> Option<String> {
+        let errors = Signal::lock(&self.signal.errors);
+        if let Some((watch, reason)) = errors.iter().next() {
+            let more = errors.len() - 1;
+            let tail = if more > 0 { format!(" (and {more} more watches)") } else { String::new() };
+            return Some(format!("Kubernetes watch {watch} failing: {reason}{tail}; showing the last known state"));
+        }
+        let syncing = Signal::lock(&self.signal.syncing);
+        (!syncing.is_empty()).then(|| format!("still listing {} from the cluster", syncing.len()))
+    }
+}
