@@ -377,3 +377,6 @@ impl Fleet for KubeFleet {
         (!syncing.is_empty()).then(|| format!("still listing {} from the cluster", syncing.len()))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,589 @@
+//! The write side against kube-rs's ApiServerVerifier pattern: a `tower_test` mock
+//! stands in for the API server, and each test asserts every request's method, path,
+//! query, content type and body exactly, answering as the API server would. A missing
+//! call fails by timeout; an extra call finds the mock closed.
+
+use super::ops::{self, Rollback, Target};
+use super::view;
+use crate::fleet::FleetError;
+use http::{Request, Response};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use kube::client::Body;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// One expected request and the answer to give.
+struct Expect {
+    method: &'static str,
+    uri: &'static str,
+    content_type: Option<&'static str>,
+    body: Option<Value>,
+    status: u16,
+    reply: Value,
+}
+
+fn expect(method: &'static str, uri: &'static str) -> Expect {
+    Expect { method, uri, content_type: None, body: None, status: 200, reply: json!({}) }
+}
+
+impl Expect {
+    fn body(mut self, content_type: &'static str, body: Value) -> Self {
+        self.content_type = Some(content_type);
+        self.body = Some(body);
+        self
+    }
+    fn reply(mut self, status: u16, reply: Value) -> Self {
+        self.status = status;
+        self.reply = reply;
+        self
+    }
+}
+
+/// Answers `script` in order, asserting each request, then checks nothing else arrives.
+fn verifier(mut handle: Handle, script: Vec<Expect>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for (i, e) in script.into_iter().enumerate() {
+            let (request, send) = handle.next_request().await.unwrap_or_else(|| panic!("request {i} never came"));
+            assert_eq!(request.method().as_str(), e.method, "request {i} method");
+            assert_eq!(request.uri().to_string(), e.uri, "request {i} path and query");
+            let content_type = request.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+            assert_eq!(content_type.as_deref(), e.content_type, "request {i} content type");
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            match e.body {
+                Some(expected) => {
+                    let got: Value = serde_json::from_slice(&bytes).expect("JSON body");
+                    assert_eq!(got, expected, "request {i} body");
+                }
+                None => assert!(bytes.is_empty(), "request {i} has no body"),
+            }
+            let response =
+                Response::builder().status(e.status).body(Body::from(serde_json::to_vec(&e.reply).unwrap())).unwrap();
+            send.send_response(response);
+        }
+        // The caller has dropped its client once its call returns: nothing more may come.
+        if let Some((request, _)) = handle.next_request().await {
+            panic!("unexpected extra request {} {}", request.method(), request.uri());
+        }
+    })
+}
+
+async fn finish(server: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(Duration::from_secs(5), server).await.expect("verifier finished").expect("script matched");
+}
+
+fn target() -> (Target, Handle) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "prod");
+    let t = Target {
+        deployments: Api::namespaced(client.clone(), "prod"),
+        replicasets: Api::namespaced(client.clone(), "prod"),
+        hpas: Api::namespaced(client, "prod"),
+        name: "edge".into(),
+    };
+    (t, handle)
+}
+
+fn template(version: &str, hash: Option<&str>) -> Value {
+    let mut labels = json!({"app": "api-gateway"});
+    if let Some(h) = hash {
+        labels["pod-template-hash"] = json!(h);
+    }
+    json!({
+        "metadata": {"labels": labels, "annotations": {"prometheus.io/scrape": "true"}},
+        "spec": {"containers": [{"name": "gateway", "image": format!("registry.example/gw:{version}")}]}
+    })
+}
+
+fn deployment(paused: bool, version: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": "edge", "namespace": "prod", "uid": "d-uid", "resourceVersion": "812", "generation": 7,
+            "annotations": {
+                "deployment.kubernetes.io/revision": "3",
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"kind\":\"Deployment\"}",
+                "team": "edge-sre"
+            }
+        },
+        "spec": {
+            "replicas": 4, "paused": paused,
+            "selector": {"matchLabels": {"app": "api-gateway"}},
+            "template": template(version, None)
+        },
+        "status": {"observedGeneration": 7, "replicas": 4, "updatedReplicas": 4, "availableReplicas": 4}
+    })
+}
+
+fn replicaset(revision: u32, version: &str, hash: &str, owner: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {
+            "name": format!("edge-{hash}"), "namespace": "prod", "uid": format!("rs-{hash}"),
+            "labels": {"app": "api-gateway", "pod-template-hash": hash},
+            "annotations": {
+                "deployment.kubernetes.io/revision": revision.to_string(),
+                "deployment.kubernetes.io/desired-replicas": "4",
+                "deployment.kubernetes.io/max-replicas": "5",
+                "change-cause": format!("deploy {version}")
+            },
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "edge", "uid": owner, "controller": true}]
+        },
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "api-gateway", "pod-template-hash": hash}},
+                 "template": template(version, Some(hash))}
+    })
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "900"}, "items": items})
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message})
+}
+
+const DEPLOY: &str = "/apis/apps/v1/namespaces/prod/deployments/edge";
+const HPAS: &str = "/apis/autoscaling/v2/namespaces/prod/horizontalpodautoscalers?";
+const STRATEGIC: &str = "application/strategic-merge-patch+json";
+const JSON_PATCH: &str = "application/json-patch+json";
+
+#[tokio::test]
+async fn restart_patches_the_template_annotation_exactly_as_kubectl() {
+    let (t, handle) = target();
+    let server = verifier(
+        handle,
+        vec![
+            expect("GET", DEPLOY).reply(200, deployment(false, "1.4.0")),
+            expect("PATCH", "/apis/apps/v1/namespaces/prod/deployments/edge?&fieldManager=gatewarden")
+                .body(
+                    STRATEGIC,
+                    json!({"spec": {"template": {"metadata": {"annotations": {
+                        "kubectl.kubernetes.io/restartedAt": "2026-11-24T06:30:00Z"}}}}}),
+                )
+                .reply(200, deployment(false, "1.4.0")),
+        ],
+    );
+    ops::restart(&t, "2026-11-24T06:30:00Z", false).await.expect("restarted");
+    drop(t);
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn a_restart_preview_is_a_server_side_dry_run() {
+    let (t, handle) = target();
+    let server = verifier(
+        handle,
+        vec![
+            expect("GET", DEPLOY).reply(200, deployment(false, "1.4.0")),
+            expect("PATCH", "/apis/apps/v1/namespaces/prod/deployments/edge?&dryRun=All&fieldManager=gatewarden")
+                .body(
+                    STRATEGIC,
+                    json!({"spec": {"template": {"metadata": {"annotations": {
+                        "kubectl.kubernetes.io/restartedAt": "2026-11-24T06:30:00Z"}}}}}),
+                )
+                .reply(200, deployment(false, "1.4.0")),
+        ],
+    );
+    ops::restart(&t, "2026-11-24T06:30:00Z", true).await.expect("validated");
+    drop(t);
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn restart_refuses_a_paused_deployment_and_sends_no_patch() {
+    let (t, handle) = target();
+    let server = verifier(handle, vec![expect("GET", DEPLOY).reply(200, deployment(true, "1.4.0"))]);
+    let err = ops::restart(&t, "2026-11-24T06:30:00Z", false).await.unwrap_err();
+    assert!(matches!(&err, FleetError::Refused(m) if m.contains("paused")), "{err:?}");
+    drop(t);
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn a_missing_deployment_is_not_found_and_a_forbidden_call_says_so() {
+    let (t, handle) = target();
+    let server = verifier(
+        handle,
+        vec![
+            expect("GET", DEPLOY).reply(404, status(404, "NotFound", "deployments.apps \"edge\" not found")),
+            expect("GET", DEPLOY).reply(
+                403,
+                status(
+                    403,
+                    "Forbidden",
+                    "deployments.apps \"edge\" is forbidden: User \"system:serviceaccount:ops:gatewarden\" cannot get",
+                ),
+            ),
+        ],
+    );
+    assert!(matches!(ops::restart(&t, "x", false).await, Err(FleetError::NotFound(_))));
+    let err = ops::restart(&t, "x", false).await.unwrap_err();
+    assert!(matches!(&err, FleetError::Forbidden(m) if m.contains("cannot get")), "{err:?}");
+    drop(t);
+    finish(server).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_api_server_that_never_answers_fails_the_call_after_the_timeout() {
+    let (t, mut handle) = target();
+    let silent = tokio::spawn(async move {
+        // Take the request and never answer it.
+        let (_request, send) = handle.next_request().await.expect("a request");
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(send);
+    });
+    let started = tokio::time::Instant::now();
+    let err = ops::restart(&t, "x", false).await.unwrap_err();
+    assert!(matches!(&err, FleetError::Unavailable(m) if m.contains("no answer")), "{err:?}");
+    assert_eq!(started.elapsed(), ops::CALL_TIMEOUT);
+    silent.abort();
+}
+
+fn scale(replicas: i32, rv: &str) -> Value {
+    json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+           "metadata": {"name": "edge", "namespace": "prod", "resourceVersion": rv},
+           "spec": {"replicas": replicas}, "status": {"replicas": replicas, "selector": "app=api-gateway"}})
+}
+
+/// The Scale object read with `replicas` running, sent back asking for `wanted`: only
+/// `spec.replicas` differs, and the resourceVersion is the one read.
+fn scale_request(replicas: i32, wanted: i32, rv: &str) -> Value {
+    let mut s = scale(replicas, rv);
+    s["spec"]["replicas"] = json!(wanted);
+    s
+}
+
+#[tokio::test]
+async fn scale_reads_the_scale_subresource_and_writes_it_back_with_its_resource_version() {
+    let (t, handle) = target();
+    let server = verifier(
+        handle,
+        vec![
+            expect("GET", HPAS).reply(200, list("HorizontalPodAutoscalerList", vec![])),
+            expect("GET", "/apis/apps/v1/namespaces/prod/deployments/edge/scale").reply(200, scale(4, "812")),
+            expect("PUT", "/apis/apps/v1/namespaces/prod/deployments/edge/scale?&fieldManager=gatewarden")
+                .body("application/json", scale_request(4, 8, "812"))
+                .reply(200, scale(8, "813")),
+        ],
+    );
+    let done = ops::scale(&t, 8, 4, false).await.expect("scaled");
+    assert_eq!(done.spec.and_then(|s| s.replicas), Some(8));
+    drop(t);
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn scale_refuses_when_the_count_moved_since_the_preview_and_on_a_write_race() {
+    let (t, handle) = target();
+    let server = verifier(
+        handle,
+        vec![
+            // Someone scaled to 5 after our preview said 4: no write.
+            expect("GET", HPAS).reply(200, list("HorizontalPodAutoscalerList", vec![])),
+            expect("GET", "/apis/apps/v1/namespaces/prod/deployments/edge/scale").reply(200, scale(5, "820")),
+            // Between our GET and PUT: the API server answers 409.
+            expect("GET", HPAS).reply(200, list("HorizontalPodAutoscalerList", vec![])),
+            expect("GET", "/apis/apps/v1/namespaces/prod/deployments/edge/scale").reply(200, scale(4, "812")),
+            expect("PUT", "/apis/apps/v1/namespaces/prod/deployments/edge/scale?&fieldManager=gatewarden")
+                .body("application/json", scale_request(4, 8, "812"))
+                .reply(
+                    409,
+                    status(
+                        409,
+                        "Conflict",
+                        "Operation cannot be fulfilled on deployments.apps \"edge\": the object has been modified",
+                    ),
+                ),
+        ],
+    );
+    let err = ops::scale(&t, 8, 4, false).await.unwrap_err();
+    assert!(matches!(&err, FleetError::Conflict(m) if m.contains("has 5 replicas")), "{err:?}");
+    let err = ops::scale(&t, 8, 4, false).await.unwrap_err();
+    assert!(matches!(&err, FleetError::Conflict(m) if m.contains("modified")), "{err:?}");
+    drop(t);
+    finish(server).await;
+}
+
+fn hpa(min: i32, max: i32) -> Value {
+    json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+           "metadata": {"name": "edge-hpa", "namespace": "prod", "resourceVersion": "77"},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "edge"},
+                    "minReplicas": min, "maxReplicas": max}})
+}
+
+#[tokio::test]
+async fn scale_refuses_a_deployment_an_hpa_manages_and_changes_the_hpa_bounds_instead() {
+    let (t, handle) = target();
+    let server = verifier(
+        handle,
+        vec![
+            expect("GET", HPAS).reply(200, list("HorizontalPodAutoscalerList", vec![hpa(2, 10)])),
+            expect(
+                "PATCH",
+                "/apis/autoscaling/v2/namespaces/prod/horizontalpodautoscalers/edge-hpa?&fieldManager=gatewarden",
+            )
+            .body(
+                JSON_PATCH,
+                json!([
+                    {"op": "test", "path": "/spec/minReplicas", "value": 2},
+                    {"op": "test", "path": "/spec/maxReplicas", "value": 10},
+                    {"op": "replace", "path": "/spec/minReplicas", "value": 6},
+                    {"op": "replace", "path": "/spec/maxReplicas", "value": 20},
+                ]),
+            )
+            .reply(200, hpa(6, 20)),
+            // Undo after someone else moved the bounds: the test op fails with 422.
+            expect(
+                "PATCH",
+                "/apis/autoscaling/v2/namespaces/prod/horizontalpodautoscalers/edge-hpa?&fieldManager=gatewarden",
+            )
+            .body(
+                JSON_PATCH,
+                json!([
+                    {"op": "test", "path": "/spec/minReplicas", "value": 6},
+                    {"op": "test", "path": "/spec/maxReplicas", "value": 20},
+                    {"op": "replace", "path": "/spec/minReplicas", "value": 2},
+                    {"op": "replace", "path": "/spec/maxReplicas", "value": 10},
+                ]),
+            )
+            .reply(
+                422,
+                status(
+                    422,
+                    "Invalid",
+                    "the server rejected our request due to an error in our request: test operation failed",
+                ),
+            ),
+        ],
+    );
+    let err = ops::scale(&t, 8, 4, false).await.unwrap_err();
+    assert!(matches!(&err, FleetError::Refused(m) if m.contains("edge-hpa") && m.contains("min 2, max 10")), "{err:?}");
+    let hpa = ops::autoscale(&t, "edge-hpa", (2, 10), (6, 20), false).await.expect("bounds changed");
+    assert_eq!((hpa.spec.min_replicas, hpa.spec.max_replicas), (Some(6), 20));
+    let err = ops::autoscale(&t, "edge-hpa", (6, 20), (2, 10), false).await.unwrap_err();
+    assert!(matches!(err, FleetError::Conflict(_)), "{err:?}");
+    drop(t);
+    finish(server).await;
+}
+
+const RS_LIST: &str = "/apis/apps/v1/namespaces/prod/replicasets?&labelSelector=app%3Dapi-gateway";
+
+fn history() -> Value {
+    list(
+        "ReplicaSetList",
+        vec![
+            replicaset(1, "1.2.0", "aaa111", "d-uid"),
+            replicaset(3, "1.4.0", "ccc333", "d-uid"),
+            replicaset(2, "1.3.0", "bbb222", "d-uid"),
+            // Same labels, another owner: not part of this Deployment's history.
+            replicaset(9, "9.9.9", "zzz999", "other-uid"),
+        ],
+    )
+}
+
+fn rollback_patch(version: &str, hash: &str) -> Value {
+    let _ = hash;
+    json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "812"},
+        {"op": "replace", "path": "/spec/template", "value": template(version, None)},
+        {"op": "replace", "path": "/metadata/annotations", "value": {
+            // Kept from the Deployment.
+            "deployment.kubernetes.io/revision": "3",
+            "kubectl.kubernetes.io/last-applied-configuration": "{\"kind\":\"Deployment\"}",
+            // Taken from the ReplicaSet (the Deployment's own "team" is replaced, as kubectl does).
+            "change-cause": format!("deploy {version}")
+        }},
+    ])
+}
+
+#[tokio::test]
+async fn rollback_copies_the_previous_revision_template_behind_a_resource_version_test() {
+    let (t, handle) = target();
+    let server = verifier(
+        handle,
+        vec![
+            expect("GET", DEPLOY).reply(200, deployment(false, "1.4.0")),
+            expect("GET", RS_LIST).reply(200, history()),
+            expect("PATCH", "/apis/apps/v1/namespaces/prod/deployments/edge?&fieldManager=gatewarden")
+                .body(JSON_PATCH, rollback_patch("1.3.0", "bbb222"))
+                .reply(200, deployment(false, "1.3.0")),
+            // --to-revision=1
+            expect("GET", DEPLOY).reply(200, deployment(false, "1.4.0")),
+            expect("GET", RS_LIST).reply(200, history()),
+            expect("PATCH", "/apis/apps/v1/namespaces/prod/deployments/edge?&fieldManager=gatewarden")
+                .body(JSON_PATCH, rollback_patch("1.2.0", "aaa111"))
+                .reply(
+                    422,
+                    status(422, "Invalid", "the server rejected our request: testing value /metadata/resourceVersion failed: test operation"),
+                ),
+        ],
+    );
+    assert_eq!(ops::rollback(&t, 0, false).await.expect("rolled back"), Rollback::Patched { revision: 2 });
+    let err = ops::rollback(&t, 1, false).await.unwrap_err();
+    assert!(matches!(err, FleetError::Conflict(_)), "a concurrent change is a conflict: {err:?}");
+    drop(t);
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn rollback_refuses_without_history_for_a_paused_deployment_and_for_an_unknown_revision() {
+    let (t, handle) = target();
+    let only_current = list("ReplicaSetList", vec![replicaset(3, "1.4.0", "ccc333", "d-uid")]);
+    let server = verifier(
+        handle,
+        vec![
+            expect("GET", DEPLOY).reply(200, deployment(false, "1.4.0")),
+            expect("GET", RS_LIST).reply(200, only_current),
+            expect("GET", DEPLOY).reply(200, deployment(true, "1.4.0")),
+            expect("GET", RS_LIST).reply(200, history()),
+            expect("GET", DEPLOY).reply(200, deployment(false, "1.4.0")),
+            expect("GET", RS_LIST).reply(200, history()),
+        ],
+    );
+    let err = ops::rollback(&t, 0, false).await.unwrap_err();
+    assert!(matches!(&err, FleetError::Refused(m) if m.contains("no rollout history found")), "{err:?}");
+    let err = ops::rollback(&t, 0, false).await.unwrap_err();
+    assert!(matches!(&err, FleetError::Refused(m) if m.contains("paused")), "{err:?}");
+    let err = ops::rollback(&t, 7, false).await.unwrap_err();
+    assert!(matches!(&err, FleetError::Refused(m) if m.contains("revision 7")), "{err:?}");
+    drop(t);
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn rollback_to_the_template_already_running_is_skipped_without_a_patch() {
+    let (t, handle) = target();
+    // Revision 2's template is the same as the current one (a rollback was made before).
+    let same = list(
+        "ReplicaSetList",
+        vec![replicaset(2, "1.4.0", "bbb222", "d-uid"), replicaset(3, "1.4.0", "ccc333", "d-uid")],
+    );
+    let server = verifier(
+        handle,
+        vec![expect("GET", DEPLOY).reply(200, deployment(false, "1.4.0")), expect("GET", RS_LIST).reply(200, same)],
+    );
+    assert_eq!(ops::rollback(&t, 0, false).await.unwrap(), Rollback::Skipped { revision: 2 });
+    drop(t);
+    finish(server).await;
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Arc<T> {
+    Arc::new(serde_json::from_value(v).expect("valid object"))
+}
+
+fn pod(name: &str, rs_uid: &str, ready: bool, restarts: i32) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "prod", "uid": format!("p-{name}"),
+                        "labels": {"app": "api-gateway", "app.kubernetes.io/version": "1.4.0"},
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": rs_uid, "controller": true}],
+                        "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
+           "spec": {"nodeName": "node-a", "containers": [{"name": "gateway", "image": "registry.example/gw:1.4.0",
+                     "args": ["--config", "/etc/gw.yaml"], "env": [{"name": "A", "value": "B"}]}]},
+           "status": {"startTime": "2026-11-24T06:00:00Z",
+                      "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }},
+                                     {"type": "PodScheduled", "status": "True"}],
+                      "containerStatuses": [{"name": "gateway", "ready": ready, "restartCount": restarts,
+                                             "image": "gw", "imageID": "sha", "state": {"running": {}}}]}})
+}
+
+#[test]
+fn api_objects_become_the_gateway_inventory_and_state() {
+    let deployments: Vec<Arc<Deployment>> = vec![typed(deployment(false, "1.4.0"))];
+    let replicasets: Vec<Arc<ReplicaSet>> = history()["items"].as_array().unwrap().iter().cloned().map(typed).collect();
+    let mut pods: Vec<Arc<k8s_openapi::api::core::v1::Pod>> = vec![
+        typed(pod("edge-ccc333-b", "rs-ccc333", true, 2)),
+        typed(pod("edge-ccc333-a", "rs-ccc333", false, 0)),
+        // A pod of a ReplicaSet owned by another Deployment.
+        typed(pod("other-zzz999-a", "rs-zzz999", true, 0)),
+    ];
+    for p in pods.iter_mut() {
+        view::slim_pod(Arc::get_mut(p).unwrap());
+    }
+    let hpas = vec![typed(hpa(2, 10))];
+    let objects = view::Objects { deployments: &deployments, replicasets: &replicasets, pods: &pods, hpas: &hpas };
+    let now = 1_795_500_000 + 600; // 2026-11-24T06:10:00Z
+    let inventory = objects.inventory(now);
+    assert_eq!(inventory.len(), 1);
+    let gw = &inventory[0];
+    assert_eq!((gw.id.as_str(), gw.name.as_str(), gw.namespace.as_str()), ("prod:edge", "edge", "prod"));
+    assert_eq!((gw.desired, gw.version.as_str()), (4, "1.4.0"));
+    let rows: Vec<(&str, bool, u32, u64, &str, &str)> = gw
+        .instances
+        .iter()
+        .map(|i| (i.name.as_str(), i.ready, i.restarts, i.age_s, i.version.as_str(), i.node.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("edge-ccc333-a", false, 0, 600, "1.4.0", "node-a"), ("edge-ccc333-b", true, 2, 600, "1.4.0", "node-a")]
+    );
+    let state = objects.state(&deployments[0]);
+    assert_eq!((state.replicas, state.revision, state.template.as_str()), (4, 3, "ccc333"));
+    assert_eq!(state.revisions, vec![(1, "1.2.0".into()), (2, "1.3.0".into()), (3, "1.4.0".into())]);
+    let a = state.autoscaler.expect("the HPA targets edge");
+    assert_eq!((a.name.as_str(), a.min_replicas, a.max_replicas), ("edge-hpa", 2, 10));
+    assert!(!state.paused);
+}
+
+#[test]
+fn slimming_keeps_what_the_console_reads_and_drops_the_rest() {
+    let mut p: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod("edge-a", "rs", true, 3)).unwrap();
+    let before = serde_json::to_vec(&p).unwrap().len();
+    view::slim_pod(&mut p);
+    let after = serde_json::to_vec(&p).unwrap().len();
+    assert!(after < before, "{before} -> {after} bytes");
+    assert!(p.metadata.managed_fields.is_none());
+    let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref()).unwrap();
+    assert_eq!(conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), vec!["Ready"]);
+    let c = &p.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        (c.name.as_str(), c.image.as_deref(), c.env.as_ref()),
+        ("gateway", Some("registry.example/gw:1.4.0"), None)
+    );
+    let i = view::instance(&p, 1_795_500_000 + 60);
+    assert_eq!((i.ready, i.restarts, i.age_s, i.node.as_str()), (true, 3, 60, "node-a"));
+    assert!(p.spec.unwrap().containers[0].args.is_none());
+}
+
+fn rollout_of(generation: i64, observed: i64, status: Value) -> crate::fleet::RolloutState {
+    let mut d = deployment(false, "1.4.0");
+    d["metadata"]["generation"] = json!(generation);
+    d["status"] = status;
+    d["status"]["observedGeneration"] = json!(observed);
+    view::rollout(&serde_json::from_value(d).unwrap())
+}
+
+#[test]
+fn rollout_status_is_judged_as_kubectl_judges_it() {
+    let done = json!({"replicas": 4, "updatedReplicas": 4, "availableReplicas": 4});
+    assert!(rollout_of(7, 7, done.clone()).done);
+    // The controller has not seen the new spec yet: not done, whatever the counts say.
+    let r = rollout_of(8, 7, done);
+    assert!(!r.done && r.failed.is_none());
+    // Old pods still running, new ones not yet available.
+    assert!(!rollout_of(7, 7, json!({"replicas": 5, "updatedReplicas": 4, "availableReplicas": 4})).done);
+    assert!(!rollout_of(7, 7, json!({"replicas": 4, "updatedReplicas": 2, "availableReplicas": 4})).done);
+    assert!(!rollout_of(7, 7, json!({"replicas": 4, "updatedReplicas": 4, "availableReplicas": 3})).done);
+    let stuck = rollout_of(
+        7,
+        7,
+        json!({"replicas": 5, "updatedReplicas": 2, "availableReplicas": 3,
+               "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}),
+    );
+    assert!(!stuck.done && stuck.failed.as_deref().is_some_and(|m| m.contains("progress deadline")));
+}
+
+#[test]
+fn selectors_and_ids_are_spelled_as_kubectl_and_urls_need() {
+    let s: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector = serde_json::from_value(json!({
+        "matchLabels": {"tier": "edge", "app": "api-gateway"},
+        "matchExpressions": [{"key": "track", "operator": "In", "values": ["stable", "canary"]},
+                             {"key": "legacy", "operator": "DoesNotExist"}]
+    }))
+    .unwrap();
+    assert_eq!(view::selector_string(&s), "app=api-gateway,tier=edge,track in (stable,canary),!legacy");
+    assert_eq!(view::split_id(&view::gateway_id("prod", "edge")), Some(("prod", "edge")));
+    assert_eq!(view::split_id("edge"), None);
+}
