@@ -139,7 +139,15 @@ impl HealthService {
             .into_iter()
             .find(|(inv, _)| inv.id == id)
             .ok_or_else(|| AppError::NotFound(format!("no gateway '{id}'")))?;
-        let (series_step_s, series) = self.metrics.series(id).await?;
+        // Without metrics the instances are still worth showing; the problem says why
+        // the chart is empty.
+        let (series_step_s, series) = match self.metrics.series(id).await {
+            Ok(series) => series,
+            Err(e) => {
+                *self.metrics_problem.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                (0, Vec::new())
+            }
+        };
         Ok(GatewayDetail::new(summarize(&inv, &w), inv.instances, series_step_s, series))
     }
 

@@ -151,7 +151,7 @@ async fn bad_parameters_are_422s_naming_the_field_and_change_nothing() {
         assert!(message.contains(field), "{action} {body}: {message}");
     }
     assert_eq!(desired(&app).await, 4);
-    let state = app.sim.raw_window("edge", 1).unwrap();
+    let state = app.sim().raw_window("edge", 1).unwrap();
     assert!(state.total > 0);
     let actions: Vec<Value> = serde_json::from_value(admin.get_json("/api/v1/actions").await).unwrap();
     assert!(actions.is_empty(), "no action was recorded");
@@ -349,7 +349,7 @@ async fn bypassing_the_gateway_restores_a_critical_service_during_an_auth_failur
     let (a, b) = (TestApp::spawn_with(auth.clone()).await, TestApp::spawn_with(auth).await);
     let before = a.gateway("edge").await;
     assert!(before.error_rate_5xx > 0.9, "every route errors: {before:?}");
-    assert!(a.sim.client_success("payments").unwrap() < 0.5);
+    assert!(a.sim().client_success("payments").unwrap() < 0.5);
     let admin = a.signed_in(Role::Admin).await;
 
     let preview =
@@ -369,7 +369,7 @@ async fn bypassing_the_gateway_restores_a_critical_service_during_an_auth_failur
     a.advance(10).await;
     b.advance(60).await;
 
-    assert!(a.sim.client_success("payments").unwrap() > 0.99, "payments' clients are served directly");
+    assert!(a.sim().client_success("payments").unwrap() > 0.99, "payments' clients are served directly");
     let after = a.gateway("edge").await;
     assert!(
         after.rps < before.rps * 0.97,
@@ -377,7 +377,7 @@ async fn bypassing_the_gateway_restores_a_critical_service_during_an_auth_failur
         before.rps,
         after.rps
     );
-    assert!(b.sim.client_success("payments").unwrap() < 0.5, "a restart does not fix auth");
+    assert!(b.sim().client_success("payments").unwrap() < 0.5, "a restart does not fix auth");
 }
 
 #[tokio::test]

@@ -58,7 +58,7 @@ async fn the_numbers_are_the_simulations_ground_truth() {
 
     for id in ["edge", "partner"] {
         let g = find(&list, id);
-        let raw = app.sim.raw_window(id, 5).unwrap();
+        let raw = app.sim().raw_window(id, 5).unwrap();
         assert!((g.rps - raw.total as f64 / 5.0).abs() < 1e-9, "{id} rps");
         assert!((g.error_rate_5xx - raw.c5xx as f64 / raw.total as f64).abs() < 1e-12, "{id} 5xx");
         assert!((g.throttle_rate_429 - raw.c429 as f64 / raw.total as f64).abs() < 1e-12, "{id} 429");

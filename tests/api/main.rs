@@ -9,6 +9,8 @@ mod auth;
 mod cli;
 mod gateways;
 mod input;
+mod kube;
 mod live;
+mod prometheus;
 mod roles;
 mod ui;

@@ -90,12 +90,14 @@ pub struct Options {
     pub scenario: Scenario,
     /// Simulation seed.
     pub seed: u64,
+    /// A Kubernetes client: the server runs `--fleet kube` against it instead of the simulator.
+    pub kube: Option<server::startup::InjectedClient>,
 }
 
 impl Options {
     /// Healthy fleet, seed 7.
     pub fn new(backend: Backend) -> Self {
-        Options { backend, scenario: Scenario::Healthy, seed: 7 }
+        Options { backend, scenario: Scenario::Healthy, seed: 7, kube: None }
     }
     /// Starting in `scenario`.
     pub fn scenario(mut self, scenario: Scenario) -> Self {
@@ -115,8 +117,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// Its state (database, services).
     pub state: AppState,
-    /// The simulated fleet.
-    pub sim: Arc<SimFleet>,
+    /// The simulated fleet (none with `--fleet kube`).
+    sim: Option<Arc<SimFleet>>,
     server: JoinHandle<()>,
     db: Option<TestDb>,
 }
@@ -140,25 +142,38 @@ impl TestApp {
         let settings = Settings {
             listen: "127.0.0.1:0".parse().expect("addr"),
             database_url: db.url.clone(),
-            fleet: server::config::FleetKind::Sim,
+            fleet: if options.kube.is_some() {
+                server::config::FleetKind::Kube
+            } else {
+                server::config::FleetKind::Sim
+            },
             sim: SimConfig { seed: options.seed, scenario: options.scenario, epoch_ms: EPOCH_MS },
             sim_speed: None,
             secure_cookies: false,
             site_root: "target/site".into(),
             admin_password: Some(ADMIN_PASSWORD.into()),
             max_replicas: 50,
-            kube: Default::default(),
-            kube_client: None,
+            kube: server::fleet::cluster::KubeSettings {
+                context: None,
+                namespaces: vec!["prod".into()],
+                selector: server::fleet::cluster::DEFAULT_SELECTOR.into(),
+            },
+            kube_client: options.kube.clone(),
             prometheus: None,
         };
         let app = Application::build(settings).await.expect("server starts");
         let addr = app.local_addr();
         let state = app.state.clone();
-        let sim = state.sim.clone().expect("simulated fleet");
+        let sim = state.sim.clone();
         let server = tokio::spawn(async move {
             let _ = app.run_until(std::future::pending()).await;
         });
         TestApp { addr, state, sim, server, db: Some(db) }
+    }
+
+    /// The simulated fleet.
+    pub fn sim(&self) -> &Arc<SimFleet> {
+        self.sim.as_ref().expect("a simulated fleet")
     }
 
     /// Stops the server and hands back its database.
@@ -225,7 +240,7 @@ impl TestApp {
     pub async fn advance(&self, seconds: u32) {
         let mut live = self.state.live.clone();
         live.borrow_and_update();
-        self.sim.advance(seconds);
+        self.sim().advance(seconds);
         tokio::time::timeout(std::time::Duration::from_secs(5), live.changed())
             .await
             .expect("live feed publishes after a tick")

@@ -6,6 +6,8 @@
 //! that stops answering leaves the console serving the last known state with the reason
 //! shown as a degraded backend, while the watches retry with backoff.
 
+#[doc(hidden)]
+pub mod fake;
 pub mod ops;
 pub mod view;
 

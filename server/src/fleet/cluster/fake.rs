@@ -1,0 +1,190 @@
+//! An in-memory Kubernetes API server for integration tests and benchmarks (no real API
+//! server can run here). It answers LISTs from its objects, holds WATCH requests open
+//! without events, records every write and answers it with the stored object, and can
+//! be made unreachable to exercise the degraded path. It checks nothing: request shapes
+//! are asserted exactly by the ApiServerVerifier tests in `tests.rs`.
+
+use http::{Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A write the console sent.
+#[derive(Clone, Debug)]
+pub struct Write {
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    /// JSON body.
+    pub body: Value,
+}
+
+/// The fake API server.
+#[derive(Default)]
+pub struct FakeApiServer {
+    /// Objects by collection path (e.g. `/apis/apps/v1/namespaces/prod/deployments`).
+    collections: Mutex<BTreeMap<String, Vec<Value>>>,
+    writes: Mutex<Vec<Write>>,
+    down: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The collection path of an object of `kind` in `namespace`.
+pub fn collection(kind: &str, namespace: &str) -> String {
+    match kind {
+        "Deployment" => format!("/apis/apps/v1/namespaces/{namespace}/deployments"),
+        "ReplicaSet" => format!("/apis/apps/v1/namespaces/{namespace}/replicasets"),
+        "Pod" => format!("/api/v1/namespaces/{namespace}/pods"),
+        "HorizontalPodAutoscaler" => format!("/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"),
+        other => format!("/unknown/{other}"),
+    }
+}
+
+impl FakeApiServer {
+    /// An empty, reachable server.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Stores `object` (its `kind` and `metadata.namespace` say where).
+    pub fn insert(&self, object: Value) {
+        let path = collection(
+            object["kind"].as_str().unwrap_or_default(),
+            object["metadata"]["namespace"].as_str().unwrap_or("default"),
+        );
+        lock(&self.collections).entry(path).or_default().push(object);
+    }
+
+    /// Makes every request fail as a refused connection (`true`) or succeed again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Every write received so far.
+    pub fn writes(&self) -> Vec<Write> {
+        lock(&self.writes).clone()
+    }
+
+    /// A client whose requests this server answers.
+    pub fn client(self: &Arc<Self>, namespace: &str) -> kube::Client {
+        let server = Arc::clone(self);
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let server = Arc::clone(&server);
+            async move { server.answer(request).await }
+        });
+        kube::Client::new(service, namespace)
+    }
+
+    async fn answer(&self, request: Request<Body>) -> Result<Response<Body>, std::io::Error> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"));
+        }
+        let method = request.method().to_string();
+        let uri = request.uri().to_string();
+        let path = request.uri().path().to_string();
+        let query = request.uri().query().unwrap_or_default().to_string();
+        if method == "GET" && query.split('&').any(|p| p == "watch=true" || p == "watch=1") {
+            // A watch with no events until the client gives up on it.
+            std::future::pending::<()>().await;
+        }
+        if method != "GET" {
+            let bytes = request.into_body().collect_bytes().await.unwrap_or_default();
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            lock(&self.writes).push(Write { method, uri, body });
+        }
+        let collections = lock(&self.collections);
+        let reply = if let Some(items) = collections.get(&path) {
+            let kind = items.first().and_then(|o| o["kind"].as_str()).unwrap_or("Object");
+            json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items})
+        } else {
+            // `<collection>/<name>` or `<collection>/<name>/scale`.
+            let mut parts = path.rsplitn(2, '/');
+            let (last, parent) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+            let find = |collection: &str, name: &str| {
+                collections.get(collection).and_then(|items| items.iter().find(|o| o["metadata"]["name"] == name))
+            };
+            if let Some(object) = find(parent, last) {
+                object.clone()
+            } else if last == "scale"
+                && let Some((collection, name)) = parent.rsplit_once('/')
+                && let Some(object) = find(collection, name)
+            {
+                json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                       "metadata": {"name": name, "resourceVersion": object["metadata"]["resourceVersion"]},
+                       "spec": {"replicas": object["spec"]["replicas"]}})
+            } else if path.ends_with("/deployments")
+                || path.ends_with("/replicasets")
+                || path.ends_with("/pods")
+                || path.ends_with("/horizontalpodautoscalers")
+            {
+                json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []})
+            } else {
+                let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+                                    "reason": "NotFound", "message": format!("{path} not found")});
+                let mut response = Response::new(Body::from(status.to_string().into_bytes()));
+                *response.status_mut() = http::StatusCode::NOT_FOUND;
+                return Ok(response);
+            }
+        };
+        Ok(Response::new(Body::from(reply.to_string().into_bytes())))
+    }
+}
+
+/// Objects of a gateway Deployment `name` in `namespace` with `replicas` ready pods of
+/// version `version` (revision 2) and one older revision: the shape a real cluster has.
+pub fn gateway(namespace: &str, name: &str, replicas: u32, version: &str) -> Vec<Value> {
+    let uid = format!("uid-{namespace}-{name}");
+    let labels = json!({"app": "api-gateway", "gateway": name});
+    let template = |v: &str, hash: Option<&str>| {
+        let mut l = labels.clone();
+        if let Some(h) = hash {
+            l["pod-template-hash"] = json!(h);
+        }
+        json!({"metadata": {"labels": l},
+               "spec": {"containers": [{"name": "gateway", "image": format!("registry.example/gateway:{v}")}]}})
+    };
+    let owner = |kind: &str, name: &str, uid: &str| json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid, "controller": true}]);
+    let mut objects = vec![json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid, "resourceVersion": "10", "generation": 2,
+                     "labels": labels, "annotations": {"deployment.kubernetes.io/revision": "2"}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": template(version, None)},
+        "status": {"observedGeneration": 2, "replicas": replicas, "updatedReplicas": replicas,
+                   "readyReplicas": replicas, "availableReplicas": replicas}
+    })];
+    for (revision, v, hash) in [(1, "0.9.0", "old1"), (2, version, "cur2")] {
+        let mut l = labels.clone();
+        l["pod-template-hash"] = json!(hash);
+        objects.push(json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": format!("{name}-{hash}"), "namespace": namespace, "uid": format!("{uid}-{hash}"),
+                         "labels": l, "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
+                         "ownerReferences": owner("Deployment", name, &uid)},
+            "spec": {"replicas": if revision == 2 { replicas } else { 0 }, "selector": {"matchLabels": l},
+                     "template": template(v, Some(hash))}
+        }));
+    }
+    for i in 0..replicas {
+        let mut l = labels.clone();
+        l["pod-template-hash"] = json!("cur2");
+        objects.push(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("{name}-cur2-{i:05}"), "namespace": namespace, "uid": format!("{uid}-p{i}"),
+                         "labels": l, "creationTimestamp": "2026-11-24T00:00:00Z",
+                         "ownerReferences": owner("ReplicaSet", &format!("{name}-cur2"), &format!("{uid}-cur2"))},
+            "spec": {"nodeName": format!("node-{}", i % 50),
+                     "containers": [{"name": "gateway", "image": format!("registry.example/gateway:{version}")}]},
+            "status": {"phase": "Running", "startTime": "2026-11-24T00:00:00Z",
+                       "conditions": [{"type": "Ready", "status": "True"}],
+                       "containerStatuses": [{"name": "gateway", "ready": true, "restartCount": i % 3,
+                                              "image": "gateway", "imageID": "x", "state": {"running": {}}}]}
+        }));
+    }
+    objects
+}

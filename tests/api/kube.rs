@@ -1,0 +1,154 @@
+//! `--fleet kube` end to end: the real server with its KubeFleet watching an in-memory
+//! API server (request shapes are asserted exactly in the ApiServerVerifier tests; here
+//! the views, actions, audit and the unreachable-cluster path are).
+
+use crate::support::{Backend, Options, TestApp};
+use app::dto::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use server::fleet::cluster::fake::{self, FakeApiServer};
+use server::startup::InjectedClient;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn cluster_app(fake: &Arc<FakeApiServer>) -> TestApp {
+    let mut options = Options::new(Backend::Sqlite);
+    options.kube = Some(InjectedClient(fake.client("prod")));
+    TestApp::spawn_with(options).await
+}
+
+fn fleet() -> Arc<FakeApiServer> {
+    let fake = FakeApiServer::new();
+    for object in fake::gateway("prod", "edge", 3, "1.4.0").into_iter().chain(fake::gateway("prod", "auth", 2, "2.0.0"))
+    {
+        fake.insert(object);
+    }
+    fake
+}
+
+/// Polls `check` for up to 15 s (watch backoff after an outage can take a few seconds).
+async fn within<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn gateway_ids(app: &TestApp, viewer: &crate::support::Session) -> Vec<String> {
+    let _ = app;
+    let list = viewer.get_json("/api/v1/gateways").await;
+    list.as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn the_health_views_show_the_clusters_deployments_and_their_pods() {
+    let fake = fleet();
+    let app = cluster_app(&fake).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    within("the first list", || async { (gateway_ids(&app, &viewer).await.len() == 2).then_some(()) }).await;
+
+    let list = viewer.get_json("/api/v1/gateways").await;
+    let edge = list.as_array().unwrap().iter().find(|g| g["id"] == "prod:edge").unwrap();
+    assert_eq!((edge["name"].as_str(), edge["namespace"].as_str()), (Some("edge"), Some("prod")));
+    assert_eq!((edge["instances_ready"].as_u64(), edge["instances_desired"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(edge["version"], "1.4.0");
+
+    let detail = viewer.get_json("/api/v1/gateways/prod:edge").await;
+    let pods: Vec<(&str, &str, u64)> = detail["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["node"].as_str().unwrap(), i["restarts"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        pods,
+        vec![("edge-cur2-00000", "node-0", 0), ("edge-cur2-00001", "node-1", 1), ("edge-cur2-00002", "node-2", 2)]
+    );
+
+    // No Prometheus configured: the numbers are missing, and the console says why.
+    let info = viewer.get_json("/api/v1/fleet").await;
+    assert_eq!(info["kind"], "kube");
+    assert!(info["problem"].as_str().unwrap_or_default().contains("no Prometheus configured"), "{info}");
+}
+
+#[tokio::test]
+async fn a_restart_is_audited_and_sent_to_the_cluster_and_a_preview_is_a_dry_run() {
+    let fake = fleet();
+    let app = cluster_app(&fake).await;
+    let responder = app.signed_in(Role::Responder).await;
+    within("the first list", || async { (gateway_ids(&app, &responder).await.len() == 2).then_some(()) }).await;
+
+    let preview = responder
+        .post("/api/v1/gateways/prod:edge/actions/scale", &json!({"reason": "surge", "dry_run": true, "replicas": 6}))
+        .await;
+    assert_eq!(preview.status(), StatusCode::OK);
+    let writes = fake.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(
+        (writes[0].method.as_str(), writes[0].uri.as_str()),
+        ("PUT", "/apis/apps/v1/namespaces/prod/deployments/edge/scale?&dryRun=All&fieldManager=gatewarden")
+    );
+    assert_eq!(writes[0].body["spec"]["replicas"], 6);
+
+    let response =
+        responder.post("/api/v1/gateways/prod:edge/actions/restart", &json!({"reason": "stuck workers"})).await;
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    let writes = fake.writes();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!(
+        (writes[1].method.as_str(), writes[1].uri.as_str()),
+        ("PATCH", "/apis/apps/v1/namespaces/prod/deployments/edge?&fieldManager=gatewarden")
+    );
+    let stamp = writes[1].body["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+        .as_str()
+        .unwrap();
+    assert!(time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).is_ok(), "{stamp}");
+
+    let audit = responder.get_json("/api/v1/audit?target=prod:edge&action=restart").await;
+    let outcomes: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, vec!["succeeded", "pending"], "outcome after intent: {audit}");
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_degrades_the_console_without_taking_it_down() {
+    let fake = fleet();
+    fake.set_down(true);
+    let app = cluster_app(&fake).await;
+    let responder = app.signed_in(Role::Responder).await;
+
+    // It serves, with nothing to show, and says why.
+    let problem = within("the backend problem", || async {
+        let info = responder.get_json("/api/v1/fleet").await;
+        info["problem"].as_str().filter(|p| p.contains("unreachable")).map(str::to_string)
+    })
+    .await;
+    assert!(problem.contains("showing the last known state"), "{problem}");
+    assert_eq!(gateway_ids(&app, &responder).await, Vec::<String>::new());
+
+    // It reconnects by itself.
+    fake.set_down(false);
+    within("the reconnect", || async { (gateway_ids(&app, &responder).await.len() == 2).then_some(()) }).await;
+
+    // Down again: the last known state stays on screen, and a change fails closed (503)
+    // with the failure audited after its intent.
+    fake.set_down(true);
+    assert_eq!(gateway_ids(&app, &responder).await.len(), 2);
+    let response =
+        responder.post("/api/v1/gateways/prod:edge/actions/scale", &json!({"reason": "surge", "replicas": 6})).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "unavailable");
+    let audit = responder.get_json("/api/v1/audit?target=prod:edge&action=scale").await;
+    let outcomes: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, vec!["failed", "pending"], "{audit}");
+}
