@@ -248,8 +248,9 @@ impl GatewayDetail {
 pub struct GatewayLive {
     /// Current numbers.
     pub summary: GatewaySummary,
-    /// Current pods.
-    pub instances: Vec<Instance>,
+    /// Current pods; left out (`None`) for fleets too large to resend every pod on every
+    /// change: the gateway page then keeps the list it loaded.
+    pub instances: Option<Vec<Instance>>,
     /// The newest series point.
     pub point: SeriesPoint,
 }

@@ -880,6 +880,14 @@ impl Engine {
         let inverse = stored.inverse.clone().expect("undo_available implies an inverse");
         let gateway = stored.record.gateway.clone();
         let state = self.fleet.state(&gateway).await?;
+        // Undo restores what was there before only if what the action set is still there:
+        // otherwise it would silently overwrite someone else's later change.
+        if !matches!(stored.change, Change::Restart | Change::Rollback { .. }) && !in_force(&stored.change, &state) {
+            return Err(AppError::Conflict(format!(
+                "{gateway} no longer has what action {id} set: it was changed since, and undoing would overwrite \
+                 that change; nothing was done"
+            )));
+        }
         let plan = self.inverse_plan(&gateway, &stored, inverse);
         let new_id = self
             .execute(

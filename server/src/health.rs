@@ -21,6 +21,10 @@ pub mod thresholds {
     pub const CRITICAL_P99_MS: f64 = 2000.0;
 }
 
+/// Above this many pods in the fleet, live snapshots leave the pod lists out: resending
+/// 50,000 pods (5 MB) to every open browser on every change costs more than it shows.
+pub const LIVE_INSTANCES_MAX: usize = 2_000;
+
 /// Judges a gateway from its numbers and instance counts.
 pub fn status(w: &HealthWindow, ready: u32, desired: u32) -> HealthStatus {
     use thresholds::*;
@@ -107,11 +111,11 @@ impl HealthService {
         self.fleet.updates()
     }
 
-    async fn joined(&self) -> Result<Vec<(GatewayInventory, HealthWindow)>> {
+    async fn joined(&self) -> Result<(Arc<Vec<GatewayInventory>>, Vec<HealthWindow>)> {
         let inventory = self.fleet.inventory().await?;
         let mut current = self.current().await;
-        Ok(inventory
-            .into_iter()
+        let windows = inventory
+            .iter()
             .map(|inv| {
                 // A gateway with no traffic numbers yet shows zeros, not an error.
                 let w = current.remove(&inv.id).unwrap_or(HealthWindow {
@@ -121,22 +125,24 @@ impl HealthService {
                     throttle_rate_429: 0.0,
                     latency_ms: Latency::default(),
                 });
-                (inv, w)
+                w
             })
-            .collect())
+            .collect();
+        Ok((inventory, windows))
     }
 
     /// Every gateway's summary.
     pub async fn gateways(&self) -> Result<Vec<GatewaySummary>> {
-        Ok(self.joined().await?.iter().map(|(inv, w)| summarize(inv, w)).collect())
+        let (inventory, windows) = self.joined().await?;
+        Ok(inventory.iter().zip(&windows).map(|(inv, w)| summarize(inv, w)).collect())
     }
 
     /// One gateway with instances and its last 15 minutes.
     pub async fn gateway(&self, id: &str) -> Result<GatewayDetail> {
-        let (inv, w) = self
-            .joined()
-            .await?
-            .into_iter()
+        let (inventory, windows) = self.joined().await?;
+        let (inv, w) = inventory
+            .iter()
+            .zip(windows)
             .find(|(inv, _)| inv.id == id)
             .ok_or_else(|| AppError::NotFound(format!("no gateway '{id}'")))?;
         // Without metrics the instances are still worth showing; the problem says why
@@ -148,16 +154,23 @@ impl HealthService {
                 (0, Vec::new())
             }
         };
-        Ok(GatewayDetail::new(summarize(&inv, &w), inv.instances, series_step_s, series))
+        Ok(GatewayDetail::new(summarize(inv, &w), inv.instances.clone(), series_step_s, series))
     }
 
     /// Everything the live views need, in one message.
     pub async fn snapshot(&self) -> Result<LiveSnapshot> {
-        let joined = self.joined().await?;
-        let ts_ms = joined.iter().map(|(_, w)| w.ts_ms).max().unwrap_or(0);
-        let gateways = joined
-            .into_iter()
-            .map(|(inv, w)| GatewayLive { summary: summarize(&inv, &w), point: w.point(), instances: inv.instances })
+        let (inventory, windows) = self.joined().await?;
+        let ts_ms = windows.iter().map(|w| w.ts_ms).max().unwrap_or(0);
+        let pods: usize = inventory.iter().map(|g| g.instances.len()).sum();
+        let with_instances = pods <= LIVE_INSTANCES_MAX;
+        let gateways = inventory
+            .iter()
+            .zip(&windows)
+            .map(|(inv, w)| GatewayLive {
+                summary: summarize(inv, w),
+                point: w.point(),
+                instances: with_instances.then(|| inv.instances.clone()),
+            })
             .collect();
         Ok(LiveSnapshot { ts_ms, gateways, backend_problem: self.problem() })
     }
@@ -170,10 +183,16 @@ impl HealthService {
         let mut updates = self.updates();
         let task = tokio::spawn(async move {
             loop {
+                let started = std::time::Instant::now();
                 match service.snapshot().await.and_then(|s| {
                     serde_json::to_string(&s).map_err(|e| AppError::Internal(format!("snapshot encode: {e}")))
                 }) {
                     Ok(json) => {
+                        tracing::debug!(
+                            bytes = json.len(),
+                            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                            "live snapshot"
+                        );
                         tx.send_replace(Some(Arc::from(json)));
                     }
                     Err(e) => {

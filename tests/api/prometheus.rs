@@ -89,7 +89,7 @@ async fn promql_over_a_real_prometheus_matches_the_simulators_ground_truth() {
     let inventory = server::fleet::Fleet::inventory(&**app.sim()).await.unwrap();
     assert!(!inventory.is_empty());
     let mut compared = 0;
-    for gw in inventory {
+    for gw in inventory.iter() {
         let id = format!("{}:{}", gw.namespace, gw.name);
         let got = answers.get(&id).unwrap_or_else(|| panic!("no PromQL answer for {id}: {answers:?}"));
         let truth = app.sim().raw_window(&gw.id, WINDOW_S).unwrap();

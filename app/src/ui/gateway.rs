@@ -45,12 +45,16 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
     let series = RwSignal::new(detail.series);
     let current = {
         let id = id.clone();
-        Memo::new(move |_| {
-            live.with(|s| {
-                s.as_ref()
-                    .and_then(|s| s.gateways.iter().find(|g| g.summary.id == id))
-                    .map(|g| (g.summary.clone(), g.instances.clone()))
-                    .unwrap_or_else(|| initial.clone())
+        Memo::new(move |previous: Option<&(GatewaySummary, Vec<Instance>)>| {
+            live.with(|s| match s.as_ref().and_then(|s| s.gateways.iter().find(|g| g.summary.id == id)) {
+                Some(g) => {
+                    let instances = g.instances.clone().unwrap_or_else(|| match previous {
+                        Some(p) => p.1.clone(),
+                        None => initial.1.clone(),
+                    });
+                    (g.summary.clone(), instances)
+                }
+                None => initial.clone(),
             })
         })
     };
@@ -187,6 +191,7 @@ fn InstanceTable(instances: Vec<Instance>) -> impl IntoView {
                     <th class="num">"Restarts"</th>
                     <th class="num">"Age"</th>
                     <th>"Version"</th>
+                    <th>"Node"</th>
                 </tr>
             </thead>
             <tbody>
@@ -212,6 +217,7 @@ fn InstanceTable(instances: Vec<Instance>) -> impl IntoView {
                                 <td>
                                     <code>{i.version}</code>
                                 </td>
+                                <td class="muted">{i.node}</td>
                             </tr>
                         }
                     })

@@ -30,13 +30,19 @@ pub fn HealthPage() -> impl IntoView {
                 fleet
                     .await
                     .ok()
-                    .and_then(|f| {
-                        Some(view! {
-                            <aside class="scenario" data-testid="scenario">
-                                <strong>{format!("Training mode · scenario {}", f.scenario?)}</strong>
-                                <span>{f.briefing?}</span>
-                            </aside>
-                        })
+                    .map(|f| {
+                        let training = f.scenario.zip(f.briefing).map(|(scenario, briefing)| {
+                            view! {
+                                <aside class="scenario" data-testid="scenario">
+                                    <strong>{format!("Training mode · scenario {scenario}")}</strong>
+                                    <span>{briefing}</span>
+                                </aside>
+                            }
+                        });
+                        view! {
+                            {training}
+                            <BackendProblem initial=f.problem />
+                        }
                     })
             })}
         </Suspense>
@@ -48,6 +54,29 @@ pub fn HealthPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// Why the numbers may be stale or missing (cluster watch failing, Prometheus down), as
+/// the server last said; updated live.
+#[component]
+fn BackendProblem(initial: Option<String>) -> impl IntoView {
+    let live = use_live();
+    let problem = move || {
+        live.with(|s| match s {
+            Some(s) => s.backend_problem.clone(),
+            None => initial.clone(),
+        })
+    };
+    move || {
+        problem().map(|p| {
+            view! {
+                <aside class="backend-problem" role="status" data-testid="backend-problem">
+                    <strong>"Backend degraded"</strong>
+                    <span>{p}</span>
+                </aside>
+            }
+        })
     }
 }
 

@@ -12,6 +12,7 @@ use app::dto::{Instance, Latency, SeriesPoint};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 /// A gateway as the orchestrator knows it: a Deployment and its pods.
@@ -240,8 +241,9 @@ pub type FleetResult<T> = Result<T, FleetError>;
 
 /// The gateways and their instances.
 pub trait Fleet: Send + Sync {
-    /// Every gateway, sorted by id.
-    fn inventory(&self) -> BoxFuture<'_, FleetResult<Vec<GatewayInventory>>>;
+    /// Every gateway, sorted by id (shared: a large fleet's inventory is built once per
+    /// change, not once per request).
+    fn inventory(&self) -> BoxFuture<'_, FleetResult<Arc<Vec<GatewayInventory>>>>;
     /// Bumps whenever anything observable may have changed (a tick, a watch event).
     fn updates(&self) -> watch::Receiver<u64>;
     /// The backend's clock in seconds (simulated seconds for the simulator); TTLs and

@@ -493,15 +493,18 @@ fn pod(name: &str, rs_uid: &str, ready: bool, restarts: i32) -> Value {
 fn api_objects_become_the_gateway_inventory_and_state() {
     let deployments: Vec<Arc<Deployment>> = vec![typed(deployment(false, "1.4.0"))];
     let replicasets: Vec<Arc<ReplicaSet>> = history()["items"].as_array().unwrap().iter().cloned().map(typed).collect();
-    let mut pods: Vec<Arc<k8s_openapi::api::core::v1::Pod>> = vec![
-        typed(pod("edge-ccc333-b", "rs-ccc333", true, 2)),
-        typed(pod("edge-ccc333-a", "rs-ccc333", false, 0)),
+    let pods: std::collections::HashMap<String, view::PodRow> = [
+        pod("edge-ccc333-b", "rs-ccc333", true, 2),
+        pod("edge-ccc333-a", "rs-ccc333", false, 0),
         // A pod of a ReplicaSet owned by another Deployment.
-        typed(pod("other-zzz999-a", "rs-zzz999", true, 0)),
-    ];
-    for p in pods.iter_mut() {
-        view::slim_pod(Arc::get_mut(p).unwrap());
-    }
+        pod("other-zzz999-a", "rs-zzz999", true, 0),
+    ]
+    .into_iter()
+    .map(|p| {
+        let p: k8s_openapi::api::core::v1::Pod = serde_json::from_value(p).unwrap();
+        (p.metadata.uid.clone().unwrap(), view::pod_row(&p))
+    })
+    .collect();
     let hpas = vec![typed(hpa(2, 10))];
     let objects = view::Objects { deployments: &deployments, replicasets: &replicasets, pods: &pods, hpas: &hpas };
     let now = 1_795_500_000 + 600; // 2026-11-24T06:10:00Z
@@ -528,23 +531,17 @@ fn api_objects_become_the_gateway_inventory_and_state() {
 }
 
 #[test]
-fn slimming_keeps_what_the_console_reads_and_drops_the_rest() {
-    let mut p: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod("edge-a", "rs", true, 3)).unwrap();
-    let before = serde_json::to_vec(&p).unwrap().len();
-    view::slim_pod(&mut p);
-    let after = serde_json::to_vec(&p).unwrap().len();
-    assert!(after < before, "{before} -> {after} bytes");
-    assert!(p.metadata.managed_fields.is_none());
-    let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref()).unwrap();
-    assert_eq!(conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), vec!["Ready"]);
-    let c = &p.spec.as_ref().unwrap().containers[0];
+fn a_pod_is_kept_as_a_small_row_with_what_the_instance_table_shows() {
+    let p: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod("edge-a", "rs-1", true, 3)).unwrap();
+    let row = view::pod_row(&p);
+    assert_eq!(row.owner.as_deref(), Some("rs-1"));
+    assert_eq!(row.started_s, Some(1_795_500_000));
+    let i = &row.instance;
     assert_eq!(
-        (c.name.as_str(), c.image.as_deref(), c.env.as_ref()),
-        ("gateway", Some("registry.example/gw:1.4.0"), None)
+        (i.name.as_str(), i.ready, i.restarts, i.version.as_str(), i.node.as_str()),
+        ("edge-a", true, 3, "1.4.0", "node-a")
     );
-    let i = view::instance(&p, 1_795_500_000 + 60);
-    assert_eq!((i.ready, i.restarts, i.age_s, i.node.as_str()), (true, 3, 60, "node-a"));
-    assert!(p.spec.unwrap().containers[0].args.is_none());
+    assert_eq!(view::instance(&p, 1_795_500_000 + 60).age_s, 60);
 }
 
 fn rollout_of(generation: i64, observed: i64, status: Value) -> crate::fleet::RolloutState {

@@ -180,7 +180,7 @@ fn window(seconds: &[&Second], ts_ms: i64) -> HealthWindow {
 }
 
 impl Fleet for SimFleet {
-    fn inventory(&self) -> BoxFuture<'_, FleetResult<Vec<GatewayInventory>>> {
+    fn inventory(&self) -> BoxFuture<'_, FleetResult<Arc<Vec<GatewayInventory>>>> {
         let sim = self.lock();
         let t = sim.t;
         let mut list: Vec<GatewayInventory> = sim
@@ -211,7 +211,7 @@ impl Fleet for SimFleet {
             })
             .collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));
-        Box::pin(async move { Ok(list) })
+        Box::pin(async move { Ok(Arc::new(list)) })
     }
 
     fn updates(&self) -> watch::Receiver<u64> {
