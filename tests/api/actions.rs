@@ -237,6 +237,21 @@ async fn undo_restores_the_previous_state_once() {
 }
 
 #[tokio::test]
+async fn undo_refuses_to_overwrite_a_later_change_by_someone_else() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let first = accepted(&responder, "edge", "scale", json!({"reason": "more room", "replicas": 7})).await;
+    accepted(&responder, "edge", "scale", json!({"reason": "even more", "replicas": 9})).await;
+
+    let undo = responder.post(&format!("/api/v1/actions/{first}/undo"), &json!({"reason": "not needed"})).await;
+
+    let message = assert_error(undo, StatusCode::CONFLICT, "conflict").await;
+    assert!(message.contains("changed since"), "{message}");
+    assert_eq!(desired(&app).await, 9, "the later change stays");
+    assert!(record(&responder, first).await.undo_available, "nothing was undone");
+}
+
+#[tokio::test]
 async fn a_time_limited_rate_limit_reverts_by_itself_as_the_system() {
     let app = TestApp::spawn_with(Options::new(Backend::Sqlite).scenario(Scenario::TrafficSurge)).await;
     let responder = app.signed_in(Role::Responder).await;

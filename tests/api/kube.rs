@@ -152,3 +152,110 @@ async fn an_unreachable_cluster_degrades_the_console_without_taking_it_down() {
         audit["entries"].as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, vec!["failed", "pending"], "{audit}");
 }
+
+/// `fleet()` with `prod:edge` bound to the ingress-nginx adapter over Ingress `payments`,
+/// and an HPA managing `prod:auth`.
+fn fleet_with_policy() -> Arc<FakeApiServer> {
+    let fake = FakeApiServer::new();
+    for mut object in
+        fake::gateway("prod", "edge", 3, "1.4.0").into_iter().chain(fake::gateway("prod", "auth", 2, "2.0.0"))
+    {
+        if object["kind"] == "Deployment" && object["metadata"]["name"] == "edge" {
+            object["metadata"]["annotations"]["gatewarden.io/adapter"] = json!("ingress-nginx");
+            object["metadata"]["annotations"]["gatewarden.io/routes"] = json!("payments");
+        }
+        fake.insert(object);
+    }
+    fake.insert(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "payments", "namespace": "prod", "resourceVersion": "5",
+                     "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "30", "team": "payments"}},
+        "spec": {"ingressClassName": "nginx", "rules": [{"http": {"paths": [{"path": "/payments", "pathType": "Prefix",
+                 "backend": {"service": {"name": "payments", "port": {"number": 80}}}}]}}]}
+    }));
+    fake.insert(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "auth-hpa", "namespace": "prod", "resourceVersion": "3"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "auth"},
+                 "minReplicas": 2, "maxReplicas": 6}
+    }));
+    fake
+}
+
+#[tokio::test]
+async fn an_emergency_rate_limit_is_written_to_the_ingress_and_undo_restores_it_exactly() {
+    let fake = fleet_with_policy();
+    let original = fake.get("Ingress", "prod", "payments").unwrap()["metadata"]["annotations"].clone();
+    let app = cluster_app(&fake).await;
+    let responder = app.signed_in(Role::Responder).await;
+    within("the first list", || async { (gateway_ids(&app, &responder).await.len() == 2).then_some(()) }).await;
+
+    let run = |limit: u32| {
+        let responder = &responder;
+        async move {
+            let response = responder
+                .post(
+                    "/api/v1/gateways/prod:edge/actions/rate-limit",
+                    &json!({"reason": "card-testing bot", "requests_per_second": limit, "burst": limit * 2}),
+                )
+                .await;
+            assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+            response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+        }
+    };
+    let id = run(100).await;
+    let annotations = fake.get("Ingress", "prod", "payments").unwrap()["metadata"]["annotations"].clone();
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/limit-rps"], "100");
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/limit-burst-multiplier"], "2");
+    assert_eq!(annotations["team"], "payments", "other annotations are left alone");
+
+    let undo =
+        responder.post(&format!("/api/v1/actions/{id}/undo"), &json!({"reason": "bot blocked at the WAF"})).await;
+    assert!(undo.status().is_success(), "{}", undo.text().await.unwrap());
+    let restored = fake.get("Ingress", "prod", "payments").unwrap()["metadata"]["annotations"].clone();
+    assert_eq!(restored, original, "undo restores the annotations byte for byte");
+
+    // Someone else changes the limit after ours: undo refuses and leaves theirs.
+    let id = run(50).await;
+    fake.edit("Ingress", "prod", "payments", |o| {
+        o["metadata"]["annotations"]["nginx.ingress.kubernetes.io/limit-rps"] = json!("10");
+    });
+    let undo = responder.post(&format!("/api/v1/actions/{id}/undo"), &json!({"reason": "done"})).await;
+    assert_eq!(undo.status(), StatusCode::CONFLICT);
+    let body: Value = undo.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("changed since"), "{body}");
+    let now = fake.get("Ingress", "prod", "payments").unwrap();
+    assert_eq!(now["metadata"]["annotations"]["nginx.ingress.kubernetes.io/limit-rps"], "10");
+}
+
+#[tokio::test]
+async fn scaling_a_gateway_an_hpa_manages_is_refused_with_the_way_out_and_its_bounds_can_be_moved() {
+    let fake = fleet_with_policy();
+    let app = cluster_app(&fake).await;
+    let responder = app.signed_in(Role::Responder).await;
+    within("the first list", || async { (gateway_ids(&app, &responder).await.len() == 2).then_some(()) }).await;
+
+    let response =
+        responder.post("/api/v1/gateways/prod:auth/actions/scale", &json!({"reason": "surge", "replicas": 8})).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let body: Value = response.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("auth-hpa") && message.contains("min 2, max 6") && message.contains("max_replicas"),
+        "{message}"
+    );
+    assert!(fake.writes().is_empty(), "nothing was sent");
+
+    let response = responder
+        .post(
+            "/api/v1/gateways/prod:auth/actions/scale",
+            &json!({"reason": "surge", "min_replicas": 6, "max_replicas": 12}),
+        )
+        .await;
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    let hpa = fake.get("HorizontalPodAutoscaler", "prod", "auth-hpa").unwrap();
+    assert_eq!((hpa["spec"]["minReplicas"].as_u64(), hpa["spec"]["maxReplicas"].as_u64()), (Some(6), Some(12)));
+    let action: Value = response.json().await.unwrap();
+    let record = responder.get_json(&format!("/api/v1/actions/{}", action["id"])).await;
+    assert_eq!(record["undo_available"], true, "the old bounds are recorded: {record}");
+}

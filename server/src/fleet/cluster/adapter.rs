@@ -257,31 +257,128 @@ fn read_httproute(b: &Binding, objects: &[DynamicObject]) -> Policy {
     }
 }
 
+/// Annotation holding, as JSON, the original value (or `null` for "absent") of every
+/// field the console has changed and not yet restored, by JSON pointer.
+pub const SNAPSHOT: &str = "gatewarden.io/snapshot";
+
 /// JSON pointer of an annotation (RFC 6901 escapes `~` and `/`).
 fn annotation_path(key: &str) -> String {
     format!("/metadata/annotations/{}", key.replace('~', "~0").replace('/', "~1"))
 }
 
-/// Ops that set (`Some`) or remove (`None`) annotations, with a `test` of every value
-/// they replace or remove.
-fn annotation_ops(o: &DynamicObject, wanted: &BTreeMap<String, Option<String>>) -> Vec<Value> {
-    let mut ops = Vec::new();
-    if o.metadata.annotations.is_none() && wanted.values().any(Option::is_some) {
-        ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
+/// Sets (or with `None` removes) the value at `pointer`, creating objects on the way.
+fn set_pointer(root: &mut Value, pointer: &str, value: Option<&Value>) {
+    let parts: Vec<String> = pointer.split('/').skip(1).map(|p| p.replace("~1", "/").replace("~0", "~")).collect();
+    let Some((last, path)) = parts.split_last() else { return };
+    let mut node = root;
+    for part in path {
+        node = match node {
+            Value::Array(items) => match part.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                Some(n) => n,
+                None => return,
+            },
+            Value::Object(map) => map.entry(part.clone()).or_insert_with(|| json!({})),
+            _ => return,
+        };
     }
-    for (key, value) in wanted {
-        let path = annotation_path(key);
-        let current = annotation(o, key);
-        if current == value.as_deref() {
+    match (node, value) {
+        (Value::Object(map), Some(v)) => {
+            map.insert(last.clone(), v.clone());
+        }
+        (Value::Object(map), None) => {
+            map.remove(last);
+        }
+        (Value::Array(items), Some(v)) => {
+            if let Some(slot) = last.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                *slot = v.clone();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn snapshot_of(o: &DynamicObject) -> BTreeMap<String, Option<Value>> {
+    annotation(o, SNAPSHOT).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default()
+}
+
+/// The JSON patch that gives object `o` the `wanted` fields (by JSON pointer; `None`
+/// removes), with a `test` of every value it replaces, and keeps the snapshot:
+/// - if restoring the snapshot's originals would give what `satisfied` asks for (an
+///   undo or a revert), the originals are written back byte for byte and dropped from
+///   the snapshot;
+/// - otherwise each field changed for the first time has its original recorded.
+/// `guards` are values that must still be where they were read (array elements found
+/// by name), tested before anything is changed.
+fn object_ops(
+    b: &Binding,
+    o: &DynamicObject,
+    guards: Vec<(String, Value)>,
+    wanted: Vec<(String, Option<Value>)>,
+    satisfied: impl Fn(&Policy) -> bool,
+) -> Vec<Value> {
+    let current = serde_json::to_value(o).unwrap_or(Value::Null);
+    let mut snapshot = snapshot_of(o);
+    let original = snapshot.clone();
+    let keys: Vec<&String> = wanted.iter().map(|(k, _)| k).collect();
+    // What the object would be with the recorded originals of these fields put back.
+    let mut restored = current.clone();
+    for (k, v) in snapshot.iter().filter(|(k, _)| keys.contains(k)) {
+        set_pointer(&mut restored, k, v.as_ref());
+    }
+    let restores = snapshot.keys().any(|k| keys.contains(&k))
+        && serde_json::from_value::<DynamicObject>(restored)
+            .is_ok_and(|hypothetical| satisfied(&read(b, std::slice::from_ref(&hypothetical))));
+    let fields: Vec<(String, Option<Value>)> = if restores {
+        wanted
+            .into_iter()
+            .map(|(k, v)| match snapshot.remove(&k) {
+                Some(original) => (k, original),
+                None => (k, v),
+            })
+            .collect()
+    } else {
+        for (k, _) in &wanted {
+            snapshot.entry(k.clone()).or_insert_with(|| current.pointer(k).cloned());
+        }
+        wanted
+    };
+    let mut ops: Vec<Value> =
+        guards.into_iter().map(|(path, value)| json!({"op": "test", "path": path, "value": value})).collect();
+    let mut changes_anything = false;
+    for (path, value) in &fields {
+        let now = current.pointer(path);
+        if now == value.as_ref() {
             continue;
         }
-        if let Some(current) = current {
-            ops.push(json!({"op": "test", "path": path, "value": current}));
+        changes_anything = true;
+        if let Some(now) = now {
+            ops.push(json!({"op": "test", "path": path, "value": now}));
         }
         match value {
             Some(v) => ops.push(json!({"op": "add", "path": path, "value": v})),
-            None => ops.push(json!({"op": "remove", "path": path})),
+            None if now.is_some() => ops.push(json!({"op": "remove", "path": path})),
+            None => {}
         }
+    }
+    if !changes_anything {
+        return Vec::new();
+    }
+    if snapshot != original {
+        let path = annotation_path(SNAPSHOT);
+        if let Some(old) = annotation(o, SNAPSHOT) {
+            ops.push(json!({"op": "test", "path": path, "value": old}));
+        }
+        if snapshot.is_empty() {
+            ops.push(json!({"op": "remove", "path": path}));
+        } else {
+            ops.push(json!({"op": "add", "path": path, "value": serde_json::to_string(&snapshot).unwrap_or_default()}));
+        }
+    }
+    let adds_annotation = ops
+        .iter()
+        .any(|op| op["op"] == "add" && op["path"].as_str().is_some_and(|p| p.starts_with("/metadata/annotations/")));
+    if o.metadata.annotations.is_none() && adds_annotation {
+        ops.insert(0, json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
     }
     ops
 }
@@ -300,6 +397,7 @@ pub fn plan(
             "the gateway's {what} was changed by someone else since this change was planned; review it and try again"
         ))
     };
+    let nginx = |key: &str| annotation_path(&format!("{NGINX}{key}"));
     let patches: Vec<(String, Vec<Value>)> = match (b.kind, change) {
         (Kind::IngressNginx, Change::RateLimit { policy }) => {
             if now.rate_limit != before.rate_limit {
@@ -308,19 +406,23 @@ pub fn plan(
             let scope = policy.as_ref().and_then(|p| p.route.clone()).or_else(|| {
                 if policy.is_none() { before.rate_limit.as_ref().and_then(|p| p.route.clone()) } else { None }
             });
+            let limit = policy.as_ref().map(|p| (p.requests_per_second, p.burst));
             objects
                 .iter()
                 .filter(|o| scope.as_ref().is_none_or(|r| *r == name(o)))
                 .map(|o| {
-                    let wanted: BTreeMap<String, Option<String>> = [
-                        (format!("{NGINX}limit-rps"), policy.as_ref().map(|p| p.requests_per_second.to_string())),
+                    let wanted = vec![
+                        (nginx("limit-rps"), policy.as_ref().map(|p| json!(p.requests_per_second.to_string()))),
                         (
-                            format!("{NGINX}limit-burst-multiplier"),
-                            policy.as_ref().map(|p| p.burst.div_ceil(p.requests_per_second.max(1)).max(1).to_string()),
+                            nginx("limit-burst-multiplier"),
+                            policy
+                                .as_ref()
+                                .map(|p| json!(p.burst.div_ceil(p.requests_per_second.max(1)).max(1).to_string())),
                         ),
-                    ]
-                    .into();
-                    (name(o), annotation_ops(o, &wanted))
+                    ];
+                    let satisfied =
+                        |p: &Policy| p.rate_limit.as_ref().map(|l| (l.requests_per_second, l.burst)) == limit;
+                    (name(o), object_ops(b, o, vec![], wanted, satisfied))
                 })
                 .collect()
         }
@@ -333,14 +435,19 @@ pub fn plan(
                     "ingress-nginx takes timeouts in whole seconds: use multiples of 1000 ms".into(),
                 ));
             }
-            let wanted: BTreeMap<String, Option<String>> = [
-                (format!("{NGINX}proxy-read-timeout"), Some((policy.request_timeout_ms / 1000).to_string())),
-                (format!("{NGINX}proxy-send-timeout"), Some((policy.request_timeout_ms / 1000).to_string())),
-                (format!("{NGINX}proxy-connect-timeout"), Some((policy.connect_timeout_ms / 1000).to_string())),
-                (format!("{NGINX}proxy-next-upstream-tries"), Some((policy.retries + 1).to_string())),
-            ]
-            .into();
-            objects.iter().map(|o| (name(o), annotation_ops(o, &wanted))).collect()
+            let s = |v: u32| Some(json!(v.to_string()));
+            objects
+                .iter()
+                .map(|o| {
+                    let wanted = vec![
+                        (nginx("proxy-connect-timeout"), s(policy.connect_timeout_ms / 1000)),
+                        (nginx("proxy-next-upstream-tries"), s(policy.retries + 1)),
+                        (nginx("proxy-read-timeout"), s(policy.request_timeout_ms / 1000)),
+                        (nginx("proxy-send-timeout"), s(policy.request_timeout_ms / 1000)),
+                    ];
+                    (name(o), object_ops(b, o, vec![], wanted, |p: &Policy| p.timeouts == *policy))
+                })
+                .collect()
         }
         (Kind::HttpRoute, Change::Timeouts { policy }) => {
             if now.timeouts != before.timeouts {
@@ -354,22 +461,19 @@ pub fn plan(
             objects
                 .iter()
                 .map(|o| {
-                    let mut ops = vec![];
+                    let (mut guards, mut wanted) = (Vec::new(), Vec::new());
                     for (i, rule) in rules(o).enumerate() {
-                        if !rule["timeouts"].is_null() {
-                            ops.push(json!({"op": "test", "path": format!("/spec/rules/{i}/timeouts"), "value": rule["timeouts"]}));
+                        if !rule["matches"].is_null() {
+                            guards.push((format!("/spec/rules/{i}/matches"), rule["matches"].clone()));
                         }
                         let mut timeouts = rule["timeouts"].as_object().cloned().unwrap_or_default();
                         timeouts.insert("request".into(), json!(format!("{}ms", policy.request_timeout_ms)));
-                        ops.push(json!({"op": "add", "path": format!("/spec/rules/{i}/timeouts"), "value": timeouts}));
-                        if !rule["retry"].is_null() {
-                            ops.push(json!({"op": "test", "path": format!("/spec/rules/{i}/retry"), "value": rule["retry"]}));
-                        }
+                        wanted.push((format!("/spec/rules/{i}/timeouts"), Some(Value::Object(timeouts))));
                         let mut retry = rule["retry"].as_object().cloned().unwrap_or_default();
                         retry.insert("attempts".into(), json!(policy.retries));
-                        ops.push(json!({"op": "add", "path": format!("/spec/rules/{i}/retry"), "value": retry}));
+                        wanted.push((format!("/spec/rules/{i}/retry"), Some(Value::Object(retry))));
                     }
-                    (name(o), ops)
+                    (name(o), object_ops(b, o, guards, wanted, |p: &Policy| p.timeouts == *policy))
                 })
                 .collect()
         }
@@ -386,25 +490,21 @@ pub fn plan(
             objects
                 .iter()
                 .map(|o| {
-                    let mut ops = vec![];
+                    let (mut guards, mut wanted) = (Vec::new(), Vec::new());
                     for (i, rule) in rules(o).enumerate() {
                         let refs = rule["backendRefs"].as_array().cloned().unwrap_or_default();
                         let gateway = refs.iter().position(|r| r["name"] == b.gateway_service.as_str());
                         let direct = refs.iter().position(|r| r["name"] == service.as_str());
                         let (Some(g), Some(d)) = (gateway, direct) else { continue };
                         let weight = |r: &Value| r["weight"].as_u64().unwrap_or(1);
-                        let total = weight(&refs[g]) + weight(&refs[d]);
-                        let (gw_weight, direct_weight) = if *enabled { (0, total.max(1)) } else { (total.max(1), 0) };
-                        for (index, value) in [(g, gw_weight), (d, direct_weight)] {
-                            let path = format!("/spec/rules/{i}/backendRefs/{index}");
-                            ops.push(json!({"op": "test", "path": format!("{path}/name"), "value": refs[index]["name"]}));
-                            if !refs[index]["weight"].is_null() {
-                                ops.push(json!({"op": "test", "path": format!("{path}/weight"), "value": refs[index]["weight"]}));
-                            }
-                            ops.push(json!({"op": "add", "path": format!("{path}/weight"), "value": value}));
-                        }
+                        let total = (weight(&refs[g]) + weight(&refs[d])).max(1);
+                        let (to_gateway, to_service) = if *enabled { (0, total) } else { (total, 0) };
+                        guards.push((format!("/spec/rules/{i}/backendRefs/{g}/name"), json!(b.gateway_service)));
+                        guards.push((format!("/spec/rules/{i}/backendRefs/{d}/name"), json!(service)));
+                        wanted.push((format!("/spec/rules/{i}/backendRefs/{g}/weight"), Some(json!(to_gateway))));
+                        wanted.push((format!("/spec/rules/{i}/backendRefs/{d}/weight"), Some(json!(to_service))));
                     }
-                    (name(o), ops)
+                    (name(o), object_ops(b, o, guards, wanted, |p: &Policy| p.bypassed.contains(service) == *enabled))
                 })
                 .collect()
         }

@@ -42,6 +42,7 @@ pub fn collection(kind: &str, namespace: &str) -> String {
         "ReplicaSet" => format!("/apis/apps/v1/namespaces/{namespace}/replicasets"),
         "Pod" => format!("/api/v1/namespaces/{namespace}/pods"),
         "HorizontalPodAutoscaler" => format!("/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"),
+        "Ingress" => format!("/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses"),
         other => format!("/unknown/{other}"),
     }
 }
@@ -64,6 +65,23 @@ impl FakeApiServer {
     /// Makes every request fail as a refused connection (`true`) or succeed again.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// The stored object of `kind` named `name` in `namespace`.
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let collections = lock(&self.collections);
+        collections.get(&collection(kind, namespace))?.iter().find(|o| o["metadata"]["name"] == name).cloned()
+    }
+
+    /// Changes a stored object in place (another actor editing the cluster).
+    pub fn edit(&self, kind: &str, namespace: &str, name: &str, change: impl FnOnce(&mut Value)) {
+        let mut collections = lock(&self.collections);
+        if let Some(object) = collections
+            .get_mut(&collection(kind, namespace))
+            .and_then(|items| items.iter_mut().find(|o| o["metadata"]["name"] == name))
+        {
+            change(object);
+        }
     }
 
     /// Every write received so far.
@@ -93,10 +111,17 @@ impl FakeApiServer {
             // A watch with no events until the client gives up on it.
             std::future::pending::<()>().await;
         }
+        let json_patch = request.headers().get("content-type").is_some_and(|v| v == "application/json-patch+json");
+        let dry_run = query.split('&').any(|p| p == "dryRun=All");
         if method != "GET" {
             let bytes = request.into_body().collect_bytes().await.unwrap_or_default();
-            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            lock(&self.writes).push(Write { method, uri, body });
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            lock(&self.writes).push(Write { method: method.clone(), uri, body: body.clone() });
+            // JSON patches are applied (a failed `test` is a 422, as on a real API
+            // server), unless it is a dry run; other writes are only recorded.
+            if method == "PATCH" && json_patch {
+                return Ok(self.apply_json_patch(&path, body, dry_run));
+            }
         }
         let collections = lock(&self.collections);
         let reply = if let Some(items) = collections.get(&path) {
@@ -133,6 +158,39 @@ impl FakeApiServer {
             }
         };
         Ok(Response::new(Body::from(reply.to_string().into_bytes())))
+    }
+}
+
+impl FakeApiServer {
+    fn apply_json_patch(&self, path: &str, body: Value, dry_run: bool) -> Response<Body> {
+        let status = |code: u16, message: String| {
+            let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+                              "reason": if code == 404 { "NotFound" } else { "Invalid" }, "message": message});
+            let mut response = Response::new(Body::from(body.to_string().into_bytes()));
+            *response.status_mut() = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::BAD_REQUEST);
+            response
+        };
+        let Some((collection, name)) = path.rsplit_once('/') else { return status(404, path.into()) };
+        let mut collections = lock(&self.collections);
+        let Some(object) =
+            collections.get_mut(collection).and_then(|items| items.iter_mut().find(|o| o["metadata"]["name"] == name))
+        else {
+            return status(404, format!("{path} not found"));
+        };
+        let patch: json_patch::Patch = match serde_json::from_value(body) {
+            Ok(p) => p,
+            Err(e) => return status(400, e.to_string()),
+        };
+        let mut updated = object.clone();
+        if let Err(e) = json_patch::patch(&mut updated, &patch) {
+            return status(422, format!("the server rejected our request due to an error in our request: {e}"));
+        }
+        let version = updated["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+        updated["metadata"]["resourceVersion"] = json!((version + 1).to_string());
+        if !dry_run {
+            *object = updated.clone();
+        }
+        Response::new(Body::from(updated.to_string().into_bytes()))
     }
 }
 

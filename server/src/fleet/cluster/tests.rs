@@ -584,3 +584,291 @@ fn selectors_and_ids_are_spelled_as_kubectl_and_urls_need() {
     assert_eq!(view::split_id(&view::gateway_id("prod", "edge")), Some(("prod", "edge")));
     assert_eq!(view::split_id("edge"), None);
 }
+
+mod adapters {
+    use super::*;
+    use crate::fleet::cluster::adapter::{self, Binding, Kind};
+    use crate::fleet::{Change, GatewayState, RateLimitPolicy, TimeoutPolicy};
+    use kube::api::DynamicObject;
+
+    fn ingress(name: &str, annotations: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": "prod", "annotations": annotations},
+            "spec": {"rules": [{"http": {"paths": [{"path": format!("/{name}"), "pathType": "Prefix",
+                      "backend": {"service": {"name": format!("{name}-svc"), "port": {"number": 80}}}}]}}]}
+        }))
+        .unwrap()
+    }
+
+    const RPS: &str = "/metadata/annotations/nginx.ingress.kubernetes.io~1limit-rps";
+    const MUL: &str = "/metadata/annotations/nginx.ingress.kubernetes.io~1limit-burst-multiplier";
+    const SNAP: &str = "/metadata/annotations/gatewarden.io~1snapshot";
+    const RPS_KEY: &str = "nginx.ingress.kubernetes.io/limit-rps";
+    const MUL_KEY: &str = "nginx.ingress.kubernetes.io/limit-burst-multiplier";
+    const SNAP_KEY: &str = "gatewarden.io/snapshot";
+
+    fn nginx() -> Binding {
+        Binding {
+            kind: Kind::IngressNginx,
+            objects: vec!["payments".into(), "orders".into()],
+            gateway_service: "edge".into(),
+        }
+    }
+
+    fn state_of(b: &Binding, objects: &[DynamicObject]) -> GatewayState {
+        let mut state: GatewayState = serde_json::from_value(json!({
+            "replicas": 4, "revision": 3, "version": "1.4.0", "template": "ccc333", "revisions": [],
+            "routes": [], "rate_limit": null,
+            "timeouts": {"request_timeout_ms": 0, "connect_timeout_ms": 0, "retries": 0},
+            "circuit_breaker": null, "services": [], "bypassed": []
+        }))
+        .unwrap();
+        adapter::read(b, objects).fill(&mut state);
+        state
+    }
+
+    #[test]
+    fn the_adapter_is_chosen_by_the_deployments_annotations() {
+        let mut d: Deployment = serde_json::from_value(deployment(false, "1.4.0")).unwrap();
+        assert_eq!(adapter::binding(&d), Ok(None));
+        let a = d.metadata.annotations.as_mut().unwrap();
+        a.insert(adapter::ADAPTER.into(), "ingress-nginx".into());
+        a.insert(adapter::ROUTES.into(), "payments, orders".into());
+        assert_eq!(
+            adapter::binding(&d),
+            Ok(Some(Binding {
+                kind: Kind::IngressNginx,
+                objects: vec!["payments".into(), "orders".into()],
+                gateway_service: "edge".into()
+            }))
+        );
+        d.metadata.annotations.as_mut().unwrap().insert(adapter::ADAPTER.into(), "haproxy".into());
+        assert!(adapter::binding(&d).unwrap_err().contains("unknown adapter 'haproxy'"));
+    }
+
+    #[test]
+    fn ingress_nginx_annotations_read_as_the_neutral_policy() {
+        let objects = [
+            ingress(
+                "payments",
+                json!({"nginx.ingress.kubernetes.io/limit-rps": "50",
+                                       "nginx.ingress.kubernetes.io/proxy-read-timeout": "10",
+                                       "nginx.ingress.kubernetes.io/proxy-next-upstream-tries": "1"}),
+            ),
+            ingress("orders", json!({})),
+        ];
+        let p = adapter::read(&nginx(), &objects);
+        assert_eq!(p.routes, vec!["payments".to_string(), "orders".to_string()]);
+        assert_eq!(
+            p.rate_limit,
+            Some(RateLimitPolicy { requests_per_second: 50, burst: 250, route: Some("payments".into()) })
+        );
+        assert_eq!(p.timeouts, TimeoutPolicy { request_timeout_ms: 10_000, connect_timeout_ms: 5_000, retries: 0 });
+        assert_eq!(p.services, vec!["orders-svc".to_string(), "payments-svc".to_string()]);
+    }
+
+    #[test]
+    fn an_ingress_nginx_rate_limit_is_set_with_tests_of_what_it_replaces_and_undone_exactly() {
+        let b = nginx();
+        let objects = [
+            ingress("payments", json!({"nginx.ingress.kubernetes.io/limit-rps": "500", "team": "payments"})),
+            ingress("orders", json!({"nginx.ingress.kubernetes.io/limit-rps": "500"})),
+        ];
+        let before = state_of(&b, &objects);
+        let limit = RateLimitPolicy { requests_per_second: 100, burst: 300, route: None };
+        let patches = adapter::plan(&b, &objects, &Change::RateLimit { policy: Some(limit.clone()) }, &before).unwrap();
+        let snapshot = json!({MUL: null, RPS: "500"}).to_string();
+        let expected = json!([
+            {"op": "test", "path": RPS, "value": "500"},
+            {"op": "add", "path": RPS, "value": "100"},
+            {"op": "add", "path": MUL, "value": "3"},
+            {"op": "add", "path": SNAP, "value": snapshot},
+        ]);
+        assert_eq!(patches.len(), 2);
+        for (name, ops) in &patches {
+            assert_eq!(Value::Array(ops.clone()), expected, "{name}");
+        }
+
+        // After the change: undo puts back exactly what was there (the multiplier was
+        // absent, so it is removed, not set to its default) and drops the snapshot.
+        let after = [
+            ingress("payments", json!({RPS_KEY: "100", MUL_KEY: "3", SNAP_KEY: snapshot, "team": "payments"})),
+            ingress("orders", json!({RPS_KEY: "100", MUL_KEY: "3", SNAP_KEY: snapshot})),
+        ];
+        let now = state_of(&b, &after);
+        assert_eq!(now.rate_limit, Some(limit));
+        let undo = adapter::plan(&b, &after, &Change::RateLimit { policy: before.rate_limit.clone() }, &now).unwrap();
+        assert_eq!(
+            Value::Array(undo[0].1.clone()),
+            json!([
+                {"op": "test", "path": RPS, "value": "100"},
+                {"op": "add", "path": RPS, "value": "500"},
+                {"op": "test", "path": MUL, "value": "3"},
+                {"op": "remove", "path": MUL},
+                {"op": "test", "path": SNAP, "value": snapshot},
+                {"op": "remove", "path": SNAP},
+            ])
+        );
+
+        // Someone edited the limit after the preview: refused, nothing planned.
+        let edited = [
+            ingress("payments", json!({"nginx.ingress.kubernetes.io/limit-rps": "20"})),
+            ingress("orders", json!({"nginx.ingress.kubernetes.io/limit-rps": "20"})),
+        ];
+        let err = adapter::plan(&b, &edited, &Change::RateLimit { policy: None }, &now).unwrap_err();
+        assert!(matches!(&err, FleetError::Conflict(m) if m.contains("changed by someone else")), "{err:?}");
+    }
+
+    #[test]
+    fn ingress_nginx_refuses_what_it_cannot_express() {
+        let b = nginx();
+        let objects = [ingress("payments", json!({})), ingress("orders", json!({}))];
+        let before = state_of(&b, &objects);
+        let odd = TimeoutPolicy { request_timeout_ms: 1_500, connect_timeout_ms: 1_000, retries: 1 };
+        let err = adapter::plan(&b, &objects, &Change::Timeouts { policy: odd }, &before).unwrap_err();
+        assert!(matches!(&err, FleetError::Refused(m) if m.contains("whole seconds")), "{err:?}");
+        let err = adapter::plan(&b, &objects, &Change::CircuitBreaker { policy: None }, &before).unwrap_err();
+        assert!(matches!(&err, FleetError::Unsupported(m) if m.contains("circuit breaker")), "{err:?}");
+        let ok = TimeoutPolicy { request_timeout_ms: 2_000, connect_timeout_ms: 1_000, retries: 1 };
+        let patches = adapter::plan(&b, &objects, &Change::Timeouts { policy: ok }, &before).unwrap();
+        let keys: Vec<(&str, &str)> = patches[0]
+            .1
+            .iter()
+            .filter(|op| op["path"] != SNAP)
+            .map(|op| (op["path"].as_str().unwrap().rsplit('~').next().unwrap(), op["value"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("1proxy-connect-timeout", "1"),
+                ("1proxy-next-upstream-tries", "2"),
+                ("1proxy-read-timeout", "2"),
+                ("1proxy-send-timeout", "2")
+            ]
+        );
+    }
+
+    fn route(gateway_weight: u64, direct_weight: u64) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "payments-edge", "namespace": "prod"},
+            "spec": {"rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": "/payments"}}],
+                "timeouts": {"request": "30s"},
+                "backendRefs": [{"name": "edge", "port": 80, "weight": gateway_weight},
+                                {"name": "payments", "port": 8080, "weight": direct_weight}]
+            }]}
+        }))
+        .unwrap()
+    }
+
+    fn httproute() -> Binding {
+        Binding { kind: Kind::HttpRoute, objects: vec!["payments-edge".into()], gateway_service: "edge".into() }
+    }
+
+    #[test]
+    fn an_httproute_bypass_moves_the_weight_from_the_gateway_to_the_service_and_back() {
+        let b = httproute();
+        let objects = [route(100, 0)];
+        let before = state_of(&b, &objects);
+        assert_eq!((before.services.clone(), before.bypassed.clone()), (vec!["payments".to_string()], vec![]));
+        assert_eq!(before.timeouts.request_timeout_ms, 30_000);
+        let on = Change::Bypass { service: "payments".into(), enabled: true };
+        let patches = adapter::plan(&b, &objects, &on, &before).unwrap();
+        let snapshot =
+            json!({"/spec/rules/0/backendRefs/0/weight": 100, "/spec/rules/0/backendRefs/1/weight": 0}).to_string();
+        assert_eq!(
+            Value::Array(patches[0].1.clone()),
+            json!([
+                {"op": "add", "path": "/metadata/annotations", "value": {}},
+                {"op": "test", "path": "/spec/rules/0/backendRefs/0/name", "value": "edge"},
+                {"op": "test", "path": "/spec/rules/0/backendRefs/1/name", "value": "payments"},
+                {"op": "test", "path": "/spec/rules/0/backendRefs/0/weight", "value": 100},
+                {"op": "add", "path": "/spec/rules/0/backendRefs/0/weight", "value": 0},
+                {"op": "test", "path": "/spec/rules/0/backendRefs/1/weight", "value": 0},
+                {"op": "add", "path": "/spec/rules/0/backendRefs/1/weight", "value": 100},
+                {"op": "add", "path": SNAP, "value": snapshot},
+            ])
+        );
+        let mut bypassed = route(0, 100);
+        bypassed.metadata.annotations = Some([(SNAP_KEY.to_string(), snapshot.clone())].into());
+        let bypassed = [bypassed];
+        let now = state_of(&b, &bypassed);
+        assert_eq!(now.bypassed, vec!["payments".to_string()]);
+        let off = Change::Bypass { service: "payments".into(), enabled: false };
+        let back = adapter::plan(&b, &bypassed, &off, &now).unwrap();
+        assert_eq!(
+            Value::Array(back[0].1[2..].to_vec()),
+            json!([
+                {"op": "test", "path": "/spec/rules/0/backendRefs/0/weight", "value": 0},
+                {"op": "add", "path": "/spec/rules/0/backendRefs/0/weight", "value": 100},
+                {"op": "test", "path": "/spec/rules/0/backendRefs/1/weight", "value": 100},
+                {"op": "add", "path": "/spec/rules/0/backendRefs/1/weight", "value": 0},
+                {"op": "test", "path": SNAP, "value": snapshot},
+                {"op": "remove", "path": SNAP},
+            ])
+        );
+        let err = adapter::plan(&b, &objects, &Change::Bypass { service: "orders".into(), enabled: true }, &before)
+            .unwrap_err();
+        assert!(matches!(&err, FleetError::Refused(m) if m.contains("'orders'")), "{err:?}");
+        let err = adapter::plan(&b, &objects, &Change::RateLimit { policy: None }, &before).unwrap_err();
+        assert!(matches!(err, FleetError::Unsupported(_)));
+    }
+
+    #[test]
+    fn httproute_timeouts_and_retries_are_set_per_rule() {
+        let b = httproute();
+        let objects = [route(100, 0)];
+        let before = state_of(&b, &objects);
+        let policy = TimeoutPolicy { request_timeout_ms: 2_500, connect_timeout_ms: 0, retries: 1 };
+        let patches = adapter::plan(&b, &objects, &Change::Timeouts { policy }, &before).unwrap();
+        assert_eq!(
+            Value::Array(patches[0].1.clone()),
+            json!([
+                {"op": "add", "path": "/metadata/annotations", "value": {}},
+                {"op": "test", "path": "/spec/rules/0/matches", "value": [{"path": {"type": "PathPrefix", "value": "/payments"}}]},
+                {"op": "test", "path": "/spec/rules/0/timeouts", "value": {"request": "30s"}},
+                {"op": "add", "path": "/spec/rules/0/timeouts", "value": {"request": "2500ms"}},
+                {"op": "add", "path": "/spec/rules/0/retry", "value": {"attempts": 1}},
+                {"op": "add", "path": SNAP, "value": json!({"/spec/rules/0/retry": null, "/spec/rules/0/timeouts": {"request": "30s"}}).to_string()},
+            ])
+        );
+        let connect = TimeoutPolicy { request_timeout_ms: 2_500, connect_timeout_ms: 500, retries: 1 };
+        let err = adapter::plan(&b, &objects, &Change::Timeouts { policy: connect }, &before).unwrap_err();
+        assert!(matches!(&err, FleetError::Refused(m) if m.contains("no connect timeout")), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn the_adapter_reads_and_patches_the_bound_objects_on_the_api_server() {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "prod");
+        let b = Binding { kind: Kind::IngressNginx, objects: vec!["payments".into()], gateway_service: "edge".into() };
+        let current = ingress("payments", json!({}));
+        let before = state_of(&b, std::slice::from_ref(&current));
+        let server = verifier(
+            handle,
+            vec![
+                expect("GET", "/apis/networking.k8s.io/v1/namespaces/prod/ingresses/payments")
+                    .reply(200, serde_json::to_value(&current).unwrap()),
+                expect(
+                    "PATCH",
+                    "/apis/networking.k8s.io/v1/namespaces/prod/ingresses/payments?&dryRun=All&fieldManager=gatewarden",
+                )
+                .body(
+                    JSON_PATCH,
+                    json!([
+                        {"op": "add", "path": RPS, "value": "40"},
+                        {"op": "add", "path": MUL, "value": "1"},
+                        {"op": "add", "path": SNAP, "value": json!({MUL: null, RPS: null}).to_string()},
+                    ]),
+                )
+                .reply(200, serde_json::to_value(&current).unwrap()),
+            ],
+        );
+        let policy = Some(RateLimitPolicy { requests_per_second: 40, burst: 40, route: None });
+        adapter::apply(&client, "prod", &b, &Change::RateLimit { policy }, &before, true).await.expect("validated");
+        drop(client);
+        finish(server).await;
+    }
+}
