@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the console (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage console accounts.
     #[command(subcommand)]
     User(UserCommand),

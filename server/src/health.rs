@@ -118,14 +118,13 @@ impl HealthService {
             .iter()
             .map(|inv| {
                 // A gateway with no traffic numbers yet shows zeros, not an error.
-                let w = current.remove(&inv.id).unwrap_or(HealthWindow {
+                current.remove(&inv.id).unwrap_or(HealthWindow {
                     ts_ms: 0,
                     rps: 0.0,
                     error_rate_5xx: 0.0,
                     throttle_rate_429: 0.0,
                     latency_ms: Latency::default(),
-                });
-                w
+                })
             })
             .collect();
         Ok((inventory, windows))

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             None => serve(cli.serve).await,
-            Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Serve(args)) => serve(*args).await,
             Some(Command::User(UserCommand::Add { name, role, database_url })) => {
                 add_user(name, role, database_url).await
             }

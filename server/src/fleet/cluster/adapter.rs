@@ -1,11 +1,13 @@
 //! Gateway policy adapters: the neutral traffic policy (rate limit, timeouts, retries,
 //! circuit breaker) and bypass, mapped onto the objects each kind of gateway reads.
 //!
-//! A gateway Deployment opts in with two annotations:
-//! `gatewarden.io/adapter: ingress-nginx | httproute` and
+//! A gateway Deployment opts in with annotations:
+//! `gatewarden.io/adapter: ingress-nginx | httproute | kong` and
 //! `gatewarden.io/routes: name[,name...]` (the Ingresses or HTTPRoutes, in its
 //! namespace, that route through it). `gatewarden.io/gateway-service` names the
-//! Service of the gateway in HTTPRoute backendRefs (default: the Deployment's name).
+//! Service of the gateway in HTTPRoute backendRefs (default: the Deployment's name);
+//! `gatewarden.io/services` lists the upstream Services whose `konghq.com/*` timeout
+//! annotations Kong reads.
 //!
 //! Every change reads the objects, refuses if they no longer hold what the change was
 //! planned against (someone else changed them), and sends a JSON patch whose `test`
@@ -26,6 +28,15 @@ pub const ADAPTER: &str = "gatewarden.io/adapter";
 pub const ROUTES: &str = "gatewarden.io/routes";
 /// Annotation naming the gateway's Service in HTTPRoute backendRefs.
 pub const GATEWAY_SERVICE: &str = "gatewarden.io/gateway-service";
+/// Annotation listing the upstream Services (Kong timeouts and retries).
+pub const SERVICES: &str = "gatewarden.io/services";
+
+/// The KongPlugin the console creates for its emergency rate limit.
+pub const KONG_PLUGIN: &str = "gatewarden-rate-limit";
+const KONG_PLUGINS: &str = "konghq.com/plugins";
+/// Kong's defaults (ms, retries) when a Service has no annotation.
+const KONG_DEFAULT_TIMEOUT_MS: u32 = 60_000;
+const KONG_DEFAULT_RETRIES: u32 = 5;
 
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
 /// ingress-nginx's defaults when an annotation is absent.
@@ -41,22 +52,69 @@ pub enum Kind {
     IngressNginx,
     /// Gateway API `HTTPRoute` rules.
     HttpRoute,
+    /// Kong Ingress Controller: a `KongPlugin` attached by Ingress annotation, and
+    /// `konghq.com/*` annotations on upstream Services.
+    Kong,
 }
 
-impl Kind {
-    fn resource(self) -> ApiResource {
-        let (group, version, kind, plural) = match self {
-            Kind::IngressNginx => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
-            Kind::HttpRoute => ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
+/// The kinds of object an adapter edits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Res {
+    /// The bound route objects (Ingress or HTTPRoute).
+    Route,
+    /// Upstream Services.
+    Service,
+    /// Kong's plugin object.
+    Plugin,
+}
+
+impl Res {
+    fn resource(self, kind: Kind) -> ApiResource {
+        let (group, version, k, plural) = match (self, kind) {
+            (Res::Route, Kind::HttpRoute) => ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
+            (Res::Route, _) => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
+            (Res::Service, _) => ("", "v1", "Service", "services"),
+            (Res::Plugin, _) => ("configuration.konghq.com", "v1", "KongPlugin", "kongplugins"),
         };
         ApiResource {
             group: group.into(),
             version: version.into(),
-            api_version: format!("{group}/{version}"),
-            kind: kind.into(),
+            api_version: if group.is_empty() { version.into() } else { format!("{group}/{version}") },
+            kind: k.into(),
             plural: plural.into(),
         }
     }
+}
+
+/// The objects an adapter reads.
+#[derive(Clone, Debug, Default)]
+pub struct Fetched {
+    /// The bound routes.
+    pub routes: Vec<DynamicObject>,
+    /// The upstream Services (Kong).
+    pub services: Vec<DynamicObject>,
+    /// The console's KongPlugin, if it exists.
+    pub plugin: Option<DynamicObject>,
+}
+
+impl Fetched {
+    /// Only route objects.
+    pub fn routes(routes: Vec<DynamicObject>) -> Self {
+        Fetched { routes, ..Default::default() }
+    }
+}
+
+/// One write an adapter plans.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Planned {
+    /// Which kind of object.
+    pub res: Res,
+    /// Its name.
+    pub name: String,
+    /// JSON patch operations (empty with `create`).
+    pub ops: Vec<Value>,
+    /// An object to create instead of patching.
+    pub create: Option<Value>,
 }
 
 /// A gateway's adapter and the objects it edits.
@@ -68,6 +126,8 @@ pub struct Binding {
     pub objects: Vec<String>,
     /// The gateway's Service name (HTTPRoute backendRefs).
     pub gateway_service: String,
+    /// Upstream Services (Kong).
+    pub services: Vec<String>,
 }
 
 /// The Deployment's binding, if it has one; an error names a bad annotation.
@@ -77,17 +137,28 @@ pub fn binding(d: &Deployment) -> Result<Option<Binding>, String> {
     let kind = match kind.as_str() {
         "ingress-nginx" => Kind::IngressNginx,
         "httproute" => Kind::HttpRoute,
-        other => return Err(format!("{ADAPTER}: unknown adapter '{other}' (expected ingress-nginx or httproute)")),
+        "kong" => Kind::Kong,
+        other => {
+            return Err(format!("{ADAPTER}: unknown adapter '{other}' (expected ingress-nginx, httproute or kong)"));
+        }
     };
-    let objects: Vec<String> = annotations
-        .get(ROUTES)
-        .map(|r| r.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
-        .unwrap_or_default();
+    let list = |key: &str| -> Vec<String> {
+        annotations
+            .get(key)
+            .map(|r| r.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let objects = list(ROUTES);
     if objects.is_empty() {
         return Err(format!("{ROUTES}: list the objects the {kind:?} adapter edits"));
     }
     let name = d.metadata.name.clone().unwrap_or_default();
-    Ok(Some(Binding { kind, objects, gateway_service: annotations.get(GATEWAY_SERVICE).cloned().unwrap_or(name) }))
+    Ok(Some(Binding {
+        kind,
+        objects,
+        gateway_service: annotations.get(GATEWAY_SERVICE).cloned().unwrap_or(name),
+        services: list(SERVICES),
+    }))
 }
 
 /// The policy fields of a gateway's state.
@@ -119,23 +190,39 @@ impl Policy {
     }
 }
 
-fn api(client: &kube::Client, namespace: &str, kind: Kind) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), namespace, &kind.resource())
+fn api(client: &kube::Client, namespace: &str, kind: Kind, res: Res) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &res.resource(kind))
 }
 
-/// Reads the bound objects (a GET each).
-pub async fn fetch(client: &kube::Client, namespace: &str, b: &Binding) -> FleetResult<Vec<DynamicObject>> {
-    let api = api(client, namespace, b.kind);
-    let mut objects = Vec::with_capacity(b.objects.len());
-    for name in &b.objects {
-        let what = format!("get {} {name}", b.kind.resource().kind);
-        let object = tokio::time::timeout(super::ops::CALL_TIMEOUT, api.get(name))
-            .await
-            .map_err(|_| FleetError::Unavailable(format!("{what}: no answer")))?
-            .map_err(|e| error(&what, e))?;
-        objects.push(object);
+async fn get(api: &Api<DynamicObject>, what: String, name: &str) -> FleetResult<Option<DynamicObject>> {
+    tokio::time::timeout(super::ops::CALL_TIMEOUT, api.get_opt(name))
+        .await
+        .map_err(|_| FleetError::Unavailable(format!("{what}: no answer")))?
+        .map_err(|e| error(&what, e))
+}
+
+/// Reads the bound objects (a GET each); a missing route or Service is an error that
+/// names it, a missing KongPlugin just means no limit is in force.
+pub async fn fetch(client: &kube::Client, namespace: &str, b: &Binding) -> FleetResult<Fetched> {
+    let mut fetched = Fetched::default();
+    for (res, names) in [(Res::Route, &b.objects), (Res::Service, &b.services)] {
+        let api = api(client, namespace, b.kind, res);
+        for name in names {
+            let what = format!("get {} {namespace}/{name}", res.resource(b.kind).kind);
+            let object = get(&api, what.clone(), name).await?.ok_or_else(|| {
+                FleetError::Refused(format!("{what}: not found (named by the gateway's {ADAPTER} binding)"))
+            })?;
+            match res {
+                Res::Route => fetched.routes.push(object),
+                _ => fetched.services.push(object),
+            }
+        }
     }
-    Ok(objects)
+    if b.kind == Kind::Kong {
+        let api = api(client, namespace, b.kind, Res::Plugin);
+        fetched.plugin = get(&api, format!("get KongPlugin {namespace}/{KONG_PLUGIN}"), KONG_PLUGIN).await?;
+    }
+    Ok(fetched)
 }
 
 fn annotation<'a>(o: &'a DynamicObject, key: &str) -> Option<&'a str> {
@@ -157,10 +244,47 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 /// The policy the objects express.
-pub fn read(b: &Binding, objects: &[DynamicObject]) -> Policy {
+pub fn read(b: &Binding, f: &Fetched) -> Policy {
     match b.kind {
-        Kind::IngressNginx => read_nginx(objects),
-        Kind::HttpRoute => read_httproute(b, objects),
+        Kind::IngressNginx => read_nginx(&f.routes),
+        Kind::HttpRoute => read_httproute(b, &f.routes),
+        Kind::Kong => read_kong(f),
+    }
+}
+
+fn kong_plugins(o: &DynamicObject) -> Vec<String> {
+    annotation(o, KONG_PLUGINS).map(|v| v.split(',').map(|p| p.trim().to_string()).collect()).unwrap_or_default()
+}
+
+fn read_kong(f: &Fetched) -> Policy {
+    let rps = f.plugin.as_ref().and_then(|p| p.data["config"]["second"].as_u64()).map(|v| v as u32);
+    let attached: Vec<bool> = f.routes.iter().map(|o| kong_plugins(o).iter().any(|p| p == KONG_PLUGIN)).collect();
+    let rate_limit = match (rps, attached.iter().position(|a| *a)) {
+        (Some(rps), Some(i)) => Some(RateLimitPolicy {
+            requests_per_second: rps,
+            burst: rps,
+            route: (!attached.iter().all(|a| *a)).then(|| name(&f.routes[i])),
+        }),
+        _ => None,
+    };
+    let first = f.services.first();
+    let get = |key: &str, default: u32| {
+        first
+            .and_then(|o| annotation(o, &format!("konghq.com/{key}")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(default)
+    };
+    Policy {
+        routes: f.routes.iter().map(name).collect(),
+        rate_limit,
+        timeouts: TimeoutPolicy {
+            request_timeout_ms: get("read-timeout", KONG_DEFAULT_TIMEOUT_MS),
+            connect_timeout_ms: get("connect-timeout", KONG_DEFAULT_TIMEOUT_MS),
+            retries: get("retries", KONG_DEFAULT_RETRIES),
+        },
+        circuit_breaker: None,
+        services: sorted(f.services.iter().map(name).collect()),
+        bypassed: vec![],
     }
 }
 
@@ -307,10 +431,11 @@ fn snapshot_of(o: &DynamicObject) -> BTreeMap<String, Option<Value>> {
 ///   undo or a revert), the originals are written back byte for byte and dropped from
 ///   the snapshot;
 /// - otherwise each field changed for the first time has its original recorded.
+///
 /// `guards` are values that must still be where they were read (array elements found
 /// by name), tested before anything is changed.
 fn object_ops(
-    b: &Binding,
+    reader: impl Fn(&DynamicObject) -> Policy,
     o: &DynamicObject,
     guards: Vec<(String, Value)>,
     wanted: Vec<(String, Option<Value>)>,
@@ -327,7 +452,7 @@ fn object_ops(
     }
     let restores = snapshot.keys().any(|k| keys.contains(&k))
         && serde_json::from_value::<DynamicObject>(restored)
-            .is_ok_and(|hypothetical| satisfied(&read(b, std::slice::from_ref(&hypothetical))));
+            .is_ok_and(|hypothetical| satisfied(&reader(&hypothetical)));
     let fields: Vec<(String, Option<Value>)> = if restores {
         wanted
             .into_iter()
@@ -383,71 +508,150 @@ fn object_ops(
     ops
 }
 
-/// The patches (object name, JSON patch ops) that make `change` on `objects`, after
-/// checking they still hold what `before` says. Pure: tested without a cluster.
-pub fn plan(
-    b: &Binding,
-    objects: &[DynamicObject],
-    change: &Change,
-    before: &GatewayState,
-) -> FleetResult<Vec<(String, Vec<Value>)>> {
-    let now = read(b, objects);
+/// The writes that make `change` on the fetched objects, after checking they still
+/// hold what `before` says. Pure: tested without a cluster.
+pub fn plan(b: &Binding, f: &Fetched, change: &Change, before: &GatewayState) -> FleetResult<Vec<Planned>> {
+    let now = read(b, f);
     let moved = |what: &str| {
         FleetError::Conflict(format!(
             "the gateway's {what} was changed by someone else since this change was planned; review it and try again"
         ))
     };
+    let patch = |res: Res, o: &DynamicObject, ops: Vec<Value>| Planned { res, name: name(o), ops, create: None };
+    // How one route object alone reads (what a restored snapshot would give).
+    let route_reader = |o: &DynamicObject| read(b, &Fetched { routes: vec![o.clone()], ..f.clone() });
+    let service_reader = |o: &DynamicObject| read(b, &Fetched { services: vec![o.clone()], ..f.clone() });
     let nginx = |key: &str| annotation_path(&format!("{NGINX}{key}"));
-    let patches: Vec<(String, Vec<Value>)> = match (b.kind, change) {
-        (Kind::IngressNginx, Change::RateLimit { policy }) => {
+    let planned: Vec<Planned> = match (b.kind, change) {
+        (Kind::IngressNginx | Kind::Kong, Change::RateLimit { policy }) => {
             if now.rate_limit != before.rate_limit {
                 return Err(moved("rate limit"));
             }
             let scope = policy.as_ref().and_then(|p| p.route.clone()).or_else(|| {
                 if policy.is_none() { before.rate_limit.as_ref().and_then(|p| p.route.clone()) } else { None }
             });
+            let targets = f.routes.iter().filter(|o| scope.as_ref().is_none_or(|r| *r == name(o)));
             let limit = policy.as_ref().map(|p| (p.requests_per_second, p.burst));
-            objects
-                .iter()
-                .filter(|o| scope.as_ref().is_none_or(|r| *r == name(o)))
-                .map(|o| {
-                    let wanted = vec![
-                        (nginx("limit-rps"), policy.as_ref().map(|p| json!(p.requests_per_second.to_string()))),
-                        (
-                            nginx("limit-burst-multiplier"),
-                            policy
-                                .as_ref()
-                                .map(|p| json!(p.burst.div_ceil(p.requests_per_second.max(1)).max(1).to_string())),
-                        ),
-                    ];
-                    let satisfied =
-                        |p: &Policy| p.rate_limit.as_ref().map(|l| (l.requests_per_second, l.burst)) == limit;
-                    (name(o), object_ops(b, o, vec![], wanted, satisfied))
-                })
-                .collect()
+            let satisfied = |p: &Policy| p.rate_limit.as_ref().map(|l| (l.requests_per_second, l.burst)) == limit;
+            if b.kind == Kind::IngressNginx {
+                targets
+                    .map(|o| {
+                        let multiplier = |p: &RateLimitPolicy| p.burst.div_ceil(p.requests_per_second.max(1)).max(1);
+                        let wanted = vec![
+                            (nginx("limit-rps"), policy.as_ref().map(|p| json!(p.requests_per_second.to_string()))),
+                            (
+                                nginx("limit-burst-multiplier"),
+                                policy.as_ref().map(|p| json!(multiplier(p).to_string())),
+                            ),
+                        ];
+                        patch(Res::Route, o, object_ops(route_reader, o, vec![], wanted, satisfied))
+                    })
+                    .collect()
+            } else {
+                if let Some(p) = policy
+                    && p.burst != p.requests_per_second
+                {
+                    return Err(FleetError::Refused(
+                        "Kong's rate-limiting plugin has no burst: leave burst out or equal to requests_per_second"
+                            .into(),
+                    ));
+                }
+                let mut writes = Vec::new();
+                // The plugin carries the limit; the Ingress annotation attaches it.
+                if let Some(p) = policy {
+                    let config = json!({"second": p.requests_per_second, "policy": "local"});
+                    match &f.plugin {
+                        None => writes.push(Planned {
+                            res: Res::Plugin,
+                            name: KONG_PLUGIN.into(),
+                            ops: vec![],
+                            create: Some(json!({
+                                "apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
+                                "metadata": {"name": KONG_PLUGIN, "labels": {"app.kubernetes.io/managed-by": "gatewarden"}},
+                                "plugin": "rate-limiting", "config": config
+                            })),
+                        }),
+                        Some(plugin) if plugin.data["config"] != config => writes.push(Planned {
+                            res: Res::Plugin,
+                            name: KONG_PLUGIN.into(),
+                            ops: vec![
+                                json!({"op": "test", "path": "/config", "value": plugin.data["config"]}),
+                                json!({"op": "replace", "path": "/config", "value": config}),
+                            ],
+                            create: None,
+                        }),
+                        Some(_) => {}
+                    }
+                }
+                let reader = |o: &DynamicObject| {
+                    // With the plugin as it will be after this change.
+                    let mut plugin = f.plugin.clone();
+                    if let (Some(p), None) = (policy, &plugin) {
+                        plugin = serde_json::from_value(json!({
+                            "apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
+                            "metadata": {"name": KONG_PLUGIN}, "config": {"second": p.requests_per_second}
+                        }))
+                        .ok();
+                    }
+                    read(b, &Fetched { routes: vec![o.clone()], services: vec![], plugin })
+                };
+                for o in targets {
+                    let mut plugins: Vec<String> = kong_plugins(o).into_iter().filter(|p| p != KONG_PLUGIN).collect();
+                    if policy.is_some() {
+                        plugins.push(KONG_PLUGIN.into());
+                    }
+                    let value = (!plugins.is_empty()).then(|| json!(plugins.join(",")));
+                    let wanted = vec![(annotation_path(KONG_PLUGINS), value)];
+                    writes.push(patch(Res::Route, o, object_ops(reader, o, vec![], wanted, satisfied)));
+                }
+                writes
+            }
         }
-        (Kind::IngressNginx, Change::Timeouts { policy }) => {
+        (Kind::IngressNginx | Kind::Kong, Change::Timeouts { policy }) => {
             if now.timeouts != before.timeouts {
                 return Err(moved("timeouts"));
             }
-            if policy.request_timeout_ms % 1000 != 0 || policy.connect_timeout_ms % 1000 != 0 {
-                return Err(FleetError::Refused(
-                    "ingress-nginx takes timeouts in whole seconds: use multiples of 1000 ms".into(),
-                ));
+            let satisfied = |p: &Policy| p.timeouts == *policy;
+            if b.kind == Kind::IngressNginx {
+                if policy.request_timeout_ms % 1000 != 0 || policy.connect_timeout_ms % 1000 != 0 {
+                    return Err(FleetError::Refused(
+                        "ingress-nginx takes timeouts in whole seconds: use multiples of 1000 ms".into(),
+                    ));
+                }
+                let s = |v: u32| Some(json!(v.to_string()));
+                f.routes
+                    .iter()
+                    .map(|o| {
+                        let wanted = vec![
+                            (nginx("proxy-connect-timeout"), s(policy.connect_timeout_ms / 1000)),
+                            (nginx("proxy-next-upstream-tries"), s(policy.retries + 1)),
+                            (nginx("proxy-read-timeout"), s(policy.request_timeout_ms / 1000)),
+                            (nginx("proxy-send-timeout"), s(policy.request_timeout_ms / 1000)),
+                        ];
+                        patch(Res::Route, o, object_ops(route_reader, o, vec![], wanted, satisfied))
+                    })
+                    .collect()
+            } else {
+                if f.services.is_empty() {
+                    return Err(FleetError::Refused(format!(
+                        "list the upstream Services in the gateway's {SERVICES} annotation: Kong reads timeouts there"
+                    )));
+                }
+                let s = |v: u32| Some(json!(v.to_string()));
+                let kong = |key: &str| annotation_path(&format!("konghq.com/{key}"));
+                f.services
+                    .iter()
+                    .map(|o| {
+                        let wanted = vec![
+                            (kong("connect-timeout"), s(policy.connect_timeout_ms)),
+                            (kong("read-timeout"), s(policy.request_timeout_ms)),
+                            (kong("retries"), s(policy.retries)),
+                            (kong("write-timeout"), s(policy.request_timeout_ms)),
+                        ];
+                        patch(Res::Service, o, object_ops(service_reader, o, vec![], wanted, satisfied))
+                    })
+                    .collect()
             }
-            let s = |v: u32| Some(json!(v.to_string()));
-            objects
-                .iter()
-                .map(|o| {
-                    let wanted = vec![
-                        (nginx("proxy-connect-timeout"), s(policy.connect_timeout_ms / 1000)),
-                        (nginx("proxy-next-upstream-tries"), s(policy.retries + 1)),
-                        (nginx("proxy-read-timeout"), s(policy.request_timeout_ms / 1000)),
-                        (nginx("proxy-send-timeout"), s(policy.request_timeout_ms / 1000)),
-                    ];
-                    (name(o), object_ops(b, o, vec![], wanted, |p: &Policy| p.timeouts == *policy))
-                })
-                .collect()
         }
         (Kind::HttpRoute, Change::Timeouts { policy }) => {
             if now.timeouts != before.timeouts {
@@ -458,7 +662,7 @@ pub fn plan(
                     "an HTTPRoute has no connect timeout; change only request_timeout_ms and retries".into(),
                 ));
             }
-            objects
+            f.routes
                 .iter()
                 .map(|o| {
                     let (mut guards, mut wanted) = (Vec::new(), Vec::new());
@@ -473,7 +677,11 @@ pub fn plan(
                         retry.insert("attempts".into(), json!(policy.retries));
                         wanted.push((format!("/spec/rules/{i}/retry"), Some(Value::Object(retry))));
                     }
-                    (name(o), object_ops(b, o, guards, wanted, |p: &Policy| p.timeouts == *policy))
+                    patch(
+                        Res::Route,
+                        o,
+                        object_ops(route_reader, o, guards, wanted, |p: &Policy| p.timeouts == *policy),
+                    )
                 })
                 .collect()
         }
@@ -487,7 +695,7 @@ pub fn plan(
                     b.gateway_service
                 )));
             }
-            objects
+            f.routes
                 .iter()
                 .map(|o| {
                     let (mut guards, mut wanted) = (Vec::new(), Vec::new());
@@ -504,7 +712,8 @@ pub fn plan(
                         wanted.push((format!("/spec/rules/{i}/backendRefs/{g}/weight"), Some(json!(to_gateway))));
                         wanted.push((format!("/spec/rules/{i}/backendRefs/{d}/weight"), Some(json!(to_service))));
                     }
-                    (name(o), object_ops(b, o, guards, wanted, |p: &Policy| p.bypassed.contains(service) == *enabled))
+                    let satisfied = |p: &Policy| p.bypassed.contains(service) == *enabled;
+                    patch(Res::Route, o, object_ops(route_reader, o, guards, wanted, satisfied))
                 })
                 .collect()
         }
@@ -516,23 +725,20 @@ pub fn plan(
                 Change::Bypass { .. } => "a bypass",
                 _ => "this change",
             };
-            return Err(FleetError::Unsupported(format!(
-                "the {} adapter cannot set {what}: {}",
-                match kind {
-                    Kind::IngressNginx => "ingress-nginx",
-                    Kind::HttpRoute => "HTTPRoute",
-                },
-                match kind {
-                    Kind::IngressNginx => "ingress-nginx has no circuit breaker or bypass annotation",
-                    Kind::HttpRoute => "the Gateway API has no rate limit or circuit breaker in HTTPRoute",
+            let (adapter, why) = match kind {
+                Kind::IngressNginx => ("ingress-nginx", "ingress-nginx has no circuit breaker or bypass annotation"),
+                Kind::HttpRoute => ("HTTPRoute", "the Gateway API has no rate limit or circuit breaker in HTTPRoute"),
+                Kind::Kong => {
+                    ("Kong", "its circuit breaker (KongUpstreamPolicy health checks) and bypass are not mapped yet")
                 }
-            )));
+            };
+            return Err(FleetError::Unsupported(format!("the {adapter} adapter cannot set {what}: {why}")));
         }
     };
-    Ok(patches.into_iter().filter(|(_, ops)| !ops.is_empty()).collect())
+    Ok(planned.into_iter().filter(|p| p.create.is_some() || !p.ops.is_empty()).collect())
 }
 
-/// Reads the objects, plans and sends the patches (dry-run when asked).
+/// Reads the objects, plans and sends the writes (dry-run when asked).
 pub async fn apply(
     client: &kube::Client,
     namespace: &str,
@@ -541,18 +747,32 @@ pub async fn apply(
     before: &GatewayState,
     dry_run: bool,
 ) -> FleetResult<()> {
-    let objects = fetch(client, namespace, b).await?;
-    let patches = plan(b, &objects, change, before)?;
-    let api = api(client, namespace, b.kind);
+    let fetched = fetch(client, namespace, b).await?;
+    let planned = plan(b, &fetched, change, before)?;
     let pp = PatchParams { dry_run, field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-    for (name, ops) in patches {
-        let patch: json_patch::Patch =
-            serde_json::from_value(Value::Array(ops)).map_err(|e| FleetError::Rejected(e.to_string()))?;
-        let what = format!("patch {} {name}", b.kind.resource().kind);
-        tokio::time::timeout(super::ops::CALL_TIMEOUT, api.patch(&name, &pp, &Patch::Json::<()>(patch)))
+    let post = kube::api::PostParams { dry_run, field_manager: Some(FIELD_MANAGER.into()) };
+    for write in planned {
+        let api = api(client, namespace, b.kind, write.res);
+        let kind = write.res.resource(b.kind).kind;
+        let what =
+            format!("{} {kind} {namespace}/{}", if write.create.is_some() { "create" } else { "patch" }, write.name);
+        let call = async {
+            match write.create {
+                Some(object) => {
+                    let object: DynamicObject =
+                        serde_json::from_value(object).map_err(|e| FleetError::Rejected(e.to_string()))?;
+                    api.create(&post, &object).await.map_err(|e| error(&what, e))
+                }
+                None => {
+                    let patch: json_patch::Patch = serde_json::from_value(Value::Array(write.ops))
+                        .map_err(|e| FleetError::Rejected(e.to_string()))?;
+                    api.patch(&write.name, &pp, &Patch::Json::<()>(patch)).await.map_err(|e| error(&what, e))
+                }
+            }
+        };
+        tokio::time::timeout(super::ops::CALL_TIMEOUT, call)
             .await
-            .map_err(|_| FleetError::Unavailable(format!("{what}: no answer")))?
-            .map_err(|e| error(&what, e))?;
+            .map_err(|_| FleetError::Unavailable(format!("{what}: no answer")))??;
     }
     Ok(())
 }

@@ -587,7 +587,7 @@ fn selectors_and_ids_are_spelled_as_kubectl_and_urls_need() {
 
 mod adapters {
     use super::*;
-    use crate::fleet::cluster::adapter::{self, Binding, Kind};
+    use crate::fleet::cluster::adapter::{self, Binding, Fetched, Kind};
     use crate::fleet::{Change, GatewayState, RateLimitPolicy, TimeoutPolicy};
     use kube::api::DynamicObject;
 
@@ -613,6 +613,7 @@ mod adapters {
             kind: Kind::IngressNginx,
             objects: vec!["payments".into(), "orders".into()],
             gateway_service: "edge".into(),
+            services: vec![],
         }
     }
 
@@ -624,7 +625,7 @@ mod adapters {
             "circuit_breaker": null, "services": [], "bypassed": []
         }))
         .unwrap();
-        adapter::read(b, objects).fill(&mut state);
+        adapter::read(b, &Fetched::routes(objects.to_vec())).fill(&mut state);
         state
     }
 
@@ -640,7 +641,8 @@ mod adapters {
             Ok(Some(Binding {
                 kind: Kind::IngressNginx,
                 objects: vec!["payments".into(), "orders".into()],
-                gateway_service: "edge".into()
+                gateway_service: "edge".into(),
+                services: vec![]
             }))
         );
         d.metadata.annotations.as_mut().unwrap().insert(adapter::ADAPTER.into(), "haproxy".into());
@@ -658,7 +660,7 @@ mod adapters {
             ),
             ingress("orders", json!({})),
         ];
-        let p = adapter::read(&nginx(), &objects);
+        let p = adapter::read(&nginx(), &Fetched::routes(objects.to_vec()));
         assert_eq!(p.routes, vec!["payments".to_string(), "orders".to_string()]);
         assert_eq!(
             p.rate_limit,
@@ -677,7 +679,13 @@ mod adapters {
         ];
         let before = state_of(&b, &objects);
         let limit = RateLimitPolicy { requests_per_second: 100, burst: 300, route: None };
-        let patches = adapter::plan(&b, &objects, &Change::RateLimit { policy: Some(limit.clone()) }, &before).unwrap();
+        let patches = adapter::plan(
+            &b,
+            &Fetched::routes(objects.to_vec()),
+            &Change::RateLimit { policy: Some(limit.clone()) },
+            &before,
+        )
+        .unwrap();
         let snapshot = json!({MUL: null, RPS: "500"}).to_string();
         let expected = json!([
             {"op": "test", "path": RPS, "value": "500"},
@@ -686,8 +694,8 @@ mod adapters {
             {"op": "add", "path": SNAP, "value": snapshot},
         ]);
         assert_eq!(patches.len(), 2);
-        for (name, ops) in &patches {
-            assert_eq!(Value::Array(ops.clone()), expected, "{name}");
+        for p in &patches {
+            assert_eq!(Value::Array(p.ops.clone()), expected, "{}", p.name);
         }
 
         // After the change: undo puts back exactly what was there (the multiplier was
@@ -698,9 +706,15 @@ mod adapters {
         ];
         let now = state_of(&b, &after);
         assert_eq!(now.rate_limit, Some(limit));
-        let undo = adapter::plan(&b, &after, &Change::RateLimit { policy: before.rate_limit.clone() }, &now).unwrap();
+        let undo = adapter::plan(
+            &b,
+            &Fetched::routes(after.to_vec()),
+            &Change::RateLimit { policy: before.rate_limit.clone() },
+            &now,
+        )
+        .unwrap();
         assert_eq!(
-            Value::Array(undo[0].1.clone()),
+            Value::Array(undo[0].ops.clone()),
             json!([
                 {"op": "test", "path": RPS, "value": "100"},
                 {"op": "add", "path": RPS, "value": "500"},
@@ -716,7 +730,8 @@ mod adapters {
             ingress("payments", json!({"nginx.ingress.kubernetes.io/limit-rps": "20"})),
             ingress("orders", json!({"nginx.ingress.kubernetes.io/limit-rps": "20"})),
         ];
-        let err = adapter::plan(&b, &edited, &Change::RateLimit { policy: None }, &now).unwrap_err();
+        let err = adapter::plan(&b, &Fetched::routes(edited.to_vec()), &Change::RateLimit { policy: None }, &now)
+            .unwrap_err();
         assert!(matches!(&err, FleetError::Conflict(m) if m.contains("changed by someone else")), "{err:?}");
     }
 
@@ -726,14 +741,18 @@ mod adapters {
         let objects = [ingress("payments", json!({})), ingress("orders", json!({}))];
         let before = state_of(&b, &objects);
         let odd = TimeoutPolicy { request_timeout_ms: 1_500, connect_timeout_ms: 1_000, retries: 1 };
-        let err = adapter::plan(&b, &objects, &Change::Timeouts { policy: odd }, &before).unwrap_err();
+        let err = adapter::plan(&b, &Fetched::routes(objects.to_vec()), &Change::Timeouts { policy: odd }, &before)
+            .unwrap_err();
         assert!(matches!(&err, FleetError::Refused(m) if m.contains("whole seconds")), "{err:?}");
-        let err = adapter::plan(&b, &objects, &Change::CircuitBreaker { policy: None }, &before).unwrap_err();
+        let err =
+            adapter::plan(&b, &Fetched::routes(objects.to_vec()), &Change::CircuitBreaker { policy: None }, &before)
+                .unwrap_err();
         assert!(matches!(&err, FleetError::Unsupported(m) if m.contains("circuit breaker")), "{err:?}");
         let ok = TimeoutPolicy { request_timeout_ms: 2_000, connect_timeout_ms: 1_000, retries: 1 };
-        let patches = adapter::plan(&b, &objects, &Change::Timeouts { policy: ok }, &before).unwrap();
+        let patches =
+            adapter::plan(&b, &Fetched::routes(objects.to_vec()), &Change::Timeouts { policy: ok }, &before).unwrap();
         let keys: Vec<(&str, &str)> = patches[0]
-            .1
+            .ops
             .iter()
             .filter(|op| op["path"] != SNAP)
             .map(|op| (op["path"].as_str().unwrap().rsplit('~').next().unwrap(), op["value"].as_str().unwrap()))
@@ -764,7 +783,12 @@ mod adapters {
     }
 
     fn httproute() -> Binding {
-        Binding { kind: Kind::HttpRoute, objects: vec!["payments-edge".into()], gateway_service: "edge".into() }
+        Binding {
+            kind: Kind::HttpRoute,
+            objects: vec!["payments-edge".into()],
+            gateway_service: "edge".into(),
+            services: vec![],
+        }
     }
 
     #[test]
@@ -775,11 +799,11 @@ mod adapters {
         assert_eq!((before.services.clone(), before.bypassed.clone()), (vec!["payments".to_string()], vec![]));
         assert_eq!(before.timeouts.request_timeout_ms, 30_000);
         let on = Change::Bypass { service: "payments".into(), enabled: true };
-        let patches = adapter::plan(&b, &objects, &on, &before).unwrap();
+        let patches = adapter::plan(&b, &Fetched::routes(objects.to_vec()), &on, &before).unwrap();
         let snapshot =
             json!({"/spec/rules/0/backendRefs/0/weight": 100, "/spec/rules/0/backendRefs/1/weight": 0}).to_string();
         assert_eq!(
-            Value::Array(patches[0].1.clone()),
+            Value::Array(patches[0].ops.clone()),
             json!([
                 {"op": "add", "path": "/metadata/annotations", "value": {}},
                 {"op": "test", "path": "/spec/rules/0/backendRefs/0/name", "value": "edge"},
@@ -797,9 +821,9 @@ mod adapters {
         let now = state_of(&b, &bypassed);
         assert_eq!(now.bypassed, vec!["payments".to_string()]);
         let off = Change::Bypass { service: "payments".into(), enabled: false };
-        let back = adapter::plan(&b, &bypassed, &off, &now).unwrap();
+        let back = adapter::plan(&b, &Fetched::routes(bypassed.to_vec()), &off, &now).unwrap();
         assert_eq!(
-            Value::Array(back[0].1[2..].to_vec()),
+            Value::Array(back[0].ops[2..].to_vec()),
             json!([
                 {"op": "test", "path": "/spec/rules/0/backendRefs/0/weight", "value": 0},
                 {"op": "add", "path": "/spec/rules/0/backendRefs/0/weight", "value": 100},
@@ -809,10 +833,16 @@ mod adapters {
                 {"op": "remove", "path": SNAP},
             ])
         );
-        let err = adapter::plan(&b, &objects, &Change::Bypass { service: "orders".into(), enabled: true }, &before)
-            .unwrap_err();
+        let err = adapter::plan(
+            &b,
+            &Fetched::routes(objects.to_vec()),
+            &Change::Bypass { service: "orders".into(), enabled: true },
+            &before,
+        )
+        .unwrap_err();
         assert!(matches!(&err, FleetError::Refused(m) if m.contains("'orders'")), "{err:?}");
-        let err = adapter::plan(&b, &objects, &Change::RateLimit { policy: None }, &before).unwrap_err();
+        let err = adapter::plan(&b, &Fetched::routes(objects.to_vec()), &Change::RateLimit { policy: None }, &before)
+            .unwrap_err();
         assert!(matches!(err, FleetError::Unsupported(_)));
     }
 
@@ -822,9 +852,10 @@ mod adapters {
         let objects = [route(100, 0)];
         let before = state_of(&b, &objects);
         let policy = TimeoutPolicy { request_timeout_ms: 2_500, connect_timeout_ms: 0, retries: 1 };
-        let patches = adapter::plan(&b, &objects, &Change::Timeouts { policy }, &before).unwrap();
+        let patches =
+            adapter::plan(&b, &Fetched::routes(objects.to_vec()), &Change::Timeouts { policy }, &before).unwrap();
         assert_eq!(
-            Value::Array(patches[0].1.clone()),
+            Value::Array(patches[0].ops.clone()),
             json!([
                 {"op": "add", "path": "/metadata/annotations", "value": {}},
                 {"op": "test", "path": "/spec/rules/0/matches", "value": [{"path": {"type": "PathPrefix", "value": "/payments"}}]},
@@ -835,7 +866,8 @@ mod adapters {
             ])
         );
         let connect = TimeoutPolicy { request_timeout_ms: 2_500, connect_timeout_ms: 500, retries: 1 };
-        let err = adapter::plan(&b, &objects, &Change::Timeouts { policy: connect }, &before).unwrap_err();
+        let err = adapter::plan(&b, &Fetched::routes(objects.to_vec()), &Change::Timeouts { policy: connect }, &before)
+            .unwrap_err();
         assert!(matches!(&err, FleetError::Refused(m) if m.contains("no connect timeout")), "{err:?}");
     }
 
@@ -843,7 +875,12 @@ mod adapters {
     async fn the_adapter_reads_and_patches_the_bound_objects_on_the_api_server() {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "prod");
-        let b = Binding { kind: Kind::IngressNginx, objects: vec!["payments".into()], gateway_service: "edge".into() };
+        let b = Binding {
+            kind: Kind::IngressNginx,
+            objects: vec!["payments".into()],
+            gateway_service: "edge".into(),
+            services: vec![],
+        };
         let current = ingress("payments", json!({}));
         let before = state_of(&b, std::slice::from_ref(&current));
         let server = verifier(
@@ -868,6 +905,175 @@ mod adapters {
         );
         let policy = Some(RateLimitPolicy { requests_per_second: 40, burst: 40, route: None });
         adapter::apply(&client, "prod", &b, &Change::RateLimit { policy }, &before, true).await.expect("validated");
+        drop(client);
+        finish(server).await;
+    }
+
+    fn kong() -> Binding {
+        Binding {
+            kind: Kind::Kong,
+            objects: vec!["payments".into()],
+            gateway_service: "edge".into(),
+            services: vec!["payments-svc".into()],
+        }
+    }
+
+    fn service(annotations: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "payments-svc", "namespace": "prod", "annotations": annotations},
+            "spec": {"ports": [{"port": 80}]}
+        }))
+        .unwrap()
+    }
+
+    fn kong_state(b: &Binding, f: &Fetched) -> GatewayState {
+        let mut state = state_of(b, &[]);
+        adapter::read(b, f).fill(&mut state);
+        state
+    }
+
+    #[test]
+    fn a_kong_rate_limit_creates_its_plugin_attaches_it_and_undo_detaches_it_exactly() {
+        let b = kong();
+        let f = Fetched {
+            routes: vec![ingress("payments", json!({"konghq.com/plugins": "cors"}))],
+            services: vec![service(json!({}))],
+            plugin: None,
+        };
+        let before = kong_state(&b, &f);
+        assert_eq!(before.rate_limit, None);
+        assert_eq!(
+            before.timeouts,
+            TimeoutPolicy { request_timeout_ms: 60_000, connect_timeout_ms: 60_000, retries: 5 }
+        );
+        let limit = RateLimitPolicy { requests_per_second: 30, burst: 30, route: None };
+        let writes = adapter::plan(&b, &f, &Change::RateLimit { policy: Some(limit.clone()) }, &before).unwrap();
+        assert_eq!(writes.len(), 2);
+        assert_eq!(
+            writes[0].create,
+            Some(json!({
+                "apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
+                "metadata": {"name": "gatewarden-rate-limit", "labels": {"app.kubernetes.io/managed-by": "gatewarden"}},
+                "plugin": "rate-limiting", "config": {"second": 30, "policy": "local"}
+            }))
+        );
+        let plugins = "/metadata/annotations/konghq.com~1plugins";
+        let snapshot = json!({plugins: "cors"}).to_string();
+        assert_eq!(
+            Value::Array(writes[1].ops.clone()),
+            json!([
+                {"op": "test", "path": plugins, "value": "cors"},
+                {"op": "add", "path": plugins, "value": "cors,gatewarden-rate-limit"},
+                {"op": "add", "path": SNAP, "value": snapshot},
+            ])
+        );
+
+        let plugin: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
+            "metadata": {"name": "gatewarden-rate-limit", "namespace": "prod"},
+            "plugin": "rate-limiting", "config": {"second": 30, "policy": "local"}
+        }))
+        .unwrap();
+        let after = Fetched {
+            routes: vec![ingress(
+                "payments",
+                json!({"konghq.com/plugins": "cors,gatewarden-rate-limit", SNAP_KEY: snapshot}),
+            )],
+            services: vec![service(json!({}))],
+            plugin: Some(plugin),
+        };
+        let now = kong_state(&b, &after);
+        assert_eq!(now.rate_limit, Some(limit));
+        let undo = adapter::plan(&b, &after, &Change::RateLimit { policy: None }, &now).unwrap();
+        assert_eq!(undo.len(), 1, "the plugin stays, detached: {undo:?}");
+        assert_eq!(
+            Value::Array(undo[0].ops.clone()),
+            json!([
+                {"op": "test", "path": plugins, "value": "cors,gatewarden-rate-limit"},
+                {"op": "add", "path": plugins, "value": "cors"},
+                {"op": "test", "path": SNAP, "value": snapshot},
+                {"op": "remove", "path": SNAP},
+            ])
+        );
+        let bursty = RateLimitPolicy { requests_per_second: 30, burst: 90, route: None };
+        let err = adapter::plan(&b, &f, &Change::RateLimit { policy: Some(bursty) }, &before).unwrap_err();
+        assert!(matches!(&err, FleetError::Refused(m) if m.contains("no burst")), "{err:?}");
+    }
+
+    #[test]
+    fn kong_timeouts_and_retries_go_to_the_upstream_service_annotations() {
+        let b = kong();
+        let f = Fetched {
+            routes: vec![ingress("payments", json!({}))],
+            services: vec![service(json!({"konghq.com/read-timeout": "30000"}))],
+            plugin: None,
+        };
+        let before = kong_state(&b, &f);
+        assert_eq!(before.timeouts.request_timeout_ms, 30_000);
+        let policy = TimeoutPolicy { request_timeout_ms: 2_500, connect_timeout_ms: 500, retries: 1 };
+        let writes = adapter::plan(&b, &f, &Change::Timeouts { policy }, &before).unwrap();
+        assert_eq!((writes.len(), writes[0].res, writes[0].name.as_str()), (1, adapter::Res::Service, "payments-svc"));
+        let set: Vec<(String, Value)> = writes[0]
+            .ops
+            .iter()
+            .filter(|op| op["op"] == "add" && op["path"] != SNAP)
+            .map(|op| {
+                (op["path"].as_str().unwrap().replace("/metadata/annotations/konghq.com~1", ""), op["value"].clone())
+            })
+            .collect();
+        assert_eq!(
+            set,
+            vec![
+                ("connect-timeout".into(), json!("500")),
+                ("read-timeout".into(), json!("2500")),
+                ("retries".into(), json!("1")),
+                ("write-timeout".into(), json!("2500")),
+            ]
+        );
+        let err =
+            adapter::plan(&b, &f, &Change::Bypass { service: "payments".into(), enabled: true }, &before).unwrap_err();
+        assert!(matches!(err, FleetError::Unsupported(_)));
+    }
+
+    #[tokio::test]
+    async fn the_kong_adapter_creates_its_plugin_through_the_api_server() {
+        let (service_mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service_mock, "prod");
+        let b = kong();
+        let route = ingress("payments", json!({}));
+        let svc = service(json!({}));
+        let before =
+            kong_state(&b, &Fetched { routes: vec![route.clone()], services: vec![svc.clone()], plugin: None });
+        let plugin = json!({
+            "apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
+            "metadata": {"name": "gatewarden-rate-limit", "labels": {"app.kubernetes.io/managed-by": "gatewarden"}},
+            "plugin": "rate-limiting", "config": {"second": 30, "policy": "local"}
+        });
+        let server = verifier(
+            handle,
+            vec![
+                expect("GET", "/apis/networking.k8s.io/v1/namespaces/prod/ingresses/payments")
+                    .reply(200, serde_json::to_value(&route).unwrap()),
+                expect("GET", "/api/v1/namespaces/prod/services/payments-svc").reply(200, serde_json::to_value(&svc).unwrap()),
+                expect("GET", "/apis/configuration.konghq.com/v1/namespaces/prod/kongplugins/gatewarden-rate-limit")
+                    .reply(404, status(404, "NotFound", "kongplugins.configuration.konghq.com \"gatewarden-rate-limit\" not found")),
+                expect("POST", "/apis/configuration.konghq.com/v1/namespaces/prod/kongplugins?&fieldManager=gatewarden")
+                    .body("application/json", plugin.clone())
+                    .reply(201, plugin),
+                expect("PATCH", "/apis/networking.k8s.io/v1/namespaces/prod/ingresses/payments?&fieldManager=gatewarden")
+                    .body(
+                        JSON_PATCH,
+                        json!([
+                            {"op": "add", "path": "/metadata/annotations/konghq.com~1plugins", "value": "gatewarden-rate-limit"},
+                            {"op": "add", "path": SNAP, "value": json!({"/metadata/annotations/konghq.com~1plugins": null}).to_string()},
+                        ]),
+                    )
+                    .reply(200, serde_json::to_value(&route).unwrap()),
+            ],
+        );
+        let policy = Some(RateLimitPolicy { requests_per_second: 30, burst: 30, route: None });
+        adapter::apply(&client, "prod", &b, &Change::RateLimit { policy }, &before, false).await.expect("applied");
         drop(client);
         finish(server).await;
     }
