@@ -202,6 +202,27 @@ pub struct GatewayDetail {
     pub series_step_s: u32,
     /// Oldest first.
     pub series: Vec<SeriesPoint>,
+    /// Recent orchestrator events about the gateway, its ReplicaSets and pods, newest
+    /// first (Kubernetes only).
+    #[serde(default)]
+    pub events: Vec<EventRow>,
+}
+
+/// One Kubernetes event, as `kubectl get events` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRow {
+    /// Last seen, Unix milliseconds.
+    pub ts_ms: i64,
+    /// `Normal` or `Warning`.
+    pub kind: String,
+    /// Short machine reason (`BackOff`, `ScalingReplicaSet`, ...).
+    pub reason: String,
+    /// `Kind/name` of the object.
+    pub object: String,
+    /// The message.
+    pub message: String,
+    /// How many times it happened.
+    pub count: u32,
 }
 
 impl GatewayDetail {
@@ -222,6 +243,7 @@ impl GatewayDetail {
             instances,
             series_step_s,
             series,
+            events: Vec::new(),
         }
     }
 

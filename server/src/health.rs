@@ -153,7 +153,9 @@ impl HealthService {
                 (0, Vec::new())
             }
         };
-        Ok(GatewayDetail::new(summarize(inv, &w), inv.instances.clone(), series_step_s, series))
+        let mut detail = GatewayDetail::new(summarize(inv, &w), inv.instances.clone(), series_step_s, series);
+        detail.events = self.fleet.events(id);
+        Ok(detail)
     }
 
     /// Everything the live views need, in one message.

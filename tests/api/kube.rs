@@ -23,6 +23,18 @@ fn fleet() -> Arc<FakeApiServer> {
     {
         fake.insert(object);
     }
+    let event = |uid: &str, kind: &str, name: &str, reason: &str, at: &str, warning: bool| {
+        json!({"apiVersion": "v1", "kind": "Event",
+               "metadata": {"name": format!("{name}.{uid}"), "namespace": "prod", "uid": uid},
+               "involvedObject": {"kind": kind, "name": name, "namespace": "prod"},
+               "reason": reason, "message": format!("{reason} on {name}"), "count": 3,
+               "type": if warning { "Warning" } else { "Normal" }, "lastTimestamp": at})
+    };
+    fake.insert(event("e1", "Deployment", "edge", "ScalingReplicaSet", "2026-11-24T05:00:00Z", false));
+    fake.insert(event("e2", "Pod", "edge-cur2-00001", "BackOff", "2026-11-24T05:10:00Z", true));
+    fake.insert(event("e3", "ReplicaSet", "edge-cur2", "SuccessfulCreate", "2026-11-24T04:00:00Z", false));
+    // About another gateway: not shown on edge's page.
+    fake.insert(event("e4", "Pod", "auth-cur2-00000", "Unhealthy", "2026-11-24T05:20:00Z", true));
     fake
 }
 
@@ -71,6 +83,21 @@ async fn the_health_views_show_the_clusters_deployments_and_their_pods() {
     assert_eq!(
         pods,
         vec![("edge-cur2-00000", "node-0", 0), ("edge-cur2-00001", "node-1", 1), ("edge-cur2-00002", "node-2", 2)]
+    );
+    let events: Vec<(&str, &str, &str)> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["reason"].as_str().unwrap(), e["object"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            ("Warning", "BackOff", "Pod/edge-cur2-00001"),
+            ("Normal", "ScalingReplicaSet", "Deployment/edge"),
+            ("Normal", "SuccessfulCreate", "ReplicaSet/edge-cur2"),
+        ],
+        "edge's own events, newest first"
     );
 
     // No Prometheus configured: the numbers are missing, and the console says why.

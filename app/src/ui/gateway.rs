@@ -4,7 +4,7 @@ use super::chart::{Line, LineChart};
 use super::format;
 use super::use_live;
 use crate::console::console;
-use crate::dto::{GatewayDetail, GatewaySummary, Instance, SeriesPoint};
+use crate::dto::{EventRow, GatewayDetail, GatewaySummary, Instance, SeriesPoint};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
@@ -42,6 +42,7 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
     let gateway_id = detail.id.clone();
     let step_ms = i64::from(detail.series_step_s) * 1000;
     let initial = (detail.summary(), detail.instances);
+    let events = detail.events;
     let series = RwSignal::new(detail.series);
     let current = {
         let id = id.clone();
@@ -110,6 +111,7 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
         </section>
         <h2>"Instances"</h2>
         {move || view! { <InstanceTable instances=instances() /> }}
+        {(!events.is_empty()).then(|| view! { <EventTable events /> })}
         <super::actions::ActionsPanel gateway=gateway_id />
     }
 }
@@ -177,6 +179,48 @@ fn Tile(label: &'static str, value: String, testid: &'static str, state: &'stati
                 {value}
             </div>
         </div>
+    }
+}
+
+/// The orchestrator's recent events about the gateway (`kubectl get events`).
+#[component]
+fn EventTable(events: Vec<EventRow>) -> impl IntoView {
+    view! {
+        <h2>"Recent events"</h2>
+        <table class="grid" data-testid="events">
+            <thead>
+                <tr>
+                    <th>"Last seen (UTC)"</th>
+                    <th>"Type"</th>
+                    <th>"Reason"</th>
+                    <th>"Object"</th>
+                    <th class="num">"Count"</th>
+                    <th>"Message"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {events
+                    .into_iter()
+                    .map(|e| {
+                        let warning = e.kind == "Warning";
+                        view! {
+                            <tr class:row-critical=warning>
+                                <td>
+                                    <code>{format::utc(e.ts_ms)}</code>
+                                </td>
+                                <td class:warn=warning>{e.kind}</td>
+                                <td>{e.reason}</td>
+                                <td>
+                                    <code>{e.object}</code>
+                                </td>
+                                <td class="num">{e.count}</td>
+                                <td class="reason">{e.message}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
     }
 }
 

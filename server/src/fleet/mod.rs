@@ -273,6 +273,10 @@ pub trait Fleet: Send + Sync {
     fn problem(&self) -> Option<String> {
         None
     }
+    /// Recent orchestrator events about `gateway`, newest first (none by default).
+    fn events(&self, _gateway: &str) -> Vec<app::dto::EventRow> {
+        Vec::new()
+    }
     /// Rollout progress, judged as `kubectl rollout status` does.
     fn rollout(&self, gateway: &str) -> BoxFuture<'_, FleetResult<RolloutState>>;
 }

@@ -43,6 +43,7 @@ pub fn collection(kind: &str, namespace: &str) -> String {
         "Pod" => format!("/api/v1/namespaces/{namespace}/pods"),
         "HorizontalPodAutoscaler" => format!("/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"),
         "Ingress" => format!("/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses"),
+        "Event" => format!("/api/v1/namespaces/{namespace}/events"),
         other => format!("/unknown/{other}"),
     }
 }
@@ -147,6 +148,7 @@ impl FakeApiServer {
                 || path.ends_with("/replicasets")
                 || path.ends_with("/pods")
                 || path.ends_with("/horizontalpodautoscalers")
+                || path.ends_with("/events")
             {
                 json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []})
             } else {

@@ -38,6 +38,8 @@ pub const DEFAULT_SELECTOR: &str = "app=api-gateway";
 /// How often watch events are coalesced into one "something changed" notification, so a
 /// busy cluster does not rebuild the live snapshot for every pod event.
 const COALESCE: Duration = Duration::from_millis(500);
+/// Events shown per gateway.
+const RECENT_EVENTS: usize = 20;
 /// How often the inventory is rebuilt with nothing changed, so pod ages stay current.
 const AGE_REFRESH: Duration = Duration::from_secs(5);
 
@@ -77,6 +79,55 @@ struct Space {
     replicasets: Store<ReplicaSet>,
     pods: Arc<RwLock<PodIndex>>,
     hpas: Store<HorizontalPodAutoscaler>,
+    events: Arc<RwLock<EventIndex>>,
+}
+
+/// At most this many events are kept per namespace; the oldest go first.
+const MAX_EVENTS: usize = 5_000;
+
+/// Recent events of a namespace as rows by UID (the API server keeps them an hour).
+#[derive(Default)]
+struct EventIndex {
+    rows: HashMap<String, (String, String, app::dto::EventRow)>,
+    pending: Option<HashMap<String, (String, String, app::dto::EventRow)>>,
+}
+
+impl EventIndex {
+    fn apply(&mut self, event: watcher::Event<k8s_openapi::api::core::v1::Event>) {
+        let uid = |e: &k8s_openapi::api::core::v1::Event| e.metadata.uid.clone().unwrap_or_default();
+        match event {
+            watcher::Event::Init => self.pending = Some(HashMap::new()),
+            watcher::Event::InitApply(e) => {
+                if let Some(pending) = self.pending.as_mut() {
+                    pending.insert(uid(&e), view::event_row(&e));
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(pending) = self.pending.take() {
+                    self.rows = pending;
+                    self.trim();
+                }
+            }
+            watcher::Event::Apply(e) => {
+                self.rows.insert(uid(&e), view::event_row(&e));
+                self.trim();
+            }
+            watcher::Event::Delete(e) => {
+                self.rows.remove(&uid(&e));
+            }
+        }
+    }
+
+    /// Past the bound, drops the oldest tenth at once (so trimming is rare).
+    fn trim(&mut self) {
+        if self.rows.len() <= MAX_EVENTS {
+            return;
+        }
+        let mut times: Vec<i64> = self.rows.values().map(|(_, _, r)| r.ts_ms).collect();
+        times.sort_unstable();
+        let cutoff = times[self.rows.len() - MAX_EVENTS * 9 / 10];
+        self.rows.retain(|_, (_, _, r)| r.ts_ms >= cutoff);
+    }
 }
 
 impl Space {
@@ -189,7 +240,19 @@ impl KubeFleet {
                     &signal,
                     &mut tasks,
                 );
-                Space { namespace: ns.clone(), deployments, replicasets, pods, hpas }
+                let events = Arc::new(RwLock::new(EventIndex::default()));
+                let index = events.clone();
+                let key = watch_kind("events");
+                Signal::lock(&signal.syncing).insert(key.clone());
+                let stream = watcher(
+                    Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), ns),
+                    watcher::Config::default(),
+                )
+                .default_backoff();
+                tasks.push(tokio::spawn(drive(stream, key, signal.clone(), move |event| {
+                    index.write().unwrap_or_else(|e| e.into_inner()).apply(event)
+                })));
+                Space { namespace: ns.clone(), deployments, replicasets, pods, hpas, events }
             })
             .collect();
         let fleet = Arc::new(Self { client, spaces, signal: signal.clone(), version, cache: Default::default() });
@@ -466,6 +529,41 @@ impl Fleet for KubeFleet {
     fn rollout(&self, gateway: &str) -> BoxFuture<'_, FleetResult<RolloutState>> {
         let result = self.find(gateway).map(|(_, d)| view::rollout(&d));
         Box::pin(async move { result })
+    }
+
+    fn events(&self, gateway: &str) -> Vec<app::dto::EventRow> {
+        let Ok((space, deployment)) = self.find(gateway) else { return Vec::new() };
+        let name = deployment.metadata.name.clone().unwrap_or_default();
+        let replicasets: Vec<(String, String)> = space.read(|o| {
+            o.history(&deployment)
+                .iter()
+                .filter_map(|(_, rs)| Some((rs.metadata.uid.clone()?, rs.metadata.name.clone()?)))
+                .collect()
+        });
+        let pods: BTreeSet<String> = {
+            let index = space.pods.read().unwrap_or_else(|e| e.into_inner());
+            index
+                .rows
+                .values()
+                .filter(|p| p.owner.as_ref().is_some_and(|o| replicasets.iter().any(|(uid, _)| uid == o)))
+                .map(|p| p.instance.name.clone())
+                .collect()
+        };
+        let events = space.events.read().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<app::dto::EventRow> = events
+            .rows
+            .values()
+            .filter(|(kind, object, _)| match kind.as_str() {
+                "Deployment" => *object == name,
+                "ReplicaSet" => replicasets.iter().any(|(_, rs)| rs == object),
+                "Pod" => pods.contains(object),
+                _ => false,
+            })
+            .map(|(_, _, row)| row.clone())
+            .collect();
+        rows.sort_by(|a, b| b.ts_ms.cmp(&a.ts_ms));
+        rows.truncate(RECENT_EVENTS);
+        rows
     }
 
     fn problem(&self) -> Option<String> {

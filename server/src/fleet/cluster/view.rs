@@ -297,6 +297,28 @@ pub fn rollout(deployment: &Deployment) -> RolloutState {
     state
 }
 
+/// An event as a row, with the kind and name of the object it is about.
+pub fn event_row(e: &k8s_openapi::api::core::v1::Event) -> (String, String, app::dto::EventRow) {
+    let kind = e.involved_object.kind.clone().unwrap_or_default();
+    let name = e.involved_object.name.clone().unwrap_or_default();
+    let ts = e
+        .last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or(e.event_time.as_ref().map(|t| t.0))
+        .or(e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .map_or(0, |t| t.as_millisecond());
+    let row = app::dto::EventRow {
+        ts_ms: ts,
+        kind: e.type_.clone().unwrap_or_else(|| "Normal".into()),
+        reason: e.reason.clone().unwrap_or_default(),
+        object: format!("{kind}/{name}"),
+        message: e.message.clone().unwrap_or_default(),
+        count: e.count.unwrap_or(1).max(1) as u32,
+    };
+    (kind, name, row)
+}
+
 /// Drops managed fields and the last-applied annotation (often the largest parts).
 pub fn slim_meta(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
