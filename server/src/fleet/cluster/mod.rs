@@ -561,7 +561,7 @@ impl Fleet for KubeFleet {
             })
             .map(|(_, _, row)| row.clone())
             .collect();
-        rows.sort_by(|a, b| b.ts_ms.cmp(&a.ts_ms));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.ts_ms));
         rows.truncate(RECENT_EVENTS);
         rows
     }
