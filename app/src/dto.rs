@@ -208,6 +208,24 @@ pub struct GatewayDetail {
     pub events: Vec<EventRow>,
 }
 
+/// One line of a gateway pod's log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PodLogLine {
+    /// Pod name.
+    pub pod: String,
+    /// Container name.
+    pub container: String,
+    /// The line, without its newline.
+    pub line: String,
+}
+
+/// `GET /api/v1/gateways/{id}/logs`: the last lines of each pod, pod by pod.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PodLogs {
+    /// The lines.
+    pub lines: Vec<PodLogLine>,
+}
+
 /// One Kubernetes event, as `kubectl get events` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventRow {

@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/session", get(auth::current).post(auth::login).delete(auth::logout))
         .route("/gateways", get(gateways))
         .route("/gateways/{id}", get(gateway))
+        .route("/gateways/{id}/logs", get(gateway_logs))
         .route("/events", get(events))
         .route("/users", get(users).post(create_user))
         .route("/fleet", get(fleet))
@@ -74,6 +75,16 @@ async fn gateways(State(state): State<AppState>, user: AuthUser) -> Result<Json<
 
 async fn gateway(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<GatewayDetail>> {
     Ok(Json(console(state, user).gateway(&id).await?))
+}
+
+async fn gateway_logs(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<app::dto::PodLogs>> {
+    let get = |k: &str| query.get(k).map(String::as_str);
+    Ok(Json(console(state, user).gateway_logs(&id, get("tail"), get("since_seconds")).await?))
 }
 
 async fn users(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec<UserSummary>>> {

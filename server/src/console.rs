@@ -56,6 +56,24 @@ impl ServerConsole {
         self.state.health.gateway(id).await
     }
 
+    /// `kubectl logs -l <gateway selector> --tail=N [--since=Ns]` for one gateway: `tail`
+    /// 1 to 10,000 (default 10, kubectl's with a selector), `since_seconds` 1 to 86,400.
+    pub async fn gateway_logs(&self, id: &str, tail: Option<&str>, since_seconds: Option<&str>) -> Result<PodLogs> {
+        self.caller(Role::Viewer)?;
+        let number = |field: &'static str, v: Option<&str>, max: i64| -> Result<Option<i64>> {
+            match v {
+                None => Ok(None),
+                Some(v) => match v.parse::<i64>() {
+                    Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+                    _ => Err(AppError::invalid(field, format!("must be a whole number from 1 to {max}"))),
+                },
+            }
+        };
+        let tail = number("tail", tail, 10_000)?.unwrap_or(crate::fleet::cluster::logs::DEFAULT_TAIL_LINES);
+        let since = number("since_seconds", since_seconds, 86_400)?;
+        Ok(PodLogs { lines: self.state.health.logs(id, tail, since).await? })
+    }
+
     /// The backend, and the training scenario for the simulator.
     pub async fn fleet(&self) -> Result<FleetInfo> {
         self.caller(Role::Viewer)?;

@@ -158,6 +158,11 @@ impl HealthService {
         Ok(detail)
     }
 
+    /// The gateway's recent pod log lines.
+    pub async fn logs(&self, id: &str, tail: i64, since_seconds: Option<i64>) -> Result<Vec<app::dto::PodLogLine>> {
+        Ok(self.fleet.logs(id, tail, since_seconds).await?)
+    }
+
     /// Everything the live views need, in one message.
     pub async fn snapshot(&self) -> Result<LiveSnapshot> {
         let (inventory, windows) = self.joined().await?;

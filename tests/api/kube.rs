@@ -286,3 +286,32 @@ async fn scaling_a_gateway_an_hpa_manages_is_refused_with_the_way_out_and_its_bo
     let record = responder.get_json(&format!("/api/v1/actions/{}", action["id"])).await;
     assert_eq!(record["undo_available"], true, "the old bounds are recorded: {record}");
 }
+
+#[tokio::test]
+async fn gateway_logs_are_read_like_kubectl_logs_with_a_selector() {
+    let fake = fleet();
+    fake.set_logs("edge-cur2-00000", &["GET /pay 200 11ms", "GET /pay 200 12ms"]);
+    fake.set_logs("edge-cur2-00001", &["GET /pay 502 upstream connect error"]);
+    let app = cluster_app(&fake).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    within("the first list", || async { (gateway_ids(&app, &viewer).await.len() == 2).then_some(()) }).await;
+
+    let logs = viewer.get_json("/api/v1/gateways/prod:edge/logs?tail=1").await;
+    let lines: Vec<(&str, &str, &str)> = logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["pod"].as_str().unwrap(), l["container"].as_str().unwrap(), l["line"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("edge-cur2-00000", "gateway", "GET /pay 200 12ms"),
+            ("edge-cur2-00001", "gateway", "GET /pay 502 upstream connect error"),
+        ]
+    );
+    let bad = viewer.get("/api/v1/gateways/prod:edge/logs?tail=0").await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = bad.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().starts_with("tail:"), "{body}");
+}

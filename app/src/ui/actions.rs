@@ -36,7 +36,17 @@ const TTL: Field = num("ttl_seconds", "Revert after (s, optional)");
 
 const SPECS: &[Spec] = &[
     Spec { action: "restart", label: "Restart", role: Role::Responder, fields: &[] },
-    Spec { action: "scale", label: "Scale", role: Role::Responder, fields: &[num("replicas", "Replicas (1–50)")] },
+    Spec {
+        action: "scale",
+        label: "Scale",
+        role: Role::Responder,
+        fields: &[
+            num("replicas", "Replicas (1–50)"),
+            // An HPA would undo a manual scale: move its bounds instead (leave replicas blank).
+            num("min_replicas", "Autoscaler min (instead of replicas, if an HPA manages it)"),
+            num("max_replicas", "Autoscaler max (instead of replicas, if an HPA manages it)"),
+        ],
+    },
     Spec {
         action: "rollback",
         label: "Roll back",

@@ -273,6 +273,20 @@ pub trait Fleet: Send + Sync {
     fn problem(&self) -> Option<String> {
         None
     }
+    /// The last `tail` lines of each of the gateway's pods (`kubectl logs -l ... --tail`),
+    /// optionally only from the last `since_seconds`.
+    fn logs(
+        &self,
+        _gateway: &str,
+        _tail: i64,
+        _since_seconds: Option<i64>,
+    ) -> BoxFuture<'_, FleetResult<Vec<app::dto::PodLogLine>>> {
+        Box::pin(async {
+            Err(FleetError::Unsupported(
+                "this fleet has no pod logs to read (the simulator does not write any yet)".into(),
+            ))
+        })
+    }
     /// Recent orchestrator events about `gateway`, newest first (none by default).
     fn events(&self, _gateway: &str) -> Vec<app::dto::EventRow> {
         Vec::new()

@@ -738,6 +738,35 @@ pub fn plan(b: &Binding, f: &Fetched, change: &Change, before: &GatewayState) ->
     Ok(planned.into_iter().filter(|p| p.create.is_some() || !p.ops.is_empty()).collect())
 }
 
+/// Before routing clients straight to `service`: it must have a ready endpoint, or the
+/// bypass would turn a degraded gateway into a total outage.
+async fn preflight(client: &kube::Client, namespace: &str, service: &str) -> FleetResult<()> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
+    let lp = kube::api::ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let what = format!("list endpointslices of {namespace}/{service}");
+    let slices = tokio::time::timeout(super::ops::CALL_TIMEOUT, api.list(&lp))
+        .await
+        .map_err(|_| FleetError::Unavailable(format!("{what}: no answer")))?
+        .map_err(|e| error(&what, e))?;
+    let ready = ready_endpoints(&slices.items);
+    if ready == 0 {
+        return Err(FleetError::Refused(format!(
+            "'{service}' has no ready endpoints: sending its clients to it directly would fail every request"
+        )));
+    }
+    Ok(())
+}
+
+/// Endpoints not marked unready (an absent `ready` condition counts as ready).
+pub fn ready_endpoints(slices: &[k8s_openapi::api::discovery::v1::EndpointSlice]) -> usize {
+    slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter().flatten())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+        .count()
+}
+
 /// Reads the objects, plans and sends the writes (dry-run when asked).
 pub async fn apply(
     client: &kube::Client,
@@ -749,6 +778,9 @@ pub async fn apply(
 ) -> FleetResult<()> {
     let fetched = fetch(client, namespace, b).await?;
     let planned = plan(b, &fetched, change, before)?;
+    if let Change::Bypass { service, enabled: true } = change {
+        preflight(client, namespace, service).await?;
+    }
     let pp = PatchParams { dry_run, field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     let post = kube::api::PostParams { dry_run, field_manager: Some(FIELD_MANAGER.into()) };
     for write in planned {

@@ -28,6 +28,7 @@ pub struct FakeApiServer {
     /// Objects by collection path (e.g. `/apis/apps/v1/namespaces/prod/deployments`).
     collections: Mutex<BTreeMap<String, Vec<Value>>>,
     writes: Mutex<Vec<Write>>,
+    logs: Mutex<BTreeMap<String, Vec<String>>>,
     down: AtomicBool,
 }
 
@@ -85,6 +86,11 @@ impl FakeApiServer {
         }
     }
 
+    /// What `GET .../pods/{pod}/log` answers.
+    pub fn set_logs(&self, pod: &str, lines: &[&str]) {
+        lock(&self.logs).insert(pod.to_string(), lines.iter().map(|l| l.to_string()).collect());
+    }
+
     /// Every write received so far.
     pub fn writes(&self) -> Vec<Write> {
         lock(&self.writes).clone()
@@ -123,6 +129,13 @@ impl FakeApiServer {
             if method == "PATCH" && json_patch {
                 return Ok(self.apply_json_patch(&path, body, dry_run));
             }
+        }
+        if let Some(pod) = path.strip_suffix("/log").and_then(|p| p.rsplit('/').next()) {
+            let lines = lock(&self.logs).get(pod).cloned().unwrap_or_default();
+            let tail = query.split('&').find_map(|p| p.strip_prefix("tailLines=")).and_then(|n| n.parse().ok());
+            let skip = tail.map_or(0, |t: usize| lines.len().saturating_sub(t));
+            let text: String = lines[skip..].iter().map(|l| format!("{l}\n")).collect();
+            return Ok(Response::new(Body::from(text.into_bytes())));
         }
         let collections = lock(&self.collections);
         let reply = if let Some(items) = collections.get(&path) {

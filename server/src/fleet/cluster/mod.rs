@@ -9,10 +9,12 @@
 pub mod adapter;
 #[doc(hidden)]
 pub mod fake;
+pub mod logs;
 pub mod ops;
 pub mod view;
 
 use super::{Change, Fleet, FleetError, FleetResult, GatewayInventory, GatewayState, RolloutState};
+use app::dto::PodLogLine;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -529,6 +531,32 @@ impl Fleet for KubeFleet {
     fn rollout(&self, gateway: &str) -> BoxFuture<'_, FleetResult<RolloutState>> {
         let result = self.find(gateway).map(|(_, d)| view::rollout(&d));
         Box::pin(async move { result })
+    }
+
+    fn logs(
+        &self,
+        gateway: &str,
+        tail: i64,
+        since_seconds: Option<i64>,
+    ) -> BoxFuture<'_, FleetResult<Vec<PodLogLine>>> {
+        let gateway = gateway.to_string();
+        Box::pin(async move {
+            let (space, deployment) = self.find(&gateway)?;
+            let owners: Vec<String> =
+                space.read(|o| o.history(&deployment).iter().filter_map(|(_, rs)| rs.metadata.uid.clone()).collect());
+            let mut sources: Vec<logs::Source> = {
+                let index = space.pods.read().unwrap_or_else(|e| e.into_inner());
+                index
+                    .rows
+                    .values()
+                    .filter(|p| p.owner.as_ref().is_some_and(|o| owners.contains(o)))
+                    .map(|p| logs::Source { pod: p.instance.name.clone(), container: p.container.clone() })
+                    .collect()
+            };
+            sources.sort_by(|a, b| a.pod.cmp(&b.pod));
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &space.namespace);
+            logs::recent(&api, &sources, tail, since_seconds).await
+        })
     }
 
     fn events(&self, gateway: &str) -> Vec<app::dto::EventRow> {

@@ -120,6 +120,8 @@ pub struct PodRow {
     pub owner: Option<String>,
     /// When it started, Unix seconds.
     pub started_s: Option<i64>,
+    /// The container `kubectl logs` reads by default.
+    pub container: String,
     /// The row, with `age_s` filled in at read time.
     pub instance: Instance,
 }
@@ -134,7 +136,13 @@ pub fn pod_row(pod: &Pod) -> PodRow {
         .and_then(|s| s.start_time.as_ref())
         .or(pod.metadata.creation_timestamp.as_ref())
         .map(|t| t.0.as_second());
-    PodRow { owner: controller_uid(&pod.metadata).map(str::to_string), started_s, instance }
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| default_container(pod.metadata.annotations.as_ref(), s))
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    PodRow { owner: controller_uid(&pod.metadata).map(str::to_string), started_s, container, instance }
 }
 
 /// A pod as an instance row. `now_s` is Unix seconds.

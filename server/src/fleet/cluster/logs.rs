@@ -1,0 +1,123 @@
+//! Gateway pod logs the way `kubectl logs -l SELECTOR` reads them: each pod's default
+//! container (the `kubectl.kubernetes.io/default-container` annotation, else the first),
+//! 10 lines per pod unless told otherwise, at most 5 requests at a time; following
+//! reopens a stream 1 s after it ends, from where it stopped.
+
+use super::ops::{CALL_TIMEOUT, error};
+use crate::fleet::{FleetError, FleetResult};
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::LogParams;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// kubectl's `--tail` when a selector is given.
+pub const DEFAULT_TAIL_LINES: i64 = 10;
+/// kubectl's `--max-log-requests`.
+pub const MAX_LOG_REQUESTS: usize = 5;
+/// kubectl's pause before reopening a followed stream.
+pub const FOLLOW_RETRY: Duration = Duration::from_secs(1);
+
+/// One line of a pod's log.
+pub type LogLine = app::dto::PodLogLine;
+
+/// A pod and the container to read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Source {
+    /// Pod name.
+    pub pod: String,
+    /// Container (kubectl's default container).
+    pub container: String,
+}
+
+/// The last `tail` lines (optionally only those of the last `since_seconds`) of every
+/// source, pod by pod in the order given, with at most [`MAX_LOG_REQUESTS`] requests in
+/// flight.
+pub async fn recent(
+    api: &Api<Pod>,
+    sources: &[Source],
+    tail: i64,
+    since_seconds: Option<i64>,
+) -> FleetResult<Vec<LogLine>> {
+    let requests = sources.iter().cloned().map(|s| {
+        let api = api.clone();
+        async move { read(api, s, tail, since_seconds).await }
+    });
+    let results: Vec<FleetResult<Vec<LogLine>>> =
+        futures::stream::iter(requests).buffered(MAX_LOG_REQUESTS).collect().await;
+    let mut lines = Vec::new();
+    for r in results {
+        lines.extend(r?);
+    }
+    Ok(lines)
+}
+
+async fn read(api: Api<Pod>, s: Source, tail: i64, since_seconds: Option<i64>) -> FleetResult<Vec<LogLine>> {
+    {
+        let lp = LogParams {
+            container: Some(s.container.clone()),
+            tail_lines: Some(tail),
+            since_seconds,
+            ..Default::default()
+        };
+        let what = format!("logs of {}", s.pod);
+        let text = tokio::time::timeout(CALL_TIMEOUT, api.logs(&s.pod, &lp))
+            .await
+            .map_err(|_| FleetError::Unavailable(format!("{what}: no answer")))?
+            .map_err(|e| error(&what, e))?;
+        Ok(text
+            .lines()
+            .map(|line| LogLine { pod: s.pod.clone(), container: s.container.clone(), line: line.to_string() })
+            .collect())
+    }
+}
+
+/// Follows `source`'s log into `tx` until `tx` closes: a stream that ends or fails is
+/// reopened after [`FOLLOW_RETRY`], asking only for what came after the last line read.
+pub async fn follow(api: Api<Pod>, source: Source, tx: mpsc::Sender<LogLine>) {
+    let mut since_seconds: Option<i64> = None;
+    let mut tail_lines = Some(DEFAULT_TAIL_LINES);
+    loop {
+        let lp = LogParams {
+            container: Some(source.container.clone()),
+            follow: true,
+            tail_lines,
+            since_seconds,
+            ..Default::default()
+        };
+        let mut last_line_at = None;
+        if let Ok(stream) = api.log_stream(&source.pod, &lp).await {
+            let mut lines = stream.lines();
+            while let Ok(Some(line)) = lines.try_next().await {
+                last_line_at = Some(tokio::time::Instant::now());
+                let out = LogLine { pod: source.pod.clone(), container: source.container.clone(), line };
+                if tx.send(out).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(FOLLOW_RETRY).await;
+        if tx.is_closed() {
+            return;
+        }
+        // Resume from about where it stopped, without replaying the tail.
+        tail_lines = None;
+        since_seconds = Some(last_line_at.map_or(1, |t| t.elapsed().as_secs().max(1) as i64));
+    }
+}
+
+/// Follows every source with at most `max_streams` streams at once (kubectl refuses more
+/// than its `--max-log-requests`; we follow the first ones and say how many are left out).
+/// Returns the receiver and how many sources are not followed.
+pub fn follow_all(api: Api<Pod>, sources: Vec<Source>, max_streams: usize) -> (mpsc::Receiver<LogLine>, usize) {
+    let (tx, rx) = mpsc::channel(1024);
+    let left_out = sources.len().saturating_sub(max_streams);
+    for source in sources.into_iter().take(max_streams) {
+        tokio::spawn(follow(api.clone(), source, tx.clone()));
+    }
+    (rx, left_out)
+}
