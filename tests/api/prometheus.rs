@@ -67,6 +67,7 @@ async fn promql_over_a_real_prometheus_matches_the_simulators_ground_truth() {
     let body = reqwest::get(format!("http://{}/metrics", app.addr)).await.unwrap().text().await.unwrap();
     assert!(body.contains("# TYPE gatewarden_requests_total counter"), "{body}");
     assert!(body.contains("gatewarden_request_duration_seconds_bucket{"), "{body}");
+    assert!(body.contains(r#"route="/api/payments""#), "series per route: {body}");
 
     let mut prometheus = PrometheusServer::scraping(app.addr).await;
     // Simulated time runs at real speed so rates per scraped second are rates per

@@ -82,24 +82,25 @@ impl SimFleet {
     }
 
     /// The fleet in the Prometheus text format (0.0.4), for a real Prometheus to scrape:
-    /// per gateway, request counters by status code (200, 404, 429, 503 stand for the
-    /// 2xx, other 4xx, 429 and 5xx answers the model counts) and the latency histogram
-    /// of admitted requests in seconds, with the same bucket bounds the console uses.
+    /// per gateway and route, request counters by status code (200, 404, 429, 503 stand
+    /// for the 2xx, other 4xx, 429 and 5xx answers the model counts) and the latency
+    /// histogram of admitted requests in seconds, with the bucket bounds the console uses.
     /// `_sum` is estimated from bucket midpoints (the model keeps no exact sum).
     pub fn exposition(&self) -> String {
         use std::fmt::Write;
         let sim = self.lock();
-        let mut out = String::with_capacity(4096 * sim.gateways.len().max(1));
-        out.push_str("# HELP gatewarden_requests_total Requests answered by the gateway, by status code.\n");
+        let mut out = String::with_capacity(8192 * sim.gateways.len().max(1));
+        out.push_str("# HELP gatewarden_requests_total Requests answered by the gateway, by route and status code.\n");
         out.push_str("# TYPE gatewarden_requests_total counter\n");
         for gw in &sim.gateways {
-            let t = &gw.totals;
-            for (code, n) in [("200", t.c2xx), ("404", t.c4xx), ("429", t.c429), ("503", t.c5xx)] {
-                let _ = writeln!(
-                    out,
-                    "gatewarden_requests_total{{namespace=\"{}\",deployment=\"{}\",code=\"{code}\"}} {n}",
-                    gw.namespace, gw.name
-                );
+            for (route, t) in gw.routes.iter().zip(&gw.route_totals) {
+                for (code, n) in [("200", t.c2xx), ("404", t.c4xx), ("429", t.c429), ("503", t.c5xx)] {
+                    let _ = writeln!(
+                        out,
+                        "gatewarden_requests_total{{namespace=\"{}\",deployment=\"{}\",route=\"{}\",code=\"{code}\"}} {n}",
+                        gw.namespace, gw.name, route.path
+                    );
+                }
             }
         }
         out.push_str(
@@ -107,19 +108,24 @@ impl SimFleet {
              # TYPE gatewarden_request_duration_seconds histogram\n",
         );
         for gw in &sim.gateways {
-            let labels = format!("namespace=\"{}\",deployment=\"{}\"", gw.namespace, gw.name);
-            let (mut cumulative, mut sum_s) = (0u64, 0.0f64);
-            for (i, n) in gw.totals.buckets.iter().enumerate() {
-                cumulative += n;
-                let lower = if i == 0 { 0.0 } else { histogram::BOUNDS_MS[i - 1] };
-                let upper = histogram::BOUNDS_MS.get(i).copied().unwrap_or(lower);
-                sum_s += *n as f64 * (lower + upper) / 2.0 / 1000.0;
-                let le = histogram::BOUNDS_MS.get(i).map_or("+Inf".to_string(), |b| format!("{}", b / 1000.0));
-                let _ =
-                    writeln!(out, "gatewarden_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            for (route, t) in gw.routes.iter().zip(&gw.route_totals) {
+                let labels =
+                    format!("namespace=\"{}\",deployment=\"{}\",route=\"{}\"", gw.namespace, gw.name, route.path);
+                let (mut cumulative, mut sum_s) = (0u64, 0.0f64);
+                for (i, n) in t.buckets.iter().enumerate() {
+                    cumulative += n;
+                    let lower = if i == 0 { 0.0 } else { histogram::BOUNDS_MS[i - 1] };
+                    let upper = histogram::BOUNDS_MS.get(i).copied().unwrap_or(lower);
+                    sum_s += *n as f64 * (lower + upper) / 2.0 / 1000.0;
+                    let le = histogram::BOUNDS_MS.get(i).map_or("+Inf".to_string(), |b| format!("{}", b / 1000.0));
+                    let _ = writeln!(
+                        out,
+                        "gatewarden_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                    );
+                }
+                let _ = writeln!(out, "gatewarden_request_duration_seconds_sum{{{labels}}} {sum_s}");
+                let _ = writeln!(out, "gatewarden_request_duration_seconds_count{{{labels}}} {cumulative}");
             }
-            let _ = writeln!(out, "gatewarden_request_duration_seconds_sum{{{labels}}} {sum_s}");
-            let _ = writeln!(out, "gatewarden_request_duration_seconds_count{{{labels}}} {cumulative}");
         }
         out
     }

@@ -179,6 +179,11 @@ pub struct Second {
 }
 
 impl Second {
+    /// Nothing happened in second `t`.
+    pub fn zero(t: i64) -> Self {
+        Second { t, total: 0, c2xx: 0, c4xx: 0, c429: 0, c5xx: 0, buckets: [0; NB] }
+    }
+
     /// Adds `other`'s counts to these (for running totals).
     pub fn add(&mut self, other: &Second) {
         self.t = other.t;
@@ -218,6 +223,8 @@ pub struct Gateway {
     pub history: VecDeque<Second>,
     /// Every outcome since the simulation began (Prometheus counters; `t` is the last second).
     pub totals: Second,
+    /// The same per route, in route order.
+    pub route_totals: Vec<Second>,
     /// Multiplier on offered load (traffic surge).
     pub surge: f64,
     /// Emergency rate limit, if one is set.
@@ -356,7 +363,8 @@ impl Sim {
             target_revision,
             pods: Vec::new(),
             history: VecDeque::with_capacity(HISTORY_S + 1),
-            totals: Second { t: 0, total: 0, c2xx: 0, c4xx: 0, c429: 0, c5xx: 0, buckets: [0; NB] },
+            totals: Second::zero(0),
+            route_totals: Vec::new(),
             surge: 1.0,
             rate_limit: None,
             tokens: 0.0,
@@ -466,8 +474,15 @@ impl Sim {
         let mut asked = vec![0.0; self.services.len()];
         for i in 0..self.gateways.len() {
             self.reconcile(i, t);
-            let second = self.traffic(i, t, &mut load, &mut ok, &mut asked);
-            self.gateways[i].totals.add(&second);
+            let per_route = self.traffic(i, t, &mut load, &mut ok, &mut asked);
+            let mut second = Second::zero(t);
+            let gw = &mut self.gateways[i];
+            gw.route_totals.resize(per_route.len(), Second::zero(t));
+            for (total, route) in gw.route_totals.iter_mut().zip(&per_route) {
+                second.add(route);
+                total.add(route);
+            }
+            gw.totals.add(&second);
             let history = &mut self.gateways[i].history;
             if history.len() == HISTORY_S {
                 history.pop_front();
@@ -590,7 +605,7 @@ impl Sim {
         1.0 + 0.2 * (std::f64::consts::TAU * (secs / 3600.0 - 9.0) / 24.0).sin()
     }
 
-    fn traffic(&mut self, i: usize, t: i64, load: &mut [f64], ok: &mut [f64], asked: &mut [f64]) -> Second {
+    fn traffic(&mut self, i: usize, t: i64, load: &mut [f64], ok: &mut [f64], asked: &mut [f64]) -> Vec<Second> {
         let daily = self.daily(t);
         let gw = &self.gateways[i];
         let ready: Vec<&Pod> = gw.ready_pods(t).collect();
@@ -637,11 +652,12 @@ impl Sim {
             ok_ms: f64,
         }
 
-        let mut s = Second { t, total: 0, c2xx: 0, c4xx: 0, c429: 0, c5xx: 0, buckets: [0; NB] };
+        // Outcomes per route, in route order.
+        let mut per = vec![Second::zero(t); routes.len()];
         let mut flows = Vec::with_capacity(routes.len());
         let mut demand = 0.0;
         let mut trips = Vec::new();
-        for r in &routes {
+        for (ri, r) in routes.iter().enumerate() {
             let k = self.services.iter().position(|x| x.name == r.service).expect("routes name known services");
             let noise = 1.0 + 0.06 * (self.rng.f64() + self.rng.f64() - 1.0);
             let offered = self.rng.round(r.baseline_rps * daily * surge * noise);
@@ -669,8 +685,8 @@ impl Sim {
                 self.gateways[i].tokens -= allowed as f64;
                 throttled += passing - allowed;
             }
-            s.total += offered;
-            s.c429 += throttled;
+            per[ri].total += offered;
+            per[ri].c429 += throttled;
             let admitted = offered - throttled;
             let hung = self.rng.round(admitted as f64 * stuck_share).min(admitted);
             let live = admitted - hung;
@@ -718,7 +734,9 @@ impl Sim {
         let rc = rho.min(0.985);
         let wait = 1.0 + rc.powi(8) / (1.0 - rc);
         let served_frac = if rho <= 1.0 { 1.0 } else { 1.0 / rho };
-        for (r, f) in flows.into_iter().flatten() {
+        for (ri, flow) in flows.into_iter().enumerate() {
+            let Some((r, f)) = flow else { continue };
+            let s = &mut per[ri];
             if ready_n == 0.0 {
                 // No ready instance behind the load balancer: immediate 503.
                 s.c5xx += f.admitted;
@@ -743,7 +761,7 @@ impl Sim {
             histogram::spread_lognormal(upstream_failed, f.hold_ms * wait, LATENCY_SIGMA, &mut s.buckets);
             s.buckets[histogram::bucket_of(GATEWAY_TIMEOUT_MS)] += queued_out;
         }
-        s
+        per
     }
 }
 
