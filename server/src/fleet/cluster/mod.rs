@@ -79,57 +79,9 @@ struct Space {
     namespace: String,
     deployments: Store<Deployment>,
     replicasets: Store<ReplicaSet>,
-    pods: Arc<RwLock<PodIndex>>,
+    pods: Arc<RwLock<Index<Pod, view::PodRow>>>,
     hpas: Store<HorizontalPodAutoscaler>,
-    events: Arc<RwLock<EventIndex>>,
-}
-
-/// At most this many events are kept per namespace; the oldest go first.
-const MAX_EVENTS: usize = 5_000;
-
-/// Recent events of a namespace as rows by UID (the API server keeps them an hour).
-#[derive(Default)]
-struct EventIndex {
-    rows: HashMap<String, (String, String, app::dto::EventRow)>,
-    pending: Option<HashMap<String, (String, String, app::dto::EventRow)>>,
-}
-
-impl EventIndex {
-    fn apply(&mut self, event: watcher::Event<k8s_openapi::api::core::v1::Event>) {
-        let uid = |e: &k8s_openapi::api::core::v1::Event| e.metadata.uid.clone().unwrap_or_default();
-        match event {
-            watcher::Event::Init => self.pending = Some(HashMap::new()),
-            watcher::Event::InitApply(e) => {
-                if let Some(pending) = self.pending.as_mut() {
-                    pending.insert(uid(&e), view::event_row(&e));
-                }
-            }
-            watcher::Event::InitDone => {
-                if let Some(pending) = self.pending.take() {
-                    self.rows = pending;
-                    self.trim();
-                }
-            }
-            watcher::Event::Apply(e) => {
-                self.rows.insert(uid(&e), view::event_row(&e));
-                self.trim();
-            }
-            watcher::Event::Delete(e) => {
-                self.rows.remove(&uid(&e));
-            }
-        }
-    }
-
-    /// Past the bound, drops the oldest tenth at once (so trimming is rare).
-    fn trim(&mut self) {
-        if self.rows.len() <= MAX_EVENTS {
-            return;
-        }
-        let mut times: Vec<i64> = self.rows.values().map(|(_, _, r)| r.ts_ms).collect();
-        times.sort_unstable();
-        let cutoff = times[self.rows.len() - MAX_EVENTS * 9 / 10];
-        self.rows.retain(|_, (_, _, r)| r.ts_ms >= cutoff);
-    }
+    events: Arc<RwLock<Index<k8s_openapi::api::core::v1::Event, EventEntry>>>,
 }
 
 impl Space {
@@ -140,37 +92,62 @@ impl Space {
     }
 }
 
-/// The watched pods as compact rows by UID; a relist builds `pending` and swaps it in
-/// when complete, as a reflector store does.
-#[derive(Default)]
-struct PodIndex {
-    rows: HashMap<String, view::PodRow>,
-    pending: Option<HashMap<String, view::PodRow>>,
+/// At most this many events are kept per namespace; the oldest go first.
+const MAX_EVENTS: usize = 5_000;
+
+/// An event row with the kind and name of the object it is about.
+type EventEntry = (String, String, app::dto::EventRow);
+
+/// Watched objects of one kind kept as compact rows by UID instead of API objects; a
+/// relist builds `pending` and swaps it in when complete, as a reflector store does.
+struct Index<K, R> {
+    rows: HashMap<String, R>,
+    pending: Option<HashMap<String, R>>,
+    row: fn(&K) -> R,
+    /// Bounds `rows` after each change.
+    trim: fn(&mut HashMap<String, R>),
 }
 
-impl PodIndex {
-    fn apply(&mut self, event: watcher::Event<Pod>) {
-        let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
+impl<K: Resource, R> Index<K, R> {
+    fn new(row: fn(&K) -> R, trim: fn(&mut HashMap<String, R>)) -> Self {
+        Index { rows: HashMap::new(), pending: None, row, trim }
+    }
+
+    fn apply(&mut self, event: watcher::Event<K>) {
+        let uid = |k: &K| k.meta().uid.clone().unwrap_or_default();
         match event {
             watcher::Event::Init => self.pending = Some(HashMap::new()),
-            watcher::Event::InitApply(p) => {
+            watcher::Event::InitApply(k) => {
                 if let Some(pending) = self.pending.as_mut() {
-                    pending.insert(uid(&p), view::pod_row(&p));
+                    pending.insert(uid(&k), (self.row)(&k));
                 }
             }
             watcher::Event::InitDone => {
                 if let Some(pending) = self.pending.take() {
                     self.rows = pending;
+                    (self.trim)(&mut self.rows);
                 }
             }
-            watcher::Event::Apply(p) => {
-                self.rows.insert(uid(&p), view::pod_row(&p));
+            watcher::Event::Apply(k) => {
+                self.rows.insert(uid(&k), (self.row)(&k));
+                (self.trim)(&mut self.rows);
             }
-            watcher::Event::Delete(p) => {
-                self.rows.remove(&uid(&p));
+            watcher::Event::Delete(k) => {
+                self.rows.remove(&uid(&k));
             }
         }
     }
+}
+
+/// Past [`MAX_EVENTS`], drops the oldest tenth at once (so trimming is rare).
+fn trim_events(rows: &mut HashMap<String, EventEntry>) {
+    if rows.len() <= MAX_EVENTS {
+        return;
+    }
+    let mut times: Vec<i64> = rows.values().map(|(_, _, r)| r.ts_ms).collect();
+    times.sort_unstable();
+    let cutoff = times[rows.len() - MAX_EVENTS * 9 / 10];
+    rows.retain(|_, (_, _, r)| r.ts_ms >= cutoff);
 }
 
 /// What the watches report: which have failed (and why) and which have not yet listed.
@@ -226,7 +203,7 @@ impl KubeFleet {
                     &signal,
                     &mut tasks,
                 );
-                let pods = Arc::new(RwLock::new(PodIndex::default()));
+                let pods = Arc::new(RwLock::new(Index::new(view::pod_row, |_| {})));
                 let index = pods.clone();
                 let key = watch_kind("pods");
                 Signal::lock(&signal.syncing).insert(key.clone());
@@ -242,7 +219,7 @@ impl KubeFleet {
                     &signal,
                     &mut tasks,
                 );
-                let events = Arc::new(RwLock::new(EventIndex::default()));
+                let events = Arc::new(RwLock::new(Index::new(view::event_row, trim_events)));
                 let index = events.clone();
                 let key = watch_kind("events");
                 Signal::lock(&signal.syncing).insert(key.clone());
