@@ -33,6 +33,10 @@ pub const SERVICES: &str = "gatewarden.io/services";
 
 /// The KongPlugin the console creates for its emergency rate limit.
 pub const KONG_PLUGIN: &str = "gatewarden-rate-limit";
+/// The Envoy Gateway BackendTrafficPolicy the console creates for its circuit breaker.
+pub const ENVOY_BREAKER: &str = "gatewarden-circuit-breaker";
+/// Annotation on that policy naming the one service it is scoped to.
+const BREAKER_SERVICE: &str = "gatewarden.io/service";
 const KONG_PLUGINS: &str = "konghq.com/plugins";
 /// Kong's defaults (ms, retries) when a Service has no annotation.
 const KONG_DEFAULT_TIMEOUT_MS: u32 = 60_000;
@@ -64,7 +68,7 @@ pub enum Res {
     Route,
     /// Upstream Services.
     Service,
-    /// Kong's plugin object.
+    /// The console's own object: Kong's plugin, Envoy Gateway's BackendTrafficPolicy.
     Plugin,
 }
 
@@ -74,6 +78,9 @@ impl Res {
             (Res::Route, Kind::HttpRoute) => ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
             (Res::Route, _) => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
             (Res::Service, _) => ("", "v1", "Service", "services"),
+            (Res::Plugin, Kind::HttpRoute) => {
+                ("gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy", "backendtrafficpolicies")
+            }
             (Res::Plugin, _) => ("configuration.konghq.com", "v1", "KongPlugin", "kongplugins"),
         };
         ApiResource {
@@ -93,8 +100,9 @@ pub struct Fetched {
     pub routes: Vec<DynamicObject>,
     /// The upstream Services (Kong).
     pub services: Vec<DynamicObject>,
-    /// The console's KongPlugin, if it exists.
-    pub plugin: Option<DynamicObject>,
+    /// The object the console owns, if it exists: its KongPlugin (Kong) or its Envoy
+    /// Gateway BackendTrafficPolicy (HTTPRoute).
+    pub owned: Option<DynamicObject>,
 }
 
 impl Fetched {
@@ -115,6 +123,8 @@ pub struct Planned {
     pub ops: Vec<Value>,
     /// An object to create instead of patching.
     pub create: Option<Value>,
+    /// Delete the object instead (the console's own, when its policy is removed).
+    pub delete: bool,
 }
 
 /// A gateway's adapter and the objects it edits.
@@ -218,9 +228,19 @@ pub async fn fetch(client: &kube::Client, namespace: &str, b: &Binding) -> Fleet
             }
         }
     }
-    if b.kind == Kind::Kong {
+    let owned = match b.kind {
+        Kind::Kong => Some(KONG_PLUGIN),
+        Kind::HttpRoute => Some(ENVOY_BREAKER),
+        Kind::IngressNginx => None,
+    };
+    if let Some(owned) = owned {
         let api = api(client, namespace, b.kind, Res::Plugin);
-        fetched.plugin = get(&api, format!("get KongPlugin {namespace}/{KONG_PLUGIN}"), KONG_PLUGIN).await?;
+        let what = format!("get {} {namespace}/{owned}", Res::Plugin.resource(b.kind).kind);
+        fetched.owned = match get(&api, what, owned).await {
+            // Envoy Gateway's CRD may not be installed: then there is no breaker in force.
+            Err(FleetError::NotFound(_)) => None,
+            other => other?,
+        };
     }
     Ok(fetched)
 }
@@ -247,7 +267,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 pub fn read(b: &Binding, f: &Fetched) -> Policy {
     match b.kind {
         Kind::IngressNginx => read_nginx(&f.routes),
-        Kind::HttpRoute => read_httproute(b, &f.routes),
+        Kind::HttpRoute => Policy { circuit_breaker: envoy_breaker(f.owned.as_ref()), ..read_httproute(b, &f.routes) },
         Kind::Kong => read_kong(f),
     }
 }
@@ -257,7 +277,7 @@ fn kong_plugins(o: &DynamicObject) -> Vec<String> {
 }
 
 fn read_kong(f: &Fetched) -> Policy {
-    let rps = f.plugin.as_ref().and_then(|p| p.data["config"]["second"].as_u64()).map(|v| v as u32);
+    let rps = f.owned.as_ref().and_then(|p| p.data["config"]["second"].as_u64()).map(|v| v as u32);
     let attached: Vec<bool> = f.routes.iter().map(|o| kong_plugins(o).iter().any(|p| p == KONG_PLUGIN)).collect();
     let rate_limit = match (rps, attached.iter().position(|a| *a)) {
         (Some(rps), Some(i)) => Some(RateLimitPolicy {
@@ -349,6 +369,18 @@ fn duration_ms(s: &str) -> Option<u32> {
 
 fn rules(o: &DynamicObject) -> impl Iterator<Item = &Value> {
     o.data["spec"]["rules"].as_array().into_iter().flatten()
+}
+
+/// The breaker the console's BackendTrafficPolicy expresses (Envoy Gateway passive
+/// health checks: outlier detection).
+fn envoy_breaker(owned: Option<&DynamicObject>) -> Option<BreakerPolicy> {
+    let passive = &owned?.data["spec"]["healthCheck"]["passive"];
+    Some(BreakerPolicy {
+        consecutive_errors: passive["consecutive5XxErrors"].as_u64()? as u32,
+        ejection_seconds: duration_ms(passive["baseEjectionTime"].as_str()?)? / 1000,
+        max_ejection_percent: passive["maxEjectionPercent"].as_u64().unwrap_or(10) as u32,
+        service: owned.and_then(|o| annotation(o, BREAKER_SERVICE)).map(str::to_string),
+    })
 }
 
 fn read_httproute(b: &Binding, objects: &[DynamicObject]) -> Policy {
@@ -517,7 +549,8 @@ pub fn plan(b: &Binding, f: &Fetched, change: &Change, before: &GatewayState) ->
             "the gateway's {what} was changed by someone else since this change was planned; review it and try again"
         ))
     };
-    let patch = |res: Res, o: &DynamicObject, ops: Vec<Value>| Planned { res, name: name(o), ops, create: None };
+    let patch =
+        |res: Res, o: &DynamicObject, ops: Vec<Value>| Planned { res, name: name(o), ops, create: None, delete: false };
     // How one route object alone reads (what a restored snapshot would give).
     let route_reader = |o: &DynamicObject| read(b, &Fetched { routes: vec![o.clone()], ..f.clone() });
     let service_reader = |o: &DynamicObject| read(b, &Fetched { services: vec![o.clone()], ..f.clone() });
@@ -560,11 +593,12 @@ pub fn plan(b: &Binding, f: &Fetched, change: &Change, before: &GatewayState) ->
                 // The plugin carries the limit; the Ingress annotation attaches it.
                 if let Some(p) = policy {
                     let config = json!({"second": p.requests_per_second, "policy": "local"});
-                    match &f.plugin {
+                    match &f.owned {
                         None => writes.push(Planned {
                             res: Res::Plugin,
                             name: KONG_PLUGIN.into(),
                             ops: vec![],
+                            delete: false,
                             create: Some(json!({
                                 "apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
                                 "metadata": {"name": KONG_PLUGIN, "labels": {"app.kubernetes.io/managed-by": "gatewarden"}},
@@ -579,13 +613,14 @@ pub fn plan(b: &Binding, f: &Fetched, change: &Change, before: &GatewayState) ->
                                 json!({"op": "replace", "path": "/config", "value": config}),
                             ],
                             create: None,
+                            delete: false,
                         }),
                         Some(_) => {}
                     }
                 }
                 let reader = |o: &DynamicObject| {
                     // With the plugin as it will be after this change.
-                    let mut plugin = f.plugin.clone();
+                    let mut plugin = f.owned.clone();
                     if let (Some(p), None) = (policy, &plugin) {
                         plugin = serde_json::from_value(json!({
                             "apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
@@ -593,7 +628,7 @@ pub fn plan(b: &Binding, f: &Fetched, change: &Change, before: &GatewayState) ->
                         }))
                         .ok();
                     }
-                    read(b, &Fetched { routes: vec![o.clone()], services: vec![], plugin })
+                    read(b, &Fetched { routes: vec![o.clone()], services: vec![], owned: plugin })
                 };
                 for o in targets {
                     let mut plugins: Vec<String> = kong_plugins(o).into_iter().filter(|p| p != KONG_PLUGIN).collect();
@@ -651,6 +686,76 @@ pub fn plan(b: &Binding, f: &Fetched, change: &Change, before: &GatewayState) ->
                         patch(Res::Service, o, object_ops(service_reader, o, vec![], wanted, satisfied))
                     })
                     .collect()
+            }
+        }
+        (Kind::HttpRoute, Change::CircuitBreaker { policy }) => {
+            if now.circuit_breaker != before.circuit_breaker {
+                return Err(moved("circuit breaker"));
+            }
+            let owned = |ops: Vec<Value>, create: Option<Value>, delete: bool| Planned {
+                res: Res::Plugin,
+                name: ENVOY_BREAKER.into(),
+                ops,
+                create,
+                delete,
+            };
+            match (policy, &f.owned) {
+                (None, None) => vec![],
+                (None, Some(_)) => vec![owned(vec![], None, true)],
+                (Some(p), existing) => {
+                    // Scoped to a service: only the routes that reach it.
+                    let reaches = |o: &DynamicObject, svc: &str| {
+                        rules(o)
+                            .flat_map(|r| r["backendRefs"].as_array().into_iter().flatten())
+                            .any(|r| r["name"] == svc)
+                    };
+                    let targets: Vec<Value> = f
+                        .routes
+                        .iter()
+                        .filter(|o| p.service.as_ref().is_none_or(|svc| reaches(o, svc)))
+                        .map(|o| json!({"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": name(o)}))
+                        .collect();
+                    if targets.is_empty() {
+                        return Err(FleetError::Refused(format!(
+                            "no bound HTTPRoute sends traffic to '{}'",
+                            p.service.as_deref().unwrap_or_default()
+                        )));
+                    }
+                    let spec = json!({
+                        "targetRefs": targets,
+                        "healthCheck": {"passive": {
+                            "consecutive5XxErrors": p.consecutive_errors,
+                            "baseEjectionTime": format!("{}s", p.ejection_seconds),
+                            "maxEjectionPercent": p.max_ejection_percent,
+                            "interval": "1s",
+                        }},
+                    });
+                    let annotations = match &p.service {
+                        Some(svc) => json!({BREAKER_SERVICE: svc}),
+                        None => json!({}),
+                    };
+                    match existing {
+                        None => vec![owned(
+                            vec![],
+                            Some(json!({
+                                "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "BackendTrafficPolicy",
+                                "metadata": {"name": ENVOY_BREAKER, "annotations": annotations,
+                                             "labels": {"app.kubernetes.io/managed-by": "gatewarden"}},
+                                "spec": spec,
+                            })),
+                            false,
+                        )],
+                        Some(o) => vec![owned(
+                            vec![
+                                json!({"op": "test", "path": "/spec", "value": o.data["spec"]}),
+                                json!({"op": "replace", "path": "/spec", "value": spec}),
+                                json!({"op": "add", "path": "/metadata/annotations", "value": annotations}),
+                            ],
+                            None,
+                            false,
+                        )],
+                    }
+                }
             }
         }
         (Kind::HttpRoute, Change::Timeouts { policy }) => {
@@ -727,7 +832,7 @@ pub fn plan(b: &Binding, f: &Fetched, change: &Change, before: &GatewayState) ->
             };
             let (adapter, why) = match kind {
                 Kind::IngressNginx => ("ingress-nginx", "ingress-nginx has no circuit breaker or bypass annotation"),
-                Kind::HttpRoute => ("HTTPRoute", "the Gateway API has no rate limit or circuit breaker in HTTPRoute"),
+                Kind::HttpRoute => ("HTTPRoute", "the Gateway API has no rate limit in HTTPRoute"),
                 Kind::Kong => {
                     ("Kong", "its circuit breaker (KongUpstreamPolicy health checks) and bypass are not mapped yet")
                 }
@@ -735,7 +840,7 @@ pub fn plan(b: &Binding, f: &Fetched, change: &Change, before: &GatewayState) ->
             return Err(FleetError::Unsupported(format!("the {adapter} adapter cannot set {what}: {why}")));
         }
     };
-    Ok(planned.into_iter().filter(|p| p.create.is_some() || !p.ops.is_empty()).collect())
+    Ok(planned.into_iter().filter(|p| p.create.is_some() || p.delete || !p.ops.is_empty()).collect())
 }
 
 /// Before routing clients straight to `service`: it must have a ready endpoint, or the
@@ -786,19 +891,30 @@ pub async fn apply(
     for write in planned {
         let api = api(client, namespace, b.kind, write.res);
         let kind = write.res.resource(b.kind).kind;
-        let what =
-            format!("{} {kind} {namespace}/{}", if write.create.is_some() { "create" } else { "patch" }, write.name);
+        let verb = match (&write.create, write.delete) {
+            (Some(_), _) => "create",
+            (None, true) => "delete",
+            (None, false) => "patch",
+        };
+        let what = format!("{verb} {kind} {namespace}/{}", write.name);
         let call = async {
-            match write.create {
-                Some(object) => {
+            match (write.create, write.delete) {
+                (Some(object), _) => {
                     let object: DynamicObject =
                         serde_json::from_value(object).map_err(|e| FleetError::Rejected(e.to_string()))?;
-                    api.create(&post, &object).await.map_err(|e| error(&what, e))
+                    api.create(&post, &object).await.map(|_| ()).map_err(|e| error(&what, e))
                 }
-                None => {
+                (None, true) => {
+                    let dp = kube::api::DeleteParams { dry_run, ..Default::default() };
+                    api.delete(&write.name, &dp).await.map(|_| ()).map_err(|e| error(&what, e))
+                }
+                (None, false) => {
                     let patch: json_patch::Patch = serde_json::from_value(Value::Array(write.ops))
                         .map_err(|e| FleetError::Rejected(e.to_string()))?;
-                    api.patch(&write.name, &pp, &Patch::Json::<()>(patch)).await.map_err(|e| error(&what, e))
+                    api.patch(&write.name, &pp, &Patch::Json::<()>(patch))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| error(&what, e))
                 }
             }
         };

@@ -939,7 +939,7 @@ mod adapters {
         let f = Fetched {
             routes: vec![ingress("payments", json!({"konghq.com/plugins": "cors"}))],
             services: vec![service(json!({}))],
-            plugin: None,
+            owned: None,
         };
         let before = kong_state(&b, &f);
         assert_eq!(before.rate_limit, None);
@@ -981,7 +981,7 @@ mod adapters {
                 json!({"konghq.com/plugins": "cors,gatewarden-rate-limit", SNAP_KEY: snapshot}),
             )],
             services: vec![service(json!({}))],
-            plugin: Some(plugin),
+            owned: Some(plugin),
         };
         let now = kong_state(&b, &after);
         assert_eq!(now.rate_limit, Some(limit));
@@ -1007,7 +1007,7 @@ mod adapters {
         let f = Fetched {
             routes: vec![ingress("payments", json!({}))],
             services: vec![service(json!({"konghq.com/read-timeout": "30000"}))],
-            plugin: None,
+            owned: None,
         };
         let before = kong_state(&b, &f);
         assert_eq!(before.timeouts.request_timeout_ms, 30_000);
@@ -1043,8 +1043,7 @@ mod adapters {
         let b = kong();
         let route = ingress("payments", json!({}));
         let svc = service(json!({}));
-        let before =
-            kong_state(&b, &Fetched { routes: vec![route.clone()], services: vec![svc.clone()], plugin: None });
+        let before = kong_state(&b, &Fetched { routes: vec![route.clone()], services: vec![svc.clone()], owned: None });
         let plugin = json!({
             "apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
             "metadata": {"name": "gatewarden-rate-limit", "labels": {"app.kubernetes.io/managed-by": "gatewarden"}},
@@ -1111,6 +1110,103 @@ mod adapters {
         let ready: Vec<k8s_openapi::api::discovery::v1::EndpointSlice> =
             vec![serde_json::from_value(slice(true)).unwrap(), serde_json::from_value(slice(false)).unwrap()];
         assert_eq!(adapter::ready_endpoints(&ready), 1);
+    }
+
+    #[test]
+    fn an_httproute_gateways_circuit_breaker_is_an_envoy_gateway_policy_it_creates_and_deletes() {
+        use crate::fleet::BreakerPolicy;
+        let b = httproute();
+        let mut other = route(100, 0);
+        other.metadata.name = Some("catalog-edge".into());
+        other.data["spec"]["rules"][0]["backendRefs"][1]["name"] = json!("catalog");
+        let f = Fetched { routes: vec![route(100, 0), other], services: vec![], owned: None };
+        let before = state_of(&b, &f.routes);
+        assert_eq!(before.circuit_breaker, None);
+        let breaker = BreakerPolicy {
+            consecutive_errors: 5,
+            ejection_seconds: 30,
+            max_ejection_percent: 50,
+            service: Some("payments".into()),
+        };
+        let writes = adapter::plan(&b, &f, &Change::CircuitBreaker { policy: Some(breaker.clone()) }, &before).unwrap();
+        let created = json!({
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "BackendTrafficPolicy",
+            "metadata": {"name": "gatewarden-circuit-breaker", "annotations": {"gatewarden.io/service": "payments"},
+                         "labels": {"app.kubernetes.io/managed-by": "gatewarden"}},
+            "spec": {
+                // Only the route that reaches payments.
+                "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "payments-edge"}],
+                "healthCheck": {"passive": {"consecutive5XxErrors": 5, "baseEjectionTime": "30s",
+                                            "maxEjectionPercent": 50, "interval": "1s"}}
+            }
+        });
+        assert_eq!((writes.len(), writes[0].res, writes[0].create.as_ref()), (1, adapter::Res::Plugin, Some(&created)));
+
+        let mut owned = created.clone();
+        owned["metadata"]["namespace"] = json!("prod");
+        let after = Fetched { owned: Some(serde_json::from_value(owned).unwrap()), ..f.clone() };
+        let mut now = state_of(&b, &after.routes);
+        adapter::read(&b, &after).fill(&mut now);
+        assert_eq!(now.circuit_breaker, Some(breaker.clone()), "reads back as set");
+
+        // Tightening it replaces the spec it read; removing it deletes the policy.
+        let tighter = BreakerPolicy { consecutive_errors: 3, ..breaker };
+        let update = adapter::plan(&b, &after, &Change::CircuitBreaker { policy: Some(tighter) }, &now).unwrap();
+        assert_eq!(update[0].ops[0], json!({"op": "test", "path": "/spec", "value": created["spec"]}));
+        let undo = adapter::plan(&b, &after, &Change::CircuitBreaker { policy: None }, &now).unwrap();
+        assert_eq!((undo.len(), undo[0].delete, undo[0].name.as_str()), (1, true, "gatewarden-circuit-breaker"));
+        let err = adapter::plan(&b, &f, &Change::CircuitBreaker { policy: None }, &now).unwrap_err();
+        assert!(matches!(err, FleetError::Conflict(_)), "someone removed it since: {err:?}");
+    }
+
+    #[tokio::test]
+    async fn the_envoy_gateway_breaker_is_created_and_deleted_on_the_api_server() {
+        use crate::fleet::BreakerPolicy;
+        let (service_mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service_mock, "prod");
+        let b = httproute();
+        let current = route(100, 0);
+        let before = state_of(&b, std::slice::from_ref(&current));
+        let policy = json!({
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "BackendTrafficPolicy",
+            "metadata": {"name": "gatewarden-circuit-breaker", "annotations": {},
+                         "labels": {"app.kubernetes.io/managed-by": "gatewarden"}},
+            "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "payments-edge"}],
+                     "healthCheck": {"passive": {"consecutive5XxErrors": 5, "baseEjectionTime": "30s",
+                                                 "maxEjectionPercent": 50, "interval": "1s"}}}
+        });
+        let mut stored = policy.clone();
+        stored["metadata"]["namespace"] = json!("prod");
+        let route_path = "/apis/gateway.networking.k8s.io/v1/namespaces/prod/httproutes/payments-edge";
+        let server = verifier(
+            handle,
+            vec![
+                expect("GET", route_path).reply(200, serde_json::to_value(&current).unwrap()),
+                expect("GET", "/apis/gateway.envoyproxy.io/v1alpha1/namespaces/prod/backendtrafficpolicies/gatewarden-circuit-breaker")
+                    .reply(404, status(404, "NotFound", "not found")),
+                expect("POST", "/apis/gateway.envoyproxy.io/v1alpha1/namespaces/prod/backendtrafficpolicies?&fieldManager=gatewarden")
+                    .body("application/json", policy)
+                    .reply(201, stored.clone()),
+                expect("GET", route_path).reply(200, serde_json::to_value(&current).unwrap()),
+                expect("GET", "/apis/gateway.envoyproxy.io/v1alpha1/namespaces/prod/backendtrafficpolicies/gatewarden-circuit-breaker")
+                    .reply(200, stored.clone()),
+                expect("DELETE", "/apis/gateway.envoyproxy.io/v1alpha1/namespaces/prod/backendtrafficpolicies/gatewarden-circuit-breaker?")
+                    .body("application/json", json!({}))
+                    .reply(200, stored.clone()),
+            ],
+        );
+        let breaker =
+            BreakerPolicy { consecutive_errors: 5, ejection_seconds: 30, max_ejection_percent: 50, service: None };
+        adapter::apply(&client, "prod", &b, &Change::CircuitBreaker { policy: Some(breaker.clone()) }, &before, false)
+            .await
+            .expect("created");
+        let mut now = before.clone();
+        now.circuit_breaker = Some(breaker);
+        adapter::apply(&client, "prod", &b, &Change::CircuitBreaker { policy: None }, &now, false)
+            .await
+            .expect("deleted");
+        drop(client);
+        finish(server).await;
     }
 }
 
