@@ -315,3 +315,21 @@ async fn gateway_logs_are_read_like_kubectl_logs_with_a_selector() {
     let body: Value = bad.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().starts_with("tail:"), "{body}");
 }
+
+#[tokio::test]
+async fn the_pages_show_a_degraded_backend_and_the_gateways_events_on_first_paint() {
+    let fake = fleet();
+    let app = cluster_app(&fake).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    within("the first list", || async { (gateway_ids(&app, &viewer).await.len() == 2).then_some(()) }).await;
+
+    let health = viewer.get("/").await.text().await.unwrap();
+    assert!(health.contains("data-testid=\"backend-problem\""), "the banner is there");
+    assert!(health.contains("no Prometheus configured"), "with the reason");
+    assert!(health.contains("prod:edge") || health.contains("/gateways/prod:edge"), "and the cluster's gateways");
+
+    let page = viewer.get("/gateways/prod:edge").await.text().await.unwrap();
+    for needle in ["data-testid=\"events\"", "BackOff", "Pod/edge-cur2-00001", "node-1"] {
+        assert!(page.contains(needle), "gateway page lacks {needle}");
+    }
+}
