@@ -14,9 +14,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // kube's client logs every failed connection as an error; the watch that made it
+        // logs the failure once per change of reason, with the watch it belongs to.
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn,kube_client::client::builder=off".into()),
         )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
