@@ -18,6 +18,10 @@ use sqlx::Row;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long start-up waits for the backend's first full read before settling interrupted
+/// actions (after that, what cannot be read is settled as unknown).
+const RECONCILE_SYNC_LIMIT: Duration = Duration::from_secs(15);
+
 /// Backend seconds between the two impact readings.
 pub const IMPACT_AFTER_S: i64 = 60;
 
@@ -1005,6 +1009,10 @@ impl Engine {
         )
         .fetch_all(&self.db)
         .await?;
+        if !pending.is_empty() {
+            // Judge on the backend's actual state: a cluster's watches list first.
+            self.fleet.synced(RECONCILE_SYNC_LIMIT).await;
+        }
         for (intent_id, gateway, params, before) in &pending {
             let change: Option<Change> = serde_json::from_str::<Value>(params)
                 .ok()
@@ -1015,10 +1023,14 @@ impl Engine {
                 (Some(c), Some(b), Some(n)) => took_effect(c, b, n),
                 _ => false,
             };
-            let detail = if applied {
-                "interrupted after the change was made; the fleet shows it in force"
-            } else {
-                "interrupted before the change took effect; the fleet shows it was not made"
+            let detail = match (&now, applied) {
+                (_, true) => "interrupted after the change was made; the fleet shows it in force",
+                (Some(_), false) => "interrupted before the change took effect; the fleet shows it was not made",
+                // Never claim "not made" without having looked.
+                (None, false) => {
+                    "interrupted; the gateway could not be read at start-up, so whether the change was made is \
+                     unknown: check it before acting again"
+                }
             };
             let mut entry = NewEntry::new(
                 Actor::system(),

@@ -333,3 +333,40 @@ async fn the_pages_show_a_degraded_backend_and_the_gateways_events_on_first_pain
         assert!(page.contains(needle), "gateway page lacks {needle}");
     }
 }
+
+#[tokio::test]
+async fn an_interrupted_action_is_settled_against_the_clusters_state_once_the_watches_have_listed() {
+    use server::audit::{Actor, Kind, NewEntry, Outcome};
+    let fake = fleet();
+    let app = cluster_app(&fake).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    within("the first list", || async { (gateway_ids(&app, &viewer).await.len() == 2).then_some(()) }).await;
+    let before = json!({
+        "replicas": 3, "revision": 2, "version": "1.4.0", "template": "cur2",
+        "revisions": [[1, "0.9.0"], [2, "1.4.0"]], "routes": [], "rate_limit": null,
+        "timeouts": {"request_timeout_ms": 0, "connect_timeout_ms": 0, "retries": 0},
+        "circuit_breaker": null, "services": [], "bypassed": []
+    });
+    // A restart whose intent was written when the process died.
+    let mut intent = NewEntry::new(Actor::system(), Kind::ActionIntent, Outcome::Pending);
+    intent.action = "restart".into();
+    intent.target = "prod:edge".into();
+    intent.params = json!({"params": {}, "change": {"change": "restart"}});
+    intent.before = Some(before);
+    app.state.ledger.append(intent).await.unwrap();
+    let db = app.stop().await;
+
+    // A slow API server: the caches are still empty when start-up settles the intent,
+    // unless it waits for the first list.
+    fake.set_delay(Duration::from_millis(500));
+    let mut options = Options::new(Backend::Sqlite);
+    options.kube = Some(InjectedClient(fake.client("prod")));
+    let app = TestApp::spawn_on(db, options).await;
+    fake.set_delay(Duration::ZERO);
+    let viewer = app.signed_in(Role::Viewer).await;
+    let audit = viewer.get_json("/api/v1/audit?kind=reconciliation").await;
+    let entry = &audit["entries"][0];
+    // The cluster was read (no new revision: the restart was not made), not guessed.
+    assert_eq!(entry["outcome"], "failed", "{audit}");
+    assert!(entry["reason"].as_str().unwrap().contains("shows it was not made"), "{entry}");
+}

@@ -269,6 +269,11 @@ pub trait Fleet: Send + Sync {
     ) -> BoxFuture<'a, FleetResult<()>> {
         Box::pin(async { Ok(()) })
     }
+    /// Resolves once the backend has read its initial state (Kubernetes: every watch has
+    /// listed once), or after `limit`, whichever comes first.
+    fn synced(&self, _limit: std::time::Duration) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
     /// Why the backend is degraded right now (watch errors, unreachable cluster), if it is.
     fn problem(&self) -> Option<String> {
         None

@@ -30,6 +30,8 @@ pub struct FakeApiServer {
     writes: Mutex<Vec<Write>>,
     logs: Mutex<BTreeMap<String, Vec<String>>>,
     down: AtomicBool,
+    /// Milliseconds every request waits before it is answered.
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,6 +93,11 @@ impl FakeApiServer {
         lock(&self.logs).insert(pod.to_string(), lines.iter().map(|l| l.to_string()).collect());
     }
 
+    /// Makes every request wait `delay` before it is answered (a slow API server).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// Every write received so far.
     pub fn writes(&self) -> Vec<Write> {
         lock(&self.writes).clone()
@@ -109,6 +116,10 @@ impl FakeApiServer {
     async fn answer(&self, request: Request<Body>) -> Result<Response<Body>, std::io::Error> {
         if self.down.load(Ordering::SeqCst) {
             return Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"));
+        }
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
         }
         let method = request.method().to_string();
         let uri = request.uri().to_string();

@@ -571,6 +571,15 @@ impl Fleet for KubeFleet {
         rows
     }
 
+    fn synced(&self, limit: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + limit;
+            while !Signal::lock(&self.signal.syncing).is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    }
+
     fn problem(&self) -> Option<String> {
         let errors = Signal::lock(&self.signal.errors);
         if let Some((watch, reason)) = errors.iter().next() {
