@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod fleet;
 pub mod health;
+pub mod logs;
 pub mod request;
 pub mod startup;
 pub mod state;
