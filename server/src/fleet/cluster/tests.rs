@@ -1095,6 +1095,12 @@ mod adapters {
             vec![
                 expect("GET", "/apis/gateway.networking.k8s.io/v1/namespaces/prod/httproutes/payments-edge")
                     .reply(200, serde_json::to_value(&current).unwrap()),
+                // No breaker of ours yet (or Envoy Gateway not installed).
+                expect(
+                    "GET",
+                    "/apis/gateway.envoyproxy.io/v1alpha1/namespaces/prod/backendtrafficpolicies/gatewarden-circuit-breaker",
+                )
+                .reply(404, status(404, "NotFound", "not found")),
                 expect(
                     "GET",
                     "/apis/discovery.k8s.io/v1/namespaces/prod/endpointslices?&labelSelector=kubernetes.io%2Fservice-name%3Dpayments",
