@@ -1,3 +1,293 @@
-//! Log search across every gateway instance (issue 6). So far: the query language.
+//! Log search across every gateway instance (issue 6).
+//!
+//! Lines arrive from the simulator (or, later, pod log streams) into a [`LogStore`]: an
+//! in-memory ring bounded by size and age. Search parses the query language in
+//! [`query`] and scans newest first. (The index that replaces the scan is to be chosen by
+//! measurement; this is the reference it must agree with.)
 
 pub mod query;
+
+use query::{Expr, Field, Level, Status, TimeBound};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+/// One log line of one gateway instance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogRecord {
+    /// When, Unix milliseconds.
+    pub ts_ms: i64,
+    /// Gateway id.
+    pub gateway: Arc<str>,
+    /// Pod name.
+    pub instance: Arc<str>,
+    /// Severity.
+    pub level: Level,
+    /// Route path of an access line ("" otherwise).
+    pub route: Arc<str>,
+    /// HTTP status of an access line (0 otherwise).
+    pub status: u16,
+    /// The text as the gateway wrote it (may span lines: stack traces).
+    pub message: String,
+}
+
+impl LogRecord {
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.message.len()
+    }
+}
+
+/// How much the store keeps; the oldest lines go first when either bound is passed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Retention {
+    /// Bytes of lines kept (records and their text).
+    pub max_bytes: usize,
+    /// Age of the oldest line kept, milliseconds.
+    pub max_age_ms: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { max_bytes: 256 << 20, max_age_ms: 24 * 3600 * 1000 }
+    }
+}
+
+struct Inner {
+    /// Oldest first; `first_seq` is the sequence number of `lines[0]`.
+    lines: VecDeque<LogRecord>,
+    first_seq: u64,
+    bytes: usize,
+    dropped: u64,
+}
+
+/// The lines of every gateway instance, newest last.
+pub struct LogStore {
+    inner: Mutex<Inner>,
+    retention: Retention,
+}
+
+/// One search result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    /// Sequence number (the cursor of the next page is the last hit's).
+    pub seq: u64,
+    /// The line.
+    pub record: LogRecord,
+    /// Byte ranges of the message that matched a word, phrase or regex.
+    pub highlights: Vec<(usize, usize)>,
+}
+
+/// A page of results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    /// Newest first.
+    pub hits: Vec<Hit>,
+    /// Every matching line in the store.
+    pub total: u64,
+    /// Where the next page starts, if there is one.
+    pub next_cursor: Option<u64>,
+}
+
+impl LogStore {
+    /// An empty store.
+    pub fn new(retention: Retention) -> Self {
+        LogStore { inner: Mutex::new(Inner { lines: VecDeque::new(), first_seq: 0, bytes: 0, dropped: 0 }), retention }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends lines (in time order) and drops what retention no longer keeps.
+    pub fn extend(&self, records: impl IntoIterator<Item = LogRecord>) {
+        let mut inner = self.lock();
+        for r in records {
+            inner.bytes += r.size();
+            inner.lines.push_back(r);
+        }
+        let newest = inner.lines.back().map_or(0, |r| r.ts_ms);
+        while let Some(oldest) = inner.lines.front() {
+            let too_old = newest - oldest.ts_ms > self.retention.max_age_ms;
+            if !too_old && inner.bytes <= self.retention.max_bytes {
+                break;
+            }
+            let size = oldest.size();
+            inner.lines.pop_front();
+            inner.bytes -= size;
+            inner.first_seq += 1;
+            inner.dropped += 1;
+        }
+    }
+
+    /// (lines kept, bytes, lines dropped by retention so far).
+    pub fn stats(&self) -> (usize, usize, u64) {
+        let inner = self.lock();
+        (inner.lines.len(), inner.bytes, inner.dropped)
+    }
+
+    /// Lines matching `m` in `[since, until]` (Unix ms), newest first, `limit` per page,
+    /// starting below sequence number `cursor`.
+    pub fn search(
+        &self,
+        m: &Matcher,
+        since: Option<i64>,
+        until: Option<i64>,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Page {
+        let inner = self.lock();
+        let mut hits = Vec::new();
+        let mut total = 0u64;
+        let mut next_cursor = None;
+        for (i, r) in inner.lines.iter().enumerate().rev() {
+            let seq = inner.first_seq + i as u64;
+            if since.is_some_and(|s| r.ts_ms < s) {
+                // Lines are in time order: nothing older can match.
+                break;
+            }
+            if until.is_some_and(|u| r.ts_ms > u) || !m.matches(r) {
+                continue;
+            }
+            total += 1;
+            if cursor.is_some_and(|c| seq >= c) {
+                continue;
+            }
+            if hits.len() < limit {
+                hits.push(Hit { seq, record: r.clone(), highlights: m.highlights(&r.message) });
+            } else if next_cursor.is_none() {
+                next_cursor = hits.last().map(|h: &Hit| h.seq);
+            }
+        }
+        Page { hits, total, next_cursor }
+    }
+}
+
+fn contains_ci(haystack: &str, needle: &str) -> bool {
+    needle.is_empty() || find_ci(haystack, needle, 0).is_some()
+}
+
+/// Byte offset of the first case-insensitive (ASCII) occurrence of `needle` at or after `from`.
+fn find_ci(haystack: &str, needle: &str, from: usize) -> Option<usize> {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    if n.is_empty() || h.len() < n.len() {
+        return None;
+    }
+    (from..=h.len() - n.len()).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n) && haystack.is_char_boundary(i))
+}
+
+/// A query ready to run: regexes compiled, relative times resolved.
+pub enum Matcher {
+    /// Everything.
+    All,
+    /// A word or phrase (case-insensitive).
+    Text(String),
+    /// A regular expression over the message.
+    Regex(regex::Regex),
+    /// `level:`
+    Level(String),
+    /// `gateway:`
+    Gateway(String),
+    /// `instance:`
+    Instance(String),
+    /// `route:`
+    Route(String),
+    /// `status:503`
+    Code(u16),
+    /// `status:5xx`
+    Class(u16),
+    /// `since:` as Unix ms.
+    Since(i64),
+    /// `until:` as Unix ms.
+    Until(i64),
+    /// Negation.
+    Not(Box<Matcher>),
+    /// All of these.
+    And(Vec<Matcher>),
+    /// Any of these.
+    Or(Vec<Matcher>),
+}
+
+impl Matcher {
+    /// Compiles `e` at time `now_ms` (the parser has checked every regex).
+    pub fn new(e: &Expr, now_ms: i64) -> Self {
+        let all = |items: &[Expr]| items.iter().map(|i| Matcher::new(i, now_ms)).collect();
+        match e {
+            Expr::All => Matcher::All,
+            Expr::Term(w) | Expr::Phrase(w) => Matcher::Text(w.clone()),
+            Expr::Regex(re) => regex::Regex::new(re).map_or(Matcher::Not(Box::new(Matcher::All)), Matcher::Regex),
+            Expr::Field(Field::Level, v) => Matcher::Level(v.clone()),
+            Expr::Field(Field::Gateway, v) => Matcher::Gateway(v.clone()),
+            Expr::Field(Field::Instance, v) => Matcher::Instance(v.clone()),
+            Expr::Field(Field::Route, v) => Matcher::Route(v.clone()),
+            Expr::Status(Status::Code(c)) => Matcher::Code(*c),
+            Expr::Status(Status::Class(c)) => Matcher::Class(u16::from(*c)),
+            Expr::Since(b) => Matcher::Since(b.resolve(now_ms)),
+            Expr::Until(b) => Matcher::Until(b.resolve(now_ms)),
+            Expr::Not(inner) => Matcher::Not(Box::new(Matcher::new(inner, now_ms))),
+            Expr::And(items) => Matcher::And(all(items)),
+            Expr::Or(items) => Matcher::Or(all(items)),
+        }
+    }
+
+    /// Whether line `r` matches.
+    pub fn matches(&self, r: &LogRecord) -> bool {
+        match self {
+            Matcher::All => true,
+            Matcher::Text(w) => contains_ci(&r.message, w),
+            Matcher::Regex(re) => re.is_match(&r.message),
+            Matcher::Level(v) => r.level.as_str() == v,
+            Matcher::Gateway(v) => &*r.gateway == v,
+            Matcher::Instance(v) => &*r.instance == v,
+            Matcher::Route(v) => &*r.route == v,
+            Matcher::Code(c) => r.status == *c,
+            Matcher::Class(c) => r.status / 100 == *c,
+            Matcher::Since(t) => r.ts_ms >= *t,
+            Matcher::Until(t) => r.ts_ms <= *t,
+            Matcher::Not(inner) => !inner.matches(r),
+            Matcher::And(items) => items.iter().all(|i| i.matches(r)),
+            Matcher::Or(items) => items.iter().any(|i| i.matches(r)),
+        }
+    }
+
+    /// Byte ranges of `message` that the query's (non-negated) words, phrases and
+    /// regexes match, sorted and merged.
+    pub fn highlights(&self, message: &str) -> Vec<(usize, usize)> {
+        fn collect(m: &Matcher, message: &str, out: &mut Vec<(usize, usize)>) {
+            match m {
+                Matcher::Text(w) if !w.is_empty() => {
+                    let mut from = 0;
+                    while let Some(at) = find_ci(message, w, from) {
+                        out.push((at, at + w.len()));
+                        from = at + w.len();
+                    }
+                }
+                Matcher::Regex(re) => {
+                    out.extend(re.find_iter(message).filter(|m| !m.is_empty()).map(|m| (m.start(), m.end())))
+                }
+                Matcher::And(items) | Matcher::Or(items) => items.iter().for_each(|i| collect(i, message, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        collect(self, message, &mut out);
+        out.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(out.len());
+        for (s, t) in out {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(t),
+                _ => merged.push((s, t)),
+            }
+        }
+        merged
+    }
+}
+
+/// A `since`/`until` request parameter in the query language's time syntax.
+pub fn time_param(v: &str) -> Option<TimeBound> {
+    match query::parse(&format!("since:{v}")) {
+        Ok(Expr::Since(b)) => Some(b),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

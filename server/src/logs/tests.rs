@@ -1,0 +1,113 @@
+//! Queries against a known corpus return exactly the expected lines.
+
+use super::query::{Level, parse};
+use super::*;
+
+fn line(ts: i64, gateway: &str, instance: &str, level: Level, status: u16, message: &str) -> LogRecord {
+    LogRecord {
+        ts_ms: ts,
+        gateway: gateway.into(),
+        instance: instance.into(),
+        level,
+        // Access lines read "METHOD ROUTE STATUS ...".
+        route: if status > 0 { message.split_whitespace().nth(1).unwrap_or_default().into() } else { "".into() },
+        status,
+        message: message.into(),
+    }
+}
+
+fn corpus() -> LogStore {
+    let store = LogStore::new(Retention::default());
+    store.extend([
+        line(1_000, "edge", "edge-a", Level::Info, 200, "GET /api/payments 200 12ms upstream=payments"),
+        line(
+            2_000,
+            "edge",
+            "edge-b",
+            Level::Error,
+            502,
+            "GET /api/payments 502 connect() failed (111: Connection refused)",
+        ),
+        line(3_000, "partner", "partner-a", Level::Warn, 429, "POST /api/orders 429 quota exceeded"),
+        line(
+            4_000,
+            "edge",
+            "edge-a",
+            Level::Error,
+            0,
+            "panic: runtime error: nil pointer dereference\n\tat handler.go:42",
+        ),
+        line(
+            5_000,
+            "edge",
+            "edge-b",
+            Level::Error,
+            504,
+            "GET /api/payments 504 upstream timed out (110: Connection timed out)",
+        ),
+        line(6_000, "partner", "partner-a", Level::Info, 200, "GET /api/users 200 9ms"),
+    ]);
+    store
+}
+
+/// The timestamps of the lines `q` finds, newest first.
+fn find(store: &LogStore, q: &str) -> Vec<i64> {
+    let m = Matcher::new(&parse(q).unwrap(), 10_000);
+    store.search(&m, None, None, 100, None).hits.iter().map(|h| h.record.ts_ms).collect()
+}
+
+#[test]
+fn queries_find_exactly_the_matching_lines_newest_first() {
+    let s = corpus();
+    assert_eq!(find(&s, ""), vec![6_000, 5_000, 4_000, 3_000, 2_000, 1_000]);
+    assert_eq!(find(&s, "level:error"), vec![5_000, 4_000, 2_000]);
+    assert_eq!(find(&s, "status:5xx"), vec![5_000, 2_000]);
+    assert_eq!(find(&s, "status:429"), vec![3_000]);
+    assert_eq!(find(&s, "CONNECTION"), vec![5_000, 2_000], "words match case-insensitively");
+    assert_eq!(find(&s, r#""connection refused""#), vec![2_000]);
+    assert_eq!(find(&s, "gateway:edge AND NOT status:5xx"), vec![4_000, 1_000]);
+    assert_eq!(find(&s, "instance:partner-a OR panic"), vec![6_000, 4_000, 3_000]);
+    assert_eq!(find(&s, r"/\b\d{2}ms\b/"), vec![1_000]);
+    assert_eq!(find(&s, "(timed OR refused) -instance:edge-a"), vec![5_000, 2_000]);
+    assert_eq!(find(&s, "route:/api/payments level:info"), vec![1_000]);
+    assert_eq!(find(&s, "since:1970-01-01T00:00:03Z until:1970-01-01T00:00:05Z"), vec![5_000, 4_000, 3_000]);
+    assert_eq!(find(&s, "since:7s"), vec![6_000, 5_000, 4_000, 3_000], "7 s before now (10 s)");
+    assert_eq!(find(&s, "nothing-like-this"), Vec::<i64>::new());
+}
+
+#[test]
+fn pages_count_every_match_and_continue_from_the_cursor() {
+    let s = corpus();
+    let m = Matcher::new(&parse("gateway:edge").unwrap(), 0);
+    let first = s.search(&m, None, None, 2, None);
+    assert_eq!(first.total, 4);
+    assert_eq!(first.hits.iter().map(|h| h.record.ts_ms).collect::<Vec<_>>(), vec![5_000, 4_000]);
+    let second = s.search(&m, None, None, 2, first.next_cursor);
+    assert_eq!(second.hits.iter().map(|h| h.record.ts_ms).collect::<Vec<_>>(), vec![2_000, 1_000]);
+    assert_eq!(second.next_cursor, None);
+    let window = s.search(&m, Some(2_000), Some(4_000), 10, None);
+    assert_eq!((window.total, window.hits.len()), (2, 2));
+}
+
+#[test]
+fn highlights_mark_the_words_phrases_and_regex_matches() {
+    let m = Matcher::new(&parse(r#"connect "connection refused" /\d+:/ -nothing"#).unwrap(), 0);
+    let text = "GET /api/payments 502 connect() failed (111: Connection refused)";
+    let spans: Vec<&str> = m.highlights(text).iter().map(|&(a, b)| &text[a..b]).collect();
+    assert_eq!(spans, vec!["connect", "111:", "Connection refused"]);
+}
+
+#[test]
+fn retention_drops_the_oldest_lines_by_age_and_by_size() {
+    let s = LogStore::new(Retention { max_bytes: usize::MAX, max_age_ms: 2_500 });
+    s.extend((0..6).map(|i| line(i * 1_000, "edge", "edge-a", Level::Info, 200, "x")));
+    assert_eq!(find(&s, ""), vec![5_000, 4_000, 3_000]);
+    assert_eq!(s.stats().2, 3, "three dropped");
+
+    let one = line(0, "edge", "edge-a", Level::Info, 200, "0123456789").size();
+    let s = LogStore::new(Retention { max_bytes: one * 4, max_age_ms: i64::MAX });
+    s.extend((0..10).map(|i| line(i, "edge", "edge-a", Level::Info, 200, "0123456789")));
+    let (kept, bytes, dropped) = s.stats();
+    assert_eq!((kept, dropped), (4, 6));
+    assert!(bytes <= one * 4);
+}
