@@ -208,6 +208,36 @@ pub struct GatewayDetail {
     pub events: Vec<EventRow>,
 }
 
+/// One line found by log search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogHit {
+    /// When, Unix milliseconds.
+    pub ts: i64,
+    /// Gateway id.
+    pub gateway: String,
+    /// Instance (pod) name.
+    pub instance: String,
+    /// error, warn, info or debug.
+    pub level: String,
+    /// The line's text.
+    pub message: String,
+    /// Byte ranges of `message` the query matched: `[start, end)`.
+    pub highlights: Vec<(usize, usize)>,
+}
+
+/// `GET /api/v1/logs`: a page of matching lines, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogSearch {
+    /// The lines.
+    pub hits: Vec<LogHit>,
+    /// All matching lines.
+    pub total: u64,
+    /// Search time on the server.
+    pub took_ms: f64,
+    /// Pass as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+}
+
 /// One line of a gateway pod's log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PodLogLine {

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/gateways", get(gateways))
         .route("/gateways/{id}", get(gateway))
         .route("/gateways/{id}/logs", get(gateway_logs))
+        .route("/logs", get(search_logs))
         .route("/events", get(events))
         .route("/users", get(users).post(create_user))
         .route("/fleet", get(fleet))
@@ -75,6 +76,14 @@ async fn gateways(State(state): State<AppState>, user: AuthUser) -> Result<Json<
 
 async fn gateway(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<GatewayDetail>> {
     Ok(Json(console(state, user).gateway(&id).await?))
+}
+
+async fn search_logs(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<app::dto::LogSearch>> {
+    Ok(Json(console(state, user).search_logs(&query).await?))
 }
 
 async fn gateway_logs(

@@ -98,6 +98,12 @@ pub struct ServeArgs {
     /// JSON file overriding fields of the flavor's queries (see README).
     #[arg(long, env = "GATEWARDEN_PROMETHEUS_QUERIES")]
     pub prometheus_queries: Option<std::path::PathBuf>,
+    /// Log lines kept in memory, megabytes (the oldest go first).
+    #[arg(long, env = "GATEWARDEN_LOG_RETENTION_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub log_retention_mb: u64,
+    /// Age of the oldest log line kept, hours.
+    #[arg(long, env = "GATEWARDEN_LOG_RETENTION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=720))]
+    pub log_retention_hours: u64,
     /// Public URL; an https URL marks session cookies Secure.
     #[arg(long, env = "GATEWARDEN_PUBLIC_URL")]
     pub public_url: Option<String>,

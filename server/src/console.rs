@@ -74,6 +74,60 @@ impl ServerConsole {
         Ok(PodLogs { lines: self.state.health.logs(id, tail, since).await? })
     }
 
+    /// `GET /api/v1/logs`: a page of the lines matching `q` (the query language of
+    /// `logs::query`), newest first. A syntax error in `q` is a 400 that says where.
+    pub async fn search_logs(&self, params: &HashMap<String, String>) -> Result<LogSearch> {
+        use crate::logs::{Matcher, query, time_param};
+        self.caller(Role::Viewer)?;
+        let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let expr = query::parse(get("q").unwrap_or("")).map_err(|e| AppError::BadRequest {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            message: format!("q: {e}"),
+        })?;
+        let now = crate::db::now_ms();
+        let time = |field: &'static str| -> Result<Option<i64>> {
+            get(field)
+                .map(|v| {
+                    time_param(v).map(|b| b.resolve(now)).ok_or_else(|| {
+                        AppError::invalid(field, "a time (RFC 3339, Unix ms, now) or an age (15m, 2h, 7d)")
+                    })
+                })
+                .transpose()
+        };
+        let (since, until) = (time("since")?, time("until")?);
+        let limit = match get("limit") {
+            None => 100,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| AppError::invalid("limit", "a whole number from 1 to 1000"))?,
+        };
+        let cursor = get("cursor")
+            .map(|c| c.parse::<u64>().map_err(|_| AppError::invalid("cursor", "not a cursor from a previous page")))
+            .transpose()?;
+        let started = std::time::Instant::now();
+        let matcher = Matcher::new(&expr, now);
+        let page = self.state.logs.search(&matcher, since, until, limit, cursor);
+        Ok(LogSearch {
+            hits: page
+                .hits
+                .into_iter()
+                .map(|h| LogHit {
+                    ts: h.record.ts_ms,
+                    gateway: h.record.gateway.to_string(),
+                    instance: h.record.instance.to_string(),
+                    level: h.record.level.as_str().into(),
+                    message: h.record.message,
+                    highlights: h.highlights,
+                })
+                .collect(),
+            total: page.total,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            next_cursor: page.next_cursor.map(|c| c.to_string()),
+        })
+    }
+
     /// The backend, and the training scenario for the simulator.
     pub async fn fleet(&self) -> Result<FleetInfo> {
         self.caller(Role::Viewer)?;

@@ -56,6 +56,8 @@ pub struct Settings {
     pub kube_client: Option<InjectedClient>,
     /// Prometheus URL and queries, for `--fleet kube`.
     pub prometheus: Option<(String, Queries)>,
+    /// How many log lines to keep.
+    pub log_retention: crate::logs::Retention,
 }
 
 /// A Kubernetes client handed in by a test or benchmark.
@@ -124,6 +126,10 @@ impl Settings {
             max_replicas: args.max_replicas,
             kube: KubeSettings { context: args.context, namespaces: args.namespaces, selector: args.gateway_selector },
             kube_client: None,
+            log_retention: crate::logs::Retention {
+                max_bytes: (args.log_retention_mb as usize) << 20,
+                max_age_ms: args.log_retention_hours as i64 * 3_600_000,
+            },
             prometheus: match args.prometheus_url {
                 Some(url) => Some((url, load_queries(&args.prometheus_flavor, args.prometheus_queries.as_deref())?)),
                 None => None,
@@ -199,9 +205,11 @@ impl Application {
             .map_err(|e| StartupError::Other(format!("creating the first admin failed: {e:?}")))?;
 
         let mut background = Vec::new();
+        let logs = Arc::new(crate::logs::LogStore::new(settings.log_retention));
         let (fleet, metrics, sim): (Arc<dyn Fleet>, Arc<dyn Metrics>, _) = match settings.fleet {
             FleetKind::Sim => {
                 let sim = SimFleet::new(settings.sim.clone());
+                sim.attach_logs(logs.clone());
                 if let Some(speed) = settings.sim_speed {
                     background.push(sim.spawn_clock(speed));
                 }
@@ -273,6 +281,7 @@ impl Application {
             ledger,
             engine,
             sim,
+            logs,
             throttle: Default::default(),
             dummy_hash: dummy_hash.into(),
             live,

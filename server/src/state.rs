@@ -26,6 +26,8 @@ pub struct AppState {
     pub fleet_info: app::dto::FleetInfo,
     /// The simulated fleet, when that is the backend.
     pub sim: Option<Arc<SimFleet>>,
+    /// Every gateway instance's log lines.
+    pub logs: Arc<crate::logs::LogStore>,
     /// Failed-login counters.
     pub throttle: Arc<LoginThrottle>,
     /// Hash checked for unknown users, so they cost the same time as known ones.

@@ -11,6 +11,7 @@ mod gateways;
 mod input;
 mod kube;
 mod live;
+mod logs;
 mod prometheus;
 mod roles;
 mod ui;

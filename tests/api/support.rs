@@ -159,6 +159,7 @@ impl TestApp {
                 selector: server::fleet::cluster::DEFAULT_SELECTOR.into(),
             },
             kube_client: options.kube.clone(),
+            log_retention: Default::default(),
             prometheus: None,
         };
         let app = Application::build(settings).await.expect("server starts");

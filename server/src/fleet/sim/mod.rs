@@ -2,6 +2,7 @@
 //! a clock task, served through the `Fleet` and `Metrics` traits.
 
 pub mod histogram;
+pub mod logs;
 pub mod model;
 pub mod rng;
 
@@ -40,19 +41,42 @@ pub struct RawWindow {
 pub struct SimFleet {
     sim: Mutex<Sim>,
     version: watch::Sender<u64>,
+    /// Where the simulated gateways' log lines go.
+    logs: std::sync::OnceLock<Arc<crate::logs::LogStore>>,
 }
+
+/// Lines kept while no log store is attached (the history a store gets when it is).
+const UNATTACHED_LOG_LINES: usize = 200_000;
 
 impl SimFleet {
     /// A fleet with 15 minutes of history already simulated.
     pub fn new(config: SimConfig) -> Arc<Self> {
         let (version, _) = watch::channel(0);
-        Arc::new(Self { sim: Mutex::new(Sim::new(config)), version })
+        Arc::new(Self { sim: Mutex::new(Sim::new(config)), version, logs: std::sync::OnceLock::new() })
     }
 
     fn lock(&self) -> MutexGuard<'_, Sim> {
         // A panic inside a step would be a bug in the model; the state is still the last
         // complete second, so keep serving it rather than poisoning every request.
         self.sim.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends the simulated gateways' log lines (the history so far, then each new
+    /// second's) to `store`.
+    pub fn attach_logs(&self, store: Arc<crate::logs::LogStore>) {
+        let _ = self.logs.set(store);
+        self.flush_logs(&mut self.lock());
+    }
+
+    fn flush_logs(&self, sim: &mut Sim) {
+        match self.logs.get() {
+            Some(store) => store.extend(sim.logs.drain(..)),
+            None if sim.logs.len() > UNATTACHED_LOG_LINES => {
+                let excess = sim.logs.len() - UNATTACHED_LOG_LINES;
+                sim.logs.drain(..excess);
+            }
+            None => {}
+        }
     }
 
     /// Simulates `seconds` more seconds and notifies subscribers.
@@ -62,6 +86,7 @@ impl SimFleet {
             for _ in 0..seconds {
                 sim.step();
             }
+            self.flush_logs(&mut sim);
         }
         self.version.send_modify(|v| *v += 1);
     }

@@ -289,6 +289,10 @@ pub struct Sim {
     pub gateways: Vec<Gateway>,
     /// Downstream services.
     pub services: Vec<Service>,
+    /// The log lines' own random stream (logging must not change the numbers).
+    log_rng: SplitMix64,
+    /// Log lines not yet collected, in time order.
+    pub logs: Vec<crate::logs::LogRecord>,
 }
 
 const POD_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -306,8 +310,15 @@ impl Sim {
 
     /// The fleet at simulated second 0, with no history.
     pub fn cold(config: SimConfig) -> Self {
-        let mut sim =
-            Sim { rng: SplitMix64::new(config.seed), config, t: 0, gateways: Vec::new(), services: services() };
+        let mut sim = Sim {
+            rng: SplitMix64::new(config.seed),
+            log_rng: SplitMix64::new(config.seed ^ 0x6c6f_6773),
+            logs: Vec::new(),
+            config,
+            t: 0,
+            gateways: Vec::new(),
+            services: services(),
+        };
         sim.edge();
         sim.partner();
         sim
@@ -472,9 +483,20 @@ impl Sim {
         let mut load = vec![0.0; self.services.len()];
         let mut ok = vec![0.0; self.services.len()];
         let mut asked = vec![0.0; self.services.len()];
+        let logged = self.logs.len();
         for i in 0..self.gateways.len() {
             self.reconcile(i, t);
             let per_route = self.traffic(i, t, &mut load, &mut ok, &mut asked);
+            let ts_ms = self.ts_ms(t);
+            super::logs::emit(
+                &self.gateways[i],
+                &self.services,
+                &per_route,
+                t,
+                ts_ms,
+                &mut self.log_rng,
+                &mut self.logs,
+            );
             let mut second = Second::zero(t);
             let gw = &mut self.gateways[i];
             gw.route_totals.resize(per_route.len(), Second::zero(t));
@@ -489,6 +511,8 @@ impl Sim {
             }
             history.push_back(second);
         }
+        // This second's lines, every gateway's, in time order.
+        self.logs[logged..].sort_by_key(|r| r.ts_ms);
         // Services fail more as their load passes 80% of capacity: the feedback that
         // turns retries into a storm. Next second's traffic sees the new value.
         for (k, svc) in self.services.iter_mut().enumerate() {
