@@ -26,7 +26,7 @@ pub trait Console: Send + Sync {
     fn fleet(&self) -> ApiFuture<FleetInfo>;
 }
 
-/// What responders and reviewers do: mitigations and the audit trail. A separate trait
+/// What the lazily loaded pages do: mitigations, the audit trail, log search. A separate trait
 /// from [`Console`] so that its code ships in the lazily loaded pages that use it, not
 /// in the first download (a trait object keeps every method it names).
 pub trait Operations: Send + Sync {
@@ -44,6 +44,8 @@ pub trait Operations: Send + Sync {
     fn verify_audit(&self) -> ApiFuture<AuditVerification>;
     /// One audit entry with its linked entries.
     fn audit_entry(&self, id: i64) -> ApiFuture<AuditEntryDetail>;
+    /// A page of log search; `query` is the URL query (`q`, `since`, `until`, `limit`, `cursor`).
+    fn search_logs(&self, query: String) -> ApiFuture<LogSearch>;
 }
 
 /// The implementation the server provides as context while rendering a page.

@@ -146,6 +146,9 @@ impl Operations for HttpConsole {
     fn audit_entry(&self, id: i64) -> ApiFuture<AuditEntryDetail> {
         boxed(async move { fetch_json("GET", &format!("/api/v1/audit/{id}"), None, None).await })
     }
+    fn search_logs(&self, query: String) -> ApiFuture<LogSearch> {
+        boxed(async move { fetch_json("GET", &format!("/api/v1/logs?{query}"), None, None).await })
+    }
 }
 
 /// `s` as a JSON string literal.

@@ -268,6 +268,12 @@ impl Operations for ServerConsole {
     fn verify_audit(&self) -> ApiFuture<AuditVerification> {
         run(self, |c| async move { c.verify_audit().await })
     }
+    fn search_logs(&self, query: String) -> ApiFuture<LogSearch> {
+        run(self, |c| async move {
+            let q: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            c.search_logs(&q).await
+        })
+    }
     fn audit_entry(&self, id: i64) -> ApiFuture<AuditEntryDetail> {
         run(self, move |c| async move { c.audit_entry(id).await })
     }

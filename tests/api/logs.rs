@@ -88,3 +88,14 @@ async fn pages_time_windows_and_bad_input() {
     }
     assert_eq!(app.anonymous().get("/api/v1/logs").await.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_search_page_is_server_rendered_with_the_matches_marked() {
+    let app = TestApp::spawn_with(Options::new(Backend::Sqlite).scenario(Scenario::BadDeploy)).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let html = viewer.get("/logs?q=panic%20gateway%3Aedge").await.text().await.unwrap();
+    assert!(html.contains("matching lines"), "{html}");
+    let at = html.find("<mark").expect("a mark");
+    assert!(html[at..].starts_with("<mark>panic"), "matches are marked: {}", &html[at..at + 80]);
+    assert!(html.contains("goroutine"), "stack traces are kept");
+}

@@ -9,6 +9,7 @@ mod format;
 mod gateway;
 mod health;
 mod login;
+mod logs;
 
 use crate::console::console;
 use crate::dto::{ActionRecord, LiveSnapshot, SessionInfo};
@@ -85,6 +86,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("") view=health::HealthPage />
                     <Route path=path!("gateways/:id") view={Lazy::<GatewayRoute>::new()} />
                     <Route path=path!("audit") view={Lazy::<AuditRoute>::new()} />
+                    <Route path=path!("logs") view={Lazy::<LogsRoute>::new()} />
                 </ParentRoute>
             </Routes>
         </Router>
@@ -119,6 +121,21 @@ impl LazyRoute for AuditRoute {
 
     fn view(_this: Self) -> AnyView {
         view! { <audit::AuditPage /> }.into_any()
+    }
+}
+
+/// Log search, its own chunk too.
+#[derive(Debug)]
+struct LogsRoute;
+
+#[lazy_route]
+impl LazyRoute for LogsRoute {
+    fn data() -> Self {
+        LogsRoute
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <logs::LogsPage /> }.into_any()
     }
 }
 
@@ -164,6 +181,7 @@ fn Layout() -> impl IntoView {
             </a>
             <nav class="nav">
                 <a href="/">"Gateway health"</a>
+                <a href="/logs">"Logs"</a>
                 <a href="/audit">"Audit trail"</a>
             </nav>
             <LiveIndicator />
