@@ -236,6 +236,20 @@ pub struct LogSearch {
     pub took_ms: f64,
     /// Pass as `cursor` for the next page.
     pub next_cursor: Option<String>,
+    /// Matching lines over time, oldest first.
+    #[serde(default)]
+    pub histogram: Vec<HistogramBar>,
+}
+
+/// One bar of a histogram over time.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistogramBar {
+    /// Start, Unix milliseconds.
+    pub start: i64,
+    /// Width in milliseconds.
+    pub width: i64,
+    /// Lines in it.
+    pub count: u64,
 }
 
 /// One line of a gateway pod's log.

@@ -28,9 +28,27 @@ test('a responder searches the logs, sees the matches marked, and gets told wher
   // The URL is the search: opening it again gives the same results.
   await page.reload();
   await expect(page.getByTestId('log-hits').locator('mark').first()).toHaveText('upstream');
+  await page.screenshot({ path: 'screenshots/logs.png', fullPage: false });
+
+  // Clicking a bar of the histogram zooms into its seconds.
+  const bar = page.getByTestId('log-histogram').locator('a:has(rect[height]:not([height="0"]))').last();
+  await bar.click();
+  await expect(page).toHaveURL(/since=\d+&until=\d+/);
+  await expect(page.getByTestId('log-total')).toContainText('all times');
+  await expect(page.getByTestId('log-hits').locator('tbody tr').first()).toContainText('429');
 
   await page.locator('input[name="q"]').fill('level:error AND (');
   await page.getByRole('button', { name: 'Search' }).click();
   await expect(page.getByTestId('log-error')).toContainText('at character 17');
-  await page.screenshot({ path: 'screenshots/logs.png', fullPage: true });
+});
+
+test('a minute of a gateway chart opens that gateway\'s log lines of that minute', async ({ page }) => {
+  await signIn(page);
+  await page.goto('/gateways/edge');
+  await expect(page.locator('.actions-panel[data-ready="true"]')).toBeVisible();
+  await page.locator('figure.chart').nth(1).locator('a.minute').last().click();
+  await expect(page).toHaveURL(/\/logs\?q=gateway%3Aedge&since=\d+&until=\d+$/);
+  await expect(page.getByTestId('log-total')).toContainText('all times');
+  const rows = page.getByTestId('log-hits').locator('tbody tr');
+  await expect(rows.first()).toContainText('edge');
 });

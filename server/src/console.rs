@@ -125,6 +125,11 @@ impl ServerConsole {
             total: page.total,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             next_cursor: page.next_cursor.map(|c| c.to_string()),
+            histogram: page
+                .histogram
+                .into_iter()
+                .map(|(start, width, count)| HistogramBar { start, width, count })
+                .collect(),
         })
     }
 

@@ -69,6 +69,8 @@ async fn pages_time_windows_and_bad_input() {
     assert!(second.hits[0].ts <= first.hits[49].ts);
     assert_ne!(second.hits[0], first.hits[49]);
 
+    assert_eq!(first.histogram.iter().map(|b| b.count).sum::<u64>(), first.total, "the histogram counts every match");
+    assert!(first.histogram.len() > 30 && first.histogram.len() <= 61, "{}", first.histogram.len());
     let newest = first.hits[0].ts;
     let window = search(&viewer, "", &format!("&since={}&until={}", newest - 10_000, newest)).await;
     assert!(window.total > 0 && window.hits.iter().all(|h| h.ts >= newest - 10_000 && h.ts <= newest));
@@ -98,4 +100,5 @@ async fn the_search_page_is_server_rendered_with_the_matches_marked() {
     let at = html.find("<mark").expect("a mark");
     assert!(html[at..].starts_with("<mark>panic"), "matches are marked: {}", &html[at..at + 80]);
     assert!(html.contains("goroutine"), "stack traces are kept");
+    assert!(html.contains("data-testid=\"log-histogram\""), "with the histogram");
 }

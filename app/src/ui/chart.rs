@@ -19,13 +19,16 @@ pub struct Line {
     pub value: fn(&SeriesPoint) -> f64,
 }
 
-/// A titled chart of `lines` over `series`; `fmt` formats the y-axis maximum.
+/// A titled chart of `lines` over `series`; `fmt` formats the y-axis maximum. With
+/// `logs_for` (a gateway id), each minute of the chart links to that gateway's logs of
+/// that minute, so a spike is one click from its log lines.
 #[component]
 pub fn LineChart(
     title: &'static str,
     series: RwSignal<Vec<SeriesPoint>>,
     lines: Vec<Line>,
     fmt: fn(f64) -> String,
+    #[prop(optional)] logs_for: Option<String>,
 ) -> impl IntoView {
     let lines_for_max = lines.clone();
     // Headroom above the highest value; 1.0 for an empty or all-zero chart.
@@ -57,6 +60,27 @@ pub fn LineChart(
                 .collect_view()
         })
     };
+    let minutes = move || {
+        let gateway = logs_for.clone()?;
+        let end = series.with(|s| s.last().map(|p| p.ts_ms))?;
+        let slot = W / 15.0;
+        Some(
+            (0..15)
+                .map(|i| {
+                    let until = end - (14 - i) * 60_000;
+                    let since = until - 60_000;
+                    let href = format!("/logs?q=gateway%3A{gateway}&since={since}&until={until}");
+                    view! {
+                        <a href=href class="minute">
+                            <rect x=i as f64 * slot y="0" width=slot height=H>
+                                <title>{format!("Logs of this minute ({})", super::format::utc(since))}</title>
+                            </rect>
+                        </a>
+                    }
+                })
+                .collect_view(),
+        )
+    };
     view! {
         <figure class="chart">
             <figcaption>
@@ -71,6 +95,7 @@ pub fn LineChart(
             <svg viewBox="0 0 600 150" preserveAspectRatio="none" role="img" aria-label=title>
                 <line class="gridline" x1="0" y1="75" x2="600" y2="75" />
                 {paths}
+                {minutes}
             </svg>
             <div class="axis">
                 <span>"15 min ago"</span>

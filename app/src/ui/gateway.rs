@@ -74,6 +74,7 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
             }
         });
     });
+    let log_id = gateway_id.clone();
     let summary = move || current.with(|c| c.0.clone());
     let instances = move || current.with(|c| c.1.clone());
     view! {
@@ -82,16 +83,23 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
             " / "
         </p>
         {move || view! { <SummaryHeader s=summary() /> }}
+        <p class="muted">
+            "Click a minute of a chart for its log lines, or "
+            <a href=format!("/logs?q=gateway%3A{}", log_id)>"search this gateway's logs"</a>
+            "."
+        </p>
         <section class="charts">
             <LineChart
                 title="Request rate"
                 series
+                logs_for=log_id.clone()
                 fmt=format::rps
                 lines=vec![Line { label: "req/s", class: "c-rps", value: |p: &SeriesPoint| p.rps }]
             />
             <LineChart
                 title="Error rates"
                 series
+                logs_for=log_id.clone()
                 fmt=format::percent
                 lines=vec![
                     Line { label: "5xx", class: "c-5xx", value: |p: &SeriesPoint| p.error_rate_5xx },
@@ -101,6 +109,7 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
             <LineChart
                 title="Latency"
                 series
+                logs_for=log_id.clone()
                 fmt=format::millis
                 lines=vec![
                     Line { label: "p50", class: "c-p50", value: |p: &SeriesPoint| p.latency_ms.p50 },

@@ -3,7 +3,7 @@
 
 use super::format;
 use crate::console::operations;
-use crate::dto::LogHit;
+use crate::dto::{HistogramBar, LogHit};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 
@@ -21,15 +21,19 @@ fn encode(s: &str) -> String {
 pub fn LogsPage() -> impl IntoView {
     let query = use_query_map();
     let q = move || query.with(|m| m.get("q").unwrap_or_default());
+    // A zoomed-in window (Unix ms), also in the URL.
+    let window = move || query.with(|m| (m.get("since"), m.get("until")));
     let input = RwSignal::new(q());
     let cursor = RwSignal::new(None::<String>);
     let results = Resource::new(
-        move || (q(), cursor.get()),
-        |(q, cursor)| {
+        move || (q(), window(), cursor.get()),
+        |(q, (since, until), cursor)| {
             let console = operations();
             let mut url = format!("limit=100&q={}", encode(&q));
-            if let Some(c) = cursor {
-                url.push_str(&format!("&cursor={c}"));
+            for (name, v) in [("since", since), ("until", until), ("cursor", cursor)] {
+                if let Some(v) = v {
+                    url.push_str(&format!("&{name}={}", encode(&v)));
+                }
             }
             async move { console.search_logs(url).await }
         },
@@ -70,10 +74,19 @@ pub fn LogsPage() -> impl IntoView {
                     Err(e) => view! { <p class="error" data-testid="log-error">{e.message}</p> }.into_any(),
                     Ok(page) => {
                         let next = page.next_cursor.clone();
+                        let zoomed = window().0.is_some();
                         view! {
                             <p class="muted" data-testid="log-total">
                                 {format!("{} matching lines · {:.1} ms", page.total, page.took_ms)}
+                                {zoomed
+                                    .then(|| {
+                                        view! {
+                                            " · "
+                                            <a href=format!("/logs?q={}", encode(&q()))>"all times"</a>
+                                        }
+                                    })}
                             </p>
+                            <Histogram bars=page.histogram q=q() />
                             <table class="grid logs" data-testid="log-hits">
                                 <thead>
                                     <tr>
@@ -99,6 +112,39 @@ pub fn LogsPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// Matching lines over time; a bar links to its own window (zoom in).
+#[component]
+fn Histogram(bars: Vec<HistogramBar>, q: String) -> impl IntoView {
+    let most = bars.iter().map(|b| b.count).max().unwrap_or(0).max(1) as f64;
+    let n = bars.len().max(1) as f64;
+    let (w, h) = (1000.0, 80.0);
+    let slot = w / n;
+    view! {
+        <svg class="histogram" viewBox=format!("0 0 {w} {h}") preserveAspectRatio="none" data-testid="log-histogram">
+            {bars
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let height = (b.count as f64 / most * (h - 2.0)).max(if b.count > 0 { 1.5 } else { 0.0 });
+                    let href = format!(
+                        "/logs?q={}&since={}&until={}",
+                        encode(&q),
+                        b.start,
+                        b.start + b.width - 1,
+                    );
+                    view! {
+                        <a href=href>
+                            <rect x=i as f64 * slot y=h - height width=(slot - 1.0).max(0.5) height=height>
+                                <title>{format!("{} · {} lines", format::utc(b.start), b.count)}</title>
+                            </rect>
+                        </a>
+                    }
+                })
+                .collect_view()}
+        </svg>
     }
 }
 

@@ -85,7 +85,13 @@ pub struct Page {
     pub total: u64,
     /// Where the next page starts, if there is one.
     pub next_cursor: Option<u64>,
+    /// Matches over time: `(start ms, width ms, count)`, oldest first, covering the
+    /// searched window (or the lines kept).
+    pub histogram: Vec<(i64, i64, u64)>,
 }
+
+/// Bars in a histogram.
+pub const HISTOGRAM_BARS: i64 = 60;
 
 impl LogStore {
     /// An empty store.
@@ -138,6 +144,16 @@ impl LogStore {
         let mut hits = Vec::new();
         let mut total = 0u64;
         let mut next_cursor = None;
+        // The window the bars cover: what was asked for, within what is kept.
+        let (oldest, newest) = match (inner.lines.front(), inner.lines.back()) {
+            (Some(a), Some(b)) => (a.ts_ms, b.ts_ms),
+            _ => (0, 0),
+        };
+        let (from, to) = (since.unwrap_or(oldest).max(oldest), until.unwrap_or(newest).min(newest));
+        // Whole seconds per bar, at least one.
+        let width = ((to - from).max(0) / HISTOGRAM_BARS / 1000 + 1) * 1000;
+        let bars = if to >= from { ((to - from) / width + 1) as usize } else { 0 };
+        let mut counts = vec![0u64; bars];
         for (i, r) in inner.lines.iter().enumerate().rev() {
             let seq = inner.first_seq + i as u64;
             if since.is_some_and(|s| r.ts_ms < s) {
@@ -148,6 +164,9 @@ impl LogStore {
                 continue;
             }
             total += 1;
+            if let Some(c) = usize::try_from((r.ts_ms - from) / width).ok().and_then(|i| counts.get_mut(i)) {
+                *c += 1;
+            }
             if cursor.is_some_and(|c| seq >= c) {
                 continue;
             }
@@ -157,7 +176,8 @@ impl LogStore {
                 next_cursor = hits.last().map(|h: &Hit| h.seq);
             }
         }
-        Page { hits, total, next_cursor }
+        let histogram = counts.into_iter().enumerate().map(|(i, n)| (from + i as i64 * width, width, n)).collect();
+        Page { hits, total, next_cursor, histogram }
     }
 }
 

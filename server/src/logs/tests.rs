@@ -111,3 +111,18 @@ fn retention_drops_the_oldest_lines_by_age_and_by_size() {
     assert_eq!((kept, dropped), (4, 6));
     assert!(bytes <= one * 4);
 }
+
+#[test]
+fn the_histogram_counts_every_match_in_time_buckets() {
+    let s = corpus();
+    let m = Matcher::new(&parse("level:error").unwrap(), 0);
+    let page = s.search(&m, None, None, 1, None);
+    let bars: Vec<(i64, u64)> = page.histogram.iter().map(|&(start, _, n)| (start, n)).collect();
+    assert_eq!(bars, vec![(1_000, 0), (2_000, 1), (3_000, 0), (4_000, 1), (5_000, 1), (6_000, 0)]);
+    assert_eq!(page.histogram.iter().map(|b| b.2).sum::<u64>(), page.total, "one page of hits, every match counted");
+    let zoomed = s.search(&m, Some(4_000), Some(5_000), 10, None);
+    assert_eq!(
+        zoomed.histogram.iter().map(|&(start, _, n)| (start, n)).collect::<Vec<_>>(),
+        vec![(4_000, 1), (5_000, 1)]
+    );
+}
