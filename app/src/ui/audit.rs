@@ -1,5 +1,6 @@
 //! `/audit`: search, page through, inspect, verify and export the audit trail.
 
+use super::format::encode;
 use crate::console::operations;
 use crate::dto::{AuditEntry, AuditEntryDetail, AuditVerification};
 use leptos::prelude::*;
@@ -146,15 +147,6 @@ pub fn AuditPage() -> impl IntoView {
             })}
         </Suspense>
     }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[component]

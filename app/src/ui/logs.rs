@@ -2,19 +2,11 @@
 //! (`/logs?q=...`), so a search can be pasted into an incident channel.
 
 use super::format;
+use super::format::encode;
 use crate::console::operations;
 use crate::dto::{HistogramBar, LogHit};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// The search page.
 #[component]
