@@ -217,3 +217,29 @@ pub fn subscribe(
     audit.forget();
     std::mem::forget(source);
 }
+
+/// A live tail of `GET /api/v1/logs/tail`; the stream closes when this is dropped.
+pub struct LogTail {
+    source: EventSource,
+    _handler: Closure<dyn FnMut(MessageEvent)>,
+}
+
+impl Drop for LogTail {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}
+
+/// Follows the new lines matching `query` (a URL query: `q=...`), calling `on_line` for each.
+pub fn tail_logs(query: &str, on_line: impl Fn(LogHit) + 'static) -> Option<LogTail> {
+    let source = EventSource::new(&format!("/api/v1/logs/tail?{query}")).ok()?;
+    let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if let Some(text) = event.data().as_string()
+            && let Ok(hit) = serde_json::from_str::<LogHit>(&text)
+        {
+            on_line(hit);
+        }
+    });
+    let _ = source.add_event_listener_with_callback("line", handler.as_ref().unchecked_ref());
+    Some(LogTail { source, _handler: handler })
+}

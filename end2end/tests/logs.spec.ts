@@ -52,3 +52,15 @@ test('a minute of a gateway chart opens that gateway\'s log lines of that minute
   const rows = page.getByTestId('log-hits').locator('tbody tr');
   await expect(rows.first()).toContainText('edge');
 });
+
+test('live tail shows new matching lines as the gateways write them, until stopped', async ({ page }) => {
+  await signIn(page);
+  await page.goto('/logs?q=gateway%3Aedge%20status%3A429');
+  await expect(page.getByTestId('log-total')).toContainText('matching lines');
+  await page.getByTestId('tail-toggle').click();
+  const rows = page.getByTestId('tail-hits').locator('tr');
+  await expect(rows.first()).toContainText('429', { timeout: 10_000 });
+  await expect(rows.first()).toContainText('edge');
+  await page.getByTestId('tail-toggle').click();
+  await expect(page.getByTestId('tail-hits')).toHaveCount(0);
+});

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/gateways/{id}", get(gateway))
         .route("/gateways/{id}/logs", get(gateway_logs))
         .route("/logs", get(search_logs))
+        .route("/logs/tail", get(tail_logs))
         .route("/events", get(events))
         .route("/users", get(users).post(create_user))
         .route("/fleet", get(fleet))
@@ -84,6 +85,47 @@ async fn search_logs(
     Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Json<app::dto::LogSearch>> {
     Ok(Json(console(state, user).search_logs(&query).await?))
+}
+
+/// `GET /api/v1/logs/tail?q=`: server-sent `line` events (a `LogHit` each) for every new
+/// line matching `q`, and a `lagged` event (how many batches) when a slow client missed some.
+async fn tail_logs(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let q = query.get("q").map(String::as_str).unwrap_or("");
+    let (matcher, rx) = console(state, user).tail_logs(q)?;
+    let stream = futures::stream::unfold((rx, matcher), |(mut rx, matcher)| async move {
+        loop {
+            let events: Vec<Result<Event, Infallible>> = match rx.recv().await {
+                Ok(batch) => batch
+                    .iter()
+                    .filter(|r| matcher.matches(r))
+                    .map(|r| {
+                        let hit = app::dto::LogHit {
+                            ts: r.ts_ms,
+                            gateway: r.gateway.to_string(),
+                            instance: r.instance.to_string(),
+                            level: r.level.as_str().into(),
+                            message: r.message.clone(),
+                            highlights: matcher.highlights(&r.message),
+                        };
+                        Ok(Event::default().event("line").data(serde_json::to_string(&hit).unwrap_or_default()))
+                    })
+                    .collect(),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    vec![Ok(Event::default().event("lagged").data(n.to_string()))]
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            if !events.is_empty() {
+                return Some((futures::stream::iter(events), (rx, matcher)));
+            }
+        }
+    })
+    .flatten();
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 async fn gateway_logs(

@@ -133,6 +133,17 @@ impl ServerConsole {
         })
     }
 
+    /// A live tail of the lines matching `q`: the compiled query and the feed of new
+    /// batches (the caller filters). A syntax error is a 400, as for a search.
+    pub fn tail_logs(&self, q: &str) -> Result<(crate::logs::Matcher, crate::logs::Tail)> {
+        self.caller(Role::Viewer)?;
+        let expr = crate::logs::query::parse(q).map_err(|e| AppError::BadRequest {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            message: format!("q: {e}"),
+        })?;
+        Ok((crate::logs::Matcher::new(&expr, crate::db::now_ms()), self.state.logs.subscribe()))
+    }
+
     /// The backend, and the training scenario for the simulator.
     pub async fn fleet(&self) -> Result<FleetInfo> {
         self.caller(Role::Viewer)?;

@@ -102,3 +102,42 @@ async fn the_search_page_is_server_rendered_with_the_matches_marked() {
     assert!(html.contains("goroutine"), "stack traces are kept");
     assert!(html.contains("data-testid=\"log-histogram\""), "with the histogram");
 }
+
+#[tokio::test]
+async fn a_live_tail_sends_the_new_lines_that_match_as_they_are_written() {
+    use futures::StreamExt;
+    let app = TestApp::spawn_with(Options::new(Backend::Sqlite).scenario(Scenario::TrafficSurge)).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let q: String = form_urlencoded::byte_serialize(b"gateway:edge status:429").collect();
+    let response = viewer.get(&format!("/api/v1/logs/tail?q={q}")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut stream = response.bytes_stream();
+    let newest_before = search(&viewer, "", "&limit=1").await.hits[0].ts;
+    app.advance(3).await;
+
+    let mut buffer = String::new();
+    let mut lines = Vec::new();
+    while lines.len() < 5 {
+        if let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if event.lines().any(|l| l == "event: line") {
+                let data: String = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+                lines.push(serde_json::from_str::<app::dto::LogHit>(&data).expect("a LogHit"));
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+            .await
+            .expect("a line within 5 s")
+            .expect("stream open")
+            .expect("chunk");
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    for hit in &lines {
+        assert_eq!(hit.gateway, "edge");
+        assert!(hit.message.contains("\" 429 "), "{}", hit.message);
+        assert!(hit.ts > newest_before - 1000, "only new lines: {} vs {newest_before}", hit.ts);
+    }
+    let bad = viewer.get("/api/v1/logs/tail?q=%28").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}

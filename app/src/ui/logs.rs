@@ -30,6 +30,27 @@ pub fn LogsPage() -> impl IntoView {
             async move { console.search_logs(url).await }
         },
     );
+    // Live tail: new matching lines over SSE, newest first, at most 200 kept on screen.
+    let tailing = RwSignal::new(false);
+    let live = RwSignal::new(Vec::<LogHit>::new());
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = StoredValue::new_local(None::<crate::http::LogTail>);
+        Effect::new(move |_| {
+            let (on, q) = (tailing.get(), q());
+            handle.set_value(None);
+            live.set(Vec::new());
+            if on {
+                let tail = crate::http::tail_logs(&format!("q={}", encode(&q)), move |hit| {
+                    live.update(|v| {
+                        v.insert(0, hit);
+                        v.truncate(200);
+                    })
+                });
+                handle.set_value(tail);
+            }
+        });
+    }
     let navigate = use_navigate();
     let search = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -46,7 +67,21 @@ pub fn LogsPage() -> impl IntoView {
                 bind:value=input
             />
             <button class="btn" type="submit">"Search"</button>
+            <button
+                class="btn btn-ghost"
+                type="button"
+                data-testid="tail-toggle"
+                on:click=move |_| tailing.update(|t| *t = !*t)
+            >
+                {move || if tailing.get() { "Stop live tail" } else { "Live tail" }}
+            </button>
         </form>
+        <Show when=move || tailing.get()>
+            <h2>"Live"</h2>
+            <table class="grid logs" data-testid="tail-hits">
+                <tbody>{move || live.get().into_iter().map(|h| view! { <HitRow h /> }).collect_view()}</tbody>
+            </table>
+        </Show>
         <details class="muted syntax">
             <summary>"Query syntax"</summary>
             <p>

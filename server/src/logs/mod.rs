@@ -63,6 +63,8 @@ struct Inner {
 pub struct LogStore {
     inner: Mutex<Inner>,
     retention: Retention,
+    /// Each appended batch, for live tails.
+    tail: tokio::sync::broadcast::Sender<Arc<Vec<LogRecord>>>,
 }
 
 /// One search result.
@@ -90,25 +92,44 @@ pub struct Page {
     pub histogram: Vec<(i64, i64, u64)>,
 }
 
+/// A live tail: the batches of lines appended to a store.
+pub type Tail = tokio::sync::broadcast::Receiver<Arc<Vec<LogRecord>>>;
+
 /// Bars in a histogram.
 pub const HISTOGRAM_BARS: i64 = 60;
 
 impl LogStore {
     /// An empty store.
     pub fn new(retention: Retention) -> Self {
-        LogStore { inner: Mutex::new(Inner { lines: VecDeque::new(), first_seq: 0, bytes: 0, dropped: 0 }), retention }
+        LogStore {
+            inner: Mutex::new(Inner { lines: VecDeque::new(), first_seq: 0, bytes: 0, dropped: 0 }),
+            retention,
+            tail: tokio::sync::broadcast::channel(64).0,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Every batch appended from now on (a slow receiver skips batches, and is told so).
+    pub fn subscribe(&self) -> Tail {
+        self.tail.subscribe()
+    }
+
     /// Appends lines (in time order) and drops what retention no longer keeps.
     pub fn extend(&self, records: impl IntoIterator<Item = LogRecord>) {
+        let batch: Vec<LogRecord> = records.into_iter().collect();
+        if batch.is_empty() {
+            return;
+        }
         let mut inner = self.lock();
-        for r in records {
+        for r in &batch {
             inner.bytes += r.size();
-            inner.lines.push_back(r);
+            inner.lines.push_back(r.clone());
+        }
+        if self.tail.receiver_count() > 0 {
+            let _ = self.tail.send(Arc::new(batch));
         }
         let newest = inner.lines.back().map_or(0, |r| r.ts_ms);
         while let Some(oldest) = inner.lines.front() {
