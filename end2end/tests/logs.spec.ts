@@ -37,6 +37,12 @@ test('a responder searches the logs, sees the matches marked, and gets told wher
   await expect(page.getByTestId('log-total')).toContainText('all times');
   await expect(page.getByTestId('log-hits').locator('tbody tr').first()).toContainText('429');
 
+  // The searches made are offered again, newest first, and survive a reload.
+  const recent = page.getByTestId('recent-queries');
+  await expect(recent.locator('a').first()).toHaveText('gateway:edge status:429 upstream');
+  await recent.locator('a').first().click();
+  await expect(page).toHaveURL(/\/logs\?q=gateway%3Aedge%20status%3A429%20upstream$/);
+
   await page.locator('input[name="q"]').fill('level:error AND (');
   await page.getByRole('button', { name: 'Search' }).click();
   await expect(page.getByTestId('log-error')).toContainText('at character 17');

@@ -51,6 +51,20 @@ pub fn LogsPage() -> impl IntoView {
             }
         });
     }
+    // The last ten searches, kept in this browser (localStorage), newest first.
+    let recent = RwSignal::new(Vec::<String>::new());
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        let q = q();
+        let mut list = recent_queries::load();
+        if !q.trim().is_empty() {
+            list.retain(|r| r != &q);
+            list.insert(0, q);
+            list.truncate(10);
+            recent_queries::save(&list);
+        }
+        recent.set(list);
+    });
     let navigate = use_navigate();
     let search = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -81,6 +95,18 @@ pub fn LogsPage() -> impl IntoView {
             <table class="grid logs" data-testid="tail-hits">
                 <tbody>{move || live.get().into_iter().map(|h| view! { <HitRow h /> }).collect_view()}</tbody>
             </table>
+        </Show>
+        <Show when=move || recent.with(|r| !r.is_empty())>
+            <p class="muted recent" data-testid="recent-queries">
+                "Recent: "
+                {move || {
+                    recent
+                        .get()
+                        .into_iter()
+                        .map(|r| view! { <a href=format!("/logs?q={}", encode(&r))><code>{r.clone()}</code></a> })
+                        .collect_view()
+                }}
+            </p>
         </Show>
         <details class="muted syntax">
             <summary>"Query syntax"</summary>
@@ -139,6 +165,31 @@ pub fn LogsPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// Recent searches in the browser's localStorage.
+#[cfg(feature = "hydrate")]
+mod recent_queries {
+    const KEY: &str = "gatewarden.recentQueries";
+
+    fn storage() -> Option<web_sys::Storage> {
+        web_sys::window()?.local_storage().ok()?
+    }
+
+    /// The saved list (empty when storage is unavailable or holds something else).
+    pub fn load() -> Vec<String> {
+        storage()
+            .and_then(|s| s.get_item(KEY).ok()?)
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
+    /// Saves the list (best effort: private windows may refuse).
+    pub fn save(list: &[String]) {
+        if let (Some(s), Ok(text)) = (storage(), serde_json::to_string(list)) {
+            let _ = s.set_item(KEY, &text);
+        }
     }
 }
 
