@@ -58,6 +58,8 @@ pub struct Settings {
     pub prometheus: Option<(String, Queries)>,
     /// How many log lines to keep.
     pub log_retention: crate::logs::Retention,
+    /// Pods whose logs are followed at once in Kubernetes mode.
+    pub max_log_streams: usize,
 }
 
 /// A Kubernetes client handed in by a test or benchmark.
@@ -126,6 +128,7 @@ impl Settings {
             max_replicas: args.max_replicas,
             kube: KubeSettings { context: args.context, namespaces: args.namespaces, selector: args.gateway_selector },
             kube_client: None,
+            max_log_streams: args.max_log_streams as usize,
             log_retention: crate::logs::Retention {
                 max_bytes: (args.log_retention_mb as usize) << 20,
                 max_age_ms: args.log_retention_hours as i64 * 3_600_000,
@@ -229,6 +232,9 @@ impl Application {
                 };
                 let (fleet, tasks) = KubeFleet::start(client, &namespaces, &settings.kube.selector);
                 background.extend(tasks);
+                if settings.max_log_streams > 0 {
+                    background.push(fleet.spawn_log_feed(logs.clone(), settings.max_log_streams));
+                }
                 let metrics: Arc<dyn Metrics> = match &settings.prometheus {
                     Some((url, queries)) => Arc::new(Prometheus::new(url, queries.clone())),
                     None => Arc::new(NoMetrics),

@@ -136,6 +136,7 @@ async fn the_session_cookie_is_secure_when_the_public_url_is_https() {
         prometheus_url: None,
         prometheus_flavor: "ingress-nginx".into(),
         prometheus_queries: None,
+        max_log_streams: 5,
         log_retention_mb: 256,
         log_retention_hours: 24,
     };

@@ -370,3 +370,30 @@ async fn an_interrupted_action_is_settled_against_the_clusters_state_once_the_wa
     assert_eq!(entry["outcome"], "failed", "{audit}");
     assert!(entry["reason"].as_str().unwrap().contains("shows it was not made"), "{entry}");
 }
+
+#[tokio::test]
+async fn pod_logs_feed_log_search_in_kubernetes_mode() {
+    let fake = fleet();
+    fake.set_logs(
+        "edge-cur2-00001",
+        &[
+            r#"10.0.0.1 "GET /api/pay?id=7 HTTP/1.1" 502 3.1ms upstream=payments"#,
+            "connect() failed (111: Connection refused) while connecting to upstream",
+        ],
+    );
+    let app = cluster_app(&fake).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let q = |q: &str| format!("/api/v1/logs?q={}", form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>());
+    let found = within("the pod's lines in log search", || async {
+        let r = viewer.get_json(&q("gateway:prod:edge")).await;
+        (r["total"].as_u64() == Some(2)).then_some(r)
+    })
+    .await;
+    assert!(found["hits"].as_array().unwrap().iter().all(|h| h["instance"] == "edge-cur2-00001"), "{found}");
+    let access = viewer.get_json(&q("status:502 route:/api/pay")).await;
+    assert_eq!(access["total"], 1, "the access line's status and route are read: {access}");
+    assert_eq!(viewer.get_json(&q("gateway:prod:edge level:error")).await["total"], 2);
+    // Followed streams reopen without replaying what was read.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(viewer.get_json(&q("gateway:prod:edge")).await["total"], 2);
+}

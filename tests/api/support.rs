@@ -160,6 +160,7 @@ impl TestApp {
             },
             kube_client: options.kube.clone(),
             log_retention: Default::default(),
+            max_log_streams: 5,
             prometheus: None,
         };
         let app = Application::build(settings).await.expect("server starts");

@@ -142,7 +142,9 @@ impl FakeApiServer {
             }
         }
         if let Some(pod) = path.strip_suffix("/log").and_then(|p| p.rsplit('/').next()) {
-            let lines = lock(&self.logs).get(pod).cloned().unwrap_or_default();
+            // A reopened follow asks only for what is new since: nothing here.
+            let resumed = query.split('&').any(|p| p.starts_with("sinceSeconds="));
+            let lines = if resumed { Vec::new() } else { lock(&self.logs).get(pod).cloned().unwrap_or_default() };
             let tail = query.split('&').find_map(|p| p.strip_prefix("tailLines=")).and_then(|n| n.parse().ok());
             let skip = tail.map_or(0, |t: usize| lines.len().saturating_sub(t));
             let text: String = lines[skip..].iter().map(|l| format!("{l}\n")).collect();

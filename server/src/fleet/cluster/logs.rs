@@ -9,6 +9,7 @@ use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::LogParams;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -120,4 +121,36 @@ pub fn follow_all(api: Api<Pod>, sources: Vec<Source>, max_streams: usize) -> (m
         tokio::spawn(follow(api.clone(), source, tx.clone()));
     }
     (rx, left_out)
+}
+
+/// A followed line as a log record of `gateway`, read the way gateways write them:
+/// an access line (`"GET /path HTTP/1.1" 503 ...`) gives its route and status, and a
+/// level from the status; other lines are errors or warnings by their words.
+pub fn to_record(gateway: Arc<str>, line: LogLine, ts_ms: i64) -> crate::logs::LogRecord {
+    use crate::logs::query::Level;
+    static ACCESS: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r#""[A-Z]+ (\S+) HTTP/[0-9.]+" ([1-5][0-9][0-9]) "#).expect("a valid pattern")
+    });
+    let (route, status) = ACCESS
+        .captures(&line.line)
+        .and_then(|c| Some((c.get(1)?.as_str().split('?').next()?.to_string(), c.get(2)?.as_str().parse().ok()?)))
+        .unwrap_or_default();
+    let lower = line.line.to_ascii_lowercase();
+    let level = match status {
+        500.. => Level::Error,
+        400.. => Level::Warn,
+        100.. => Level::Info,
+        _ if ["error", "panic", "fatal", "exception", "failed"].iter().any(|w| lower.contains(w)) => Level::Error,
+        _ if lower.contains("warn") => Level::Warn,
+        _ => Level::Info,
+    };
+    crate::logs::LogRecord {
+        ts_ms,
+        gateway,
+        instance: line.pod.into(),
+        level,
+        route: route.into(),
+        status,
+        message: line.line,
+    }
 }

@@ -270,6 +270,95 @@ impl KubeFleet {
         list
     }
 
+    /// The pods whose logs to follow: every gateway's, by gateway then pod, at most `max`.
+    fn log_sources(&self, max: usize) -> Vec<(Arc<str>, String, logs::Source)> {
+        let mut out = Vec::new();
+        for space in &self.spaces {
+            let gateways: Vec<(String, Vec<String>)> = space.read(|o| {
+                o.deployments
+                    .iter()
+                    .map(|d| {
+                        let id = view::gateway_id(&space.namespace, d.metadata.name.as_deref().unwrap_or_default());
+                        let owners = o.history(d).iter().filter_map(|(_, rs)| rs.metadata.uid.clone()).collect();
+                        (id, owners)
+                    })
+                    .collect()
+            });
+            let index = space.pods.read().unwrap_or_else(|e| e.into_inner());
+            for (id, owners) in gateways {
+                let gateway: Arc<str> = id.into();
+                let mut pods: Vec<logs::Source> = index
+                    .rows
+                    .values()
+                    .filter(|p| p.owner.as_ref().is_some_and(|o| owners.contains(o)))
+                    .map(|p| logs::Source { pod: p.instance.name.clone(), container: p.container.clone() })
+                    .collect();
+                pods.sort_by(|a, b| a.pod.cmp(&b.pod));
+                out.extend(pods.into_iter().map(|s| (gateway.clone(), space.namespace.clone(), s)));
+            }
+        }
+        out.sort_by(|a, b| (&a.0, &a.2.pod).cmp(&(&b.0, &b.2.pod)));
+        out.truncate(max);
+        out
+    }
+
+    /// Follows the gateway pods' logs into `store` with kubectl's defaults (default
+    /// container, the last 10 lines first, reopened after a second), at most
+    /// `max_streams` pods at once (kubectl's `--max-log-requests`), following pods as
+    /// they come and go. Lines are stamped when they arrive and stored in batches.
+    pub fn spawn_log_feed(self: &Arc<Self>, store: Arc<crate::logs::LogStore>, max_streams: usize) -> JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<(Arc<str>, logs::LogLine)>(4096);
+            let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
+            let mut every = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        let Some(fleet) = weak.upgrade() else { return };
+                        let wanted = fleet.log_sources(max_streams);
+                        let keys: Vec<String> = wanted.iter().map(|(_, ns, s)| format!("{ns}/{}", s.pod)).collect();
+                        running.retain(|key, task| {
+                            let keep = keys.contains(key);
+                            if !keep {
+                                task.abort();
+                            }
+                            keep
+                        });
+                        for ((gateway, ns, source), key) in wanted.into_iter().zip(keys) {
+                            if running.contains_key(&key) {
+                                continue;
+                            }
+                            let api: Api<Pod> = Api::namespaced(fleet.client.clone(), &ns);
+                            let (line_tx, mut line_rx) = tokio::sync::mpsc::channel(256);
+                            let out = tx.clone();
+                            let follower = tokio::spawn(logs::follow(api, source, line_tx));
+                            running.insert(key, tokio::spawn(async move {
+                                while let Some(line) = line_rx.recv().await {
+                                    if out.send((gateway.clone(), line)).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                follower.abort();
+                            }));
+                        }
+                    }
+                    Some(first) = rx.recv() => {
+                        let now = crate::db::now_ms();
+                        let mut batch = vec![logs::to_record(first.0, first.1, now)];
+                        while batch.len() < 4096 {
+                            match rx.try_recv() {
+                                Ok((gateway, line)) => batch.push(logs::to_record(gateway, line, now)),
+                                Err(_) => break,
+                            }
+                        }
+                        store.extend(batch);
+                    }
+                }
+            }
+        })
+    }
+
     fn space(&self, namespace: &str) -> Option<&Space> {
         self.spaces.iter().find(|s| s.namespace == namespace)
     }
