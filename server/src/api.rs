@@ -95,36 +95,14 @@ async fn tail_logs(
     Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let q = query.get("q").map(String::as_str).unwrap_or("");
-    let (matcher, rx) = console(state, user).tail_logs(q)?;
-    let stream = futures::stream::unfold((rx, matcher), |(mut rx, matcher)| async move {
-        loop {
-            let events: Vec<Result<Event, Infallible>> = match rx.recv().await {
-                Ok(batch) => batch
-                    .iter()
-                    .filter(|r| matcher.matches(r))
-                    .map(|r| {
-                        let hit = app::dto::LogHit {
-                            ts: r.ts_ms,
-                            gateway: r.gateway.to_string(),
-                            instance: r.instance.to_string(),
-                            level: r.level.as_str().into(),
-                            message: r.message.clone(),
-                            highlights: matcher.highlights(&r.message),
-                        };
-                        Ok(Event::default().event("line").data(serde_json::to_string(&hit).unwrap_or_default()))
-                    })
-                    .collect(),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    vec![Ok(Event::default().event("lagged").data(n.to_string()))]
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            };
-            if !events.is_empty() {
-                return Some((futures::stream::iter(events), (rx, matcher)));
+    let stream = console(state, user).tail_logs(q)?.map(|event| {
+        Ok(match event {
+            crate::logs::TailEvent::Line(hit) => {
+                Event::default().event("line").data(serde_json::to_string(&hit).unwrap_or_default())
             }
-        }
-    })
-    .flatten();
+            crate::logs::TailEvent::Lagged(n) => Event::default().event("lagged").data(n.to_string()),
+        })
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

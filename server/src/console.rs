@@ -77,13 +77,10 @@ impl ServerConsole {
     /// `GET /api/v1/logs`: a page of the lines matching `q` (the query language of
     /// `logs::query`), newest first. A syntax error in `q` is a 400 that says where.
     pub async fn search_logs(&self, params: &HashMap<String, String>) -> Result<LogSearch> {
-        use crate::logs::{Matcher, query, time_param};
+        use crate::logs::{Matcher, time_param};
         self.caller(Role::Viewer)?;
         let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
-        let expr = query::parse(get("q").unwrap_or("")).map_err(|e| AppError::BadRequest {
-            status: axum::http::StatusCode::BAD_REQUEST,
-            message: format!("q: {e}"),
-        })?;
+        let expr = parse_log_query(get("q").unwrap_or(""))?;
         let now = crate::db::now_ms();
         let time = |field: &'static str| -> Result<Option<i64>> {
             get(field)
@@ -110,18 +107,7 @@ impl ServerConsole {
         let matcher = Matcher::new(&expr, now);
         let page = self.state.logs.search(&matcher, since, until, limit, cursor);
         Ok(LogSearch {
-            hits: page
-                .hits
-                .into_iter()
-                .map(|h| LogHit {
-                    ts: h.record.ts_ms,
-                    gateway: h.record.gateway.to_string(),
-                    instance: h.record.instance.to_string(),
-                    level: h.record.level.as_str().into(),
-                    message: h.record.message,
-                    highlights: h.highlights,
-                })
-                .collect(),
+            hits: page.hits.iter().map(|h| h.record.hit(&matcher)).collect(),
             total: page.total,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             next_cursor: page.next_cursor.map(|c| c.to_string()),
@@ -133,15 +119,11 @@ impl ServerConsole {
         })
     }
 
-    /// A live tail of the lines matching `q`: the compiled query and the feed of new
-    /// batches (the caller filters). A syntax error is a 400, as for a search.
-    pub fn tail_logs(&self, q: &str) -> Result<(crate::logs::Matcher, crate::logs::Tail)> {
+    /// A live tail of the new lines matching `q`. A syntax error is a 400, as for a search.
+    pub fn tail_logs(&self, q: &str) -> Result<impl futures::Stream<Item = crate::logs::TailEvent> + use<>> {
         self.caller(Role::Viewer)?;
-        let expr = crate::logs::query::parse(q).map_err(|e| AppError::BadRequest {
-            status: axum::http::StatusCode::BAD_REQUEST,
-            message: format!("q: {e}"),
-        })?;
-        Ok((crate::logs::Matcher::new(&expr, crate::db::now_ms()), self.state.logs.subscribe()))
+        let matcher = crate::logs::Matcher::new(&parse_log_query(q)?, crate::db::now_ms());
+        Ok(crate::logs::follow_matches(self.state.logs.subscribe(), matcher))
     }
 
     /// The backend, and the training scenario for the simulator.
@@ -293,4 +275,10 @@ impl Operations for ServerConsole {
     fn audit_entry(&self, id: i64) -> ApiFuture<AuditEntryDetail> {
         run(self, move |c| async move { c.audit_entry(id).await })
     }
+}
+
+/// The log query language, with a syntax error as a 400 that says where.
+fn parse_log_query(q: &str) -> Result<crate::logs::query::Expr> {
+    crate::logs::query::parse(q)
+        .map_err(|e| AppError::BadRequest { status: axum::http::StatusCode::BAD_REQUEST, message: format!("q: {e}") })
 }

@@ -31,6 +31,18 @@ pub struct LogRecord {
 }
 
 impl LogRecord {
+    /// The line as the API shows it, with the spans `m` matched.
+    pub fn hit(&self, m: &Matcher) -> app::dto::LogHit {
+        app::dto::LogHit {
+            ts: self.ts_ms,
+            gateway: self.gateway.to_string(),
+            instance: self.instance.to_string(),
+            level: self.level.as_str().into(),
+            message: self.message.clone(),
+            highlights: m.highlights(&self.message),
+        }
+    }
+
     fn size(&self) -> usize {
         std::mem::size_of::<Self>() + self.message.len()
     }
@@ -72,10 +84,8 @@ pub struct LogStore {
 pub struct Hit {
     /// Sequence number (the cursor of the next page is the last hit's).
     pub seq: u64,
-    /// The line.
+    /// The line (`LogRecord::hit` gives it with its highlights).
     pub record: LogRecord,
-    /// Byte ranges of the message that matched a word, phrase or regex.
-    pub highlights: Vec<(usize, usize)>,
 }
 
 /// A page of results.
@@ -94,6 +104,33 @@ pub struct Page {
 
 /// A live tail: the batches of lines appended to a store.
 pub type Tail = tokio::sync::broadcast::Receiver<Arc<Vec<LogRecord>>>;
+
+/// What a live tail sends.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TailEvent {
+    /// A new line that matches.
+    Line(app::dto::LogHit),
+    /// This many batches were missed by a client too slow to keep up.
+    Lagged(u64),
+}
+
+/// The new lines of `tail` that `m` matches, as they are appended; ends with the store.
+pub fn follow_matches(tail: Tail, m: Matcher) -> impl futures::Stream<Item = TailEvent> {
+    use futures::StreamExt;
+    futures::stream::unfold((tail, m), |(mut tail, m)| async move {
+        loop {
+            let events: Vec<TailEvent> = match tail.recv().await {
+                Ok(batch) => batch.iter().filter(|r| m.matches(r)).map(|r| TailEvent::Line(r.hit(&m))).collect(),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => vec![TailEvent::Lagged(n)],
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            if !events.is_empty() {
+                return Some((futures::stream::iter(events), (tail, m)));
+            }
+        }
+    })
+    .flatten()
+}
 
 /// Bars in a histogram.
 pub const HISTOGRAM_BARS: i64 = 60;
@@ -192,7 +229,7 @@ impl LogStore {
                 continue;
             }
             if hits.len() < limit {
-                hits.push(Hit { seq, record: r.clone(), highlights: m.highlights(&r.message) });
+                hits.push(Hit { seq, record: r.clone() });
             } else if next_cursor.is_none() {
                 next_cursor = hits.last().map(|h: &Hit| h.seq);
             }
