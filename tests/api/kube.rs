@@ -373,7 +373,12 @@ async fn an_interrupted_action_is_settled_against_the_clusters_state_once_the_wa
 
 #[tokio::test]
 async fn pod_logs_feed_log_search_in_kubernetes_mode() {
-    let fake = fleet();
+    // Nine gateway pods: kubectl's five streams follow the first five, by gateway and pod.
+    let fake = FakeApiServer::new();
+    for object in fake::gateway("prod", "edge", 7, "1.4.0").into_iter().chain(fake::gateway("prod", "auth", 2, "2.0.0"))
+    {
+        fake.insert(object);
+    }
     fake.set_logs(
         "edge-cur2-00001",
         &[
@@ -396,4 +401,9 @@ async fn pod_logs_feed_log_search_in_kubernetes_mode() {
     // Followed streams reopen without replaying what was read.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(viewer.get_json(&q("gateway:prod:edge")).await["total"], 2);
+    assert_eq!(
+        fake.followed(),
+        vec!["auth-cur2-00000", "auth-cur2-00001", "edge-cur2-00000", "edge-cur2-00001", "edge-cur2-00002"],
+        "at most five streams"
+    );
 }

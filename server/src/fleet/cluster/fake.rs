@@ -29,6 +29,7 @@ pub struct FakeApiServer {
     collections: Mutex<BTreeMap<String, Vec<Value>>>,
     writes: Mutex<Vec<Write>>,
     logs: Mutex<BTreeMap<String, Vec<String>>>,
+    followed: Mutex<std::collections::BTreeSet<String>>,
     down: AtomicBool,
     /// Milliseconds every request waits before it is answered.
     delay_ms: std::sync::atomic::AtomicU64,
@@ -98,6 +99,11 @@ impl FakeApiServer {
         self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// The pods whose logs were followed (`follow=true`), sorted.
+    pub fn followed(&self) -> Vec<String> {
+        lock(&self.followed).iter().cloned().collect()
+    }
+
     /// Every write received so far.
     pub fn writes(&self) -> Vec<Write> {
         lock(&self.writes).clone()
@@ -142,6 +148,9 @@ impl FakeApiServer {
             }
         }
         if let Some(pod) = path.strip_suffix("/log").and_then(|p| p.rsplit('/').next()) {
+            if query.split('&').any(|p| p == "follow=true") {
+                lock(&self.followed).insert(pod.to_string());
+            }
             // A reopened follow asks only for what is new since: nothing here.
             let resumed = query.split('&').any(|p| p.starts_with("sinceSeconds="));
             let lines = if resumed { Vec::new() } else { lock(&self.logs).get(pod).cloned().unwrap_or_default() };

@@ -111,18 +111,6 @@ pub async fn follow(api: Api<Pod>, source: Source, tx: mpsc::Sender<LogLine>) {
     }
 }
 
-/// Follows every source with at most `max_streams` streams at once (kubectl refuses more
-/// than its `--max-log-requests`; we follow the first ones and say how many are left out).
-/// Returns the receiver and how many sources are not followed.
-pub fn follow_all(api: Api<Pod>, sources: Vec<Source>, max_streams: usize) -> (mpsc::Receiver<LogLine>, usize) {
-    let (tx, rx) = mpsc::channel(1024);
-    let left_out = sources.len().saturating_sub(max_streams);
-    for source in sources.into_iter().take(max_streams) {
-        tokio::spawn(follow(api.clone(), source, tx.clone()));
-    }
-    (rx, left_out)
-}
-
 /// A followed line as a log record of `gateway`, read the way gateways write them:
 /// an access line (`"GET /path HTTP/1.1" 503 ...`) gives its route and status, and a
 /// level from the status; other lines are errors or warnings by their words.
