@@ -39,23 +39,15 @@ fn fleet() -> Arc<FakeApiServer> {
 }
 
 /// Polls `check` for up to 15 s (watch backoff after an outage can take a few seconds).
-async fn within<T, F, Fut>(what: &str, mut check: F) -> T
+async fn within<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::support::eventually_within(Duration::from_secs(15), what, check).await
 }
 
-async fn gateway_ids(app: &TestApp, viewer: &crate::support::Session) -> Vec<String> {
-    let _ = app;
+async fn gateway_ids(viewer: &crate::support::Session) -> Vec<String> {
     let list = viewer.get_json("/api/v1/gateways").await;
     list.as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap().to_string()).collect()
 }
@@ -65,7 +57,7 @@ async fn the_health_views_show_the_clusters_deployments_and_their_pods() {
     let fake = fleet();
     let app = cluster_app(&fake).await;
     let viewer = app.signed_in(Role::Viewer).await;
-    within("the first list", || async { (gateway_ids(&app, &viewer).await.len() == 2).then_some(()) }).await;
+    within("the first list", || async { (gateway_ids(&viewer).await.len() == 2).then_some(()) }).await;
 
     let list = viewer.get_json("/api/v1/gateways").await;
     let edge = list.as_array().unwrap().iter().find(|g| g["id"] == "prod:edge").unwrap();
@@ -111,7 +103,7 @@ async fn a_restart_is_audited_and_sent_to_the_cluster_and_a_preview_is_a_dry_run
     let fake = fleet();
     let app = cluster_app(&fake).await;
     let responder = app.signed_in(Role::Responder).await;
-    within("the first list", || async { (gateway_ids(&app, &responder).await.len() == 2).then_some(()) }).await;
+    within("the first list", || async { (gateway_ids(&responder).await.len() == 2).then_some(()) }).await;
 
     let preview = responder
         .post("/api/v1/gateways/prod:edge/actions/scale", &json!({"reason": "surge", "dry_run": true, "replicas": 6}))
@@ -159,16 +151,16 @@ async fn an_unreachable_cluster_degrades_the_console_without_taking_it_down() {
     })
     .await;
     assert!(problem.contains("showing the last known state"), "{problem}");
-    assert_eq!(gateway_ids(&app, &responder).await, Vec::<String>::new());
+    assert_eq!(gateway_ids(&responder).await, Vec::<String>::new());
 
     // It reconnects by itself.
     fake.set_down(false);
-    within("the reconnect", || async { (gateway_ids(&app, &responder).await.len() == 2).then_some(()) }).await;
+    within("the reconnect", || async { (gateway_ids(&responder).await.len() == 2).then_some(()) }).await;
 
     // Down again: the last known state stays on screen, and a change fails closed (503)
     // with the failure audited after its intent.
     fake.set_down(true);
-    assert_eq!(gateway_ids(&app, &responder).await.len(), 2);
+    assert_eq!(gateway_ids(&responder).await.len(), 2);
     let response =
         responder.post("/api/v1/gateways/prod:edge/actions/scale", &json!({"reason": "surge", "replicas": 6})).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -215,7 +207,7 @@ async fn an_emergency_rate_limit_is_written_to_the_ingress_and_undo_restores_it_
     let original = fake.get("Ingress", "prod", "payments").unwrap()["metadata"]["annotations"].clone();
     let app = cluster_app(&fake).await;
     let responder = app.signed_in(Role::Responder).await;
-    within("the first list", || async { (gateway_ids(&app, &responder).await.len() == 2).then_some(()) }).await;
+    within("the first list", || async { (gateway_ids(&responder).await.len() == 2).then_some(()) }).await;
 
     let run = |limit: u32| {
         let responder = &responder;
@@ -260,7 +252,7 @@ async fn scaling_a_gateway_an_hpa_manages_is_refused_with_the_way_out_and_its_bo
     let fake = fleet_with_policy();
     let app = cluster_app(&fake).await;
     let responder = app.signed_in(Role::Responder).await;
-    within("the first list", || async { (gateway_ids(&app, &responder).await.len() == 2).then_some(()) }).await;
+    within("the first list", || async { (gateway_ids(&responder).await.len() == 2).then_some(()) }).await;
 
     let response =
         responder.post("/api/v1/gateways/prod:auth/actions/scale", &json!({"reason": "surge", "replicas": 8})).await;
@@ -294,7 +286,7 @@ async fn gateway_logs_are_read_like_kubectl_logs_with_a_selector() {
     fake.set_logs("edge-cur2-00001", &["GET /pay 502 upstream connect error"]);
     let app = cluster_app(&fake).await;
     let viewer = app.signed_in(Role::Viewer).await;
-    within("the first list", || async { (gateway_ids(&app, &viewer).await.len() == 2).then_some(()) }).await;
+    within("the first list", || async { (gateway_ids(&viewer).await.len() == 2).then_some(()) }).await;
 
     let logs = viewer.get_json("/api/v1/gateways/prod:edge/logs?tail=1").await;
     let lines: Vec<(&str, &str, &str)> = logs["lines"]
@@ -321,7 +313,7 @@ async fn the_pages_show_a_degraded_backend_and_the_gateways_events_on_first_pain
     let fake = fleet();
     let app = cluster_app(&fake).await;
     let viewer = app.signed_in(Role::Viewer).await;
-    within("the first list", || async { (gateway_ids(&app, &viewer).await.len() == 2).then_some(()) }).await;
+    within("the first list", || async { (gateway_ids(&viewer).await.len() == 2).then_some(()) }).await;
 
     let health = viewer.get("/").await.text().await.unwrap();
     assert!(health.contains("data-testid=\"backend-problem\""), "the banner is there");
@@ -340,7 +332,7 @@ async fn an_interrupted_action_is_settled_against_the_clusters_state_once_the_wa
     let fake = fleet();
     let app = cluster_app(&fake).await;
     let viewer = app.signed_in(Role::Viewer).await;
-    within("the first list", || async { (gateway_ids(&app, &viewer).await.len() == 2).then_some(()) }).await;
+    within("the first list", || async { (gateway_ids(&viewer).await.len() == 2).then_some(()) }).await;
     let before = json!({
         "replicas": 3, "revision": 2, "version": "1.4.0", "template": "cur2",
         "revisions": [[1, "0.9.0"], [2, "1.4.0"]], "routes": [], "rate_limit": null,

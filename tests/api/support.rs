@@ -315,12 +315,21 @@ impl TestApp {
 }
 
 /// Polls `check` (every 20 ms, up to 5 s) until it returns `Some`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    eventually_within(std::time::Duration::from_secs(5), what, check).await
+}
+
+/// Polls `check` (every 20 ms, up to `limit`) until it returns `Some`.
+pub async fn eventually_within<T, F, Fut>(limit: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
     loop {
         if let Some(v) = check().await {
             return v;
