@@ -1,10 +1,12 @@
 //! Log search across every gateway instance (issue 6).
 //!
 //! Lines arrive from the simulator (or, later, pod log streams) into a [`LogStore`]: an
-//! in-memory ring bounded by size and age. Search parses the query language in
-//! [`query`] and scans newest first. (The index that replaces the scan is to be chosen by
-//! measurement; this is the reference it must agree with.)
+//! in-memory store bounded by size and age, kept in column segments with 4-gram filters
+//! ([`index`]). Search parses the query language in [`query`]; [`Matcher::matches`] is
+//! the meaning of a query for one line (live tails use it, and the index is tested to
+//! agree with it).
 
+pub mod index;
 pub mod query;
 
 use query::{Expr, Field, Level, Status, TimeBound};
@@ -43,15 +45,17 @@ impl LogRecord {
         }
     }
 
-    fn size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.message.len()
+    /// What keeping it costs the store, for retention: the message and
+    /// [`index::LINE_OVERHEAD`].
+    pub fn size(&self) -> usize {
+        index::LINE_OVERHEAD + self.message.len()
     }
 }
 
 /// How much the store keeps; the oldest lines go first when either bound is passed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Retention {
-    /// Bytes of lines kept (records and their text).
+    /// Bytes of lines kept (see [`LogRecord::size`]).
     pub max_bytes: usize,
     /// Age of the oldest line kept, milliseconds.
     pub max_age_ms: i64,
@@ -64,11 +68,26 @@ impl Default for Retention {
 }
 
 struct Inner {
-    /// Oldest first; `first_seq` is the sequence number of `lines[0]`.
-    lines: VecDeque<LogRecord>,
+    /// Oldest first; the last is being filled, the others are sealed.
+    segments: VecDeque<Arc<index::Segment>>,
+    /// Sequence number of the first line of `segments[0]`.
     first_seq: u64,
+    /// Lines of `segments[0]` already dropped by retention.
+    skip: usize,
+    /// Lines kept.
+    lines: usize,
     bytes: usize,
     dropped: u64,
+}
+
+impl Inner {
+    fn oldest(&self) -> Option<i64> {
+        self.segments.front().filter(|s| self.skip < s.len()).map(|s| s.ts(self.skip))
+    }
+
+    fn newest(&self) -> Option<i64> {
+        self.segments.back().filter(|s| !s.is_empty()).map(|s| s.ts(s.len() - 1))
+    }
 }
 
 /// The lines of every gateway instance, newest last.
@@ -139,7 +158,14 @@ impl LogStore {
     /// An empty store.
     pub fn new(retention: Retention) -> Self {
         LogStore {
-            inner: Mutex::new(Inner { lines: VecDeque::new(), first_seq: 0, bytes: 0, dropped: 0 }),
+            inner: Mutex::new(Inner {
+                segments: VecDeque::new(),
+                first_seq: 0,
+                skip: 0,
+                lines: 0,
+                bytes: 0,
+                dropped: 0,
+            }),
             retention,
             tail: tokio::sync::broadcast::channel(64).0,
         }
@@ -162,30 +188,52 @@ impl LogStore {
         }
         let mut inner = self.lock();
         for r in &batch {
+            if inner.segments.back().is_none_or(|s| s.is_full()) {
+                if let Some(last) = inner.segments.back_mut() {
+                    Arc::make_mut(last).seal();
+                }
+                inner.segments.push_back(Arc::new(index::Segment::new()));
+            }
+            let Some(last) = inner.segments.back_mut() else { unreachable!("a segment was just ensured") };
+            // Copies the segment only while a search is reading it.
+            Arc::make_mut(last).push(r);
             inner.bytes += r.size();
-            inner.lines.push_back(r.clone());
+            inner.lines += 1;
         }
         if self.tail.receiver_count() > 0 {
             let _ = self.tail.send(Arc::new(batch));
         }
-        let newest = inner.lines.back().map_or(0, |r| r.ts_ms);
-        while let Some(oldest) = inner.lines.front() {
-            let too_old = newest - oldest.ts_ms > self.retention.max_age_ms;
+        let newest = inner.newest().unwrap_or(0);
+        while let Some(oldest) = inner.oldest() {
+            let too_old = newest - oldest > self.retention.max_age_ms;
             if !too_old && inner.bytes <= self.retention.max_bytes {
                 break;
             }
-            let size = oldest.size();
-            inner.lines.pop_front();
+            let front = &inner.segments[0];
+            let size = index::LINE_OVERHEAD + front.message_len(inner.skip);
+            let len = front.len();
+            inner.skip += 1;
             inner.bytes -= size;
-            inner.first_seq += 1;
+            inner.lines -= 1;
             inner.dropped += 1;
+            if inner.skip == len && inner.segments.len() > 1 {
+                inner.segments.pop_front();
+                inner.first_seq += len as u64;
+                inner.skip = 0;
+            }
         }
+    }
+
+    /// Bytes the store holds: (columns and text, 4-gram filters).
+    pub fn footprint(&self) -> (usize, usize) {
+        let inner = self.lock();
+        inner.segments.iter().fold((0, 0), |(d, f), s| (d + s.data_bytes(), f + s.filter_bytes()))
     }
 
     /// (lines kept, bytes, lines dropped by retention so far).
     pub fn stats(&self) -> (usize, usize, u64) {
         let inner = self.lock();
-        (inner.lines.len(), inner.bytes, inner.dropped)
+        (inner.lines, inner.bytes, inner.dropped)
     }
 
     /// Lines matching `m` in `[since, until]` (Unix ms), newest first, `limit` per page,
@@ -198,40 +246,56 @@ impl LogStore {
         limit: usize,
         cursor: Option<u64>,
     ) -> Page {
-        let inner = self.lock();
-        let mut hits = Vec::new();
-        let mut total = 0u64;
-        let mut next_cursor = None;
-        // The window the bars cover: what was asked for, within what is kept.
-        let (oldest, newest) = match (inner.lines.front(), inner.lines.back()) {
-            (Some(a), Some(b)) => (a.ts_ms, b.ts_ms),
-            _ => (0, 0),
+        // A snapshot: sealed segments are shared, the one being filled is copied only if
+        // lines arrive while the search runs.
+        let (segments, first_seq, skip, oldest, newest) = {
+            let inner = self.lock();
+            let segments: Vec<Arc<index::Segment>> = inner.segments.iter().cloned().collect();
+            (segments, inner.first_seq, inner.skip, inner.oldest(), inner.newest())
         };
+        // The window the bars cover: what was asked for, within what is kept.
+        let (oldest, newest) = (oldest.unwrap_or(0), newest.unwrap_or(0));
         let (from, to) = (since.unwrap_or(oldest).max(oldest), until.unwrap_or(newest).min(newest));
         // Whole seconds per bar, at least one.
         let width = ((to - from).max(0) / HISTOGRAM_BARS / 1000 + 1) * 1000;
         let bars = if to >= from { ((to - from) / width + 1) as usize } else { 0 };
         let mut counts = vec![0u64; bars];
-        for (i, r) in inner.lines.iter().enumerate().rev() {
-            let seq = inner.first_seq + i as u64;
-            if since.is_some_and(|s| r.ts_ms < s) {
-                // Lines are in time order: nothing older can match.
-                break;
+
+        let plan = index::Plan::new(m).within(since, until);
+        let found = index::run(&segments, skip, &plan);
+        let mut total = 0u64;
+        let mut seq_of = Vec::with_capacity(segments.len());
+        let mut seq = first_seq;
+        for s in &segments {
+            seq_of.push(seq);
+            seq += s.len() as u64;
+        }
+        for f in &found {
+            let s = &segments[f.segment];
+            for i in f.lines.iter() {
+                total += 1;
+                // Lines a little out of order may fall before the first kept line's time:
+                // they count in the first bar.
+                let bar = ((s.ts(i) - from) / width).clamp(0, bars as i64 - 1);
+                if let Some(c) = counts.get_mut(bar as usize) {
+                    *c += 1;
+                }
             }
-            if until.is_some_and(|u| r.ts_ms > u) || !m.matches(r) {
-                continue;
-            }
-            total += 1;
-            if let Some(c) = usize::try_from((r.ts_ms - from) / width).ok().and_then(|i| counts.get_mut(i)) {
-                *c += 1;
-            }
-            if cursor.is_some_and(|c| seq >= c) {
-                continue;
-            }
-            if hits.len() < limit {
-                hits.push(Hit { seq, record: r.clone() });
-            } else if next_cursor.is_none() {
-                next_cursor = hits.last().map(|h: &Hit| h.seq);
+        }
+        let mut hits = Vec::new();
+        let mut next_cursor = None;
+        'segments: for f in found.iter().rev() {
+            let s = &segments[f.segment];
+            for i in f.lines.iter().rev() {
+                let seq = seq_of[f.segment] + i as u64;
+                if cursor.is_some_and(|c| seq >= c) {
+                    continue;
+                }
+                if hits.len() == limit {
+                    next_cursor = hits.last().map(|h: &Hit| h.seq);
+                    break 'segments;
+                }
+                hits.push(Hit { seq, record: s.record(i) });
             }
         }
         let histogram = counts.into_iter().enumerate().map(|(i, n)| (from + i as i64 * width, width, n)).collect();

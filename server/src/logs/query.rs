@@ -496,7 +496,7 @@ impl fmt::Display for Expr {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::fleet::sim::rng::SplitMix64;
 
@@ -596,7 +596,8 @@ mod tests {
         W[rng.below(W.len() as u64) as usize].to_string()
     }
 
-    fn arbitrary(rng: &mut SplitMix64, depth: u32) -> Expr {
+    /// A random query over the words the index tests' corpus uses.
+    pub(crate) fn arbitrary(rng: &mut SplitMix64, depth: u32) -> Expr {
         let leaf = depth == 0 || rng.below(3) == 0;
         if leaf {
             match rng.below(9) {
