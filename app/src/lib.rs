@@ -6,6 +6,7 @@
 //! sqlx, kube or tokio, so its wasm build stays small.
 
 pub mod console;
+pub mod deps;
 pub mod dto;
 #[cfg(feature = "hydrate")]
 pub mod http;
