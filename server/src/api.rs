@@ -8,7 +8,8 @@ use crate::error::{AppError, Result};
 use crate::request::Client;
 use crate::state::AppState;
 use app::dto::{
-    ActionRecord, ActionResponse, AuditPage, AuditVerification, GatewayDetail, GatewaySummary, NewUser, UserSummary,
+    ActionRecord, ActionResponse, AuditPage, AuditVerification, DependencyGraph, GatewayDetail, GatewaySummary,
+    NewUser, ProbeRequest, ProbeResult, SyntheticHistory, UserSummary,
 };
 use axum::body::Body;
 use axum::extract::Query;
@@ -40,6 +41,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/events", get(events))
         .route("/users", get(users).post(create_user))
         .route("/fleet", get(fleet))
+        .route("/dependencies", get(dependencies))
+        .route("/probe", post(probe))
+        .route("/synthetics", get(synthetics))
         .route("/gateways/{id}/actions/{action}", post(run_action))
         .route("/actions", get(list_actions))
         .route("/actions/{id}", get(get_action))
@@ -69,6 +73,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 fn console(state: AppState, user: AuthUser) -> ServerConsole {
     ServerConsole::new(state, Some(user))
+}
+
+async fn dependencies(State(state): State<AppState>, user: AuthUser) -> Result<Json<DependencyGraph>> {
+    Ok(Json(console(state, user).dependencies().await?))
+}
+
+async fn probe(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<ProbeRequest>,
+) -> Result<Json<ProbeResult>> {
+    Ok(Json(console(state, user).probe(&body).await?))
+}
+
+async fn synthetics(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec<SyntheticHistory>>> {
+    Ok(Json(console(state, user).synthetics().await?))
 }
 
 async fn gateways(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec<GatewaySummary>>> {

@@ -107,6 +107,14 @@ pub struct ServeArgs {
     /// Age of the oldest log line kept, hours.
     #[arg(long, env = "GATEWARDEN_LOG_RETENTION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=720))]
     pub log_retention_hours: u64,
+    /// Hosts that `POST /api/v1/probe` may request by URL: `api.example.com`,
+    /// `*.example.com`, `host:port`, or an exact `ip:port` (repeat, or separate with commas).
+    /// Names must resolve to public addresses; gateways' own addresses are always allowed.
+    #[arg(long = "probe-allow", env = "GATEWARDEN_PROBE_ALLOW", value_delimiter = ',')]
+    pub probe_allow: Vec<String>,
+    /// Seconds between synthetic checks of each gateway's key paths (0: none).
+    #[arg(long, env = "GATEWARDEN_SYNTHETIC_INTERVAL_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub synthetic_interval_s: u64,
     /// Public URL; an https URL marks session cookies Secure.
     #[arg(long, env = "GATEWARDEN_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -126,6 +126,29 @@ impl ServerConsole {
         Ok(crate::logs::follow_matches(self.state.logs.subscribe(), matcher))
     }
 
+    /// `GET /api/v1/dependencies` (viewer).
+    pub async fn dependencies(&self) -> Result<DependencyGraph> {
+        self.caller(Role::Viewer)?;
+        self.state.health.dependencies().await
+    }
+
+    /// `POST /api/v1/probe`: one request to a gateway path or an allowed URL (viewer);
+    /// anything that could reach elsewhere is refused before a packet leaves.
+    pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeResult> {
+        let user = self.caller(Role::Viewer)?;
+        let result = self.state.probes.probe(request).await;
+        if let Err(e) = &result {
+            tracing::warn!(user = %user.username, request = ?request, error = %e, "probe refused");
+        }
+        result
+    }
+
+    /// `GET /api/v1/synthetics`: the recent scheduled checks of every gateway (viewer).
+    pub async fn synthetics(&self) -> Result<Vec<SyntheticHistory>> {
+        self.caller(Role::Viewer)?;
+        Ok(self.state.probes.history())
+    }
+
     /// The backend, and the training scenario for the simulator.
     pub async fn fleet(&self) -> Result<FleetInfo> {
         self.caller(Role::Viewer)?;

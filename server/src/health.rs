@@ -163,6 +163,11 @@ impl HealthService {
         Ok(self.fleet.logs(id, tail, since_seconds).await?)
     }
 
+    /// Who depends on what, from the fleet backend.
+    pub async fn dependencies(&self) -> Result<app::dto::DependencyGraph> {
+        Ok(self.fleet.dependencies().await?)
+    }
+
     /// Everything the live views need, in one message.
     pub async fn snapshot(&self) -> Result<LiveSnapshot> {
         let (inventory, windows) = self.joined().await?;

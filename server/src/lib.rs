@@ -13,6 +13,7 @@ pub mod error;
 pub mod fleet;
 pub mod health;
 pub mod logs;
+pub mod probe;
 pub mod request;
 pub mod startup;
 pub mod state;

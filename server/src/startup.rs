@@ -60,6 +60,10 @@ pub struct Settings {
     pub log_retention: crate::logs::Retention,
     /// Pods whose logs are followed at once in Kubernetes mode.
     pub max_log_streams: usize,
+    /// Where probes may go by URL.
+    pub probe_allow: Vec<crate::probe::Allowed>,
+    /// Seconds between synthetic checks (0: none).
+    pub synthetic_interval_s: u64,
 }
 
 /// A Kubernetes client handed in by a test or benchmark.
@@ -110,8 +114,16 @@ impl Settings {
             }
             None => false,
         };
+        let probe_allow = args
+            .probe_allow
+            .iter()
+            .filter(|a| !a.trim().is_empty())
+            .map(|a| crate::probe::Allowed::parse(a).map_err(|e| StartupError::Config(format!("--probe-allow {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         let now_ms = db::now_ms();
         Ok(Settings {
+            probe_allow,
+            synthetic_interval_s: args.synthetic_interval_s,
             listen: args.listen,
             database_url: args.database_url,
             fleet: args.fleet,
@@ -242,6 +254,21 @@ impl Application {
                 (fleet, metrics, None)
             }
         };
+        let probes = Arc::new(crate::probe::Probes::new(crate::probe::Guard::new(settings.probe_allow.clone())));
+        if let Some(sim) = &sim {
+            // Each simulated gateway answers on its own local port.
+            for (gateway, paths) in sim.key_paths() {
+                let (addr, task) = crate::fleet::sim::listener::serve(sim.clone(), gateway)
+                    .await
+                    .map_err(|e| StartupError::Other(format!("starting gateway {gateway}'s listener: {e}")))?;
+                let base = reqwest::Url::parse(&format!("http://{addr}/")).expect("an address is a URL");
+                probes.set_gateway(gateway, base, paths);
+                background.push(task);
+            }
+        }
+        if settings.synthetic_interval_s > 0 {
+            background.push(probes.spawn_checks(std::time::Duration::from_secs(settings.synthetic_interval_s)));
+        }
         let health = Arc::new(HealthService::new(fleet.clone(), metrics));
         let dialect = db::dialect(&settings.database_url).expect("checked in Settings");
         let ledger = Arc::new(Ledger::new(db.clone(), dialect));
@@ -288,6 +315,7 @@ impl Application {
             engine,
             sim,
             logs,
+            probes,
             throttle: Default::default(),
             dummy_hash: dummy_hash.into(),
             live,

@@ -28,6 +28,8 @@ pub struct AppState {
     pub sim: Option<Arc<SimFleet>>,
     /// Every gateway instance's log lines.
     pub logs: Arc<crate::logs::LogStore>,
+    /// Endpoint probes and synthetic checks.
+    pub probes: Arc<crate::probe::Probes>,
     /// Failed-login counters.
     pub throttle: Arc<LoginThrottle>,
     /// Hash checked for unknown users, so they cost the same time as known ones.

@@ -139,6 +139,8 @@ async fn the_session_cookie_is_secure_when_the_public_url_is_https() {
         max_log_streams: 5,
         log_retention_mb: 256,
         log_retention_hours: 24,
+        probe_allow: Vec::new(),
+        synthetic_interval_s: 30,
     };
     assert!(server::startup::Settings::from_args(args.clone()).unwrap().secure_cookies);
     let plain = server::config::ServeArgs { public_url: Some("http://localhost:3000".into()), ..args };

@@ -7,6 +7,7 @@ mod actions;
 mod audit;
 mod auth;
 mod cli;
+mod dependencies;
 mod gateways;
 mod input;
 mod kube;

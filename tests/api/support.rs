@@ -92,16 +92,23 @@ pub struct Options {
     pub seed: u64,
     /// A Kubernetes client: the server runs `--fleet kube` against it instead of the simulator.
     pub kube: Option<server::startup::InjectedClient>,
+    /// `--probe-allow` entries.
+    pub probe_allow: Vec<String>,
 }
 
 impl Options {
     /// Healthy fleet, seed 7.
     pub fn new(backend: Backend) -> Self {
-        Options { backend, scenario: Scenario::Healthy, seed: 7, kube: None }
+        Options { backend, scenario: Scenario::Healthy, seed: 7, kube: None, probe_allow: Vec::new() }
     }
     /// Starting in `scenario`.
     pub fn scenario(mut self, scenario: Scenario) -> Self {
         self.scenario = scenario;
+        self
+    }
+    /// Probes may also go to `entry` (`--probe-allow`).
+    pub fn probe_allow(mut self, entry: &str) -> Self {
+        self.probe_allow.push(entry.into());
         self
     }
     /// With `seed`.
@@ -161,6 +168,12 @@ impl TestApp {
             kube_client: options.kube.clone(),
             log_retention: Default::default(),
             max_log_streams: 5,
+            probe_allow: options
+                .probe_allow
+                .iter()
+                .map(|a| server::probe::Allowed::parse(a).expect("a valid --probe-allow entry"))
+                .collect(),
+            synthetic_interval_s: 0,
             prometheus: None,
         };
         let app = Application::build(settings).await.expect("server starts");

@@ -269,6 +269,11 @@ pub trait Fleet: Send + Sync {
     ) -> BoxFuture<'a, FleetResult<()>> {
         Box::pin(async { Ok(()) })
     }
+    /// Who depends on what: gateways → routes → downstream services, with health and
+    /// traffic (`GET /api/v1/dependencies`).
+    fn dependencies(&self) -> BoxFuture<'_, FleetResult<app::dto::DependencyGraph>> {
+        Box::pin(async { Err(FleetError::Unsupported("this backend does not map dependencies".into())) })
+    }
     /// Resolves once the backend has read its initial state (Kubernetes: every watch has
     /// listed once), or after `limit`, whichever comes first.
     fn synced(&self, _limit: std::time::Duration) -> BoxFuture<'_, ()> {

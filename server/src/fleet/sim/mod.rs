@@ -2,6 +2,7 @@
 //! a clock task, served through the `Fleet` and `Metrics` traits.
 
 pub mod histogram;
+pub mod listener;
 pub mod logs;
 pub mod model;
 pub mod rng;
@@ -258,6 +259,11 @@ impl Fleet for SimFleet {
         Box::pin(async move { result })
     }
 
+    fn dependencies(&self) -> BoxFuture<'_, FleetResult<app::dto::DependencyGraph>> {
+        let graph = dependencies_of(&self.lock());
+        Box::pin(async move { Ok(graph) })
+    }
+
     fn apply<'a>(
         &'a self,
         gateway: &'a str,
@@ -373,4 +379,94 @@ impl Metrics for SimFleet {
         };
         Box::pin(async move { result })
     }
+}
+
+/// The simulator's routing table as a dependency graph, with the last `RECENT_S` seconds'
+/// traffic: gateways (ready pods), their routes (rates, 5xx share, p99) and the services
+/// behind them (their own failure probability and load; the model has no endpoints).
+pub fn dependencies_of(sim: &model::Sim) -> app::dto::DependencyGraph {
+    use app::deps::health;
+    use app::dto::{DepEdge, DepNode, DependencyGraph};
+    let mut g = DependencyGraph::default();
+    let window = model::RECENT_S.max(1) as f64;
+    for gw in &sim.gateways {
+        let ready = gw.ready_pods(sim.t).count() as u32;
+        let mut all = model::Second::zero(sim.t);
+        for second in &gw.route_recent {
+            for r in second {
+                all.add(r);
+            }
+        }
+        let share = |s: &model::Second| if s.total > 0 { s.c5xx as f64 / s.total as f64 } else { 0.0 };
+        let gateway_id = format!("gateway:{}", gw.id);
+        g.nodes.push(DepNode {
+            id: gateway_id.clone(),
+            kind: "gateway".into(),
+            name: gw.name.into(),
+            gateway: Some(gw.id.into()),
+            health: health(share(&all), Some(ready)).into(),
+            rps: all.total as f64 / window,
+            error_rate: share(&all),
+            latency_ms: histogram::quantile(0.99, &all.buckets),
+            ready_endpoints: Some(ready),
+            endpoints: Some(gw.pods.len() as u32),
+        });
+        for (k, route) in gw.routes.iter().enumerate() {
+            let mut s = model::Second::zero(sim.t);
+            for second in &gw.route_recent {
+                if let Some(r) = second.get(k) {
+                    s.add(r);
+                }
+            }
+            let route_id = format!("route:{}:{}", gw.id, route.path);
+            let bypassed = gw.bypassed.iter().any(|b| b == route.service);
+            g.nodes.push(DepNode {
+                id: route_id.clone(),
+                kind: "route".into(),
+                name: route.path.into(),
+                gateway: Some(gw.id.into()),
+                health: health(share(&s), None).into(),
+                rps: s.total as f64 / window,
+                error_rate: share(&s),
+                latency_ms: histogram::quantile(0.99, &s.buckets),
+                ready_endpoints: None,
+                endpoints: None,
+            });
+            g.edges.push(DepEdge {
+                from: gateway_id.clone(),
+                to: route_id.clone(),
+                rps: s.total as f64 / window,
+                error_rate: share(&s),
+            });
+            // What the route sends on: everything it admitted (not throttled, not
+            // rejected by its own auth layer), none while the service is bypassed.
+            let sent = if bypassed { 0 } else { s.total.saturating_sub(s.c429 + s.c4xx) };
+            g.edges.push(DepEdge {
+                from: route_id,
+                to: format!("service:{}", route.service),
+                rps: sent as f64 / window,
+                error_rate: if sent > 0 { (s.c5xx as f64 / sent as f64).min(1.0) } else { 0.0 },
+            });
+        }
+    }
+    for svc in &sim.services {
+        let used = sim.gateways.iter().flat_map(|gw| &gw.routes).filter(|r| r.service == svc.name);
+        let latencies: Vec<f64> = used.map(|r| r.latency_ms * svc.latency_mult).collect();
+        if latencies.is_empty() {
+            continue;
+        }
+        g.nodes.push(DepNode {
+            id: format!("service:{}", svc.name),
+            kind: "service".into(),
+            name: svc.name.into(),
+            gateway: None,
+            health: health(svc.fail, None).into(),
+            rps: svc.load,
+            error_rate: svc.fail,
+            latency_ms: latencies.iter().sum::<f64>() / latencies.len() as f64,
+            ready_endpoints: None,
+            endpoints: None,
+        });
+    }
+    g
 }

@@ -14,6 +14,8 @@ use std::str::FromStr;
 
 /// Seconds of per-second history kept (the charts' 15 minutes).
 pub const HISTORY_S: usize = 900;
+/// Seconds of per-route outcomes kept for the dependency map.
+pub const RECENT_S: usize = 5;
 /// When a scenario's incident begins, in simulated seconds after the history starts.
 /// The simulation starts "now" at `HISTORY_S`, so charts show the onset 5 minutes ago.
 pub const ONSET_S: i64 = 600;
@@ -225,6 +227,8 @@ pub struct Gateway {
     pub totals: Second,
     /// The same per route, in route order.
     pub route_totals: Vec<Second>,
+    /// The last `RECENT_S` seconds per route, oldest first (the dependency map's rates).
+    pub route_recent: VecDeque<Vec<Second>>,
     /// Multiplier on offered load (traffic surge).
     pub surge: f64,
     /// Emergency rate limit, if one is set.
@@ -376,6 +380,7 @@ impl Sim {
             history: VecDeque::with_capacity(HISTORY_S + 1),
             totals: Second::zero(0),
             route_totals: Vec::new(),
+            route_recent: VecDeque::with_capacity(RECENT_S + 1),
             surge: 1.0,
             rate_limit: None,
             tokens: 0.0,
@@ -505,6 +510,10 @@ impl Sim {
                 total.add(route);
             }
             gw.totals.add(&second);
+            if gw.route_recent.len() == RECENT_S {
+                gw.route_recent.pop_front();
+            }
+            gw.route_recent.push_back(per_route);
             let history = &mut self.gateways[i].history;
             if history.len() == HISTORY_S {
                 history.pop_front();
