@@ -46,6 +46,12 @@ pub trait Operations: Send + Sync {
     fn audit_entry(&self, id: i64) -> ApiFuture<AuditEntryDetail>;
     /// A page of log search; `query` is the URL query (`q`, `since`, `until`, `limit`, `cursor`).
     fn search_logs(&self, query: String) -> ApiFuture<LogSearch>;
+    /// The dependency map.
+    fn dependencies(&self) -> ApiFuture<DependencyGraph>;
+    /// An endpoint probe; `body` is a `ProbeRequest` as JSON text.
+    fn probe(&self, body: String) -> ApiFuture<ProbeResult>;
+    /// The synthetic checks' recent results.
+    fn synthetics(&self) -> ApiFuture<Vec<SyntheticHistory>>;
 }
 
 /// The implementation the server provides as context while rendering a page.

@@ -251,11 +251,15 @@ pub enum Mark {
     Dim,
 }
 
-/// The graph as SVG elements (edges first, then nodes): node groups carry `data-id`.
+/// The graph as SVG elements: edges first, as one path per colour (thousands of separate
+/// paths cost the browser more than the drawing itself), then per node a box carrying
+/// `data-id` and its label.
 pub fn svg(graph: &Graph, layout: &Layout, mark: impl Fn(&DepNode) -> Mark) -> String {
     let nodes = &graph.g.nodes;
-    let mut out = String::with_capacity(nodes.len() * 260 + graph.g.edges.len() * 120);
+    let mut out = String::with_capacity(nodes.len() * 200 + graph.g.edges.len() * 60);
     let marks: Vec<Mark> = nodes.iter().map(&mark).collect();
+    // (health, dimmed) → path data.
+    let mut paths: Vec<((&str, bool), String)> = Vec::new();
     for e in &graph.g.edges {
         let (Some(&a), Some(&b)) = (graph.index.get(e.from.as_str()), graph.index.get(e.to.as_str())) else {
             continue;
@@ -263,15 +267,20 @@ pub fn svg(graph: &Graph, layout: &Layout, mark: impl Fn(&DepNode) -> Mark) -> S
         let ((ax, ay), (bx, by)) = (layout.pos[a], layout.pos[b]);
         let (x1, y1, x2, y2) = (ax + NODE_W, ay + NODE_H / 2.0, bx, by + NODE_H / 2.0);
         let mid = (x1 + x2) / 2.0;
-        let dim = marks[a] == Mark::Dim || marks[b] == Mark::Dim;
-        let class = health(e.error_rate, None);
-        let _ = write!(
-            out,
-            "<path class=\"dep-edge {class}{}\" d=\"M{x1:.0} {y1:.0}C{mid:.0} {y1:.0} {mid:.0} {y2:.0} {x2:.0} {y2:.0}\"><title>",
-            if dim { " dim" } else { "" }
-        );
-        escape(&format!("{} → {}: {:.1} req/s, {:.1} % failing", e.from, e.to, e.rps, e.error_rate * 100.0), &mut out);
-        out.push_str("</title></path>");
+        let key = (health(e.error_rate, None), marks[a] == Mark::Dim || marks[b] == Mark::Dim);
+        let d = match paths.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, d)) => d,
+            None => {
+                paths.push((key, String::new()));
+                &mut paths.last_mut().expect("just pushed").1
+            }
+        };
+        let _ = write!(d, "M{x1:.0} {y1:.0}C{mid:.0} {y1:.0} {mid:.0} {y2:.0} {x2:.0} {y2:.0}");
+    }
+    // Healthy first, so failing edges are drawn on top.
+    paths.sort_by_key(|((h, dim), _)| (!*dim, *h != "ok", *h == "down"));
+    for ((h, dim), d) in &paths {
+        let _ = write!(out, "<path class=\"dep-edge {h}{}\" d=\"{d}\"></path>", if *dim { " dim" } else { "" });
     }
     for (i, n) in nodes.iter().enumerate() {
         let (x, y) = layout.pos[i];
@@ -281,31 +290,21 @@ pub fn svg(graph: &Graph, layout: &Layout, mark: impl Fn(&DepNode) -> Mark) -> S
             Mark::Blast => " blast",
             Mark::Dim => " dim",
         };
-        let _ = write!(out, "<g class=\"dep-node {} {}{mark}\" data-id=\"", n.kind, n.health);
+        let _ = write!(out, "<rect class=\"dep-node {} {}{mark}\" data-id=\"", n.kind, n.health);
         escape(&n.id, &mut out);
         let _ = write!(
             out,
-            "\" transform=\"translate({x:.0},{y:.0})\"><rect width=\"{NODE_W}\" height=\"{NODE_H}\" rx=\"3\"></rect><text x=\"6\" y=\"13\">"
+            "\" x=\"{x:.0}\" y=\"{y:.0}\" width=\"{NODE_W}\" height=\"{NODE_H}\" rx=\"3\"></rect><text class=\"dep-label{}\" x=\"{:.0}\" y=\"{:.0}\">",
+            if marks[i] == Mark::Dim { " dim" } else { "" },
+            x + 6.0,
+            y + 13.0
         );
         let mut name: String = n.name.chars().take(24).collect();
         if n.name.chars().count() > 24 {
             name.push('…');
         }
         escape(&name, &mut out);
-        out.push_str("</text><title>");
-        escape(
-            &format!(
-                "{} {}: {}, {:.1} req/s, {:.1} % failing, {:.0} ms",
-                n.kind,
-                n.name,
-                n.health,
-                n.rps,
-                n.error_rate * 100.0,
-                n.latency_ms
-            ),
-            &mut out,
-        );
-        out.push_str("</title></g>");
+        out.push_str("</text>");
     }
     out
 }
@@ -397,8 +396,11 @@ mod tests {
             assert!(seen.insert(((p.0 * 10.0) as i64, (p.1 * 10.0) as i64)), "two nodes at {p:?}");
         }
         let drawn = svg(&graph, &l, |_| Mark::Plain);
-        assert_eq!(drawn.matches("<g class=\"dep-node").count(), g.nodes.len());
-        assert_eq!(drawn.matches("<path class=\"dep-edge").count(), g.edges.len());
+        assert_eq!(drawn.matches("<rect class=\"dep-node").count(), g.nodes.len());
+        assert_eq!(drawn.matches("<text class=\"dep-label").count(), g.nodes.len());
+        // One path per colour, one curve per edge.
+        assert_eq!(drawn.matches("<path class=\"dep-edge").count(), 2, "ok and down");
+        assert_eq!(drawn.matches('C').count(), g.edges.len());
     }
 
     #[test]

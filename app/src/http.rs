@@ -149,6 +149,15 @@ impl Operations for HttpConsole {
     fn search_logs(&self, query: String) -> ApiFuture<LogSearch> {
         boxed(async move { fetch_json("GET", &format!("/api/v1/logs?{query}"), None, None).await })
     }
+    fn dependencies(&self) -> ApiFuture<DependencyGraph> {
+        boxed(async move { fetch_json("GET", "/api/v1/dependencies", None, None).await })
+    }
+    fn probe(&self, body: String) -> ApiFuture<ProbeResult> {
+        boxed(async move { fetch_json("POST", "/api/v1/probe", Some(body), Some(csrf_token().await?)).await })
+    }
+    fn synthetics(&self) -> ApiFuture<Vec<SyntheticHistory>> {
+        boxed(async move { fetch_json("GET", "/api/v1/synthetics", None, None).await })
+    }
 }
 
 /// `s` as a JSON string literal.

@@ -298,6 +298,19 @@ impl Operations for ServerConsole {
     fn audit_entry(&self, id: i64) -> ApiFuture<AuditEntryDetail> {
         run(self, move |c| async move { c.audit_entry(id).await })
     }
+    fn dependencies(&self) -> ApiFuture<DependencyGraph> {
+        run(self, |c| async move { c.dependencies().await })
+    }
+    fn probe(&self, body: String) -> ApiFuture<ProbeResult> {
+        run(self, |c| async move {
+            let request: ProbeRequest = serde_json::from_str(&body)
+                .map_err(|e| AppError::invalid("body", format!("not a probe request: {e}")))?;
+            c.probe(&request).await
+        })
+    }
+    fn synthetics(&self) -> ApiFuture<Vec<SyntheticHistory>> {
+        run(self, |c| async move { c.synthetics().await })
+    }
 }
 
 /// The log query language, with a syntax error as a 400 that says where.

@@ -118,6 +118,7 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
                 ]
             />
         </section>
+        <SyntheticChecks gateway=gateway_id.clone() />
         <h2>"Instances"</h2>
         {move || view! { <InstanceTable instances=instances() /> }}
         {(!events.is_empty()).then(|| view! { <EventTable events /> })}
@@ -175,6 +176,74 @@ fn SummaryHeader(s: GatewaySummary) -> impl IntoView {
                     state={if s.instances_ready < s.instances_desired { "warn" } else { "" }}
                 />
             </div>
+        </div>
+    }
+}
+
+/// The scheduled synthetic checks of this gateway's key paths: one mark per check,
+/// oldest first, red where it failed (refreshed every 15 s).
+#[component]
+fn SyntheticChecks(gateway: String) -> impl IntoView {
+    let tick = RwSignal::new(0u32);
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(15));
+        on_cleanup(move || {
+            if let Ok(h) = handle {
+                h.clear();
+            }
+        });
+    }
+    let checks = LocalResource::new(move || {
+        tick.track();
+        let ops = crate::console::operations();
+        async move { ops.synthetics().await }
+    });
+    view! {
+        <h2>"Synthetic checks"</h2>
+        <div class="synthetics" data-testid="synthetics">
+            {move || {
+                let gateway = gateway.clone();
+                checks
+                    .get()
+                    .map(|r| match r {
+                        Err(e) => view! { <p class="error">{e.message}</p> }.into_any(),
+                        Ok(all) => {
+                            let mine: Vec<_> = all.into_iter().filter(|h| h.gateway == gateway).collect();
+                            if mine.is_empty() {
+                                return view! { <p class="muted">"No checks yet."</p> }.into_any();
+                            }
+                            mine.into_iter()
+                                .map(|h| {
+                                    let last = h.results.last().map(|r| match r.status {
+                                        Some(s) => format!("HTTP {s} in {}", format::millis(r.total_ms)),
+                                        None => r.error.clone().unwrap_or_else(|| "no response".into()),
+                                    });
+                                    view! {
+                                        <div class="synthetic-row">
+                                            <code>{h.path.clone()}</code>
+                                            <span class="checks">
+                                                {h.results
+                                                    .iter()
+                                                    .map(|r| {
+                                                        let title = format!(
+                                                            "{}: {}",
+                                                            format::utc(r.ts),
+                                                            r.status.map_or_else(|| r.error.clone().unwrap_or_default(), |s| format!("HTTP {s}, {:.0} ms", r.total_ms)),
+                                                        );
+                                                        view! { <span class=if r.ok { "check" } else { "check failed" } title=title></span> }
+                                                    })
+                                                    .collect_view()}
+                                            </span>
+                                            <span class="muted">{last.unwrap_or_default()}</span>
+                                        </div>
+                                    }
+                                })
+                                .collect_view()
+                                .into_any()
+                        }
+                    })
+            }}
         </div>
     }
 }

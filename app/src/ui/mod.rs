@@ -5,6 +5,7 @@
 mod actions;
 mod audit;
 mod chart;
+mod dependencies;
 mod format;
 mod gateway;
 mod health;
@@ -87,6 +88,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("gateways/:id") view={Lazy::<GatewayRoute>::new()} />
                     <Route path=path!("audit") view={Lazy::<AuditRoute>::new()} />
                     <Route path=path!("logs") view={Lazy::<LogsRoute>::new()} />
+                    <Route path=path!("dependencies") view={Lazy::<DependenciesRoute>::new()} />
                 </ParentRoute>
             </Routes>
         </Router>
@@ -139,6 +141,21 @@ impl LazyRoute for LogsRoute {
     }
 }
 
+/// The dependency map and endpoint tests, their own chunk.
+#[derive(Debug)]
+struct DependenciesRoute;
+
+#[lazy_route]
+impl LazyRoute for DependenciesRoute {
+    fn data() -> Self {
+        DependenciesRoute
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <dependencies::DependenciesPage /> }.into_any()
+    }
+}
+
 /// Frame of every signed-in page: header with the user and role, the live feed.
 #[component]
 fn Layout() -> impl IntoView {
@@ -182,6 +199,7 @@ fn Layout() -> impl IntoView {
             <nav class="nav">
                 <a href="/">"Gateway health"</a>
                 <a href="/logs">"Logs"</a>
+                <a href="/dependencies">"Dependencies"</a>
                 <a href="/audit">"Audit trail"</a>
             </nav>
             <LiveIndicator />

@@ -1,0 +1,80 @@
+import { test, expect, Page } from '@playwright/test';
+import { ADMIN_PASSWORD } from '../playwright.config';
+
+async function signIn(page: Page) {
+  await page.goto('/login');
+  await page.getByLabel('Username').fill('admin');
+  await page.getByLabel('Password').fill(ADMIN_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(/\/$/);
+}
+
+test('the dependency map shows who depends on a service, what to do about it, and probes a gateway', async ({ page }) => {
+  await signIn(page);
+  await page.getByRole('link', { name: 'Dependencies' }).click();
+  await expect(page).toHaveURL(/\/dependencies$/);
+  await expect(page.getByTestId('dep-summary')).toHaveText(/^2 gateways, 12 routes, 10 services \(\d+ unhealthy\)$/);
+  const map = page.getByTestId('dep-map');
+  await expect(map.locator('rect.dep-node')).toHaveCount(24);
+  // Edges are drawn as one path per colour, one curve each.
+  const curves = await map.locator('path.dep-edge').evaluateAll((ps) => ps.map((p) => (p.getAttribute('d') ?? '').split('C').length - 1).reduce((a, b) => a + b, 0));
+  expect(curves).toBe(24);
+
+  // Search: the matches are offered, the rest of the map dims.
+  await page.getByTestId('dep-search').locator('input[name="q"]').fill('payments');
+  await page.getByTestId('dep-search').getByRole('button', { name: 'Find' }).click();
+  await expect(page).toHaveURL(/\/dependencies\?q=payments$/);
+  await expect(page.getByTestId('dep-found')).toContainText('3 match "payments"');
+  await expect(map.locator('rect.dep-node.dim')).toHaveCount(21);
+
+  // Select the service: its blast radius is both gateways and their payments routes.
+  await map.locator('[data-id="service:payments"]').click();
+  await expect(page).toHaveURL(/node=service%3Apayments/);
+  const panel = page.getByTestId('dep-panel');
+  await expect(panel.locator('h2')).toHaveText('service payments');
+  await expect(panel.getByTestId('blast-radius')).toHaveText('2 gateway(s): public-edge, partner-api');
+  await expect(panel).toContainText('edge /api/payments');
+  await expect(panel).toContainText('partner /v1/payments');
+  await expect(map.locator('rect.dep-node.blast')).toHaveCount(4);
+  // An admin may run every action that applies; each leads to its gateway's page.
+  const actions = panel.getByTestId('dep-actions');
+  await expect(actions.getByRole('link', { name: 'Circuit breaker on edge (fail fast to payments)' })).toHaveAttribute('href', '/gateways/edge');
+  await expect(actions.getByRole('link', { name: "Send payments's traffic around partner" })).toBeVisible();
+  await page.screenshot({ path: 'screenshots/dependencies.png', fullPage: false });
+
+  // The selection is in the URL: reopening it shows the same panel.
+  await page.reload();
+  await expect(page.getByTestId('dep-panel').locator('h2')).toHaveText('service payments');
+
+  // Pan and zoom change the drawing's transform.
+  const layer = map.locator('g').first();
+  const before = await layer.getAttribute('transform');
+  await map.hover();
+  await page.mouse.wheel(0, -400);
+  await expect.poll(async () => layer.getAttribute('transform')).not.toBe(before);
+
+  // A gateway: probe its health path through its real listener.
+  await map.locator('[data-id="gateway:edge"]').click();
+  const probe = page.getByTestId('dep-panel').getByTestId('probe-form');
+  await expect(probe.locator('h3')).toHaveText('Test an endpoint of edge');
+  await probe.getByRole('button', { name: 'Send' }).click();
+  const result = probe.getByTestId('probe-result');
+  await expect(result).toContainText('HTTP 200');
+  await expect(result).toContainText('first byte');
+  await expect(result.locator('pre')).toContainText('x-gateway: edge');
+
+  // A URL probe to the cloud metadata address is refused, with the reason.
+  const urlProbe = page.getByTestId('probe-form').last();
+  await urlProbe.locator('input').fill('http://169.254.169.254/latest/meta-data/');
+  await urlProbe.getByRole('button', { name: 'Send' }).click();
+  await expect(urlProbe.getByTestId('probe-error')).toContainText('link-local');
+});
+
+test('a gateway page shows its synthetic checks', async ({ page }) => {
+  await signIn(page);
+  await page.goto('/gateways/edge');
+  const checks = page.getByTestId('synthetics');
+  await expect(checks.locator('.synthetic-row')).toHaveCount(3);
+  await expect(checks.locator('.synthetic-row').filter({ hasText: '/healthz' })).toContainText('HTTP 200');
+  await expect(checks.locator('.synthetic-row').first().locator('.check').first()).toBeVisible();
+});
