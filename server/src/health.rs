@@ -165,7 +165,25 @@ impl HealthService {
 
     /// Who depends on what, from the fleet backend.
     pub async fn dependencies(&self) -> Result<app::dto::DependencyGraph> {
-        Ok(self.fleet.dependencies().await?)
+        let mut graph = self.fleet.dependencies().await?;
+        if !self.fleet.maps_traffic() {
+            // Gateways' numbers from the metrics backend; routes and services have none.
+            if let Ok((inventory, windows)) = self.joined().await {
+                for (inv, w) in inventory.iter().zip(&windows) {
+                    if let Some(n) = graph
+                        .nodes
+                        .iter_mut()
+                        .find(|n| n.kind == "gateway" && n.gateway.as_deref() == Some(inv.id.as_str()))
+                    {
+                        n.rps = w.rps;
+                        n.error_rate = w.error_rate_5xx;
+                        n.latency_ms = w.latency_ms.p99;
+                        n.health = app::deps::health(w.error_rate_5xx, n.ready_endpoints).into();
+                    }
+                }
+            }
+        }
+        Ok(graph)
     }
 
     /// Everything the live views need, in one message.

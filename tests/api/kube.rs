@@ -202,6 +202,49 @@ fn fleet_with_policy() -> Arc<FakeApiServer> {
 }
 
 #[tokio::test]
+async fn the_dependency_map_follows_the_bound_ingress_to_its_service_and_counts_ready_endpoints() {
+    let fake = fleet_with_policy();
+    for (name, ready) in [("payments-a", true), ("payments-b", false)] {
+        fake.insert(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"name": name, "namespace": "prod", "labels": {"kubernetes.io/service-name": "payments"}},
+            "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": ready}}]
+        }));
+    }
+    fake.insert(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "metadata": {"name": "other", "namespace": "prod", "labels": {"kubernetes.io/service-name": "other"}},
+        "endpoints": [{"addresses": ["10.0.0.2"]}]
+    }));
+    let app = cluster_app(&fake).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    within("the first list", || async { (gateway_ids(&viewer).await.len() == 2).then_some(()) }).await;
+    let g: app::dto::DependencyGraph = serde_json::from_value(viewer.get_json("/api/v1/dependencies").await).unwrap();
+    let ids: Vec<&str> = g.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["gateway:prod:auth", "gateway:prod:edge", "route:prod:edge:payments", "service:prod/payments"]);
+    let payments = &g.nodes[3];
+    assert_eq!((payments.ready_endpoints, payments.endpoints, payments.health.as_str()), (Some(1), Some(2), "ok"));
+    let edges: Vec<(&str, &str)> = g.edges.iter().map(|e| (e.from.as_str(), e.to.as_str())).collect();
+    assert_eq!(
+        edges,
+        [("gateway:prod:edge", "route:prod:edge:payments"), ("route:prod:edge:payments", "service:prod/payments")]
+    );
+    let blast = app::deps::Graph::new(&g).dependents("service:prod/payments").len();
+    assert_eq!(blast, 2, "the route and the gateway");
+
+    // Its endpoints go unready: within the cache's ten seconds the map says so.
+    fake.edit("EndpointSlice", "prod", "payments-a", |o| o["endpoints"][0]["conditions"]["ready"] = json!(false));
+    let down = within("the map to see it", || async {
+        let g: app::dto::DependencyGraph =
+            serde_json::from_value(viewer.get_json("/api/v1/dependencies").await).unwrap();
+        let p = g.nodes.into_iter().find(|n| n.id == "service:prod/payments").unwrap();
+        (p.health == "down").then_some(p)
+    })
+    .await;
+    assert_eq!(down.ready_endpoints, Some(0));
+}
+
+#[tokio::test]
 async fn an_emergency_rate_limit_is_written_to_the_ingress_and_undo_restores_it_exactly() {
     let fake = fleet_with_policy();
     let original = fake.get("Ingress", "prod", "payments").unwrap()["metadata"]["annotations"].clone();

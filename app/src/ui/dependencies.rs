@@ -23,6 +23,7 @@ pub fn DependenciesPage() -> impl IntoView {
     let selected = move || query.with(|m| m.get("node"));
     let input = RwSignal::new(search());
     // Refetched every few seconds: the numbers on nodes and edges are live.
+    #[cfg(feature = "hydrate")]
     let tick = RwSignal::new(0u32);
     #[cfg(feature = "hydrate")]
     {
@@ -36,17 +37,20 @@ pub fn DependenciesPage() -> impl IntoView {
             }
         });
     }
-    let graph = LocalResource::new(move || {
+    // Read in the browser only (a signal, not a resource: the server-rendered page must
+    // not wait for it).
+    let graph = RwSignal::new(None::<crate::dto::ApiResult<DependencyGraph>>);
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
         tick.track();
         let ops = operations();
-        async move {
+        leptos::task::spawn_local(async move {
             let g = ops.dependencies().await;
-            #[cfg(feature = "hydrate")]
             if let Some(p) = web_sys::window().and_then(|w| w.performance()) {
                 let _ = p.mark("gw-deps-data");
             }
-            g
-        }
+            graph.set(Some(g));
+        });
     });
     let navigate = use_navigate();
     let go = {
@@ -84,19 +88,16 @@ pub fn DependenciesPage() -> impl IntoView {
                 {format!("Drag to pan, wheel to zoom, click a node for its blast radius. Numbers refresh every {REFRESH_S} s.")}
             </span>
         </form>
-        <Suspense fallback=|| view! { <p class="muted">"Loading the map…"</p> }>
-            {move || {
-                let select = select.clone();
-                graph
-                    .get()
-                    .map(|g| match g {
-                        Ok(g) => {
-                            view! { <MapView graph=g search=search() selected=selected() select=select /> }.into_any()
-                        }
-                        Err(e) => view! { <p class="error">{e.message}</p> }.into_any(),
-                    })
-            }}
-        </Suspense>
+        {move || {
+            let select = select.clone();
+            match graph.get() {
+                None => view! { <p class="muted">"Loading the map…"</p> }.into_any(),
+                Some(Ok(g)) => {
+                    view! { <MapView graph=g search=search() selected=selected() select=select /> }.into_any()
+                }
+                Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+            }
+        }}
         <ProbeForm gateway=None path=String::new() />
     }
 }

@@ -184,6 +184,7 @@ fn SummaryHeader(s: GatewaySummary) -> impl IntoView {
 /// oldest first, red where it failed (refreshed every 15 s).
 #[component]
 fn SyntheticChecks(gateway: String) -> impl IntoView {
+    #[cfg(feature = "hydrate")]
     let tick = RwSignal::new(0u32);
     #[cfg(feature = "hydrate")]
     {
@@ -194,10 +195,14 @@ fn SyntheticChecks(gateway: String) -> impl IntoView {
             }
         });
     }
-    let checks = LocalResource::new(move || {
+    // Read in the browser only (a signal, not a resource: the server-rendered page must
+    // not wait for it).
+    let checks = RwSignal::new(None::<crate::dto::ApiResult<Vec<crate::dto::SyntheticHistory>>>);
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
         tick.track();
         let ops = crate::console::operations();
-        async move { ops.synthetics().await }
+        leptos::task::spawn_local(async move { checks.set(Some(ops.synthetics().await)) });
     });
     view! {
         <h2>"Synthetic checks"</h2>

@@ -274,6 +274,11 @@ pub trait Fleet: Send + Sync {
     fn dependencies(&self) -> BoxFuture<'_, FleetResult<app::dto::DependencyGraph>> {
         Box::pin(async { Err(FleetError::Unsupported("this backend does not map dependencies".into())) })
     }
+    /// Whether the dependency map carries traffic numbers; if not, the gateways' come from
+    /// the metrics backend (Kubernetes: Prometheus knows traffic, the cluster does not).
+    fn maps_traffic(&self) -> bool {
+        true
+    }
     /// Resolves once the backend has read its initial state (Kubernetes: every watch has
     /// listed once), or after `limit`, whichever comes first.
     fn synced(&self, _limit: std::time::Duration) -> BoxFuture<'_, ()> {

@@ -843,9 +843,8 @@ pub fn plan(b: &Binding, f: &Fetched, change: &Change, before: &GatewayState) ->
     Ok(planned.into_iter().filter(|p| p.create.is_some() || p.delete || !p.ops.is_empty()).collect())
 }
 
-/// Before routing clients straight to `service`: it must have a ready endpoint, or the
-/// bypass would turn a degraded gateway into a total outage.
-async fn preflight(client: &kube::Client, namespace: &str, service: &str) -> FleetResult<()> {
+/// (ready, all) endpoints of `service`, from its EndpointSlices.
+pub async fn endpoints(client: &kube::Client, namespace: &str, service: &str) -> FleetResult<(usize, usize)> {
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
     let lp = kube::api::ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
@@ -854,7 +853,50 @@ async fn preflight(client: &kube::Client, namespace: &str, service: &str) -> Fle
         .await
         .map_err(|_| FleetError::Unavailable(format!("{what}: no answer")))?
         .map_err(|e| error(&what, e))?;
-    let ready = ready_endpoints(&slices.items);
+    let all = slices.items.iter().flat_map(|s| s.endpoints.iter().flatten()).count();
+    Ok((ready_endpoints(&slices.items), all))
+}
+
+/// The bound route objects alone (a GET each; a missing one is left out and logged).
+pub async fn fetch_routes(client: &kube::Client, namespace: &str, b: &Binding) -> FleetResult<Vec<DynamicObject>> {
+    let api = api(client, namespace, b.kind, Res::Route);
+    let mut routes = Vec::new();
+    for name in &b.objects {
+        let what = format!("get {} {namespace}/{name}", Res::Route.resource(b.kind).kind);
+        match get(&api, what.clone(), name).await? {
+            Some(o) => routes.push(o),
+            None => tracing::warn!("{what}: not found (named by the gateway's {ADAPTER} binding)"),
+        }
+    }
+    Ok(routes)
+}
+
+/// The Services a bound route object sends to: an HTTPRoute's backendRefs other than the
+/// gateway's own Service, an Ingress's backends (rules and default).
+pub fn backends(b: &Binding, o: &DynamicObject) -> Vec<String> {
+    let mut out: Vec<String> = match b.kind {
+        Kind::HttpRoute => rules(o)
+            .flat_map(|r| r["backendRefs"].as_array().into_iter().flatten())
+            .filter_map(|r| r["name"].as_str())
+            .filter(|n| *n != b.gateway_service)
+            .map(str::to_string)
+            .collect(),
+        _ => rules(o)
+            .flat_map(|r| r["http"]["paths"].as_array().into_iter().flatten())
+            .filter_map(|p| p["backend"]["service"]["name"].as_str())
+            .chain(o.data["spec"]["defaultBackend"]["service"]["name"].as_str())
+            .map(str::to_string)
+            .collect(),
+    };
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Before routing clients straight to `service`: it must have a ready endpoint, or the
+/// bypass would turn a degraded gateway into a total outage.
+async fn preflight(client: &kube::Client, namespace: &str, service: &str) -> FleetResult<()> {
+    let (ready, _) = endpoints(client, namespace, service).await?;
     if ready == 0 {
         return Err(FleetError::Refused(format!(
             "'{service}' has no ready endpoints: sending its clients to it directly would fail every request"

@@ -48,6 +48,7 @@ pub fn collection(kind: &str, namespace: &str) -> String {
         "HorizontalPodAutoscaler" => format!("/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"),
         "Ingress" => format!("/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses"),
         "Event" => format!("/api/v1/namespaces/{namespace}/events"),
+        "EndpointSlice" => format!("/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"),
         other => format!("/unknown/{other}"),
     }
 }
@@ -162,6 +163,14 @@ impl FakeApiServer {
         let collections = lock(&self.collections);
         let reply = if let Some(items) = collections.get(&path) {
             let kind = items.first().and_then(|o| o["kind"].as_str()).unwrap_or("Object");
+            // `labelSelector=key=value` (one equality) is honoured; nothing else is.
+            let selector = form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "labelSelector")
+                .and_then(|(_, v)| v.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())));
+            let items: Vec<&Value> = items
+                .iter()
+                .filter(|o| selector.as_ref().is_none_or(|(k, v)| o["metadata"]["labels"][k.as_str()] == v.as_str()))
+                .collect();
             json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items})
         } else {
             // `<collection>/<name>` or `<collection>/<name>/scale`.
@@ -180,6 +189,7 @@ impl FakeApiServer {
                        "metadata": {"name": name, "resourceVersion": object["metadata"]["resourceVersion"]},
                        "spec": {"replicas": object["spec"]["replicas"]}})
             } else if path.ends_with("/deployments")
+                || path.ends_with("/endpointslices")
                 || path.ends_with("/replicasets")
                 || path.ends_with("/pods")
                 || path.ends_with("/horizontalpodautoscalers")

@@ -173,7 +173,12 @@ pub struct KubeFleet {
     /// The inventory, rebuilt in the background after changes (and every few seconds,
     /// for pod ages): requests never wait for a rebuild.
     cache: RwLock<Option<Arc<Vec<GatewayInventory>>>>,
+    /// The last dependency map and when it was read.
+    deps: tokio::sync::Mutex<Option<(std::time::Instant, app::dto::DependencyGraph)>>,
 }
+
+/// How long a dependency map read from the API server is served again.
+pub const DEPENDENCIES_TTL: Duration = Duration::from_secs(10);
 
 impl KubeFleet {
     /// Starts watching `namespaces` for Deployments, ReplicaSets and pods matching
@@ -234,7 +239,14 @@ impl KubeFleet {
                 Space { namespace: ns.clone(), deployments, replicasets, pods, hpas, events }
             })
             .collect();
-        let fleet = Arc::new(Self { client, spaces, signal: signal.clone(), version, cache: Default::default() });
+        let fleet = Arc::new(Self {
+            client,
+            spaces,
+            signal: signal.clone(),
+            version,
+            cache: Default::default(),
+            deps: Default::default(),
+        });
         let weak = Arc::downgrade(&fleet);
         tasks.push(tokio::spawn(async move {
             let mut every = tokio::time::interval(COALESCE);
@@ -370,6 +382,81 @@ impl KubeFleet {
         let space = self.space(ns).ok_or_else(not_found)?;
         let deployment = space.deployments.find(|d| d.metadata.name.as_deref() == Some(name)).ok_or_else(not_found)?;
         Ok((space, deployment))
+    }
+
+    /// Gateways (Deployments, ready pods) → their bound route objects → the Services those
+    /// send to (ready endpoints from EndpointSlices). Route objects and EndpointSlices are
+    /// read from the API server (a GET per route object, a LIST per Service), at most
+    /// once per [`DEPENDENCIES_TTL`]; traffic numbers come from Prometheus, per gateway.
+    async fn dependency_graph(&self) -> FleetResult<app::dto::DependencyGraph> {
+        use app::deps::health;
+        use app::dto::{DepEdge, DepNode, DependencyGraph};
+        let mut cached = self.deps.lock().await;
+        if let Some((at, g)) = cached.as_ref()
+            && at.elapsed() < DEPENDENCIES_TTL
+        {
+            return Ok(g.clone());
+        }
+        let inventory = self.inventory().await?;
+        let mut g = DependencyGraph::default();
+        let mut services: BTreeSet<(String, String)> = BTreeSet::new();
+        let node =
+            |id: String, kind: &str, name: String, gateway: Option<String>, ready: Option<u32>, all: Option<u32>| {
+                DepNode {
+                    id,
+                    kind: kind.into(),
+                    name,
+                    gateway,
+                    health: health(0.0, ready).into(),
+                    rps: 0.0,
+                    error_rate: 0.0,
+                    latency_ms: 0.0,
+                    ready_endpoints: ready,
+                    endpoints: all,
+                }
+            };
+        for inv in inventory.iter() {
+            let ready = inv.instances.iter().filter(|i| i.ready).count() as u32;
+            let gateway_id = format!("gateway:{}", inv.id);
+            g.nodes.push(node(
+                gateway_id.clone(),
+                "gateway",
+                inv.name.clone(),
+                Some(inv.id.clone()),
+                Some(ready),
+                Some(inv.instances.len() as u32),
+            ));
+            let (space, deployment) = self.find(&inv.id)?;
+            let Ok(Some(binding)) = adapter::binding(&deployment) else { continue };
+            for object in adapter::fetch_routes(&self.client, &space.namespace, &binding).await? {
+                let name = object.metadata.name.clone().unwrap_or_default();
+                let route_id = format!("route:{}:{name}", inv.id);
+                g.nodes.push(node(route_id.clone(), "route", name, Some(inv.id.clone()), None, None));
+                g.edges.push(DepEdge { from: gateway_id.clone(), to: route_id.clone(), rps: 0.0, error_rate: 0.0 });
+                for service in adapter::backends(&binding, &object) {
+                    g.edges.push(DepEdge {
+                        from: route_id.clone(),
+                        to: format!("service:{}/{service}", space.namespace),
+                        rps: 0.0,
+                        error_rate: 0.0,
+                    });
+                    services.insert((space.namespace.clone(), service));
+                }
+            }
+        }
+        for (namespace, service) in services {
+            let (ready, all) = adapter::endpoints(&self.client, &namespace, &service).await?;
+            g.nodes.push(node(
+                format!("service:{namespace}/{service}"),
+                "service",
+                service,
+                None,
+                Some(ready as u32),
+                Some(all as u32),
+            ));
+        }
+        *cached = Some((std::time::Instant::now(), g.clone()));
+        Ok(g)
     }
 
     /// The gateway's policy adapter, from its Deployment's annotations.
@@ -551,6 +638,14 @@ impl Fleet for KubeFleet {
 
     fn clock_s(&self) -> i64 {
         time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    fn dependencies(&self) -> BoxFuture<'_, FleetResult<app::dto::DependencyGraph>> {
+        Box::pin(self.dependency_graph())
+    }
+
+    fn maps_traffic(&self) -> bool {
+        false
     }
 
     fn state(&self, gateway: &str) -> BoxFuture<'_, FleetResult<GatewayState>> {

@@ -1118,6 +1118,59 @@ mod adapters {
         assert_eq!(adapter::ready_endpoints(&ready), 1);
     }
 
+    #[tokio::test]
+    async fn the_dependency_map_reads_each_bound_route_and_each_services_endpoint_slices() {
+        let (service_mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service_mock, "prod");
+        let b = httproute();
+        let slice = |name: &str, ready: &[bool]| {
+            let endpoints: Vec<Value> = ready
+                .iter()
+                .enumerate()
+                .map(|(i, r)| json!({"addresses": [format!("10.0.0.{i}")], "conditions": {"ready": r}}))
+                .collect();
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                   "metadata": {"name": format!("{name}-abc"), "namespace": "prod",
+                                "labels": {"kubernetes.io/service-name": name}},
+                   "endpoints": endpoints})
+        };
+        let server = verifier(
+            handle,
+            vec![
+                expect("GET", "/apis/gateway.networking.k8s.io/v1/namespaces/prod/httproutes/payments-edge")
+                    .reply(200, serde_json::to_value(route(100, 0)).unwrap()),
+                expect(
+                    "GET",
+                    "/apis/discovery.k8s.io/v1/namespaces/prod/endpointslices?&labelSelector=kubernetes.io%2Fservice-name%3Dpayments",
+                )
+                .reply(200, list("EndpointSliceList", vec![slice("payments", &[true, false, true])])),
+            ],
+        );
+        let routes = adapter::fetch_routes(&client, "prod", &b).await.expect("routes");
+        assert_eq!(routes.len(), 1);
+        assert_eq!(adapter::backends(&b, &routes[0]), vec!["payments".to_string()], "not the gateway's own Service");
+        assert_eq!(adapter::endpoints(&client, "prod", "payments").await.expect("slices"), (2, 3));
+        drop(client);
+        finish(server).await;
+
+        // An Ingress's backends: every path's and the default's, once each.
+        let ingress: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "api", "namespace": "prod"},
+            "spec": {"defaultBackend": {"service": {"name": "fallback", "port": {"number": 80}}},
+                     "rules": [{"http": {"paths": [
+                         {"path": "/a", "pathType": "Prefix", "backend": {"service": {"name": "orders", "port": {"number": 80}}}},
+                         {"path": "/b", "pathType": "Prefix", "backend": {"service": {"name": "orders", "port": {"number": 80}}}}]}}]}
+        }))
+        .unwrap();
+        let nginx = Binding {
+            kind: Kind::IngressNginx,
+            objects: vec!["api".into()],
+            gateway_service: "edge".into(),
+            services: vec![],
+        };
+        assert_eq!(adapter::backends(&nginx, &ingress), vec!["fallback".to_string(), "orders".to_string()]);
+    }
+
     #[test]
     fn an_httproute_gateways_circuit_breaker_is_an_envoy_gateway_policy_it_creates_and_deletes() {
         use crate::fleet::BreakerPolicy;
