@@ -134,6 +134,10 @@ pub struct GatewaySummary {
     pub instances_desired: u32,
     /// Version of the current revision.
     pub version: String,
+    /// The latest synthetic check of each key path: [passing, checked]; none before
+    /// the first round.
+    #[serde(default)]
+    pub checks: Option<[u32; 2]>,
 }
 
 /// One gateway instance (a pod).
@@ -323,6 +327,7 @@ impl GatewayDetail {
             instances_ready: self.instances_ready,
             instances_desired: self.instances_desired,
             version: self.version.clone(),
+            checks: None,
         }
     }
 }

@@ -70,8 +70,9 @@ test('the dependency map shows who depends on a service, what to do about it, an
   await expect(urlProbe.getByTestId('probe-error')).toContainText('link-local');
 });
 
-test('a gateway page shows its synthetic checks', async ({ page }) => {
+test('the health view and a gateway page show the synthetic checks', async ({ page }) => {
   await signIn(page);
+  await expect(page.locator('tr[data-gateway="edge"] [data-testid="checks"]')).toHaveText(/^\d\/3$/);
   await page.goto('/gateways/edge');
   const checks = page.getByTestId('synthetics');
   await expect(checks.locator('.synthetic-row')).toHaveCount(3);

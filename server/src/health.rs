@@ -51,9 +51,11 @@ pub struct HealthService {
     metrics: Arc<dyn Metrics>,
     /// The last metrics failure, cleared by the next success.
     metrics_problem: std::sync::Mutex<Option<String>>,
+    /// The synthetic checks, once started.
+    probes: std::sync::OnceLock<Arc<crate::probe::Probes>>,
 }
 
-fn summarize(inv: &GatewayInventory, w: &HealthWindow) -> GatewaySummary {
+fn summarize(inv: &GatewayInventory, w: &HealthWindow, checks: Option<[u32; 2]>) -> GatewaySummary {
     let ready = inv.instances.iter().filter(|i| i.ready).count() as u32;
     GatewaySummary {
         id: inv.id.clone(),
@@ -67,13 +69,23 @@ fn summarize(inv: &GatewayInventory, w: &HealthWindow) -> GatewaySummary {
         instances_ready: ready,
         instances_desired: inv.desired,
         version: inv.version.clone(),
+        checks,
     }
 }
 
 impl HealthService {
     /// Health over `fleet` with numbers from `metrics`.
     pub fn new(fleet: Arc<dyn Fleet>, metrics: Arc<dyn Metrics>) -> Self {
-        Self { fleet, metrics, metrics_problem: Default::default() }
+        Self { fleet, metrics, metrics_problem: Default::default(), probes: Default::default() }
+    }
+
+    /// Where the synthetic checks' results come from (summaries carry their tally).
+    pub fn attach_probes(&self, probes: Arc<crate::probe::Probes>) {
+        let _ = self.probes.set(probes);
+    }
+
+    fn checks(&self, gateway: &str) -> Option<[u32; 2]> {
+        self.probes.get().and_then(|p| p.tally(gateway))
     }
 
     /// Why the numbers or the inventory may be stale or missing, if they may.
@@ -133,7 +145,7 @@ impl HealthService {
     /// Every gateway's summary.
     pub async fn gateways(&self) -> Result<Vec<GatewaySummary>> {
         let (inventory, windows) = self.joined().await?;
-        Ok(inventory.iter().zip(&windows).map(|(inv, w)| summarize(inv, w)).collect())
+        Ok(inventory.iter().zip(&windows).map(|(inv, w)| summarize(inv, w, self.checks(&inv.id))).collect())
     }
 
     /// One gateway with instances and its last 15 minutes.
@@ -153,7 +165,8 @@ impl HealthService {
                 (0, Vec::new())
             }
         };
-        let mut detail = GatewayDetail::new(summarize(inv, &w), inv.instances.clone(), series_step_s, series);
+        let mut detail =
+            GatewayDetail::new(summarize(inv, &w, self.checks(&inv.id)), inv.instances.clone(), series_step_s, series);
         detail.events = self.fleet.events(id);
         Ok(detail)
     }
@@ -196,7 +209,7 @@ impl HealthService {
             .iter()
             .zip(&windows)
             .map(|(inv, w)| GatewayLive {
-                summary: summarize(inv, w),
+                summary: summarize(inv, w, self.checks(&inv.id)),
                 point: w.point(),
                 instances: with_instances.then(|| inv.instances.clone()),
             })

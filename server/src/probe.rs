@@ -475,6 +475,14 @@ impl Probes {
         }
     }
 
+    /// The latest check of each of `gateway`'s key paths: [passing, checked].
+    pub fn tally(&self, gateway: &str) -> Option<[u32; 2]> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let latest: Vec<bool> =
+            history.iter().filter(|((g, _), _)| g == gateway).filter_map(|(_, h)| h.back().map(|c| c.ok)).collect();
+        (!latest.is_empty()).then(|| [latest.iter().filter(|ok| **ok).count() as u32, latest.len() as u32])
+    }
+
     /// Every gateway's recent checks, by gateway and path.
     pub fn history(&self) -> Vec<SyntheticHistory> {
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());

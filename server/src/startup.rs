@@ -270,6 +270,7 @@ impl Application {
             background.push(probes.spawn_checks(std::time::Duration::from_secs(settings.synthetic_interval_s)));
         }
         let health = Arc::new(HealthService::new(fleet.clone(), metrics));
+        health.attach_probes(probes.clone());
         let dialect = db::dialect(&settings.database_url).expect("checked in Settings");
         let ledger = Arc::new(Ledger::new(db.clone(), dialect));
         let engine = Arc::new(Engine::new(db.clone(), ledger.clone(), fleet, health.clone(), settings.max_replicas));

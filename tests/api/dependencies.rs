@@ -219,6 +219,14 @@ async fn synthetic_checks_record_each_gateways_key_paths() {
         ]
         .map(|(g, p)| (g.to_string(), p.to_string()))
     );
+    // The health view's summary carries the latest round: passing of checked.
+    for gateway in ["edge", "partner"] {
+        let passing = history.iter().filter(|h| h.gateway == gateway && h.results.last().is_some_and(|r| r.ok)).count();
+        let list: Vec<app::dto::GatewaySummary> =
+            serde_json::from_value(viewer.get_json("/api/v1/gateways").await).expect("gateways");
+        let summary = list.into_iter().find(|g| g.id == gateway).expect("listed");
+        assert_eq!(summary.checks, Some([passing as u32, 3]), "{gateway}");
+    }
     for h in &history {
         assert_eq!(
             h.results.iter().map(|r| r.ts).collect::<Vec<_>>(),

@@ -102,6 +102,7 @@ fn GatewayTable(initial: Vec<GatewaySummary>) -> impl IntoView {
                     <th class="num">"p99"</th>
                     <th class="num">"Instances"</th>
                     <th>"Version"</th>
+                    <th class="num" title="Latest synthetic check of each key path">"Checks"</th>
                 </tr>
             </thead>
             <tbody>{move || rows().into_iter().map(|g| view! { <GatewayRow g /> }).collect_view()}</tbody>
@@ -148,6 +149,9 @@ fn GatewayRow(g: GatewaySummary) -> impl IntoView {
             </td>
             <td>
                 <code>{g.version.clone()}</code>
+            </td>
+            <td class="num" class:bad=g.checks.is_some_and(|[ok, all]| ok < all) data-testid="checks">
+                {g.checks.map_or_else(|| "–".to_string(), |[ok, all]| format!("{ok}/{all}"))}
             </td>
         </tr>
     }
