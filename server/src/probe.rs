@@ -160,6 +160,16 @@ pub struct Guard {
     allow: Vec<Allowed>,
 }
 
+/// A gateway's own address: the one non-public place a `{gateway, path}` probe may go.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Own {
+    /// An address (the simulator's listeners).
+    Addr(SocketAddr),
+    /// A name and port (a Deployment's `gatewarden.io/probe-url`, usually a Service's
+    /// cluster name): whatever it resolves to, except link-local (metadata) addresses.
+    Name(String, u16),
+}
+
 /// A checked request target: connect only to `addr`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target {
@@ -183,7 +193,7 @@ impl Guard {
 
     /// Checks `url` for a probe; `own` is the gateway's own address when probing a gateway
     /// (the only non-public address besides those listed exactly).
-    pub async fn check(&self, url: &Url, own: Option<SocketAddr>) -> Result<Target> {
+    pub async fn check(&self, url: &Url, own: Option<&Own>) -> Result<Target> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(refuse(format!("only http and https can be probed, not '{}'", url.scheme())));
         }
@@ -202,7 +212,7 @@ impl Guard {
         };
         if let Some(ip) = literal {
             let addr = SocketAddr::new(ip, port);
-            let listed = own == Some(addr) || self.allow.contains(&Allowed::Addr(addr));
+            let listed = own == Some(&Own::Addr(addr)) || self.allow.contains(&Allowed::Addr(addr));
             if metadata(ip) {
                 return Err(refuse(format!(
                     "{addr} is a link-local address (cloud metadata lives there); never probed"
@@ -217,7 +227,8 @@ impl Guard {
             return Ok(Target { url: url.clone(), addr, dns: Duration::ZERO });
         }
         let name = url.host_str().unwrap_or_default().trim_end_matches('.').to_string();
-        if own.is_some() || !self.allow.iter().any(|a| a.allows_name(&name, port)) {
+        let own_name = matches!(own, Some(Own::Name(n, p)) if n.eq_ignore_ascii_case(&name) && *p == port);
+        if !own_name && (own.is_some() || !self.allow.iter().any(|a| a.allows_name(&name, port))) {
             return Err(refuse(format!("{name}:{port} is not on the allow-list (--probe-allow)")));
         }
         let started = Instant::now();
@@ -231,7 +242,10 @@ impl Guard {
         // Every address must be public: a name that also resolves inside would let a
         // later lookup choose the inside one.
         for a in &addrs {
-            if let Some(why) = forbidden(a.ip()) {
+            if metadata(a.ip()) {
+                return Err(refuse(format!("{name} resolves to {}, a link-local (metadata) address", a.ip())));
+            }
+            if let Some(why) = forbidden(a.ip()).filter(|_| !own_name) {
                 return Err(refuse(format!("{name} resolves to {}, {why}", a.ip())));
             }
         }
@@ -411,8 +425,27 @@ impl Probes {
         self.paths.write().unwrap_or_else(|e| e.into_inner()).insert(gateway.into(), key_paths);
     }
 
+    /// Registers the gateways whose inventory says where they answer (Kubernetes:
+    /// annotations), replacing what an earlier call registered; bad URLs are logged.
+    pub fn sync(&self, inventory: &[crate::fleet::GatewayInventory]) {
+        let mut gateways = self.gateways.write().unwrap_or_else(|e| e.into_inner());
+        let mut paths = self.paths.write().unwrap_or_else(|e| e.into_inner());
+        gateways.clear();
+        paths.clear();
+        for inv in inventory {
+            let Some((url, key_paths)) = &inv.probe else { continue };
+            match Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.username().is_empty() && u.host().is_some() => {
+                    gateways.insert(inv.id.clone(), u);
+                    paths.insert(inv.id.clone(), key_paths.clone());
+                }
+                _ => tracing::warn!(gateway = %inv.id, url, "ignoring a probe URL that is not http(s)://host[:port]"),
+            }
+        }
+    }
+
     /// The URL of `path` on `gateway`, checked to stay on the gateway.
-    fn gateway_url(&self, gateway: &str, path: &str) -> Result<(Url, SocketAddr)> {
+    fn gateway_url(&self, gateway: &str, path: &str) -> Result<(Url, Own)> {
         let base = self.gateways.read().unwrap_or_else(|e| e.into_inner()).get(gateway).cloned().ok_or_else(|| {
             AppError::NotFound(format!("no gateway '{gateway}' to probe (or no address known for it)"))
         })?;
@@ -427,9 +460,12 @@ impl Probes {
             ));
         }
         let url = base.join(path).map_err(|e| AppError::invalid("path", format!("not a path: {e}")))?;
-        let own = match (base.host_str().and_then(|h| h.parse::<IpAddr>().ok()), base.port_or_known_default()) {
-            (Some(ip), Some(port)) => SocketAddr::new(ip, port),
-            _ => return Err(AppError::Internal(format!("gateway {gateway} has no address: {base}"))),
+        let port = base.port_or_known_default().unwrap_or(80);
+        let own = match base.host() {
+            Some(url::Host::Ipv4(ip)) => Own::Addr(SocketAddr::new(IpAddr::V4(ip), port)),
+            Some(url::Host::Ipv6(ip)) => Own::Addr(SocketAddr::new(IpAddr::V6(ip), port)),
+            Some(url::Host::Domain(name)) => Own::Name(name.trim_end_matches('.').to_string(), port),
+            None => return Err(AppError::Internal(format!("gateway {gateway} has no address: {base}"))),
         };
         if url.host_str() != base.host_str() || url.port_or_known_default() != base.port_or_known_default() {
             return Err(AppError::invalid("path", "must stay on the gateway"));
@@ -452,7 +488,7 @@ impl Probes {
         };
         let mut redirects = Vec::new();
         loop {
-            let target = self.guard.check(&url, own).await.map_err(|e| match e {
+            let target = self.guard.check(&url, own.as_ref()).await.map_err(|e| match e {
                 AppError::Forbidden(m) if !redirects.is_empty() => {
                     AppError::Forbidden(format!("redirect to {url} refused: {m}"))
                 }
@@ -600,6 +636,10 @@ mod tests {
         assert!(Allowed::parse("bad host").is_err() && Allowed::parse("x:notaport").is_err());
     }
 
+    fn url_of(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
     #[tokio::test]
     async fn the_guard_refuses_before_connecting() {
         let guard = Guard::new(vec![
@@ -625,10 +665,17 @@ mod tests {
         assert!(refused(check("http://elsewhere.org/").await).contains("allow-list"));
         assert!(refused(check("file:///etc/passwd").await).contains("http"));
         assert!(refused(check("http://user:pw@api.example.com/").await).contains("credentials"));
-        let own: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let addr: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let own = Own::Addr(addr);
         let url = Url::parse("http://127.0.0.1:4000/healthz").unwrap();
-        assert_eq!(guard.check(&url, Some(own)).await.unwrap().addr, own, "a gateway's own address");
+        assert_eq!(guard.check(&url, Some(&own)).await.unwrap().addr, addr, "a gateway's own address");
         let other = Url::parse("http://127.0.0.1:4001/").unwrap();
-        assert!(guard.check(&other, Some(own)).await.is_err(), "not the port next to it");
+        assert!(guard.check(&other, Some(&own)).await.is_err(), "not the port next to it");
+        // A gateway known by name (a Service's cluster name) may resolve inside.
+        let named = Own::Name("localhost".into(), 4000);
+        let target = guard.check(&url_of("http://localhost:4000/healthz"), Some(&named)).await.unwrap();
+        assert!(target.addr.ip().is_loopback() && target.addr.port() == 4000, "{target:?}");
+        assert!(guard.check(&url_of("http://localhost:4001/"), Some(&named)).await.is_err(), "its port only");
+        assert!(guard.check(&url_of("http://127.0.0.1:4000/"), Some(&named)).await.is_err(), "its name only");
     }
 }

@@ -266,6 +266,20 @@ impl Application {
                 background.push(task);
             }
         }
+        if sim.is_none() {
+            // Gateways say where they answer in their Deployments' annotations.
+            let (fleet, probes) = (fleet.clone(), probes.clone());
+            background.push(tokio::spawn(async move {
+                fleet.synced(std::time::Duration::from_secs(15)).await;
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(15));
+                loop {
+                    every.tick().await;
+                    if let Ok(inventory) = fleet.inventory().await {
+                        probes.sync(&inventory);
+                    }
+                }
+            }));
+        }
         if settings.synthetic_interval_s > 0 {
             background.push(probes.spawn_checks(std::time::Duration::from_secs(settings.synthetic_interval_s)));
         }

@@ -245,6 +245,44 @@ async fn the_dependency_map_follows_the_bound_ingress_to_its_service_and_counts_
 }
 
 #[tokio::test]
+async fn a_gateway_annotated_with_its_address_can_be_probed_and_is_checked_on_its_key_paths() {
+    use axum::routing::get;
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let gateway =
+        axum::Router::new().route("/healthz", get(|| async { "ok" })).route("/ready", get(|| async { "ready" }));
+    tokio::spawn(async move {
+        let _ = axum::serve(socket, gateway).await;
+    });
+    let fake = FakeApiServer::new();
+    for mut object in fake::gateway("prod", "edge", 2, "1.4.0") {
+        if object["kind"] == "Deployment" {
+            // A cluster name that resolves inside, as a Service's does.
+            object["metadata"]["annotations"]["gatewarden.io/probe-url"] = json!(format!("http://localhost:{port}"));
+            object["metadata"]["annotations"]["gatewarden.io/probe-paths"] = json!("/healthz, /ready");
+        }
+        fake.insert(object);
+    }
+    let app = cluster_app(&fake).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let result = within("the gateway's address to be known", || async {
+        let r = viewer.post("/api/v1/probe", &json!({"gateway": "prod:edge", "path": "/ready"})).await;
+        if r.status().is_success() { Some(r.json::<app::dto::ProbeResult>().await.unwrap()) } else { None }
+    })
+    .await;
+    assert_eq!((result.status, result.body_excerpt.as_str()), (Some(200), "ready"), "{result:?}");
+    // Its name may resolve inside; its neighbours may not be reached through it.
+    let r = viewer.post("/api/v1/probe", &json!({"url": format!("http://localhost:{}/", port + 1)})).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    app.state.probes.check_all(1).await;
+    let history: Vec<app::dto::SyntheticHistory> =
+        serde_json::from_value(viewer.get_json("/api/v1/synthetics").await).unwrap();
+    let checked: Vec<(&str, &str, bool)> =
+        history.iter().map(|h| (h.gateway.as_str(), h.path.as_str(), h.results[0].ok)).collect();
+    assert_eq!(checked, [("prod:edge", "/healthz", true), ("prod:edge", "/ready", true)]);
+}
+
+#[tokio::test]
 async fn an_emergency_rate_limit_is_written_to_the_ingress_and_undo_restores_it_exactly() {
     let fake = fleet_with_policy();
     let original = fake.get("Ingress", "prod", "payments").unwrap()["metadata"]["annotations"].clone();

@@ -30,6 +30,9 @@ pub struct GatewayInventory {
     pub version: String,
     /// The pods, sorted by name.
     pub instances: Vec<Instance>,
+    /// Where the gateway answers HTTP for endpoint probes and its key paths (Kubernetes:
+    /// the Deployment's `gatewarden.io/probe-url` and `gatewarden.io/probe-paths`).
+    pub probe: Option<(String, Vec<String>)>,
 }
 
 /// A gateway's traffic over the most recent window.

@@ -212,6 +212,7 @@ impl Objects<'_> {
                     desired: spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as u32,
                     version: spec.map(|s| template_version(&s.template)).unwrap_or_default(),
                     instances,
+                    probe: probe_of(&d.metadata),
                 }
             })
             .collect()
@@ -333,6 +334,21 @@ pub fn slim_meta(meta: &mut ObjectMeta) {
     if let Some(a) = meta.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
+}
+
+/// Annotation: the URL the gateway answers on (a Service's cluster name, usually).
+pub const PROBE_URL: &str = "gatewarden.io/probe-url";
+/// Annotation: its key paths for synthetic checks, comma-separated (default `/healthz`).
+pub const PROBE_PATHS: &str = "gatewarden.io/probe-paths";
+
+fn probe_of(meta: &ObjectMeta) -> Option<(String, Vec<String>)> {
+    let a = meta.annotations.as_ref()?;
+    let url = a.get(PROBE_URL)?.trim().to_string();
+    let paths: Vec<String> = a
+        .get(PROBE_PATHS)
+        .map(|p| p.split(',').map(str::trim).filter(|p| p.starts_with('/')).map(str::to_string).collect())
+        .unwrap_or_default();
+    Some((url, if paths.is_empty() { vec!["/healthz".to_string()] } else { paths }))
 }
 
 /// ReplicaSets keep their template (the version shown per revision) but not the rest.

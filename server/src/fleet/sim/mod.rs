@@ -239,6 +239,8 @@ impl Fleet for SimFleet {
                     desired: gw.desired,
                     version: gw.revision(gw.target_revision).map(|r| r.version.clone()).unwrap_or_default(),
                     instances,
+                    // The simulator's listeners are registered at start-up.
+                    probe: None,
                 }
             })
             .collect();
