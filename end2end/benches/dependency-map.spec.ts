@@ -3,8 +3,8 @@
 // routes, some failing), so what is timed is the browser's work: from the moment the JSON
 // has arrived and been decoded (mark `gw-deps-data`) to the frame after the one that
 // painted the map (mark `gw-deps-drawn`): layout, SVG text, DOM, style, layout, paint.
-import { test, expect, Page } from '@playwright/test';
-import { ADMIN_PASSWORD } from '../playwright.config';
+import { test, expect } from '@playwright/test';
+import { signIn } from '../support';
 import * as fs from 'fs';
 
 function graph(gateways: number, services: number) {
@@ -27,14 +27,6 @@ function graph(gateways: number, services: number) {
     }
   }
   return { nodes, edges };
-}
-
-async function signIn(page: Page) {
-  await page.goto('/login');
-  await page.getByLabel('Username').fill('admin');
-  await page.getByLabel('Password').fill(ADMIN_PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page).toHaveURL(/\/$/);
 }
 
 test('2,000 services: laid out and drawn', async ({ page }) => {

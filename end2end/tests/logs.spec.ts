@@ -1,13 +1,5 @@
-import { test, expect, Page } from '@playwright/test';
-import { ADMIN_PASSWORD } from '../playwright.config';
-
-async function signIn(page: Page) {
-  await page.goto('/login');
-  await page.getByLabel('Username').fill('admin');
-  await page.getByLabel('Password').fill(ADMIN_PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page).toHaveURL(/\/$/);
-}
+import { test, expect } from '@playwright/test';
+import { signIn } from '../support';
 
 test('a responder searches the logs, sees the matches marked, and gets told where a query is wrong', async ({ page }) => {
   await signIn(page);

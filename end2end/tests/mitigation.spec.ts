@@ -1,5 +1,6 @@
 import { test, expect, Page, request as playwrightRequest } from '@playwright/test';
 import { ADMIN_PASSWORD } from '../playwright.config';
+import { signIn as signInAs } from '../support';
 
 const PASSWORD = 'a long enough password';
 
@@ -16,11 +17,7 @@ test.beforeAll(async ({ baseURL }) => {
 });
 
 async function signIn(page: Page, username: string) {
-  await page.goto('/login');
-  await page.getByLabel('Username').fill(username);
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page).toHaveURL(/\/$/);
+  await signInAs(page, username, PASSWORD);
 }
 
 function millis(text: string | null): number {
