@@ -44,6 +44,11 @@ test('the dependency map shows who depends on a service, what to do about it, an
   await map.hover();
   await page.mouse.wheel(0, -400);
   await expect.poll(async () => layer.getAttribute('transform')).not.toBe(before);
+  // Far enough out, labels give way to the failing nodes' outlines.
+  await expect(map).not.toHaveClass(/far/);
+  for (let i = 0; i < 4; i++) await page.mouse.wheel(0, 800);
+  await expect(map).toHaveClass(/far/);
+  await expect(map.locator('text.dep-label').first()).toBeHidden();
 
   // A gateway: probe its health path through its real listener.
   await map.locator('[data-id="gateway:edge"]').click();

@@ -12,6 +12,9 @@ use crate::dto::{DepNode, DependencyGraph, ProbeRequest, ProbeResult};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 
+/// Below this zoom the map hides labels and thickens failing nodes' outlines.
+const FAR_SCALE: f64 = 0.45;
+
 /// Seconds between refreshes of the map.
 const REFRESH_S: u32 = 5;
 
@@ -249,6 +252,8 @@ where
         <div class="dep-layout">
             <svg
                 class="dep-map"
+                // Zoomed out, labels are unreadable: hide them and let failing nodes stand out.
+                class:far=move || view_tf.get().2 < FAR_SCALE
                 data-testid="dep-map"
                 on:wheel=on_wheel
                 on:pointerdown=on_down
