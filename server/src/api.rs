@@ -112,10 +112,12 @@ async fn search_logs(
 async fn tail_logs(
     State(state): State<AppState>,
     user: AuthUser,
+    session: tower_sessions::Session,
     Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let q = query.get("q").map(String::as_str).unwrap_or("");
-    let stream = console(state, user).tail_logs(q)?.map(|event| {
+    let end = session_end(&state, &session);
+    let stream = console(state, user).tail_logs(q)?.take_until(end).map(|event| {
         Ok(match event {
             crate::logs::TailEvent::Line(hit) => {
                 Event::default().event("line").data(serde_json::to_string(&hit).unwrap_or_default())
@@ -258,7 +260,36 @@ async fn audit_export(
 /// fleet change (every simulated second), starting with the current one; an `action`
 /// event with an action's record whenever it changes (progress, outcome, impact, undo);
 /// an `audit` event with every new audit entry.
-async fn events(_user: AuthUser, State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// Resolves when the session signs out, or once it has been open as long as a session may
+/// sit idle (the browser then reconnects with its cookie, and is refused if that has
+/// expired): an event stream never outlives the session that opened it.
+fn session_end(state: &AppState, session: &tower_sessions::Session) -> impl std::future::Future<Output = ()> + use<> {
+    let id = session.id().map(|id| id.to_string());
+    let mut sign_outs = state.sign_outs.subscribe();
+    async move {
+        let idle = tokio::time::sleep(std::time::Duration::from_secs(auth::IDLE_TIMEOUT_MINUTES as u64 * 60));
+        let signed_out = async {
+            loop {
+                match sign_outs.recv().await {
+                    Ok(s) if Some(&s) == id.as_ref() => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                    _ => continue,
+                }
+            }
+        };
+        tokio::select! {
+            _ = idle => {}
+            _ = signed_out => {}
+        }
+    }
+}
+
+async fn events(
+    _user: AuthUser,
+    session: tower_sessions::Session,
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let end = session_end(&state, &session);
     let snapshots = futures::stream::unfold((state.live.clone(), true), |(mut rx, first)| async move {
         if !first && rx.changed().await.is_err() {
             return None;
@@ -269,7 +300,7 @@ async fn events(_user: AuthUser, State(state): State<AppState>) -> Sse<impl Stre
     .filter_map(|json| async move { json.map(|j| Ok(Event::default().event("snapshot").data(&*j))) });
     let actions = relay(state.engine.subscribe(), "action");
     let audit = relay(state.ledger.subscribe(), "audit");
-    let stream = futures::stream::select(snapshots, futures::stream::select(actions, audit));
+    let stream = futures::stream::select(snapshots, futures::stream::select(actions, audit)).take_until(end);
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

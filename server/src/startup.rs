@@ -331,6 +331,7 @@ impl Application {
             sim,
             logs,
             probes,
+            sign_outs: tokio::sync::broadcast::channel(64).0,
             throttle: Default::default(),
             dummy_hash: dummy_hash.into(),
             live,

@@ -30,6 +30,8 @@ pub struct AppState {
     pub logs: Arc<crate::logs::LogStore>,
     /// Endpoint probes and synthetic checks.
     pub probes: Arc<crate::probe::Probes>,
+    /// Ids of sessions as they sign out: open event streams of theirs end.
+    pub sign_outs: tokio::sync::broadcast::Sender<String>,
     /// Failed-login counters.
     pub throttle: Arc<LoginThrottle>,
     /// Hash checked for unknown users, so they cost the same time as known ones.

@@ -51,6 +51,32 @@ async fn the_event_stream_sends_the_current_numbers_then_every_change() {
     assert_eq!(second.gateways[0].point.rps, list[0].rps);
 }
 
+/// Reads until the stream ends; false if it is still open after 5 s.
+async fn ends(stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin)) -> bool {
+    tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(_)) = stream.next().await {} }).await.is_ok()
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_sessions_open_event_streams_and_only_those() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let other = app.signed_in(Role::Viewer).await;
+    let mut events = viewer.get("/api/v1/events").await.bytes_stream();
+    let mut tail = viewer.get("/api/v1/logs/tail?q=").await.bytes_stream();
+    let mut others = other.get("/api/v1/events").await.bytes_stream();
+    let mut buffer = String::new();
+    next_snapshot(&mut events, &mut buffer).await;
+    let mut other_buffer = String::new();
+    next_snapshot(&mut others, &mut other_buffer).await;
+
+    assert!(viewer.delete("/api/v1/session").await.status().is_success());
+    assert!(ends(&mut events).await, "the event stream ends with the session");
+    assert!(ends(&mut tail).await, "so does the live tail");
+    app.advance(1).await;
+    next_snapshot(&mut others, &mut other_buffer).await;
+    assert_eq!(viewer.get("/api/v1/events").await.status(), 401, "and cannot be reopened");
+}
+
 #[tokio::test]
 async fn action_progress_arrives_on_the_event_stream_until_the_rollout_is_done() {
     let app = TestApp::spawn(Backend::Sqlite).await;

@@ -276,7 +276,12 @@ pub async fn logout(
     client: Client,
     session: Session,
 ) -> Result<axum::http::StatusCode> {
+    let id = session.id().map(|id| id.to_string());
     session.flush().await.map_err(|e| AppError::Internal(format!("session flush: {e}")))?;
+    if let Some(id) = id {
+        // The session's open event streams end now.
+        let _ = state.sign_outs.send(id);
+    }
     let entry = NewEntry::new(client.actor(&user.username, user.role.as_str()), Kind::Logout, Outcome::Succeeded);
     audit_best_effort(&state, entry).await;
     tracing::info!(username = %user.username, "signed out");
