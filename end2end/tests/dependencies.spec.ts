@@ -44,6 +44,10 @@ test('the dependency map shows who depends on a service, what to do about it, an
   await map.hover();
   await page.mouse.wheel(0, -400);
   await expect.poll(async () => layer.getAttribute('transform')).not.toBe(before);
+  // The map refreshes every 5 s; the view stays where the person put it.
+  const zoomed = await layer.getAttribute('transform');
+  await page.waitForTimeout(5_500);
+  expect(await layer.getAttribute('transform')).toBe(zoomed);
   // Far enough out, labels give way to the failing nodes' outlines.
   await expect(map).not.toHaveClass(/far/);
   for (let i = 0; i < 4; i++) await page.mouse.wheel(0, 800);

@@ -55,6 +55,9 @@ pub fn DependenciesPage() -> impl IntoView {
             graph.set(Some(g));
         });
     });
+    // Pan and zoom outlive the refreshes (each redraws the map).
+    let view_tf = RwSignal::new((10.0f64, 10.0f64, 1.0f64));
+    let fitted = StoredValue::new(false);
     let navigate = use_navigate();
     let go = {
         let navigate = navigate.clone();
@@ -96,7 +99,8 @@ pub fn DependenciesPage() -> impl IntoView {
             match graph.get() {
                 None => view! { <p class="muted">"Loading the map…"</p> }.into_any(),
                 Some(Ok(g)) => {
-                    view! { <MapView graph=g search=search() selected=selected() select=select /> }.into_any()
+                    view! { <MapView graph=g search=search() selected=selected() select=select view_tf fitted /> }
+                        .into_any()
                 }
                 Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
             }
@@ -107,7 +111,16 @@ pub fn DependenciesPage() -> impl IntoView {
 
 /// The drawing, the search's matches and the selected node's panel.
 #[component]
-fn MapView<F>(graph: DependencyGraph, search: String, selected: Option<String>, select: F) -> impl IntoView
+fn MapView<F>(
+    graph: DependencyGraph,
+    search: String,
+    selected: Option<String>,
+    select: F,
+    /// Translate x, y and scale, in screen pixels.
+    view_tf: RwSignal<(f64, f64, f64)>,
+    /// Whether the first drawing has been fitted to its box (later ones keep the view).
+    fitted: StoredValue<bool>,
+) -> impl IntoView
 where
     F: Fn(Option<String>) + Clone + Send + Sync + 'static,
 {
@@ -147,7 +160,26 @@ where
         graph.nodes.iter().filter(|n| n.kind == "service" && n.health != "ok").count(),
     );
     // Pan and zoom: translate, then scale, in screen pixels.
-    let view_tf = RwSignal::new((10.0f64, 10.0f64, (840.0 / width).min(540.0 / height).clamp(0.05, 1.2)));
+    let fit = move |w: f64, h: f64| {
+        let s = ((w - 20.0) / width).min((h - 20.0) / height).clamp(0.03, 1.2);
+        // Centred in the box.
+        ((w - width * s) / 2.0, (h - height * s) / 2.0, s)
+    };
+    if !fitted.get_value() {
+        view_tf.set(fit(860.0, 560.0));
+    }
+    let svg_ref = NodeRef::<leptos::svg::Svg>::new();
+    // Once drawn the first time, fit the map to the box it actually has.
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        if let Some(el) = svg_ref.get()
+            && !fitted.get_value()
+            && el.client_width() > 0
+        {
+            view_tf.set(fit(f64::from(el.client_width()), f64::from(el.client_height())));
+            fitted.set_value(true);
+        }
+    });
     let drag = StoredValue::new(None::<(f64, f64, f64, f64, bool)>);
     let on_wheel = move |ev: leptos::ev::WheelEvent| {
         ev.prevent_default();
@@ -260,6 +292,7 @@ where
                 on:pointermove=on_move
                 on:pointerup=on_up
                 on:click=on_click
+                node_ref=svg_ref
             >
                 <g
                     transform=move || {
