@@ -243,6 +243,12 @@ pub struct LogSearch {
     /// Matching lines over time, oldest first.
     #[serde(default)]
     pub histogram: Vec<HistogramBar>,
+    /// Time of the oldest line still kept (Unix ms): nothing older can be found.
+    #[serde(default)]
+    pub oldest_kept: Option<i64>,
+    /// Lines retention has dropped since the console started (oldest first).
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 /// One bar of a histogram over time.

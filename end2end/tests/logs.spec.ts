@@ -16,6 +16,8 @@ test('a responder searches the logs, sees the matches marked, and gets told wher
   await expect(hits.locator('tbody tr').first()).toContainText('429');
   await expect(hits.locator('mark').first()).toHaveText('upstream');
   await expect(page.getByTestId('log-total')).toContainText('matching lines');
+  // The test server keeps 2 MB of lines: the page says the older ones are gone.
+  await expect(page.getByTestId('log-retention')).toContainText('dropped by retention; the oldest kept is from');
 
   // The URL is the search: opening it again gives the same results.
   await page.reload();

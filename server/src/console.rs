@@ -116,6 +116,8 @@ impl ServerConsole {
                 .into_iter()
                 .map(|(start, width, count)| HistogramBar { start, width, count })
                 .collect(),
+            oldest_kept: page.oldest,
+            dropped: page.dropped,
         })
     }
 

@@ -23,6 +23,8 @@ async fn a_bad_deploy_shows_as_panics_from_the_new_version_on_the_edge_only() {
 
     let errors = search(&viewer, "level:error panic", "&limit=1000").await;
     assert!(errors.total > 20, "{}", errors.total);
+    assert_eq!(errors.dropped, 0, "nothing has aged out in 15 minutes");
+    assert!(errors.oldest_kept.is_some_and(|t| t <= errors.hits.last().map_or(i64::MAX, |h| h.ts)));
     for hit in &errors.hits {
         assert_eq!((hit.gateway.as_str(), hit.level.as_str()), ("edge", "error"), "{hit:?}");
         assert!(hit.message.contains("(gateway 2.15.0)") && hit.message.contains("goroutine"), "{}", hit.message);

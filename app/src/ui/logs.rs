@@ -139,6 +139,18 @@ pub fn LogsPage() -> impl IntoView {
                                         }
                                     })}
                             </p>
+                            {(page.dropped > 0)
+                                .then(|| {
+                                    view! {
+                                        <p class="muted" data-testid="log-retention">
+                                            {format!(
+                                                "Older lines are no longer kept: {} dropped by retention; the oldest kept is from {}.",
+                                                page.dropped,
+                                                page.oldest_kept.map(format::utc).unwrap_or_default(),
+                                            )}
+                                        </p>
+                                    }
+                                })}
                             <Histogram bars=page.histogram q=q() />
                             <table class="grid logs" data-testid="log-hits">
                                 <thead>

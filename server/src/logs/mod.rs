@@ -119,6 +119,10 @@ pub struct Page {
     /// Matches over time: `(start ms, width ms, count)`, oldest first, covering the
     /// searched window (or the lines kept).
     pub histogram: Vec<(i64, i64, u64)>,
+    /// Time of the oldest line kept.
+    pub oldest: Option<i64>,
+    /// Lines dropped by retention so far.
+    pub dropped: u64,
 }
 
 /// A live tail: the batches of lines appended to a store.
@@ -248,11 +252,12 @@ impl LogStore {
     ) -> Page {
         // A snapshot: sealed segments are shared, the one being filled is copied only if
         // lines arrive while the search runs.
-        let (segments, first_seq, skip, oldest, newest) = {
+        let (segments, first_seq, skip, oldest, newest, dropped) = {
             let inner = self.lock();
             let segments: Vec<Arc<index::Segment>> = inner.segments.iter().cloned().collect();
-            (segments, inner.first_seq, inner.skip, inner.oldest(), inner.newest())
+            (segments, inner.first_seq, inner.skip, inner.oldest(), inner.newest(), inner.dropped)
         };
+        let kept_since = oldest;
         // The window the bars cover: what was asked for, within what is kept.
         let (oldest, newest) = (oldest.unwrap_or(0), newest.unwrap_or(0));
         let (from, to) = (since.unwrap_or(oldest).max(oldest), until.unwrap_or(newest).min(newest));
@@ -299,7 +304,7 @@ impl LogStore {
             }
         }
         let histogram = counts.into_iter().enumerate().map(|(i, n)| (from + i as i64 * width, width, n)).collect();
-        Page { hits, total, next_cursor, histogram }
+        Page { hits, total, next_cursor, histogram, oldest: kept_since, dropped }
     }
 }
 

@@ -103,6 +103,8 @@ fn retention_drops_the_oldest_lines_by_age_and_by_size() {
     s.extend((0..6).map(|i| line(i * 1_000, "edge", "edge-a", Level::Info, 200, "x")));
     assert_eq!(find(&s, ""), vec![5_000, 4_000, 3_000]);
     assert_eq!(s.stats().2, 3, "three dropped");
+    let page = s.search(&Matcher::All, None, None, 10, None);
+    assert_eq!((page.oldest, page.dropped), (Some(3_000), 3), "a search says what is no longer kept");
 
     let one = line(0, "edge", "edge-a", Level::Info, 200, "0123456789").size();
     let s = LogStore::new(Retention { max_bytes: one * 4, max_age_ms: i64::MAX });
