@@ -54,7 +54,8 @@ test('a responder resolves the traffic surge from the gateway page', async ({ pa
 
   // The trail shows who did it and why.
   await page.goto('/audit');
-  await expect(page.locator('[data-testid="audit-filters"]')).toBeVisible();
+  // Typed into before the page has hydrated, the filters would be reset by hydration.
+  await expect(page.locator('[data-testid="audit-filters"][data-ready="true"]')).toBeVisible();
   await expect(page.getByTestId('audit-table')).toContainText('surge: add capacity');
   await page.locator('input[name="action"]').fill('scale');
   await page.getByTestId('audit-window').selectOption('15');

@@ -84,8 +84,9 @@ impl HealthService {
         let _ = self.probes.set(probes);
     }
 
-    fn checks(&self, gateway: &str) -> Option<[u32; 2]> {
-        self.probes.get().and_then(|p| p.tally(gateway))
+    /// Every gateway's latest synthetic check tally, read once per list or snapshot.
+    fn checks(&self) -> std::collections::HashMap<String, [u32; 2]> {
+        self.probes.get().map(|p| p.tallies()).unwrap_or_default()
     }
 
     /// Why the numbers or the inventory may be stale or missing, if they may.
@@ -145,7 +146,8 @@ impl HealthService {
     /// Every gateway's summary.
     pub async fn gateways(&self) -> Result<Vec<GatewaySummary>> {
         let (inventory, windows) = self.joined().await?;
-        Ok(inventory.iter().zip(&windows).map(|(inv, w)| summarize(inv, w, self.checks(&inv.id))).collect())
+        let checks = self.checks();
+        Ok(inventory.iter().zip(&windows).map(|(inv, w)| summarize(inv, w, checks.get(&inv.id).copied())).collect())
     }
 
     /// One gateway with instances and its last 15 minutes.
@@ -165,8 +167,12 @@ impl HealthService {
                 (0, Vec::new())
             }
         };
-        let mut detail =
-            GatewayDetail::new(summarize(inv, &w, self.checks(&inv.id)), inv.instances.clone(), series_step_s, series);
+        let mut detail = GatewayDetail::new(
+            summarize(inv, &w, self.checks().get(id).copied()),
+            inv.instances.clone(),
+            series_step_s,
+            series,
+        );
         detail.events = self.fleet.events(id);
         Ok(detail)
     }
@@ -205,11 +211,12 @@ impl HealthService {
         let ts_ms = windows.iter().map(|w| w.ts_ms).max().unwrap_or(0);
         let pods: usize = inventory.iter().map(|g| g.instances.len()).sum();
         let with_instances = pods <= LIVE_INSTANCES_MAX;
+        let checks = self.checks();
         let gateways = inventory
             .iter()
             .zip(&windows)
             .map(|(inv, w)| GatewayLive {
-                summary: summarize(inv, w, self.checks(&inv.id)),
+                summary: summarize(inv, w, checks.get(&inv.id).copied()),
                 point: w.point(),
                 instances: with_instances.then(|| inv.instances.clone()),
             })

@@ -511,12 +511,18 @@ impl Probes {
         }
     }
 
-    /// The latest check of each of `gateway`'s key paths: [passing, checked].
-    pub fn tally(&self, gateway: &str) -> Option<[u32; 2]> {
+    /// The latest check of each key path, per gateway: [passing, checked].
+    pub fn tallies(&self) -> HashMap<String, [u32; 2]> {
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        let latest: Vec<bool> =
-            history.iter().filter(|((g, _), _)| g == gateway).filter_map(|(_, h)| h.back().map(|c| c.ok)).collect();
-        (!latest.is_empty()).then(|| [latest.iter().filter(|ok| **ok).count() as u32, latest.len() as u32])
+        let mut out: HashMap<String, [u32; 2]> = HashMap::new();
+        for ((gateway, _), h) in history.iter() {
+            if let Some(last) = h.back() {
+                let t = out.entry(gateway.clone()).or_default();
+                t[0] += u32::from(last.ok);
+                t[1] += 1;
+            }
+        }
+        out
     }
 
     /// Every gateway's recent checks, by gateway and path.

@@ -67,9 +67,13 @@ pub fn AuditPage() -> impl IntoView {
             }
         });
     };
+    // Effects run only in the browser, after hydration: until then the filters are plain
+    // HTML and a search would ignore them (tests wait for this).
+    let ready = RwSignal::new(false);
+    Effect::new(move |_| ready.set(true));
     view! {
         <h1>"Audit trail"</h1>
-        <form class="filters" on:submit=search data-testid="audit-filters">
+        <form class="filters" on:submit=search data-testid="audit-filters" data-ready=move || ready.get().to_string()>
             {FILTERS
                 .iter()
                 .zip(inputs)
