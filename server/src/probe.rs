@@ -33,6 +33,8 @@ const BODY_MAX: usize = 64 * 1024;
 const EXCERPT_MAX: usize = 2048;
 /// Checks kept per gateway and path.
 pub const HISTORY_MAX: usize = 60;
+/// Synthetic checks in flight at once.
+pub const CHECKS_AT_ONCE: usize = 16;
 
 /// Why an address may not be probed, if it may not.
 pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
@@ -432,6 +434,11 @@ impl Probes {
         let mut paths = self.paths.write().unwrap_or_else(|e| e.into_inner());
         gateways.clear();
         paths.clear();
+        // Gateways that are gone (or no longer say where they answer) lose their history.
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(g, _), _| inventory.iter().any(|inv| inv.id == *g && inv.probe.is_some()));
         for inv in inventory {
             let Some((url, key_paths)) = &inv.probe else { continue };
             match Url::parse(url) {
@@ -549,7 +556,9 @@ impl Probes {
             .iter()
             .flat_map(|(g, ps)| ps.iter().map(move |p| (g.clone(), p.clone())))
             .collect();
-        let results = futures::future::join_all(paths.into_iter().map(|(gateway, path)| async move {
+        use futures::StreamExt;
+        // At most CHECKS_AT_ONCE requests in flight, however large the fleet.
+        let results: Vec<_> = futures::stream::iter(paths.into_iter().map(|(gateway, path)| async move {
             let request = ProbeRequest { gateway: Some(gateway.clone()), path: Some(path.clone()), url: None };
             let check = match self.probe(&request).await {
                 Ok(r) => CheckResult {
@@ -565,6 +574,8 @@ impl Probes {
             };
             ((gateway, path), check)
         }))
+        .buffer_unordered(CHECKS_AT_ONCE)
+        .collect()
         .await;
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         for (key, check) in results {
@@ -640,6 +651,29 @@ mod tests {
         assert!(Allowed::parse("169.254.169.254:80").is_err(), "metadata can never be allowed");
         assert!(Allowed::parse("10.0.0.5").is_err(), "an address needs its port");
         assert!(Allowed::parse("bad host").is_err() && Allowed::parse("x:notaport").is_err());
+    }
+
+    #[tokio::test]
+    async fn checks_of_a_gateway_that_leaves_the_inventory_are_forgotten() {
+        let probes = Probes::new(Guard::default());
+        let inventory = |probe: Option<(String, Vec<String>)>| crate::fleet::GatewayInventory {
+            id: "prod:edge".into(),
+            name: "edge".into(),
+            namespace: "prod".into(),
+            desired: 1,
+            version: "1.0".into(),
+            instances: vec![],
+            probe,
+        };
+        // Nothing listens on the discard port: the check fails, and says so.
+        probes.sync(&[inventory(Some(("http://localhost:9".into(), vec!["/healthz".into()])))]);
+        probes.check_all(1).await;
+        let history = probes.history();
+        assert_eq!((history.len(), history[0].results[0].ok), (1, false), "{history:?}");
+        assert!(history[0].results[0].error.is_some());
+        assert_eq!(probes.tallies().get("prod:edge"), Some(&[0, 1]));
+        probes.sync(&[inventory(None)]);
+        assert!(probes.history().is_empty() && probes.tallies().is_empty());
     }
 
     fn url_of(s: &str) -> Url {
