@@ -46,7 +46,10 @@ test('the dependency map shows who depends on a service, what to do about it, an
   await expect.poll(async () => layer.getAttribute('transform')).not.toBe(before);
   // The map refreshes every 5 s; the view stays where the person put it.
   const zoomed = await layer.getAttribute('transform');
+  let refreshes = 0;
+  page.on('request', (r) => { if (r.url().endsWith('/api/v1/dependencies')) refreshes++; });
   await page.waitForTimeout(5_500);
+  expect(refreshes, 'the live feed brought a refresh').toBeGreaterThanOrEqual(1);
   expect(await layer.getAttribute('transform')).toBe(zoomed);
   // Far enough out, labels give way to the failing nodes' outlines.
   await expect(map).not.toHaveClass(/far/);

@@ -25,27 +25,11 @@ pub fn DependenciesPage() -> impl IntoView {
     let search = move || query.with(|m| m.get("q").unwrap_or_default());
     let selected = move || query.with(|m| m.get("node"));
     let input = RwSignal::new(search());
-    // Refetched every few seconds: the numbers on nodes and edges are live.
-    #[cfg(feature = "hydrate")]
-    let tick = RwSignal::new(0u32);
-    #[cfg(feature = "hydrate")]
-    {
-        let handle = set_interval_with_handle(
-            move || tick.update(|t| *t += 1),
-            std::time::Duration::from_secs(u64::from(REFRESH_S)),
-        );
-        on_cleanup(move || {
-            if let Ok(h) = handle {
-                h.clear();
-            }
-        });
-    }
     // Read in the browser only (a signal, not a resource: the server-rendered page must
-    // not wait for it).
+    // not wait for it), and again as the live feed ticks, at most every REFRESH_S.
     let graph = RwSignal::new(None::<crate::dto::ApiResult<DependencyGraph>>);
     #[cfg(feature = "hydrate")]
-    Effect::new(move |_| {
-        tick.track();
+    super::refetch_with_live(f64::from(REFRESH_S) * 1000.0, move || {
         let ops = operations();
         leptos::task::spawn_local(async move {
             let g = ops.dependencies().await;

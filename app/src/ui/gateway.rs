@@ -184,23 +184,11 @@ fn SummaryHeader(s: GatewaySummary) -> impl IntoView {
 /// oldest first, red where it failed (refreshed every 15 s).
 #[component]
 fn SyntheticChecks(gateway: String) -> impl IntoView {
-    #[cfg(feature = "hydrate")]
-    let tick = RwSignal::new(0u32);
-    #[cfg(feature = "hydrate")]
-    {
-        let handle = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(15));
-        on_cleanup(move || {
-            if let Ok(h) = handle {
-                h.clear();
-            }
-        });
-    }
     // Read in the browser only (a signal, not a resource: the server-rendered page must
-    // not wait for it).
+    // not wait for it), and again as the live feed ticks, at most every 15 s.
     let checks = RwSignal::new(None::<crate::dto::ApiResult<Vec<crate::dto::SyntheticHistory>>>);
     #[cfg(feature = "hydrate")]
-    Effect::new(move |_| {
-        tick.track();
+    super::refetch_with_live(15_000.0, move || {
         let ops = crate::console::operations();
         leptos::task::spawn_local(async move { checks.set(Some(ops.synthetics().await)) });
     });

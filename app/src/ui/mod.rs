@@ -50,6 +50,25 @@ pub fn use_live() -> RwSignal<Option<LiveSnapshot>> {
     use_context::<LiveFeed>().map(|f| f.0).unwrap_or_else(|| RwSignal::new(None))
 }
 
+/// Runs `fetch` now, then again when a live snapshot arrives and at least `every_ms`
+/// have passed since the last run (browser only): views that read more than a snapshot
+/// carries follow the live feed without asking more often than they need.
+#[cfg(feature = "hydrate")]
+pub fn refetch_with_live(every_ms: f64, fetch: impl Fn() + 'static) {
+    let live = use_live();
+    Effect::new(move |last: Option<f64>| {
+        live.track();
+        let now = js_sys::Date::now();
+        match last {
+            Some(t) if now - t < every_ms => t,
+            _ => {
+                fetch();
+                now
+            }
+        }
+    });
+}
+
 /// Action updates received since the page loaded, as the JSON the server sent. They
 /// are parsed where they are shown (the lazily loaded gateway page), which keeps the
 /// action types' decoders out of the first download.
