@@ -292,7 +292,12 @@ where
                         dependents.iter().filter(|n| n.kind == "route").map(|n| format!("{} {}", n.gateway.clone().unwrap_or_default(), n.name)).collect();
                     let gateways: Vec<String> = dependents.iter().filter(|n| n.kind == "gateway").map(|n| n.name.clone()).collect();
                     let probe_gateway = node.gateway.clone();
-                    let probe_path = if node.kind == "route" { node.name.clone() } else { "/healthz".to_string() };
+                    // A simulated route is named by its path; a Kubernetes route by its object's name.
+                    let probe_path = if node.kind == "route" && node.name.starts_with('/') {
+                        node.name.clone()
+                    } else {
+                        "/healthz".to_string()
+                    };
                     let close = select.clone();
                     view! {
                         <aside class="dep-panel" data-testid="dep-panel">
