@@ -421,14 +421,9 @@ impl Probes {
         }
     }
 
-    /// Records where `gateway` answers, and the key paths its synthetic checks request.
-    pub fn set_gateway(&self, gateway: &str, base: Url, key_paths: Vec<String>) {
-        self.gateways.write().unwrap_or_else(|e| e.into_inner()).insert(gateway.into(), base);
-        self.paths.write().unwrap_or_else(|e| e.into_inner()).insert(gateway.into(), key_paths);
-    }
-
-    /// Registers the gateways whose inventory says where they answer (Kubernetes:
-    /// annotations), replacing what an earlier call registered; bad URLs are logged.
+    /// Registers the gateways whose inventory says where they answer (the simulator's
+    /// listeners; in Kubernetes, annotations), replacing what an earlier call registered;
+    /// bad URLs are logged.
     pub fn sync(&self, inventory: &[crate::fleet::GatewayInventory]) {
         let mut gateways = self.gateways.write().unwrap_or_else(|e| e.into_inner());
         let mut paths = self.paths.write().unwrap_or_else(|e| e.into_inner());

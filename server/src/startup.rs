@@ -254,26 +254,25 @@ impl Application {
                 (fleet, metrics, None)
             }
         };
-        let probes = Arc::new(crate::probe::Probes::new(crate::probe::Guard::new(settings.probe_allow.clone())));
         if let Some(sim) = &sim {
             // Each simulated gateway answers on its own local port.
-            for (gateway, paths) in sim.key_paths() {
-                let (addr, task) = crate::fleet::sim::listener::serve(sim.clone(), gateway)
-                    .await
-                    .map_err(|e| StartupError::Other(format!("starting gateway {gateway}'s listener: {e}")))?;
-                let base = reqwest::Url::parse(&format!("http://{addr}/")).expect("an address is a URL");
-                probes.set_gateway(gateway, base, paths);
-                background.push(task);
-            }
+            let tasks = sim
+                .serve_gateways()
+                .await
+                .map_err(|e| StartupError::Other(format!("starting the simulated gateways' listeners: {e}")))?;
+            background.extend(tasks);
         }
-        if sim.is_none() {
-            // Gateways say where they answer in their Deployments' annotations.
+        // Where gateways answer comes with the inventory (the simulator's listeners, or a
+        // Deployment's annotations): registered now and again whenever the fleet changes.
+        let probes = Arc::new(crate::probe::Probes::new(crate::probe::Guard::new(settings.probe_allow.clone())));
+        if let Ok(inventory) = fleet.inventory().await {
+            probes.sync(&inventory);
+        }
+        {
             let (fleet, probes) = (fleet.clone(), probes.clone());
+            let mut updates = fleet.updates();
             background.push(tokio::spawn(async move {
-                fleet.synced(std::time::Duration::from_secs(15)).await;
-                let mut every = tokio::time::interval(std::time::Duration::from_secs(15));
-                loop {
-                    every.tick().await;
+                while updates.changed().await.is_ok() {
                     if let Ok(inventory) = fleet.inventory().await {
                         probes.sync(&inventory);
                     }

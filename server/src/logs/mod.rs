@@ -257,10 +257,9 @@ impl LogStore {
             let segments: Vec<Arc<index::Segment>> = inner.segments.iter().cloned().collect();
             (segments, inner.first_seq, inner.skip, inner.oldest(), inner.newest(), inner.dropped)
         };
-        let kept_since = oldest;
         // The window the bars cover: what was asked for, within what is kept.
-        let (oldest, newest) = (oldest.unwrap_or(0), newest.unwrap_or(0));
-        let (from, to) = (since.unwrap_or(oldest).max(oldest), until.unwrap_or(newest).min(newest));
+        let (first, last) = (oldest.unwrap_or(0), newest.unwrap_or(0));
+        let (from, to) = (since.unwrap_or(first).max(first), until.unwrap_or(last).min(last));
         // Whole seconds per bar, at least one.
         let width = ((to - from).max(0) / HISTOGRAM_BARS / 1000 + 1) * 1000;
         let bars = if to >= from { ((to - from) / width + 1) as usize } else { 0 };
@@ -304,7 +303,7 @@ impl LogStore {
             }
         }
         let histogram = counts.into_iter().enumerate().map(|(i, n)| (from + i as i64 * width, width, n)).collect();
-        Page { hits, total, next_cursor, histogram, oldest: kept_since, dropped }
+        Page { hits, total, next_cursor, histogram, oldest, dropped }
     }
 }
 

@@ -124,34 +124,31 @@ async fn handle(State(l): State<Arc<Listener>>, request: Request) -> Response {
     response
 }
 
-/// Starts `gateway`'s listener on a free local port; returns its address and the task.
-pub async fn serve(
-    fleet: Arc<SimFleet>,
-    gateway: &'static str,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let socket = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-    let addr = socket.local_addr()?;
-    let app =
-        Router::new().fallback(handle).with_state(Arc::new(Listener { fleet, gateway, draws: AtomicU64::new(0) }));
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(socket, app).await {
-            tracing::warn!(gateway, error = %e, "simulated gateway listener stopped");
-        }
-    });
-    Ok((addr, task))
+/// A simulated gateway's key paths for synthetic checks: health and its first two routes.
+pub fn key_paths(gw: &super::model::Gateway) -> Vec<String> {
+    let mut paths = vec!["/healthz".to_string()];
+    paths.extend(gw.routes.iter().take(2).map(|r| r.path.to_string()));
+    paths
 }
 
 impl SimFleet {
-    /// Ids of the simulated gateways and their key paths (health and the first two routes).
-    pub fn key_paths(&self) -> Vec<(&'static str, Vec<String>)> {
-        let sim = self.lock();
-        sim.gateways
-            .iter()
-            .map(|g| {
-                let mut paths = vec!["/healthz".to_string()];
-                paths.extend(g.routes.iter().take(2).map(|r| r.path.to_string()));
-                (g.id, paths)
-            })
-            .collect()
+    /// Starts every simulated gateway's listener on a free local port; the inventory then
+    /// says where each answers. Returns the listeners' tasks.
+    pub async fn serve_gateways(self: &Arc<Self>) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
+        let ids: Vec<&'static str> = self.lock().gateways.iter().map(|g| g.id).collect();
+        let mut tasks = Vec::new();
+        for gateway in ids {
+            let socket = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+            let addr: SocketAddr = socket.local_addr()?;
+            let state = Arc::new(Listener { fleet: Arc::clone(self), gateway, draws: AtomicU64::new(0) });
+            let app = Router::new().fallback(handle).with_state(state);
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(socket, app).await {
+                    tracing::warn!(gateway, error = %e, "simulated gateway listener stopped");
+                }
+            }));
+            self.listeners.write().unwrap_or_else(|e| e.into_inner()).insert(gateway, format!("http://{addr}/"));
+        }
+        Ok(tasks)
     }
 }

@@ -44,6 +44,8 @@ pub struct SimFleet {
     version: watch::Sender<u64>,
     /// Where the simulated gateways' log lines go.
     logs: std::sync::OnceLock<Arc<crate::logs::LogStore>>,
+    /// Where each simulated gateway answers HTTP (see `listener`), once started.
+    listeners: std::sync::RwLock<HashMap<&'static str, String>>,
 }
 
 /// Lines kept while no log store is attached (the history a store gets when it is).
@@ -53,7 +55,12 @@ impl SimFleet {
     /// A fleet with 15 minutes of history already simulated.
     pub fn new(config: SimConfig) -> Arc<Self> {
         let (version, _) = watch::channel(0);
-        Arc::new(Self { sim: Mutex::new(Sim::new(config)), version, logs: std::sync::OnceLock::new() })
+        Arc::new(Self {
+            sim: Mutex::new(Sim::new(config)),
+            version,
+            logs: std::sync::OnceLock::new(),
+            listeners: Default::default(),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Sim> {
@@ -215,6 +222,7 @@ impl Fleet for SimFleet {
     fn inventory(&self) -> BoxFuture<'_, FleetResult<Arc<Vec<GatewayInventory>>>> {
         let sim = self.lock();
         let t = sim.t;
+        let listeners = self.listeners.read().unwrap_or_else(|e| e.into_inner());
         let mut list: Vec<GatewayInventory> = sim
             .gateways
             .iter()
@@ -239,8 +247,7 @@ impl Fleet for SimFleet {
                     desired: gw.desired,
                     version: gw.revision(gw.target_revision).map(|r| r.version.clone()).unwrap_or_default(),
                     instances,
-                    // The simulator's listeners are registered at start-up.
-                    probe: None,
+                    probe: listeners.get(gw.id).map(|url| (url.clone(), listener::key_paths(gw))),
                 }
             })
             .collect();
