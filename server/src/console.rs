@@ -104,8 +104,16 @@ impl ServerConsole {
             .map(|c| c.parse::<u64>().map_err(|_| AppError::invalid("cursor", "not a cursor from a previous page")))
             .transpose()?;
         let started = std::time::Instant::now();
-        let matcher = Matcher::new(&expr, now);
-        let page = self.state.logs.search(&matcher, since, until, limit, cursor);
+        // A scan of millions of lines takes a few hundred milliseconds on every core: off
+        // the async workers, so other requests and live streams are not held up.
+        let store = self.state.logs.clone();
+        let (matcher, page) = tokio::task::spawn_blocking(move || {
+            let matcher = Matcher::new(&expr, now);
+            let page = store.search(&matcher, since, until, limit, cursor);
+            (matcher, page)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("log search: {e}")))?;
         Ok(LogSearch {
             hits: page.hits.iter().map(|h| h.record.hit(&matcher)).collect(),
             total: page.total,

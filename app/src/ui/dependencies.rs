@@ -111,30 +111,34 @@ where
     let g = Graph::new(&graph);
     let l = layout(&g);
     let selected = selected.filter(|id| g.node(id).is_some());
-    let radius: Vec<String> = match &selected {
-        Some(id) => g.dependents(id).iter().chain(g.dependencies(id).iter()).map(|n| n.id.clone()).collect(),
-        None => Vec::new(),
+    // The selected node's blast radius and what it depends on, computed once for both the
+    // drawing and the panel.
+    let (dependents, depends_on): (Vec<DepNode>, Vec<DepNode>) = match &selected {
+        Some(id) => {
+            (g.dependents(id).into_iter().cloned().collect(), g.dependencies(id).into_iter().cloned().collect())
+        }
+        None => Default::default(),
     };
+    let radius: std::collections::HashSet<&str> = dependents.iter().chain(&depends_on).map(|n| n.id.as_str()).collect();
     let search_t = search.trim().to_string();
-    let found: Vec<DepNode> = if search_t.is_empty() {
-        Vec::new()
+    let found: std::collections::HashSet<&str> = if search_t.is_empty() {
+        Default::default()
     } else {
-        graph.nodes.iter().filter(|n| matches(n, &search_t)).cloned().collect()
+        graph.nodes.iter().filter(|n| matches(n, &search_t)).map(|n| n.id.as_str()).collect()
     };
     let drawing = svg(&g, &l, |n| match &selected {
         Some(id) if *id == n.id => Mark::Selected,
-        Some(_) if radius.contains(&n.id) => Mark::Blast,
+        Some(_) if radius.contains(n.id.as_str()) => Mark::Blast,
         Some(_) => Mark::Dim,
-        None if search_t.is_empty() || matches(n, &search_t) => Mark::Plain,
+        None if search_t.is_empty() || found.contains(n.id.as_str()) => Mark::Plain,
         None => Mark::Dim,
     });
+    let found: Vec<DepNode> = graph.nodes.iter().filter(|n| found.contains(n.id.as_str())).cloned().collect();
     #[cfg(feature = "hydrate")]
     if let Some(p) = web_sys::window().and_then(|w| w.performance()) {
         let _ = p.mark("gw-deps-svg");
     }
     let panel = selected.as_ref().and_then(|id| g.node(id).cloned()).map(|node| {
-        let dependents: Vec<DepNode> = g.dependents(&node.id).into_iter().cloned().collect();
-        let depends_on: Vec<DepNode> = g.dependencies(&node.id).into_iter().cloned().collect();
         let actions = actions_for(&g, &node.id);
         (node, dependents, depends_on, actions)
     });

@@ -177,6 +177,9 @@ pub struct KubeFleet {
     deps: tokio::sync::Mutex<Option<(std::time::Instant, app::dto::DependencyGraph)>>,
 }
 
+/// API reads the dependency map makes at once.
+const DEPENDENCY_READS_AT_ONCE: usize = 8;
+
 /// How long a dependency map read from the API server is served again.
 pub const DEPENDENCIES_TTL: Duration = Duration::from_secs(10);
 
@@ -415,6 +418,25 @@ impl KubeFleet {
                     endpoints: all,
                 }
             };
+        // The bound route objects of every gateway, a few GETs at a time, in order.
+        let mut bound = Vec::new();
+        for inv in inventory.iter() {
+            let (space, deployment) = self.find(&inv.id)?;
+            if let Ok(Some(binding)) = adapter::binding(&deployment) {
+                bound.push((inv.id.clone(), space.namespace.clone(), binding));
+            }
+        }
+        // (The futures are collected first: a borrowing closure inside the stream trips
+        // the Send check of the boxed future.)
+        let reads: Vec<_> = bound.iter().map(|(_, ns, b)| adapter::fetch_routes(&self.client, ns, b)).collect();
+        let routes: Vec<Vec<kube::api::DynamicObject>> = futures::stream::iter(reads)
+            .buffered(DEPENDENCY_READS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<FleetResult<_>>()?;
+        let mut routes_of: HashMap<&str, (&str, &adapter::Binding, Vec<kube::api::DynamicObject>)> =
+            bound.iter().zip(routes).map(|((id, ns, b), r)| (id.as_str(), (ns.as_str(), b, r))).collect();
         for inv in inventory.iter() {
             let ready = inv.instances.iter().filter(|i| i.ready).count() as u32;
             let gateway_id = format!("gateway:{}", inv.id);
@@ -426,26 +448,32 @@ impl KubeFleet {
                 Some(ready),
                 Some(inv.instances.len() as u32),
             ));
-            let (space, deployment) = self.find(&inv.id)?;
-            let Ok(Some(binding)) = adapter::binding(&deployment) else { continue };
-            for object in adapter::fetch_routes(&self.client, &space.namespace, &binding).await? {
+            let Some((namespace, binding, objects)) = routes_of.remove(inv.id.as_str()) else { continue };
+            for object in objects {
                 let name = object.metadata.name.clone().unwrap_or_default();
                 let route_id = format!("route:{}:{name}", inv.id);
                 g.nodes.push(node(route_id.clone(), "route", name, Some(inv.id.clone()), None, None));
                 g.edges.push(DepEdge { from: gateway_id.clone(), to: route_id.clone(), rps: 0.0, error_rate: 0.0 });
-                for service in adapter::backends(&binding, &object) {
+                for service in adapter::backends(binding, &object) {
                     g.edges.push(DepEdge {
                         from: route_id.clone(),
-                        to: format!("service:{}/{service}", space.namespace),
+                        to: format!("service:{namespace}/{service}"),
                         rps: 0.0,
                         error_rate: 0.0,
                     });
-                    services.insert((space.namespace.clone(), service));
+                    services.insert((namespace.to_string(), service));
                 }
             }
         }
-        for (namespace, service) in services {
-            let (ready, all) = adapter::endpoints(&self.client, &namespace, &service).await?;
+        let reads: Vec<_> =
+            services.iter().map(|(namespace, service)| adapter::endpoints(&self.client, namespace, service)).collect();
+        let counts: Vec<(usize, usize)> = futures::stream::iter(reads)
+            .buffered(DEPENDENCY_READS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<FleetResult<_>>()?;
+        for ((namespace, service), (ready, all)) in services.into_iter().zip(counts) {
             g.nodes.push(node(
                 format!("service:{namespace}/{service}"),
                 "service",
