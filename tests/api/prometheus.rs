@@ -2,7 +2,7 @@
 //! console's PromQL (the `gatewarden` flavor of the Kubernetes metrics backend) must
 //! answer what the simulator knows to be true.
 
-use crate::support::{Backend, Options, TestApp};
+use crate::support::{Backend, Options, TestApp, eventually_within};
 use server::fleet::Metrics;
 use server::fleet::prometheus::{Prometheus, Queries};
 use server::fleet::sim::Scenario;
@@ -86,7 +86,6 @@ async fn promql_over_a_real_prometheus_matches_the_simulators_ground_truth() {
     queries.window = format!("{WINDOW_S}s");
     let metrics = Prometheus::new(&prometheus.url, queries);
     let answers = metrics.current().await.expect("PromQL answers");
-    clock.abort();
     let inventory = server::fleet::Fleet::inventory(&**app.sim()).await.unwrap();
     assert!(!inventory.is_empty());
     let mut compared = 0;
@@ -103,8 +102,19 @@ async fn promql_over_a_real_prometheus_matches_the_simulators_ground_truth() {
         compared += 1;
     }
     assert!(compared >= 2);
-    let series = metrics.series(&answers.keys().next().unwrap().clone()).await.expect("range query");
+    // The range query's points sit on 15-second boundaries: the newest may fall before
+    // Prometheus holds two scrapes in its rate window, so wait (clock running) for one
+    // that does.
+    let id = answers.keys().next().unwrap().clone();
+    let series = eventually_within(Duration::from_secs(30), "a range point with traffic", || {
+        let (metrics, id) = (&metrics, id.clone());
+        async move {
+            let series = metrics.series(&id).await.expect("range query");
+            (!series.1.is_empty() && series.1.iter().any(|p| p.rps > 0.0)).then_some(series)
+        }
+    })
+    .await;
+    clock.abort();
     assert_eq!(series.0, 15);
-    assert!(!series.1.is_empty() && series.1.iter().any(|p| p.rps > 0.0));
     let _ = prometheus.child.kill().await;
 }
