@@ -2,8 +2,8 @@
 //!
 //! During server-side rendering the server provides its own implementation (the real
 //! services, bound to the caller's identity) through Leptos context. In the browser,
-//! [`console`] returns an HTTP client for `/api/v1`. Components call [`console`] and
-//! never know which one they got, so SSR, the hydrated app and curl share one path.
+//! `client::console` returns an HTTP client for `/api/v1`. Components call it and never
+//! know which one they got, so SSR, the hydrated app and curl share one path.
 
 use crate::dto::*;
 use std::future::Future;
@@ -61,39 +61,3 @@ pub struct ServerConsole(pub Arc<dyn Console>);
 /// The server's [`Operations`], provided as context while rendering a page.
 #[derive(Clone)]
 pub struct ServerOperations(pub Arc<dyn Operations>);
-
-/// The operations for the current environment (see [`console`]).
-pub fn operations() -> Arc<dyn Operations> {
-    #[cfg(feature = "ssr")]
-    {
-        leptos::prelude::use_context::<ServerOperations>()
-            .map(|c| c.0)
-            .expect("the server provides Operations to every rendered page")
-    }
-    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
-    {
-        Arc::new(crate::http::HttpConsole)
-    }
-    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
-    {
-        panic!("the app crate needs its `ssr` or `hydrate` feature to reach the operations")
-    }
-}
-
-/// The console for the current environment (see the module docs).
-pub fn console() -> Arc<dyn Console> {
-    #[cfg(feature = "ssr")]
-    {
-        leptos::prelude::use_context::<ServerConsole>()
-            .map(|c| c.0)
-            .expect("the server provides a Console to every rendered page")
-    }
-    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
-    {
-        Arc::new(crate::http::HttpConsole)
-    }
-    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
-    {
-        panic!("the app crate needs its `ssr` or `hydrate` feature to reach a console")
-    }
-}

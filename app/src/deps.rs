@@ -1,5 +1,4 @@
-//! The dependency map's logic, shared by server and browser: health from numbers, blast
-//! radius, the actions that apply to a node, and a layered layout drawn as SVG text.
+//! The dependency map's logic, shared by server and browser: blast radius, the actions that apply to a node, and a layered layout drawn as SVG text.
 //!
 //! The layout is written here rather than taken from a library: the graph always has three
 //! layers (gateways → routes → services), so a layered layout needs no crossing-minimising
@@ -9,19 +8,9 @@
 //! would build 20,000 elements one call at a time from WASM.
 
 use crate::dto::{DepEdge, DepNode, DependencyGraph, Role};
+use crate::health::{NodeHealth, node_health};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write;
-
-/// `ok` below 1 % failures, `degraded` below 20 %, `down` from 20 % or with nothing ready.
-pub fn health(error_rate: f64, ready: Option<u32>) -> &'static str {
-    if ready == Some(0) || error_rate >= 0.2 {
-        "down"
-    } else if error_rate >= 0.01 {
-        "degraded"
-    } else {
-        "ok"
-    }
-}
 
 /// The graph with lookups.
 pub struct Graph<'a> {
@@ -259,7 +248,7 @@ pub fn svg(graph: &Graph, layout: &Layout, mark: impl Fn(&DepNode) -> Mark) -> S
     let mut out = String::with_capacity(nodes.len() * 200 + graph.g.edges.len() * 60);
     let marks: Vec<Mark> = nodes.iter().map(&mark).collect();
     // (health, dimmed) → path data.
-    let mut paths: Vec<((&str, bool), String)> = Vec::new();
+    let mut paths: Vec<((NodeHealth, bool), String)> = Vec::new();
     for e in &graph.g.edges {
         let (Some(&a), Some(&b)) = (graph.index.get(e.from.as_str()), graph.index.get(e.to.as_str())) else {
             continue;
@@ -267,7 +256,7 @@ pub fn svg(graph: &Graph, layout: &Layout, mark: impl Fn(&DepNode) -> Mark) -> S
         let ((ax, ay), (bx, by)) = (layout.pos[a], layout.pos[b]);
         let (x1, y1, x2, y2) = (ax + NODE_W, ay + NODE_H / 2.0, bx, by + NODE_H / 2.0);
         let mid = (x1 + x2) / 2.0;
-        let key = (health(e.error_rate, None), marks[a] == Mark::Dim || marks[b] == Mark::Dim);
+        let key = (node_health(e.error_rate, None), marks[a] == Mark::Dim || marks[b] == Mark::Dim);
         let d = match paths.iter_mut().find(|(k, _)| *k == key) {
             Some((_, d)) => d,
             None => {
@@ -278,7 +267,7 @@ pub fn svg(graph: &Graph, layout: &Layout, mark: impl Fn(&DepNode) -> Mark) -> S
         let _ = write!(d, "M{x1:.0} {y1:.0}C{mid:.0} {y1:.0} {mid:.0} {y2:.0} {x2:.0} {y2:.0}");
     }
     // Healthy first, so failing edges are drawn on top.
-    paths.sort_by_key(|((h, dim), _)| (!*dim, *h != "ok", *h == "down"));
+    paths.sort_by_key(|((h, dim), _)| (!*dim, *h != NodeHealth::Ok, *h == NodeHealth::Down));
     for ((h, dim), d) in &paths {
         let _ = write!(out, "<path class=\"dep-edge {h}{}\" d=\"{d}\"></path>", if *dim { " dim" } else { "" });
     }
@@ -314,7 +303,7 @@ pub fn matches(n: &DepNode, search: &str) -> bool {
     search.split_whitespace().all(|w| {
         let w = w.to_ascii_lowercase();
         match w.split_once(':') {
-            Some(("health", h)) => n.health == h,
+            Some(("health", h)) => n.health.as_str() == h,
             Some(("kind", k)) => n.kind == k,
             _ => n.name.to_ascii_lowercase().contains(&w) || n.id.to_ascii_lowercase().contains(&w),
         }
@@ -330,7 +319,7 @@ pub fn synthetic(gateways: usize, services: usize) -> DependencyGraph {
         kind: kind.into(),
         name,
         gateway,
-        health: health(error_rate, None).into(),
+        health: node_health(error_rate, None),
         rps: 10.0,
         error_rate,
         latency_ms: 20.0,

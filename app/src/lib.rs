@@ -5,9 +5,11 @@
 //! components; with `hydrate` they run in the browser. This crate never depends on
 //! sqlx, kube or tokio, so its wasm build stays small.
 
+pub mod client;
 pub mod console;
 pub mod deps;
 pub mod dto;
+pub mod health;
 #[cfg(feature = "hydrate")]
 pub mod http;
 pub mod ui;

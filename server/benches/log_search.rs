@@ -11,9 +11,9 @@
 //! `--fts5` also loads the first million lines into SQLite FTS5 (trigram tokenizer) and
 //! times the same text queries there, for the comparison in BENCHMARKS.md.
 
-use server::fleet::sim::rng::SplitMix64;
 use server::logs::query::{Level, parse};
 use server::logs::{LogRecord, LogStore, Matcher, Retention};
+use server::rng::SplitMix64;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -67,7 +67,8 @@ pub struct ServeArgs {
     /// Gateway backend.
     #[arg(long, env = "GATEWARDEN_FLEET", value_enum, default_value = "sim")]
     pub fleet: FleetKind,
-    /// Incident the simulated fleet starts in: healthy, bad-deploy, traffic-surge.
+    /// Incident the simulated fleet starts in: healthy, bad-deploy, traffic-surge,
+    /// stuck-instances, downstream-outage, retry-storm, auth-failure.
     #[arg(long, env = "GATEWARDEN_SCENARIO", default_value = "healthy")]
     pub scenario: Scenario,
     /// Seed of the simulated fleet: the same seed gives the same numbers.

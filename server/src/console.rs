@@ -2,15 +2,15 @@
 //! the caller. The `/api/v1` handlers and server-side rendering both go through it, so
 //! every role check and rule lives here or below, once.
 
-use crate::audit::{Kind, NewEntry, Outcome};
+use crate::actions::Caller;
+use crate::audit::{Client, Kind, NewEntry, Outcome};
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
-use crate::request::Client;
+use crate::params::Params;
 use crate::state::AppState;
 use crate::users;
 use app::console::{ApiFuture, Console, Operations};
 use app::dto::*;
-use std::collections::HashMap;
 
 /// The console as seen by one caller (or by nobody, for anonymous requests).
 #[derive(Clone)]
@@ -39,6 +39,13 @@ impl ServerConsole {
         Ok(user)
     }
 
+    /// The signed-in caller as the mitigation engine sees them: a role to check and an
+    /// actor to record (the engine checks the role itself, so refusals are audited).
+    fn acting(&self) -> Result<Caller> {
+        let user = self.user.as_ref().ok_or(AppError::Unauthorized)?;
+        Ok(Caller { role: user.role, actor: self.client.actor(&user.username, user.role.as_str()) })
+    }
+
     /// The signed-in user.
     pub async fn session(&self) -> Result<SessionInfo> {
         Ok(self.caller(Role::Viewer)?.info())
@@ -58,28 +65,19 @@ impl ServerConsole {
 
     /// `kubectl logs -l <gateway selector> --tail=N [--since=Ns]` for one gateway: `tail`
     /// 1 to 10,000 (default 10, kubectl's with a selector), `since_seconds` 1 to 86,400.
-    pub async fn gateway_logs(&self, id: &str, tail: Option<&str>, since_seconds: Option<&str>) -> Result<PodLogs> {
+    pub async fn gateway_logs(&self, id: &str, params: &Params) -> Result<PodLogs> {
         self.caller(Role::Viewer)?;
-        let number = |field: &'static str, v: Option<&str>, max: i64| -> Result<Option<i64>> {
-            match v {
-                None => Ok(None),
-                Some(v) => match v.parse::<i64>() {
-                    Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
-                    _ => Err(AppError::invalid(field, format!("must be a whole number from 1 to {max}"))),
-                },
-            }
-        };
-        let tail = number("tail", tail, 10_000)?.unwrap_or(crate::fleet::cluster::logs::DEFAULT_TAIL_LINES);
-        let since = number("since_seconds", since_seconds, 86_400)?;
+        let tail = params.whole("tail", 1..=10_000)?.unwrap_or(crate::fleet::cluster::logs::DEFAULT_TAIL_LINES);
+        let since = params.whole("since_seconds", 1..=86_400)?;
         Ok(PodLogs { lines: self.state.health.logs(id, tail, since).await? })
     }
 
     /// `GET /api/v1/logs`: a page of the lines matching `q` (the query language of
     /// `logs::query`), newest first. A syntax error in `q` is a 400 that says where.
-    pub async fn search_logs(&self, params: &HashMap<String, String>) -> Result<LogSearch> {
+    pub async fn search_logs(&self, params: &Params) -> Result<LogSearch> {
         use crate::logs::{Matcher, time_param};
         self.caller(Role::Viewer)?;
-        let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let get = |k: &str| params.text(k);
         let expr = parse_log_query(get("q").unwrap_or(""))?;
         let now = crate::db::now_ms();
         let time = |field: &'static str| -> Result<Option<i64>> {
@@ -92,17 +90,8 @@ impl ServerConsole {
                 .transpose()
         };
         let (since, until) = (time("since")?, time("until")?);
-        let limit = match get("limit") {
-            None => 100,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| AppError::invalid("limit", "a whole number from 1 to 1000"))?,
-        };
-        let cursor = get("cursor")
-            .map(|c| c.parse::<u64>().map_err(|_| AppError::invalid("cursor", "not a cursor from a previous page")))
-            .transpose()?;
+        let limit = params.whole("limit", 1..=1000)?.unwrap_or(100) as usize;
+        let cursor = params.cursor("cursor")?.map(|c| c as u64);
         let started = std::time::Instant::now();
         // A scan of millions of lines takes a few hundred milliseconds on every core: off
         // the async workers, so other requests and live streams are not held up.
@@ -169,10 +158,7 @@ impl ServerConsole {
 
     /// Runs or previews a mitigation (role checks inside the engine, audited).
     pub async fn act(&self, gateway: &str, action: &str, body: serde_json::Value) -> Result<ActionResponse> {
-        let user = self.user.as_ref().ok_or(AppError::Unauthorized)?;
-        let caller =
-            crate::actions::Caller { user: Some(user), actor: self.client.actor(&user.username, user.role.as_str()) };
-        self.state.engine.run(caller, gateway, action, body).await
+        self.state.engine.run(self.acting()?, gateway, action, body).await
     }
 
     /// Recent actions on `gateway` (viewer).
@@ -188,7 +174,7 @@ impl ServerConsole {
     }
 
     /// A page of the audit trail for query parameters `q` (viewer).
-    pub async fn audit_page(&self, q: &HashMap<String, String>) -> Result<AuditPage> {
+    pub async fn audit_page(&self, q: &Params) -> Result<AuditPage> {
         self.caller(Role::Viewer)?;
         let (filter, limit, cursor) = crate::audit::page_request(q)?;
         self.state.ledger.search(&filter, limit, cursor).await
@@ -218,10 +204,7 @@ impl ServerConsole {
 
     /// Undoes action `id` (the original action's role, audited).
     pub async fn undo(&self, id: i64, body: serde_json::Value) -> Result<ActionResponse> {
-        let user = self.user.as_ref().ok_or(AppError::Unauthorized)?;
-        let caller =
-            crate::actions::Caller { user: Some(user), actor: self.client.actor(&user.username, user.role.as_str()) };
-        self.state.engine.undo(caller, id, body).await
+        self.state.engine.undo(self.acting()?, id, body).await
     }
 
     /// Every account (admin).
@@ -291,19 +274,13 @@ impl Operations for ServerConsole {
         run(self, move |c| async move { c.undo(id, serde_json::json!({ "reason": reason })).await })
     }
     fn audit(&self, query: String) -> ApiFuture<AuditPage> {
-        run(self, |c| async move {
-            let q: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-            c.audit_page(&q).await
-        })
+        run(self, |c| async move { c.audit_page(&Params::from_query(&query)).await })
     }
     fn verify_audit(&self) -> ApiFuture<AuditVerification> {
         run(self, |c| async move { c.verify_audit().await })
     }
     fn search_logs(&self, query: String) -> ApiFuture<LogSearch> {
-        run(self, |c| async move {
-            let q: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-            c.search_logs(&q).await
-        })
+        run(self, |c| async move { c.search_logs(&Params::from_query(&query)).await })
     }
     fn audit_entry(&self, id: i64) -> ApiFuture<AuditEntryDetail> {
         run(self, move |c| async move { c.audit_entry(id).await })

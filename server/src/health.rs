@@ -1,5 +1,5 @@
-//! Gateway health: joins the fleet's inventory with metrics and judges status. The one
-//! place where "healthy", "degraded" and "critical" are decided.
+//! Gateway health: joins the fleet's inventory with metrics; the status comes from
+//! `app::health`, the one judgement the health page's legend and colours share.
 
 use crate::error::{AppError, Result};
 use crate::fleet::{Fleet, GatewayInventory, HealthWindow, Metrics};
@@ -7,42 +7,13 @@ use app::dto::{GatewayDetail, GatewayLive, GatewaySummary, HealthStatus, Latency
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Thresholds, shared with the legend on the health page.
-pub mod thresholds {
-    /// 5xx fraction that makes a gateway degraded.
-    pub const DEGRADED_5XX: f64 = 0.01;
-    /// 5xx fraction that makes it critical.
-    pub const CRITICAL_5XX: f64 = 0.05;
-    /// 429 fraction that makes it degraded.
-    pub const DEGRADED_429: f64 = 0.05;
-    /// p99 (ms) that makes it degraded.
-    pub const DEGRADED_P99_MS: f64 = 500.0;
-    /// p99 (ms) that makes it critical.
-    pub const CRITICAL_P99_MS: f64 = 2000.0;
-}
-
 /// Above this many pods in the fleet, live snapshots leave the pod lists out: resending
 /// 50,000 pods (5 MB) to every open browser on every change costs more than it shows.
 pub const LIVE_INSTANCES_MAX: usize = 2_000;
 
 /// Judges a gateway from its numbers and instance counts.
 pub fn status(w: &HealthWindow, ready: u32, desired: u32) -> HealthStatus {
-    use thresholds::*;
-    if w.error_rate_5xx >= CRITICAL_5XX
-        || w.latency_ms.p99 >= CRITICAL_P99_MS
-        || ready * 2 < desired
-        || (ready == 0 && desired > 0)
-    {
-        HealthStatus::Critical
-    } else if w.error_rate_5xx >= DEGRADED_5XX
-        || w.throttle_rate_429 >= DEGRADED_429
-        || w.latency_ms.p99 >= DEGRADED_P99_MS
-        || ready < desired
-    {
-        HealthStatus::Degraded
-    } else {
-        HealthStatus::Healthy
-    }
+    app::health::gateway_status(w.error_rate_5xx, w.throttle_rate_429, w.latency_ms.p99, ready, desired)
 }
 
 /// Health views over a fleet and its metrics.
@@ -197,7 +168,7 @@ impl HealthService {
                         n.rps = w.rps;
                         n.error_rate = w.error_rate_5xx;
                         n.latency_ms = w.latency_ms.p99;
-                        n.health = app::deps::health(w.error_rate_5xx, n.ready_endpoints).into();
+                        n.health = app::health::node_health(w.error_rate_5xx, n.ready_endpoints);
                     }
                 }
             }

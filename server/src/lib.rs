@@ -3,7 +3,6 @@
 //! [`startup::Application`], which the integration tests start on port 0.
 
 pub mod actions;
-pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
@@ -12,10 +11,11 @@ pub mod db;
 pub mod error;
 pub mod fleet;
 pub mod health;
+pub mod http;
 pub mod logs;
+pub mod params;
 pub mod probe;
-pub mod request;
+pub mod rng;
 pub mod startup;
 pub mod state;
 pub mod users;
-pub mod web;

@@ -2,6 +2,7 @@
 
 use crate::actions::Engine;
 use crate::audit::Ledger;
+use crate::auth;
 use crate::auth::store::DbSessionStore;
 use crate::config::{FleetKind, ServeArgs};
 use crate::db::{self, DbSetupError};
@@ -12,21 +13,14 @@ use crate::fleet::{Fleet, Metrics};
 use crate::health::HealthService;
 use crate::state::AppState;
 use crate::users::{self, FirstAdmin};
-use crate::{api, auth, web};
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue};
-use axum::routing::get;
 use leptos::config::{Env, LeptosOptions};
-use leptos_axum::LeptosRoutes;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
-use tower_sessions::cookie::SameSite;
-use tower_sessions::{ExpiredDeletion, Expiry, SessionManagerLayer};
+use tower_sessions::ExpiredDeletion;
 
 /// Everything needed to start, resolved from flags and environment.
 #[derive(Clone, Debug)]
@@ -131,7 +125,7 @@ impl Settings {
             sim: SimConfig {
                 seed: args.seed,
                 scenario: args.scenario,
-                epoch_ms: now_ms - crate::fleet::sim::model::HISTORY_S as i64 * 1000,
+                epoch_ms: now_ms - crate::fleet::sim::parts::HISTORY_S as i64 * 1000,
             },
             sim_speed: Some(args.sim_speed),
             secure_cookies,
@@ -182,21 +176,6 @@ impl StartupError {
             StartupError::Config(_) | StartupError::Db(_) | StartupError::Bind { .. } => 2,
             StartupError::Other(_) => 1,
         }
-    }
-}
-
-/// `GET /metrics`: the simulated fleet's traffic in the Prometheus text format, so a
-/// real Prometheus can scrape it. Not served with a real cluster (404): gateways there
-/// export their own metrics. Unauthenticated, like any scrape target; it holds only
-/// simulated numbers.
-async fn sim_metrics(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match &state.sim {
-        Some(sim) => {
-            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], sim.exposition())
-                .into_response()
-        }
-        None => crate::error::AppError::NotFound("no simulated fleet".into()).into_response(),
     }
 }
 
@@ -348,34 +327,7 @@ impl Application {
                 }
             }
         }));
-        let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
-            .with_name("gatewarden_session")
-            .with_http_only(true)
-            .with_same_site(SameSite::Strict)
-            .with_secure(settings.secure_cookies)
-            .with_expiry(Expiry::OnInactivity(time::Duration::minutes(auth::IDLE_TIMEOUT_MINUTES)));
-
-        let routes = leptos_axum::generate_route_list(app::App);
-        let header = |name: &'static str, value: &'static str| {
-            SetResponseHeaderLayer::if_not_present(HeaderName::from_static(name), HeaderValue::from_static(value))
-        };
-        let router = Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/metrics", get(sim_metrics))
-            .route("/login", axum::routing::post(auth::login_form))
-            .nest("/api/v1", api::router(state.clone()))
-            .leptos_routes_with_handler(routes, get(web::page))
-            .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
-                web::anonymous_context(&state),
-                app::shell,
-            ))
-            .layer(sessions)
-            .layer(axum::middleware::from_fn(crate::request::assign_id))
-            .layer(header("x-content-type-options", "nosniff"))
-            .layer(header("x-frame-options", "DENY"))
-            .layer(header("referrer-policy", "same-origin"))
-            .layer(TraceLayer::new_for_http())
-            .with_state(state.clone());
+        let router = crate::http::router(state.clone(), settings.secure_cookies);
 
         let listener = TcpListener::bind(settings.listen)
             .await

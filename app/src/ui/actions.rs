@@ -4,7 +4,7 @@
 
 use super::format;
 use super::use_live_actions;
-use crate::console::operations;
+use crate::client::operations;
 use crate::dto::{ActionRecord, ApiResult, Preview, Role, SessionInfo};
 use leptos::prelude::*;
 

@@ -1,7 +1,7 @@
 //! `/audit`: search, page through, inspect, verify and export the audit trail.
 
 use super::format::encode;
-use crate::console::operations;
+use crate::client::operations;
 use crate::dto::{AuditEntry, AuditEntryDetail, AuditVerification};
 use leptos::prelude::*;
 

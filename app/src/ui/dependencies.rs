@@ -6,9 +6,10 @@
 
 use super::actions::SessionContext;
 use super::format::encode;
-use crate::console::operations;
+use crate::client::operations;
 use crate::deps::{Graph, Mark, actions_for, layout, matches, svg};
 use crate::dto::{DepNode, DependencyGraph, ProbeRequest, ProbeResult};
+use crate::health::NodeHealth;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 
@@ -145,7 +146,7 @@ where
     let (width, height) = (l.width.max(1.0), l.height.max(1.0));
     let counts = (
         graph.nodes.iter().filter(|n| n.kind == "service").count(),
-        graph.nodes.iter().filter(|n| n.kind == "service" && n.health != "ok").count(),
+        graph.nodes.iter().filter(|n| n.kind == "service" && n.health != NodeHealth::Ok).count(),
     );
     // Pan and zoom: translate, then scale, in screen pixels.
     let fit = move |w: f64, h: f64| {
@@ -307,7 +308,7 @@ where
                         <aside class="dep-panel" data-testid="dep-panel">
                             <button class="btn btn-ghost" on:click=move |_| close(None)>"Close"</button>
                             <h2>{format!("{} {}", node.kind, node.name)}</h2>
-                            <p class=format!("badge badge-{}", match node.health.as_str() { "ok" => "healthy", "degraded" => "degraded", _ => "critical" })>{node.health.clone()}</p>
+                            <p class=format!("badge badge-{}", match node.health { NodeHealth::Ok => "healthy", NodeHealth::Degraded => "degraded", NodeHealth::Down => "critical" })>{node.health.as_str()}</p>
                             <dl class="dep-facts">
                                 <dt>"Requests/s"</dt><dd>{format!("{:.1}", node.rps)}</dd>
                                 <dt>"Failing"</dt><dd>{format!("{:.1} %", node.error_rate * 100.0)}</dd>
@@ -334,7 +335,7 @@ where
                             {(!depends_on.is_empty()).then(|| view! {
                                 <h3>"Depends on"</h3>
                                 <ul class="dep-list">
-                                    {depends_on.iter().map(|n| view! { <li class=n.health.clone()>{format!("{} {} ({})", n.kind, n.name, n.health)}</li> }).collect_view()}
+                                    {depends_on.iter().map(|n| view! { <li class=n.health.as_str()>{format!("{} {} ({})", n.kind, n.name, n.health)}</li> }).collect_view()}
                                 </ul>
                             })}
                             <h3>"Actions"</h3>

@@ -3,7 +3,7 @@
 use super::chart::{Line, LineChart};
 use super::format;
 use super::use_live;
-use crate::console::console;
+use crate::client::console;
 use crate::dto::{EventRow, GatewayDetail, GatewaySummary, Instance, SeriesPoint};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -189,7 +189,7 @@ fn SyntheticChecks(gateway: String) -> impl IntoView {
     let checks = RwSignal::new(None::<crate::dto::ApiResult<Vec<crate::dto::SyntheticHistory>>>);
     #[cfg(feature = "hydrate")]
     super::refetch_with_live(15_000.0, move || {
-        let ops = crate::console::operations();
+        let ops = crate::client::operations();
         leptos::task::spawn_local(async move { checks.set(Some(ops.synthetics().await)) });
     });
     view! {

@@ -2,8 +2,9 @@
 
 use super::format;
 use super::use_live;
-use crate::console::console;
+use crate::client::console;
 use crate::dto::GatewaySummary;
+use crate::health::{Level, level_5xx, level_429, level_instances, level_p99};
 use leptos::prelude::*;
 
 /// `/`: every gateway's health at a glance.
@@ -108,15 +109,23 @@ fn GatewayTable(initial: Vec<GatewaySummary>) -> impl IntoView {
             <tbody>{move || rows().into_iter().map(|g| view! { <GatewayRow g /> }).collect_view()}</tbody>
         </table>
         <p class="muted legend">
-            "Rates over the last 5 seconds. Status turns amber above 1% 5xx, 5% 429 or 500 ms p99, red above 5% 5xx, 2 s p99 or with half the instances down."
+            {crate::health::legend()}
         </p>
+    }
+}
+
+/// A number cell's classes: amber or red past the thresholds its status uses.
+fn level_class(level: Level) -> &'static str {
+    match level {
+        Level::Ok => "num",
+        Level::Warn => "num warn",
+        Level::Bad => "num bad",
     }
 }
 
 #[component]
 fn GatewayRow(g: GatewaySummary) -> impl IntoView {
     let status = g.status.as_str();
-    let short = g.instances_ready < g.instances_desired;
     view! {
         <tr class=format!("row-{status}") data-gateway=g.id.clone()>
             <td>
@@ -132,19 +141,18 @@ fn GatewayRow(g: GatewaySummary) -> impl IntoView {
             <td class="num" data-testid="rps">
                 {format::rps(g.rps)}
             </td>
-            <td class="num" class:bad={g.error_rate_5xx >= 0.01} data-testid="err5xx">
+            <td class=level_class(level_5xx(g.error_rate_5xx)) data-testid="err5xx">
                 {format::percent(g.error_rate_5xx)}
             </td>
-            <td class="num" class:warn={g.throttle_rate_429 >= 0.05} data-testid="rate429">
+            <td class=level_class(level_429(g.throttle_rate_429)) data-testid="rate429">
                 {format::percent(g.throttle_rate_429)}
             </td>
             <td class="num">{format::millis(g.latency_ms.p50)}</td>
             <td class="num">{format::millis(g.latency_ms.p95)}</td>
-            <td class="num" class:warn={g.latency_ms.p99 >= 500.0 && g.latency_ms.p99 < 2000.0}
-                class:bad={g.latency_ms.p99 >= 2000.0} data-testid="p99">
+            <td class=level_class(level_p99(g.latency_ms.p99)) data-testid="p99">
                 {format::millis(g.latency_ms.p99)}
             </td>
-            <td class="num" class:warn=short>
+            <td class=level_class(level_instances(g.instances_ready, g.instances_desired))>
                 {format!("{}/{}", g.instances_ready, g.instances_desired)}
             </td>
             <td>

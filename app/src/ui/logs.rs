@@ -3,7 +3,7 @@
 
 use super::format;
 use super::format::encode;
-use crate::console::operations;
+use crate::client::operations;
 use crate::dto::{HistogramBar, LogHit};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};

@@ -12,7 +12,7 @@ mod health;
 mod login;
 mod logs;
 
-use crate::console::console;
+use crate::client::console;
 use crate::dto::{ActionRecord, LiveSnapshot, SessionInfo};
 use leptos::prelude::*;
 use leptos_router::components::{Outlet, ParentRoute, Route, Router, Routes};

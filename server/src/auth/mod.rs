@@ -1,29 +1,18 @@
-//! Authentication and authorization: sessions, the typed `AuthUser` extractor, role
-//! checks, CSRF protection and the `/api/v1/session` endpoints.
+//! Who is asking: the signed-in caller and their role check, what a session holds,
+//! password hashing, the session store and login throttling. The HTTP side (extractors,
+//! sign-in and sign-out handlers, the CSRF guard) lives in `http`.
 
 pub mod password;
 pub mod store;
 pub mod throttle;
 
-use crate::audit::{Kind, NewEntry, Outcome};
-use crate::db::now_ms;
 use crate::error::{AppError, Result};
-use crate::request::Client;
-use crate::state::AppState;
-use crate::users;
-use app::dto::{LoginRequest, Role, SessionInfo};
-use axum::Form;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::{HeaderMap, Method, header, request::Parts};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
+use app::dto::{Role, SessionInfo};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, SocketAddr};
-use tower_sessions::Session;
 
 /// Session key under which [`SessionData`] is stored.
-const SESSION_KEY: &str = "auth";
+pub const SESSION_KEY: &str = "auth";
 /// A session ends this long after login, however active it is.
 pub const ABSOLUTE_TIMEOUT_MS: i64 = 12 * 60 * 60 * 1000;
 /// A session ends after this long without a request (set on the session layer).
@@ -32,13 +21,15 @@ pub const IDLE_TIMEOUT_MINUTES: i64 = 30;
 /// What a signed-in session holds. The role is looked up on every request, so a role
 /// change takes effect at once.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct SessionData {
-    user_id: i64,
-    csrf: String,
-    login_at_ms: i64,
+pub struct SessionData {
+    /// The account's id.
+    pub user_id: i64,
+    /// The session's CSRF token.
+    pub csrf: String,
+    /// When the session signed in, Unix ms.
+    pub login_at_ms: i64,
 }
 
-/// The signed-in caller. Extracting it fails with 401 when there is no valid session.
 #[derive(Clone, Debug)]
 pub struct AuthUser {
     /// Database id.
@@ -72,218 +63,14 @@ impl AuthUser {
 #[derive(Clone, Debug)]
 pub struct MaybeAuthUser(pub Option<AuthUser>);
 
-async fn session_of(parts: &mut Parts, state: &AppState) -> Result<Session> {
-    Session::from_request_parts(parts, state)
-        .await
-        .map_err(|(_, msg)| AppError::Internal(format!("session layer missing: {msg}")))
-}
-
-async fn resolve(session: &Session, state: &AppState) -> Result<Option<AuthUser>> {
-    let data: Option<SessionData> =
-        session.get(SESSION_KEY).await.map_err(|e| AppError::Internal(format!("session load: {e}")))?;
-    let Some(data) = data else { return Ok(None) };
-    if now_ms() - data.login_at_ms > ABSOLUTE_TIMEOUT_MS {
-        session.flush().await.map_err(|e| AppError::Internal(format!("session flush: {e}")))?;
-        return Ok(None);
-    }
-    match users::find_by_id(&state.db, data.user_id).await? {
-        Some(u) => Ok(Some(AuthUser { id: u.id, username: u.username, role: u.role, csrf: data.csrf })),
-        None => {
-            // The account was removed: end its sessions as they show up.
-            session.flush().await.map_err(|e| AppError::Internal(format!("session flush: {e}")))?;
-            Ok(None)
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for MaybeAuthUser {
-    type Rejection = AppError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        if let Some(cached) = parts.extensions.get::<MaybeAuthUser>() {
-            return Ok(cached.clone());
-        }
-        let session = session_of(parts, state).await?;
-        let user = MaybeAuthUser(resolve(&session, state).await?);
-        parts.extensions.insert(user.clone());
-        Ok(user)
-    }
-}
-
-impl FromRequestParts<AppState> for AuthUser {
-    type Rejection = AppError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        MaybeAuthUser::from_request_parts(parts, state).await?.0.ok_or(AppError::Unauthorized)
-    }
-}
-
-/// Refuses state-changing API requests of a signed-in session that lack its CSRF token
-/// in `X-CSRF-Token`. Signing in itself is exempt: it has no session yet, and its JSON
-/// content type cannot be sent cross-site without a CORS preflight.
-pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let login = req.method() == Method::POST && req.uri().path().ends_with("/session");
-    if safe || login {
-        return next.run(req).await;
-    }
-    let (mut parts, body) = req.into_parts();
-    let user = match MaybeAuthUser::from_request_parts(&mut parts, &state).await {
-        Ok(u) => u,
-        Err(e) => return e.into_response(),
-    };
-    if let Some(user) = &user.0 {
-        let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !constant_time_eq(sent.as_bytes(), user.csrf.as_bytes()) {
-            let client = Client::from_parts(&parts);
-            let entry = csrf_refusal(parts.uri.path(), client.actor(&user.username, user.role.as_str()));
-            audit_best_effort(&state, entry).await;
-            return AppError::Csrf.into_response();
-        }
-    }
-    // Anonymous requests continue so the handler answers 401.
-    next.run(Request::from_parts(parts, body)).await
-}
-
-/// The audit entry for a state-changing request refused for its missing CSRF token,
-/// of the kind the request would have been.
-fn csrf_refusal(path: &str, actor: crate::audit::Actor) -> NewEntry {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (kind, action, target) = match segments.as_slice() {
-        [.., "gateways", gateway, "actions", action] => (Kind::ActionIntent, *action, *gateway),
-        [.., "actions", id, "undo"] => (Kind::Undo, "undo", *id),
-        [.., "users"] => (Kind::UserChange, "create-user", ""),
-        [.., "session"] => (Kind::Logout, "", ""),
-        _ => (Kind::ActionIntent, "", ""),
-    };
-    let mut entry = NewEntry::new(actor, kind, Outcome::Denied);
-    entry.action = action.into();
-    entry.target = target.into();
-    entry.params = serde_json::json!({ "refused": "missing or invalid CSRF token", "path": path });
-    entry
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn random_token() -> String {
+/// 32 random bytes as hex: a CSRF token.
+pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Checks credentials and starts a session. Unknown user and wrong password fail the
-/// same way, after the same hashing work; both count towards throttling.
-async fn authenticate(
-    state: &AppState,
-    client: &Client,
-    addr: IpAddr,
-    session: &Session,
-    req: LoginRequest,
-) -> Result<SessionInfo> {
-    let refusal = |why: &str| {
-        let mut e = NewEntry::new(client.actor("", ""), Kind::LoginFailure, Outcome::Denied);
-        // The submitted name, never the password.
-        e.target = req.username.chars().take(64).collect();
-        e.params = serde_json::json!({ "refused": why });
-        e
-    };
-    if let Err(retry_after_s) = state.throttle.check(&req.username, addr) {
-        tracing::info!(username = %req.username, %addr, "sign-in throttled");
-        audit_best_effort(state, refusal("throttled")).await;
-        return Err(AppError::TooManyRequests { retry_after_s });
-    }
-    // Over-long inputs are refused like a wrong password, after the same work.
-    let sane = !req.username.is_empty() && req.username.len() <= 64 && req.password.len() <= 1024;
-    let user = if sane { users::find_by_username(&state.db, &req.username).await? } else { None };
-    let stored = user.as_ref().map_or_else(|| state.dummy_hash.to_string(), |u| u.password_hash.clone());
-    let password = if sane { req.password } else { String::new() };
-    let ok = password::verify(password, stored).await? && user.is_some();
-    let Some(user) = user.filter(|_| ok) else {
-        state.throttle.failure(&req.username, addr);
-        tracing::info!(username = %req.username, %addr, "failed sign-in");
-        audit_best_effort(state, refusal("invalid credentials")).await;
-        return Err(AppError::InvalidCredentials);
-    };
-    state.throttle.success(&req.username);
-    // Fail closed: a sign-in that cannot be recorded does not happen.
-    state
-        .ledger
-        .append(NewEntry::new(client.actor(&user.username, user.role.as_str()), Kind::Login, Outcome::Succeeded))
-        .await?;
-    // A new id on login defeats session fixation.
-    session.cycle_id().await.map_err(|e| AppError::Internal(format!("cycle id: {e}")))?;
-    let data = SessionData { user_id: user.id, csrf: random_token(), login_at_ms: now_ms() };
-    session.insert(SESSION_KEY, &data).await.map_err(|e| AppError::Internal(format!("session insert: {e}")))?;
-    tracing::info!(username = %user.username, %addr, "signed in");
-    Ok(SessionInfo { username: user.username, role: user.role, csrf_token: data.csrf })
-}
-
-/// Records a refusal; a ledger failure is logged, and the refusal stands either way.
-async fn audit_best_effort(state: &AppState, entry: NewEntry) {
-    if let Err(e) = state.ledger.append(entry).await {
-        tracing::error!(error = ?e, "could not audit a refused request");
-    }
-}
-
-/// `POST /api/v1/session`: signs in with JSON.
-pub async fn login(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    client: Client,
-    session: Session,
-    crate::api::ApiJson(req): crate::api::ApiJson<LoginRequest>,
-) -> Result<axum::Json<SessionInfo>> {
-    Ok(axum::Json(authenticate(&state, &client, peer.ip(), &session, req).await?))
-}
-
-/// `POST /login`: the sign-in form before (or without) the wasm bundle, so credentials
-/// are never sent in a URL. Same rules as the JSON login; answers with redirects.
-pub async fn login_form(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    client: Client,
-    headers: HeaderMap,
-    session: Session,
-    Form(req): Form<LoginRequest>,
-) -> Response {
-    if !same_origin(&headers) {
-        return AppError::Forbidden("cross-site sign-in refused".into()).into_response();
-    }
-    match authenticate(&state, &client, peer.ip(), &session, req).await {
-        Ok(_) => Redirect::to("/").into_response(),
-        Err(AppError::InvalidCredentials) => Redirect::to("/login?failed=credentials").into_response(),
-        Err(AppError::TooManyRequests { .. }) => Redirect::to("/login?failed=throttled").into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-/// A form post's `Origin`, when the browser sends one, must be this server.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    origin.split_once("://").is_some_and(|(_, rest)| rest == host)
-}
-
-/// `GET /api/v1/session`: who is signed in.
-pub async fn current(user: AuthUser) -> axum::Json<SessionInfo> {
-    axum::Json(user.info())
-}
-
-/// `DELETE /api/v1/session`: signs out and deletes the session server-side.
-pub async fn logout(
-    State(state): State<AppState>,
-    user: AuthUser,
-    client: Client,
-    session: Session,
-) -> Result<axum::http::StatusCode> {
-    let id = session.id().map(|id| id.to_string());
-    session.flush().await.map_err(|e| AppError::Internal(format!("session flush: {e}")))?;
-    if let Some(id) = id {
-        // The session's open event streams end now.
-        let _ = state.sign_outs.send(id);
-    }
-    let entry = NewEntry::new(client.actor(&user.username, user.role.as_str()), Kind::Logout, Outcome::Succeeded);
-    audit_best_effort(&state, entry).await;
-    tracing::info!(username = %user.username, "signed out");
-    Ok(axum::http::StatusCode::NO_CONTENT)
 }

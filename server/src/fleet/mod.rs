@@ -301,7 +301,7 @@ pub trait Fleet: Send + Sync {
     ) -> BoxFuture<'_, FleetResult<Vec<app::dto::PodLogLine>>> {
         Box::pin(async {
             Err(FleetError::Unsupported(
-                "this fleet has no pod logs to read (the simulator does not write any yet)".into(),
+                "this backend has no pod logs to read: search the log view (/logs) instead".into(),
             ))
         })
     }

@@ -1,6 +1,7 @@
-//! Log search across every gateway instance (issue 6).
+//! Log search across every gateway instance.
 //!
-//! Lines arrive from the simulator (or, later, pod log streams) into a [`LogStore`]: an
+//! Lines arrive from the simulator or from followed pod log streams (`--fleet kube`,
+//! `fleet::cluster::logs`) into a [`LogStore`]: an
 //! in-memory store bounded by size and age, kept in column segments with 4-gram filters
 //! ([`index`]). Search parses the query language in [`query`]; [`Matcher::matches`] is
 //! the meaning of a query for one line (live tails use it, and the index is tested to

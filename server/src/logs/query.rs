@@ -498,7 +498,7 @@ impl fmt::Display for Expr {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::fleet::sim::rng::SplitMix64;
+    use crate::rng::SplitMix64;
 
     fn term(s: &str) -> Expr {
         Expr::Term(s.into())

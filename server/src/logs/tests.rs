@@ -139,7 +139,7 @@ fn reference(kept: &[(u64, LogRecord)], m: &Matcher, since: Option<i64>, until: 
         .collect()
 }
 
-fn random_line(rng: &mut crate::fleet::sim::rng::SplitMix64, ts: i64) -> LogRecord {
+fn random_line(rng: &mut crate::rng::SplitMix64, ts: i64) -> LogRecord {
     const WORDS: &[&str] = &[
         "timeout",
         "TimeOut",
@@ -168,7 +168,7 @@ fn random_line(rng: &mut crate::fleet::sim::rng::SplitMix64, ts: i64) -> LogReco
     ];
     let n = 1 + rng.below(6);
     let message: Vec<&str> = (0..n).map(|_| WORDS[rng.below(WORDS.len() as u64) as usize]).collect();
-    let pick = |rng: &mut crate::fleet::sim::rng::SplitMix64, from: &[&str]| -> Arc<str> {
+    let pick = |rng: &mut crate::rng::SplitMix64, from: &[&str]| -> Arc<str> {
         from[rng.below(from.len() as u64) as usize].into()
     };
     LogRecord {
@@ -187,7 +187,7 @@ fn random_line(rng: &mut crate::fleet::sim::rng::SplitMix64, ts: i64) -> LogReco
 /// with lines already dropped by retention and timestamps slightly out of order.
 #[test]
 fn the_index_finds_exactly_what_looking_at_every_line_finds() {
-    use crate::fleet::sim::rng::SplitMix64;
+    use crate::rng::SplitMix64;
     let mut rng = SplitMix64::new(42);
     const BASE: i64 = 1_795_500_000_000;
     let lines: Vec<LogRecord> = (0..20_000)

@@ -3,15 +3,18 @@
 //! 10 lines per pod unless told otherwise, at most 5 requests at a time; following
 //! reopens a stream 1 s after it ends, from where it stopped.
 
+use super::KubeFleet;
 use super::ops::{CALL_TIMEOUT, error};
 use crate::fleet::{FleetError, FleetResult};
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::LogParams;
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// kubectl's `--tail` when a selector is given.
 pub const DEFAULT_TAIL_LINES: i64 = 10;
@@ -140,5 +143,64 @@ pub fn to_record(gateway: Arc<str>, line: LogLine, ts_ms: i64) -> crate::logs::L
         route: route.into(),
         status,
         message: line.line,
+    }
+}
+
+impl KubeFleet {
+    /// Follows the gateway pods' logs into `store` with kubectl's defaults (default
+    /// container, the last 10 lines first, reopened after a second), at most
+    /// `max_streams` pods at once (kubectl's `--max-log-requests`), following pods as
+    /// they come and go. Lines are stamped when they arrive and stored in batches.
+    pub fn spawn_log_feed(self: &Arc<Self>, store: Arc<crate::logs::LogStore>, max_streams: usize) -> JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<(Arc<str>, LogLine)>(4096);
+            let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
+            let mut every = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        let Some(fleet) = weak.upgrade() else { return };
+                        let wanted = fleet.log_sources(max_streams);
+                        let keys: Vec<String> = wanted.iter().map(|(_, ns, s)| format!("{ns}/{}", s.pod)).collect();
+                        running.retain(|key, task| {
+                            let keep = keys.contains(key);
+                            if !keep {
+                                task.abort();
+                            }
+                            keep
+                        });
+                        for ((gateway, ns, source), key) in wanted.into_iter().zip(keys) {
+                            if running.contains_key(&key) {
+                                continue;
+                            }
+                            let api: Api<Pod> = Api::namespaced(fleet.client.clone(), &ns);
+                            let (line_tx, mut line_rx) = tokio::sync::mpsc::channel(256);
+                            let out = tx.clone();
+                            let follower = tokio::spawn(follow(api, source, line_tx));
+                            running.insert(key, tokio::spawn(async move {
+                                while let Some(line) = line_rx.recv().await {
+                                    if out.send((gateway.clone(), line)).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                follower.abort();
+                            }));
+                        }
+                    }
+                    Some(first) = rx.recv() => {
+                        let now = crate::db::now_ms();
+                        let mut batch = vec![to_record(first.0, first.1, now)];
+                        while batch.len() < 4096 {
+                            match rx.try_recv() {
+                                Ok((gateway, line)) => batch.push(to_record(gateway, line, now)),
+                                Err(_) => break,
+                            }
+                        }
+                        store.extend(batch);
+                    }
+                }
+            }
+        })
     }
 }

@@ -7,6 +7,7 @@
 //! shown as a degraded backend, while the watches retry with backoff.
 
 pub mod adapter;
+mod deps;
 #[doc(hidden)]
 pub mod fake;
 pub mod logs;
@@ -177,12 +178,6 @@ pub struct KubeFleet {
     deps: tokio::sync::Mutex<Option<(std::time::Instant, app::dto::DependencyGraph)>>,
 }
 
-/// API reads the dependency map makes at once.
-const DEPENDENCY_READS_AT_ONCE: usize = 8;
-
-/// How long a dependency map read from the API server is served again.
-pub const DEPENDENCIES_TTL: Duration = Duration::from_secs(10);
-
 impl KubeFleet {
     /// Starts watching `namespaces` for Deployments, ReplicaSets and pods matching
     /// `selector` and for every HPA; returns the fleet and its background tasks.
@@ -317,63 +312,6 @@ impl KubeFleet {
         out
     }
 
-    /// Follows the gateway pods' logs into `store` with kubectl's defaults (default
-    /// container, the last 10 lines first, reopened after a second), at most
-    /// `max_streams` pods at once (kubectl's `--max-log-requests`), following pods as
-    /// they come and go. Lines are stamped when they arrive and stored in batches.
-    pub fn spawn_log_feed(self: &Arc<Self>, store: Arc<crate::logs::LogStore>, max_streams: usize) -> JoinHandle<()> {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<(Arc<str>, logs::LogLine)>(4096);
-            let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
-            let mut every = tokio::time::interval(Duration::from_secs(2));
-            loop {
-                tokio::select! {
-                    _ = every.tick() => {
-                        let Some(fleet) = weak.upgrade() else { return };
-                        let wanted = fleet.log_sources(max_streams);
-                        let keys: Vec<String> = wanted.iter().map(|(_, ns, s)| format!("{ns}/{}", s.pod)).collect();
-                        running.retain(|key, task| {
-                            let keep = keys.contains(key);
-                            if !keep {
-                                task.abort();
-                            }
-                            keep
-                        });
-                        for ((gateway, ns, source), key) in wanted.into_iter().zip(keys) {
-                            if running.contains_key(&key) {
-                                continue;
-                            }
-                            let api: Api<Pod> = Api::namespaced(fleet.client.clone(), &ns);
-                            let (line_tx, mut line_rx) = tokio::sync::mpsc::channel(256);
-                            let out = tx.clone();
-                            let follower = tokio::spawn(logs::follow(api, source, line_tx));
-                            running.insert(key, tokio::spawn(async move {
-                                while let Some(line) = line_rx.recv().await {
-                                    if out.send((gateway.clone(), line)).await.is_err() {
-                                        break;
-                                    }
-                                }
-                                follower.abort();
-                            }));
-                        }
-                    }
-                    Some(first) = rx.recv() => {
-                        let now = crate::db::now_ms();
-                        let mut batch = vec![logs::to_record(first.0, first.1, now)];
-                        while batch.len() < 4096 {
-                            match rx.try_recv() {
-                                Ok((gateway, line)) => batch.push(logs::to_record(gateway, line, now)),
-                                Err(_) => break,
-                            }
-                        }
-                        store.extend(batch);
-                    }
-                }
-            }
-        })
-    }
-
     fn space(&self, namespace: &str) -> Option<&Space> {
         self.spaces.iter().find(|s| s.namespace == namespace)
     }
@@ -385,106 +323,6 @@ impl KubeFleet {
         let space = self.space(ns).ok_or_else(not_found)?;
         let deployment = space.deployments.find(|d| d.metadata.name.as_deref() == Some(name)).ok_or_else(not_found)?;
         Ok((space, deployment))
-    }
-
-    /// Gateways (Deployments, ready pods) → their bound route objects → the Services those
-    /// send to (ready endpoints from EndpointSlices). Route objects and EndpointSlices are
-    /// read from the API server (a GET per route object, a LIST per Service), at most
-    /// once per [`DEPENDENCIES_TTL`]; traffic numbers come from Prometheus, per gateway.
-    async fn dependency_graph(&self) -> FleetResult<app::dto::DependencyGraph> {
-        use app::deps::health;
-        use app::dto::{DepEdge, DepNode, DependencyGraph};
-        let mut cached = self.deps.lock().await;
-        if let Some((at, g)) = cached.as_ref()
-            && at.elapsed() < DEPENDENCIES_TTL
-        {
-            return Ok(g.clone());
-        }
-        let inventory = self.inventory().await?;
-        let mut g = DependencyGraph::default();
-        let mut services: BTreeSet<(String, String)> = BTreeSet::new();
-        let node =
-            |id: String, kind: &str, name: String, gateway: Option<String>, ready: Option<u32>, all: Option<u32>| {
-                DepNode {
-                    id,
-                    kind: kind.into(),
-                    name,
-                    gateway,
-                    health: health(0.0, ready).into(),
-                    rps: 0.0,
-                    error_rate: 0.0,
-                    latency_ms: 0.0,
-                    ready_endpoints: ready,
-                    endpoints: all,
-                }
-            };
-        // The bound route objects of every gateway, a few GETs at a time, in order.
-        let mut bound = Vec::new();
-        for inv in inventory.iter() {
-            let (space, deployment) = self.find(&inv.id)?;
-            if let Ok(Some(binding)) = adapter::binding(&deployment) {
-                bound.push((inv.id.clone(), space.namespace.clone(), binding));
-            }
-        }
-        // (The futures are collected first: a borrowing closure inside the stream trips
-        // the Send check of the boxed future.)
-        let reads: Vec<_> = bound.iter().map(|(_, ns, b)| adapter::fetch_routes(&self.client, ns, b)).collect();
-        let routes: Vec<Vec<kube::api::DynamicObject>> = futures::stream::iter(reads)
-            .buffered(DEPENDENCY_READS_AT_ONCE)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<FleetResult<_>>()?;
-        let mut routes_of: HashMap<&str, (&str, &adapter::Binding, Vec<kube::api::DynamicObject>)> =
-            bound.iter().zip(routes).map(|((id, ns, b), r)| (id.as_str(), (ns.as_str(), b, r))).collect();
-        for inv in inventory.iter() {
-            let ready = inv.instances.iter().filter(|i| i.ready).count() as u32;
-            let gateway_id = format!("gateway:{}", inv.id);
-            g.nodes.push(node(
-                gateway_id.clone(),
-                "gateway",
-                inv.name.clone(),
-                Some(inv.id.clone()),
-                Some(ready),
-                Some(inv.instances.len() as u32),
-            ));
-            let Some((namespace, binding, objects)) = routes_of.remove(inv.id.as_str()) else { continue };
-            for object in objects {
-                let name = object.metadata.name.clone().unwrap_or_default();
-                let route_id = format!("route:{}:{name}", inv.id);
-                g.nodes.push(node(route_id.clone(), "route", name, Some(inv.id.clone()), None, None));
-                g.edges.push(DepEdge { from: gateway_id.clone(), to: route_id.clone(), rps: 0.0, error_rate: 0.0 });
-                for service in adapter::backends(binding, &object) {
-                    g.edges.push(DepEdge {
-                        from: route_id.clone(),
-                        to: format!("service:{namespace}/{service}"),
-                        rps: 0.0,
-                        error_rate: 0.0,
-                    });
-                    services.insert((namespace.to_string(), service));
-                }
-            }
-        }
-        let reads: Vec<_> =
-            services.iter().map(|(namespace, service)| adapter::endpoints(&self.client, namespace, service)).collect();
-        let counts: Vec<(usize, usize)> = futures::stream::iter(reads)
-            .buffered(DEPENDENCY_READS_AT_ONCE)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<FleetResult<_>>()?;
-        for ((namespace, service), (ready, all)) in services.into_iter().zip(counts) {
-            g.nodes.push(node(
-                format!("service:{namespace}/{service}"),
-                "service",
-                service,
-                None,
-                Some(ready as u32),
-                Some(all as u32),
-            ));
-        }
-        *cached = Some((std::time::Instant::now(), g.clone()));
-        Ok(g)
     }
 
     /// The gateway's policy adapter, from its Deployment's annotations.

@@ -6,7 +6,7 @@
 
 use super::SimFleet;
 use super::histogram;
-use super::rng::SplitMix64;
+use crate::rng::SplitMix64;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -49,7 +49,7 @@ impl SimFleet {
         else {
             return Some(Answer { status: 404, latency_ms: 0.3 + rng.f64() * 0.5, upstream: None });
         };
-        let mut s = super::model::Second::zero(sim.t);
+        let mut s = super::parts::Second::zero(sim.t);
         for second in &gw.route_recent {
             if let Some(r) = second.get(k) {
                 s.add(r);
@@ -125,7 +125,7 @@ async fn handle(State(l): State<Arc<Listener>>, request: Request) -> Response {
 }
 
 /// A simulated gateway's key paths for synthetic checks: health and its first two routes.
-pub fn key_paths(gw: &super::model::Gateway) -> Vec<String> {
+pub fn key_paths(gw: &super::parts::Gateway) -> Vec<String> {
     let mut paths = vec!["/healthz".to_string()];
     paths.extend(gw.routes.iter().take(2).map(|r| r.path.to_string()));
     paths

@@ -6,10 +6,10 @@
 //! changes the numbers.
 
 use super::histogram::{BOUNDS_MS, Buckets};
-use super::model::{Gateway, Second, Service};
-use super::rng::SplitMix64;
+use super::parts::{Gateway, Second, Service};
 use crate::logs::LogRecord;
 use crate::logs::query::Level;
+use crate::rng::SplitMix64;
 use std::sync::Arc;
 
 /// Access lines sampled per route and second (a real gateway logs every request; the

@@ -5,7 +5,7 @@ pub mod histogram;
 pub mod listener;
 pub mod logs;
 pub mod model;
-pub mod rng;
+pub mod parts;
 
 use super::{
     Change, Fleet, FleetError, FleetResult, GatewayInventory, GatewayState, HealthWindow, Metrics, RolloutState,
@@ -13,8 +13,9 @@ use super::{
 use app::dto::{Instance, Latency, SeriesPoint};
 use futures::future::BoxFuture;
 use histogram::{Buckets, NB};
-pub use model::{Scenario, SimConfig};
-use model::{Second, Sim};
+use model::Sim;
+use parts::Second;
+pub use parts::{Scenario, SimConfig};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -394,26 +395,26 @@ impl Metrics for SimFleet {
 /// traffic: gateways (ready pods), their routes (rates, 5xx share, p99) and the services
 /// behind them (their own failure probability and load; the model has no endpoints).
 pub fn dependencies_of(sim: &model::Sim) -> app::dto::DependencyGraph {
-    use app::deps::health;
     use app::dto::{DepEdge, DepNode, DependencyGraph};
+    use app::health::node_health;
     let mut g = DependencyGraph::default();
-    let window = model::RECENT_S.max(1) as f64;
+    let window = parts::RECENT_S.max(1) as f64;
     for gw in &sim.gateways {
         let ready = gw.ready_pods(sim.t).count() as u32;
-        let mut all = model::Second::zero(sim.t);
+        let mut all = parts::Second::zero(sim.t);
         for second in &gw.route_recent {
             for r in second {
                 all.add(r);
             }
         }
-        let share = |s: &model::Second| if s.total > 0 { s.c5xx as f64 / s.total as f64 } else { 0.0 };
+        let share = |s: &parts::Second| if s.total > 0 { s.c5xx as f64 / s.total as f64 } else { 0.0 };
         let gateway_id = format!("gateway:{}", gw.id);
         g.nodes.push(DepNode {
             id: gateway_id.clone(),
             kind: "gateway".into(),
             name: gw.name.into(),
             gateway: Some(gw.id.into()),
-            health: health(share(&all), Some(ready)).into(),
+            health: node_health(share(&all), Some(ready)),
             rps: all.total as f64 / window,
             error_rate: share(&all),
             latency_ms: histogram::quantile(0.99, &all.buckets),
@@ -421,7 +422,7 @@ pub fn dependencies_of(sim: &model::Sim) -> app::dto::DependencyGraph {
             endpoints: Some(gw.pods.len() as u32),
         });
         for (k, route) in gw.routes.iter().enumerate() {
-            let mut s = model::Second::zero(sim.t);
+            let mut s = parts::Second::zero(sim.t);
             for second in &gw.route_recent {
                 if let Some(r) = second.get(k) {
                     s.add(r);
@@ -434,7 +435,7 @@ pub fn dependencies_of(sim: &model::Sim) -> app::dto::DependencyGraph {
                 kind: "route".into(),
                 name: route.path.into(),
                 gateway: Some(gw.id.into()),
-                health: health(share(&s), None).into(),
+                health: node_health(share(&s), None),
                 rps: s.total as f64 / window,
                 error_rate: share(&s),
                 latency_ms: histogram::quantile(0.99, &s.buckets),
@@ -469,7 +470,7 @@ pub fn dependencies_of(sim: &model::Sim) -> app::dto::DependencyGraph {
             kind: "service".into(),
             name: svc.name.into(),
             gateway: None,
-            health: health(svc.fail, None).into(),
+            health: node_health(svc.fail, None),
             rps: svc.load,
             error_rate: svc.fail,
             latency_ms: latencies.iter().sum::<f64>() / latencies.len() as f64,

@@ -1,0 +1,310 @@
+//! The mitigation engine: every runbook button goes through [`Engine::run`].
+//!
+//! Order, always: role check (refusals are audited) → validate (422, nothing changes) →
+//! preview → confirmation → audit intent (fail closed) → apply → audit outcome → track
+//! progress and impact. Inverses are recorded for undo; time-limited changes revert by
+//! themselves, audited as `system`. At start-up, intents left without an outcome (a
+//! crash between the two) are reconciled against the fleet's actual state.
+//!
+//! `plan` is pure (validation, preview, inverse); `store` is the `actions` table;
+//! `track` follows running actions and reverts expired ones; `reconcile` settles
+//! interrupted intents at start-up.
+
+pub mod plan;
+mod reconcile;
+pub mod store;
+mod track;
+
+use crate::audit::{Actor, Kind, Ledger, NewEntry, Outcome};
+use crate::db::Db;
+use crate::error::{AppError, Result};
+use crate::fleet::{Change, Fleet, GatewayState};
+use crate::health::HealthService;
+use app::dto::{ActionRecord, ActionResponse, ImpactReading, Role};
+pub use plan::{ActionName, Plan, plan};
+use plan::{envelope, in_force, inverse_plan, no_more};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Backend seconds between the two impact readings.
+pub const IMPACT_AFTER_S: i64 = 60;
+
+/// Runs, tracks, undoes and reverts mitigations.
+pub struct Engine {
+    db: Db,
+    /// Every change to an action, as JSON, for `GET /api/v1/events`.
+    events: tokio::sync::broadcast::Sender<Arc<str>>,
+    ledger: Arc<Ledger>,
+    fleet: Arc<dyn Fleet>,
+    health: Arc<HealthService>,
+    /// Test hook: pause between the audit intent and the change (crash-safety tests).
+    pause_after_intent: Option<Duration>,
+    /// Largest replica count `scale` may set.
+    max_replicas: u32,
+}
+
+/// Who asks: the role the server checks, and the actor the audit trail records.
+pub struct Caller {
+    /// The caller's current role.
+    pub role: Role,
+    /// Who and where from.
+    pub actor: Actor,
+}
+
+impl Caller {
+    /// `Ok` when the caller holds at least `role`, else 403.
+    fn require(&self, role: Role) -> Result<()> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!("this needs the {role} role; you are {}", self.role)))
+        }
+    }
+}
+
+impl Engine {
+    /// An engine over these services.
+    pub fn new(
+        db: Db,
+        ledger: Arc<Ledger>,
+        fleet: Arc<dyn Fleet>,
+        health: Arc<HealthService>,
+        max_replicas: u32,
+    ) -> Self {
+        let pause_after_intent = std::env::var("GATEWARDEN_FAULT_PAUSE_AFTER_INTENT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis);
+        let (events, _) = tokio::sync::broadcast::channel(256);
+        Engine { db, events, ledger, fleet, health, pause_after_intent, max_replicas }
+    }
+
+    /// Action updates as they happen (status, progress, impact, undo).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.events.subscribe()
+    }
+
+    /// Tells subscribers about action `id`'s current record.
+    async fn publish(&self, id: i64) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        match self.get(id).await {
+            Ok(record) => {
+                if let Ok(json) = serde_json::to_string(&record) {
+                    let _ = self.events.send(Arc::from(json));
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, action = id, "could not publish an action update"),
+        }
+    }
+
+    async fn reading(&self, gateway: &str) -> Option<ImpactReading> {
+        let list = self.health.gateways().await.ok()?;
+        let g = list.into_iter().find(|g| g.id == gateway)?;
+        Some(ImpactReading {
+            clock_s: self.fleet.clock_s(),
+            rps: g.rps,
+            error_rate_5xx: g.error_rate_5xx,
+            throttle_rate_429: g.throttle_rate_429,
+            p99_ms: g.latency_ms.p99,
+        })
+    }
+
+    /// `POST /api/v1/gateways/{gateway}/actions/{name}`.
+    pub async fn run(
+        self: &Arc<Self>,
+        caller: Caller,
+        gateway: &str,
+        name: &str,
+        body: Value,
+    ) -> Result<ActionResponse> {
+        let action = ActionName::parse(name).ok_or_else(|| AppError::NotFound(format!("no action '{name}'")))?;
+        if let Err(refused) = caller.require(action.role()) {
+            let mut entry = NewEntry::new(caller.actor.clone(), Kind::ActionIntent, Outcome::Denied);
+            entry.action = action.as_str().into();
+            entry.target = gateway.into();
+            entry.reason = body.get("reason").and_then(Value::as_str).unwrap_or("").chars().take(1000).collect();
+            entry.params = json!({ "refused": format!("role {} below {}", caller.role, action.role()) });
+            self.ledger.append(entry).await?;
+            return Err(refused);
+        }
+        let request = envelope(body)?;
+        let state = self.fleet.state(gateway).await?;
+        let plan = plan(action, gateway, request.params.clone(), &state, self.max_replicas)?;
+        if request.dry_run {
+            // The backend validates the change too (Kubernetes: dryRun=All), so a preview
+            // fails the way the real change would.
+            self.fleet.check(gateway, &plan.change, &state).await?;
+            return Ok(ActionResponse { id: None, status: "preview".into(), preview: plan.preview });
+        }
+        if plan.preview.confirm_required && request.confirm.as_deref() != Some(gateway) {
+            return Err(AppError::invalid(
+                "confirm",
+                format!("type the gateway's id ('{gateway}') to confirm this change"),
+            ));
+        }
+        let params = Value::Object(request.params);
+        let id = self
+            .execute(
+                caller.actor,
+                Kind::ActionIntent,
+                gateway,
+                action,
+                &params,
+                &request.reason,
+                &request.incident,
+                plan.clone(),
+                None,
+                &state,
+            )
+            .await?;
+        let record = self.get(id).await?;
+        Ok(ActionResponse { id: Some(id), status: record.status, preview: plan.preview })
+    }
+
+    /// Audits the intent, applies the change, audits the outcome, stores the action and
+    /// starts tracking it. Returns the action id.
+    #[allow(clippy::too_many_arguments)]
+    async fn execute(
+        self: &Arc<Self>,
+        actor: Actor,
+        kind: Kind,
+        gateway: &str,
+        action: ActionName,
+        params: &Value,
+        reason: &str,
+        incident: &str,
+        plan: Plan,
+        undo_of: Option<i64>,
+        before: &GatewayState,
+    ) -> Result<i64> {
+        let mut intent = NewEntry::new(actor.clone(), kind, Outcome::Pending);
+        intent.action = action.as_str().into();
+        intent.target = gateway.into();
+        intent.params = json!({ "params": params, "change": plan.change });
+        intent.reason = reason.into();
+        intent.incident = incident.into();
+        intent.before = Some(json!(before));
+        intent.after = Some(json!(plan.preview));
+        // Fail closed: no record, no change.
+        let intent = self.ledger.append(intent).await.map_err(|e| {
+            tracing::error!(error = ?e, "audit intent not written; action not run");
+            AppError::Unavailable("the audit ledger is unavailable, so nothing was changed".into())
+        })?;
+        let impact_before = self.reading(gateway).await;
+        let expires_at_s = plan.ttl_s.map(|t| self.fleet.clock_s() + t);
+        let id = store::insert(
+            &self.db,
+            store::NewAction {
+                gateway,
+                action: action.as_str(),
+                params: params.to_string(),
+                change: &plan.change,
+                inverse: plan.inverse.as_ref(),
+                actor: &actor.name,
+                actor_role: &actor.role,
+                reason,
+                incident,
+                preview: &plan.preview,
+                impact_before,
+                undo_of,
+                expires_at_s,
+                intent_id: intent.id,
+            },
+        )
+        .await?;
+        if let Some(pause) = self.pause_after_intent {
+            tokio::time::sleep(pause).await;
+        }
+        let mut outcome = NewEntry::new(actor, Kind::ActionOutcome, Outcome::Succeeded);
+        outcome.action = action.as_str().into();
+        outcome.target = gateway.into();
+        outcome.intent_id = Some(intent.id);
+        outcome.incident = incident.into();
+        match self.fleet.apply(gateway, &plan.change, before).await {
+            Ok(after) => {
+                outcome.after = Some(json!(after));
+                self.ledger.append(outcome).await?;
+                let replaces_pods =
+                    matches!(plan.change, Change::Restart | Change::Rollback { .. } | Change::Scale { .. });
+                let status = if replaces_pods { "running" } else { "succeeded" };
+                store::set_status(&self.db, id, status).await?;
+                self.publish(id).await;
+                self.track(id, gateway.to_string(), replaces_pods);
+                Ok(id)
+            }
+            Err(e) => {
+                let err = AppError::from(e);
+                outcome.outcome = Outcome::Failed;
+                outcome.params = json!({ "error": err.to_string() });
+                self.ledger.append(outcome).await?;
+                store::set_failed(&self.db, id, &err.to_string()).await?;
+                self.publish(id).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// One action.
+    pub async fn get(&self, id: i64) -> Result<ActionRecord> {
+        Ok(store::load(&self.db, id).await?.record)
+    }
+
+    /// Recent actions, newest first, optionally for one gateway.
+    pub async fn list(&self, gateway: Option<&str>, limit: i64) -> Result<Vec<ActionRecord>> {
+        store::list(&self.db, gateway, limit).await
+    }
+
+    /// `POST /api/v1/actions/{id}/undo`: runs the recorded inverse as a new action.
+    pub async fn undo(self: &Arc<Self>, caller: Caller, id: i64, body: Value) -> Result<ActionResponse> {
+        let stored = store::load(&self.db, id).await?;
+        let action = ActionName::of_change(&stored.change);
+        if let Err(refused) = caller.require(action.role()) {
+            let mut entry = NewEntry::new(caller.actor.clone(), Kind::Undo, Outcome::Denied);
+            entry.action = action.as_str().into();
+            entry.target = stored.record.gateway.clone();
+            entry.params = json!({ "undo_of": id, "refused": format!("role {} below {}", caller.role, action.role()) });
+            self.ledger.append(entry).await?;
+            return Err(refused);
+        }
+        let request = envelope(body)?;
+        no_more(&request.params)?;
+        if !stored.record.undo_available {
+            return Err(AppError::Conflict(format!(
+                "action {id} cannot be undone (no inverse, already undone or reverted)"
+            )));
+        }
+        let inverse = stored.inverse.clone().expect("undo_available implies an inverse");
+        let gateway = stored.record.gateway.clone();
+        let state = self.fleet.state(&gateway).await?;
+        // Undo restores what was there before only if what the action set is still there:
+        // otherwise it would silently overwrite someone else's later change.
+        if !matches!(stored.change, Change::Restart | Change::Rollback { .. }) && !in_force(&stored.change, &state) {
+            return Err(AppError::Conflict(format!(
+                "{gateway} no longer has what action {id} set: it was changed since, and undoing would overwrite \
+                 that change; nothing was done"
+            )));
+        }
+        let plan = inverse_plan(&stored.record, inverse);
+        let new_id = self
+            .execute(
+                caller.actor,
+                Kind::Undo,
+                &gateway,
+                action,
+                &json!({ "undo_of": id }),
+                &request.reason,
+                &stored.record.incident,
+                plan.clone(),
+                Some(id),
+                &state,
+            )
+            .await?;
+        store::set_undone_by(&self.db, id, new_id).await?;
+        self.publish(id).await;
+        let record = self.get(new_id).await?;
+        Ok(ActionResponse { id: Some(new_id), status: record.status, preview: plan.preview })
+    }
+}

@@ -1,0 +1,537 @@
+//! Pure planning: a request body and a gateway's state in, a validated change, its
+//! preview and its inverse out. Nothing here reads or writes anything.
+
+use crate::error::{AppError, Result};
+use crate::fleet::{BreakerPolicy, Change, GatewayState, RateLimitPolicy, TimeoutPolicy};
+use app::dto::{ActionRecord, FieldChange, Preview, Role};
+use serde_json::{Map, Value};
+
+/// The runbook's actions, by API name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionName {
+    /// `kubectl rollout restart`.
+    Restart,
+    /// `kubectl scale`.
+    Scale,
+    /// `kubectl rollout undo`.
+    Rollback,
+    /// Emergency rate limit.
+    RateLimit,
+    /// Timeouts and retries.
+    Timeouts,
+    /// Circuit breaker.
+    CircuitBreaker,
+    /// Route a service around the gateway.
+    Bypass,
+}
+
+impl ActionName {
+    /// Parses an API name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "restart" => ActionName::Restart,
+            "scale" => ActionName::Scale,
+            "rollback" => ActionName::Rollback,
+            "rate-limit" => ActionName::RateLimit,
+            "timeouts" => ActionName::Timeouts,
+            "circuit-breaker" => ActionName::CircuitBreaker,
+            "bypass" => ActionName::Bypass,
+            _ => return None,
+        })
+    }
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionName::Restart => "restart",
+            ActionName::Scale => "scale",
+            ActionName::Rollback => "rollback",
+            ActionName::RateLimit => "rate-limit",
+            ActionName::Timeouts => "timeouts",
+            ActionName::CircuitBreaker => "circuit-breaker",
+            ActionName::Bypass => "bypass",
+        }
+    }
+
+    /// The lowest role allowed to run it.
+    pub fn role(self) -> Role {
+        match self {
+            ActionName::Rollback | ActionName::Bypass => Role::Admin,
+            _ => Role::Responder,
+        }
+    }
+
+    /// The action that makes `change`.
+    pub fn of_change(change: &Change) -> Self {
+        match change {
+            Change::Restart => ActionName::Restart,
+            Change::Scale { .. } | Change::Autoscale { .. } => ActionName::Scale,
+            Change::Rollback { .. } => ActionName::Rollback,
+            Change::RateLimit { .. } => ActionName::RateLimit,
+            Change::Timeouts { .. } => ActionName::Timeouts,
+            Change::CircuitBreaker { .. } => ActionName::CircuitBreaker,
+            Change::Bypass { .. } => ActionName::Bypass,
+        }
+    }
+}
+
+/// A validated plan: the change, what it looks like, and how to undo it.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// What to do.
+    pub change: Change,
+    /// What it changes.
+    pub preview: Preview,
+    /// The change that undoes it, if any.
+    pub inverse: Option<Change>,
+    /// Revert by itself after this many backend seconds.
+    pub ttl_s: Option<i64>,
+}
+
+/// The common fields of an action request; the rest are the action's parameters.
+#[derive(Debug)]
+pub struct Envelope {
+    /// Why, for the audit trail.
+    pub reason: String,
+    /// The incident it belongs to, if any.
+    pub incident: String,
+    /// Preview only.
+    pub dry_run: bool,
+    /// The typed confirmation.
+    pub confirm: Option<String>,
+    /// The action's own parameters.
+    pub params: Map<String, Value>,
+}
+
+/// Splits a request body into the common fields and the action's parameters.
+pub fn envelope(body: Value) -> Result<Envelope> {
+    let Value::Object(mut map) = body else {
+        return Err(AppError::invalid("body", "must be a JSON object"));
+    };
+    let text = |map: &mut Map<String, Value>, field: &'static str| -> Result<Option<String>> {
+        match map.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(AppError::invalid(field, "must be a string")),
+        }
+    };
+    let reason = text(&mut map, "reason")?.map(|s| s.trim().to_string()).unwrap_or_default();
+    if reason.is_empty() {
+        return Err(AppError::invalid("reason", "is required: say why, for the audit trail"));
+    }
+    if reason.chars().count() > 1000 {
+        return Err(AppError::invalid("reason", "must be at most 1000 characters"));
+    }
+    let incident = text(&mut map, "incident")?.unwrap_or_default();
+    if incident.len() > 128 {
+        return Err(AppError::invalid("incident", "must be at most 128 characters"));
+    }
+    let dry_run = match map.remove("dry_run") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(AppError::invalid("dry_run", "must be true or false")),
+    };
+    let confirm = text(&mut map, "confirm")?;
+    Ok(Envelope { reason, incident, dry_run, confirm, params: map })
+}
+
+/// Reads an optional whole number within `range`.
+fn number(
+    params: &mut Map<String, Value>,
+    field: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>> {
+    match params.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if range.contains(&v) => Ok(Some(v)),
+            _ => Err(AppError::invalid(
+                field,
+                format!("must be a whole number from {} to {}", range.start(), range.end()),
+            )),
+        },
+        Some(_) => Err(AppError::invalid(field, "must be a number")),
+    }
+}
+
+/// Reads an optional string that must be one of `allowed` (a route or a service of the
+/// gateway); `what` names the kind for the message.
+fn one_of(
+    params: &mut Map<String, Value>,
+    field: &'static str,
+    allowed: &[String],
+    what: &str,
+    gateway: &str,
+) -> Result<Option<String>> {
+    match params.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(x)) if allowed.contains(&x) => Ok(Some(x)),
+        Some(Value::String(x)) => Err(AppError::invalid(field, format!("'{x}' is not a {what} of {gateway}"))),
+        Some(_) => Err(AppError::invalid(field, "must be a string")),
+    }
+}
+
+/// Refuses parameters nobody read.
+pub fn no_more(params: &Map<String, Value>) -> Result<()> {
+    match params.keys().next() {
+        Some(k) => Err(AppError::Validation { field: "params", message: format!("unknown parameter '{k}'") }),
+        None => Ok(()),
+    }
+}
+
+fn describe_limit(p: &Option<RateLimitPolicy>) -> String {
+    match p {
+        None => "none".into(),
+        Some(p) => format!(
+            "{} req/s, burst {}{}",
+            p.requests_per_second,
+            p.burst,
+            p.route.as_ref().map(|r| format!(" on {r}")).unwrap_or_default()
+        ),
+    }
+}
+
+/// Validates `params` for `name` against the gateway's `state` and plans the change.
+/// `max_replicas` bounds `scale` (the `--max-replicas` setting).
+pub fn plan(
+    name: ActionName,
+    gateway: &str,
+    mut params: Map<String, Value>,
+    state: &GatewayState,
+    max_replicas: u32,
+) -> Result<Plan> {
+    let change_of = |field: &str, before: String, after: String| FieldChange { field: field.into(), before, after };
+    let plan = match name {
+        ActionName::Restart => {
+            no_more(&params)?;
+            refuse_paused(gateway, state, "restart")?;
+            Plan {
+                change: Change::Restart,
+                preview: Preview {
+                    summary: format!("Restart every {gateway} instance, one batch at a time (rolling)"),
+                    changes: vec![change_of(
+                        "spec.template.metadata.annotations[kubectl.kubernetes.io/restartedAt]",
+                        "unchanged".into(),
+                        "now".into(),
+                    )],
+                    confirm_required: false,
+                    undo: None,
+                    warnings: vec!["Capacity dips while new instances become ready.".into()],
+                },
+                inverse: None,
+                ttl_s: None,
+            }
+        }
+        ActionName::Scale if params.contains_key("min_replicas") || params.contains_key("max_replicas") => {
+            return plan_autoscale(gateway, params, state, max_replicas);
+        }
+        ActionName::Scale => {
+            let replicas = number(&mut params, "replicas", 1..=u64::from(max_replicas))?
+                .ok_or_else(|| AppError::invalid("replicas", "is required"))? as u32;
+            no_more(&params)?;
+            if let Some(hpa) = &state.autoscaler {
+                return Err(AppError::Conflict(format!(
+                    "the HorizontalPodAutoscaler {} manages {gateway}'s replicas (min {}, max {}) and would undo a \
+                     manual scale within about 15 s; send min_replicas and/or max_replicas to change its bounds instead",
+                    hpa.name, hpa.min_replicas, hpa.max_replicas
+                )));
+            }
+            if replicas == state.replicas {
+                return Err(AppError::invalid("replicas", format!("{gateway} already has {replicas} replicas")));
+            }
+            Plan {
+                change: Change::Scale { replicas },
+                preview: Preview {
+                    summary: format!("Scale {gateway} from {} to {replicas} replicas", state.replicas),
+                    changes: vec![change_of("spec.replicas", state.replicas.to_string(), replicas.to_string())],
+                    // Removing more than half the capacity at once needs a deliberate yes.
+                    confirm_required: replicas * 2 < state.replicas,
+                    undo: Some(format!("scale back to {}", state.replicas)),
+                    warnings: vec![],
+                },
+                inverse: Some(Change::Scale { replicas: state.replicas }),
+                ttl_s: None,
+            }
+        }
+        ActionName::Rollback => {
+            let requested = number(&mut params, "revision", 1..=u64::from(u32::MAX))?.map(|v| v as u32);
+            no_more(&params)?;
+            refuse_paused(gateway, state, "roll back")?;
+            let previous = state.revisions.iter().map(|(n, _)| *n).filter(|n| *n != state.revision).max();
+            let target = match requested {
+                Some(r) if r == state.revision => {
+                    return Err(AppError::invalid("revision", format!("revision {r} is already current")));
+                }
+                Some(r) if state.revisions.iter().any(|(n, _)| *n == r) => r,
+                Some(r) => {
+                    return Err(AppError::invalid("revision", format!("no revision {r} in the rollout history")));
+                }
+                None => previous.ok_or_else(|| AppError::invalid("revision", "no rollout history found"))?,
+            };
+            let version =
+                state.revisions.iter().find(|(n, _)| *n == target).map(|(_, v)| v.clone()).unwrap_or_default();
+            Plan {
+                change: Change::Rollback { revision: target },
+                preview: Preview {
+                    summary: format!(
+                        "Roll {gateway} back from revision {} ({}) to revision {target} ({version})",
+                        state.revision, state.version
+                    ),
+                    changes: vec![
+                        change_of("spec.template (revision)", state.revision.to_string(), target.to_string()),
+                        change_of("version", state.version.clone(), version),
+                    ],
+                    confirm_required: true,
+                    undo: Some(format!("roll forward to revision {} ({})", state.revision, state.version)),
+                    warnings: vec!["Instances are replaced in a rolling update.".into()],
+                },
+                inverse: Some(Change::Rollback { revision: state.revision }),
+                ttl_s: None,
+            }
+        }
+        ActionName::RateLimit => {
+            let rps = number(&mut params, "requests_per_second", 1..=1_000_000)?
+                .ok_or_else(|| AppError::invalid("requests_per_second", "is required"))? as u32;
+            let burst = number(&mut params, "burst", 1..=10_000_000)?.map_or(rps, |b| b as u32);
+            let route = one_of(&mut params, "route", &state.routes, "route", gateway)?;
+            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            no_more(&params)?;
+            let policy = Some(RateLimitPolicy { requests_per_second: rps, burst, route });
+            Plan {
+                preview: Preview {
+                    summary: format!("Limit {gateway} to {}", describe_limit(&policy)),
+                    changes: vec![change_of("rate limit", describe_limit(&state.rate_limit), describe_limit(&policy))],
+                    confirm_required: false,
+                    undo: Some(format!("restore the previous limit ({})", describe_limit(&state.rate_limit))),
+                    warnings: vec!["Clients over the limit get 429 Too Many Requests.".into()],
+                },
+                change: Change::RateLimit { policy },
+                inverse: Some(Change::RateLimit { policy: state.rate_limit.clone() }),
+                ttl_s,
+            }
+        }
+        ActionName::Timeouts => {
+            let now = &state.timeouts;
+            let request = number(&mut params, "request_timeout_ms", 100..=60_000)?;
+            let connect = number(&mut params, "connect_timeout_ms", 50..=10_000)?;
+            let retries = number(&mut params, "retries", 0..=10)?;
+            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            no_more(&params)?;
+            if request.is_none() && connect.is_none() && retries.is_none() {
+                return Err(AppError::invalid(
+                    "request_timeout_ms",
+                    "give at least one of request_timeout_ms, connect_timeout_ms, retries",
+                ));
+            }
+            let policy = TimeoutPolicy {
+                request_timeout_ms: request.map_or(now.request_timeout_ms, |v| v as u32),
+                connect_timeout_ms: connect.map_or(now.connect_timeout_ms, |v| v as u32),
+                retries: retries.map_or(now.retries, |v| v as u32),
+            };
+            if &policy == now {
+                return Err(AppError::invalid("request_timeout_ms", "these are the values in force already"));
+            }
+            let changes = [
+                ("request timeout (ms)", now.request_timeout_ms, policy.request_timeout_ms),
+                ("connect timeout (ms)", now.connect_timeout_ms, policy.connect_timeout_ms),
+                ("retries", now.retries, policy.retries),
+            ]
+            .into_iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(f, a, b)| change_of(f, a.to_string(), b.to_string()))
+            .collect();
+            Plan {
+                preview: Preview {
+                    summary: format!("Set {gateway}'s upstream timeouts and retries"),
+                    changes,
+                    confirm_required: false,
+                    undo: Some("restore the previous timeouts and retries".into()),
+                    warnings: vec![
+                        "Shorter timeouts fail slow requests sooner; fewer retries surface more errors.".into(),
+                    ],
+                },
+                change: Change::Timeouts { policy },
+                inverse: Some(Change::Timeouts { policy: now.clone() }),
+                ttl_s,
+            }
+        }
+        ActionName::CircuitBreaker => {
+            let consecutive_errors = number(&mut params, "consecutive_errors", 1..=100)?.unwrap_or(5) as u32;
+            let ejection_seconds = number(&mut params, "ejection_seconds", 1..=3600)?.unwrap_or(30) as u32;
+            let max_ejection_percent = number(&mut params, "max_ejection_percent", 1..=100)?.unwrap_or(100) as u32;
+            let service = one_of(&mut params, "service", &state.services, "service", gateway)?;
+            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            no_more(&params)?;
+            let policy = Some(BreakerPolicy { consecutive_errors, ejection_seconds, max_ejection_percent, service });
+            let describe = |p: &Option<BreakerPolicy>| match p {
+                None => "none".to_string(),
+                Some(p) => format!(
+                    "eject after {} errors for {} s, at most {}% of hosts{}",
+                    p.consecutive_errors,
+                    p.ejection_seconds,
+                    p.max_ejection_percent,
+                    p.service.as_ref().map(|x| format!(", {x} only")).unwrap_or_default()
+                ),
+            };
+            Plan {
+                preview: Preview {
+                    summary: format!("Circuit breaker on {gateway}: {}", describe(&policy)),
+                    changes: vec![change_of("circuit breaker", describe(&state.circuit_breaker), describe(&policy))],
+                    confirm_required: false,
+                    undo: Some(format!("restore the previous breaker ({})", describe(&state.circuit_breaker))),
+                    warnings: vec!["Requests to ejected hosts fail at once with 503.".into()],
+                },
+                change: Change::CircuitBreaker { policy },
+                inverse: Some(Change::CircuitBreaker { policy: state.circuit_breaker.clone() }),
+                ttl_s,
+            }
+        }
+        ActionName::Bypass => {
+            let service = one_of(&mut params, "service", &state.services, "service", gateway)?
+                .ok_or_else(|| AppError::invalid("service", "is required"))?;
+            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            no_more(&params)?;
+            if state.bypassed.contains(&service) {
+                return Err(AppError::invalid("service", format!("{service} already bypasses {gateway}")));
+            }
+            Plan {
+                preview: Preview {
+                    summary: format!("Route {service}'s clients around {gateway}, straight to {service}"),
+                    changes: vec![change_of(&format!("route to {service}"), format!("via {gateway}"), "direct".into())],
+                    confirm_required: true,
+                    undo: Some(format!("route {service} through {gateway} again")),
+                    warnings: vec![format!(
+                        "While bypassed, {service} gets no authentication, WAF or rate limiting from the gateway."
+                    )],
+                },
+                change: Change::Bypass { service: service.clone(), enabled: true },
+                inverse: Some(Change::Bypass { service, enabled: false }),
+                ttl_s,
+            }
+        }
+    };
+    Ok(plan)
+}
+
+/// kubectl refuses to restart or roll back a paused Deployment; so do we, before any
+/// record is written.
+fn refuse_paused(gateway: &str, state: &GatewayState, what: &str) -> Result<()> {
+    if state.paused {
+        return Err(AppError::Conflict(format!(
+            "{gateway} is paused (spec.paused); it cannot {what} until its rollout is resumed"
+        )));
+    }
+    Ok(())
+}
+
+/// `scale` of a gateway an autoscaler manages: move the autoscaler's bounds, remembering
+/// the old ones for undo.
+fn plan_autoscale(
+    gateway: &str,
+    mut params: Map<String, Value>,
+    state: &GatewayState,
+    max_replicas: u32,
+) -> Result<Plan> {
+    let Some(hpa) = &state.autoscaler else {
+        return Err(AppError::invalid(
+            "min_replicas",
+            format!("no HorizontalPodAutoscaler manages {gateway}; send replicas instead"),
+        ));
+    };
+    let bound = 1..=u64::from(max_replicas);
+    let min = number(&mut params, "min_replicas", bound.clone())?.map_or(hpa.min_replicas, |v| v as u32);
+    let max = number(&mut params, "max_replicas", bound)?.map_or(hpa.max_replicas, |v| v as u32);
+    no_more(&params)?;
+    if min > max {
+        return Err(AppError::invalid("min_replicas", format!("{min} is above max_replicas {max}")));
+    }
+    if (min, max) == (hpa.min_replicas, hpa.max_replicas) {
+        return Err(AppError::invalid("min_replicas", format!("{} already has min {min}, max {max}", hpa.name)));
+    }
+    let describe = |a: u32, b: u32| format!("min {a}, max {b}");
+    Ok(Plan {
+        change: Change::Autoscale { min_replicas: min, max_replicas: max },
+        preview: Preview {
+            summary: format!(
+                "Change the autoscaler {} of {gateway} from {} to {}",
+                hpa.name,
+                describe(hpa.min_replicas, hpa.max_replicas),
+                describe(min, max)
+            ),
+            changes: vec![
+                FieldChange {
+                    field: format!("HorizontalPodAutoscaler {} spec.minReplicas", hpa.name),
+                    before: hpa.min_replicas.to_string(),
+                    after: min.to_string(),
+                },
+                FieldChange {
+                    field: format!("HorizontalPodAutoscaler {} spec.maxReplicas", hpa.name),
+                    before: hpa.max_replicas.to_string(),
+                    after: max.to_string(),
+                },
+            ],
+            confirm_required: max * 2 < hpa.max_replicas,
+            undo: Some(format!("restore {}", describe(hpa.min_replicas, hpa.max_replicas))),
+            warnings: vec!["The autoscaler moves the replica count within the new bounds over the next minute.".into()],
+        },
+        inverse: Some(Change::Autoscale { min_replicas: hpa.min_replicas, max_replicas: hpa.max_replicas }),
+        ttl_s: None,
+    })
+}
+
+/// Whether `change` is visible in `state` (used to settle interrupted intents).
+pub fn took_effect(change: &Change, before: &GatewayState, now: &GatewayState) -> bool {
+    match change {
+        // These make a new revision; the others set a value that is simply in force or not.
+        Change::Restart => now.revision > before.revision,
+        Change::Rollback { revision } => {
+            let version = before.revisions.iter().find(|(n, _)| n == revision).map(|(_, v)| v);
+            now.revision > before.revision && Some(&now.version) == version
+        }
+        _ => in_force(change, now),
+    }
+}
+
+/// Whether `change` sets what the gateway runs now (a time-limited change is ours to
+/// revert only then). Revision changes are never "in force" this way: see `took_effect`.
+pub fn in_force(change: &Change, state: &GatewayState) -> bool {
+    match change {
+        Change::Scale { replicas } => state.replicas == *replicas,
+        Change::Autoscale { min_replicas, max_replicas } => state
+            .autoscaler
+            .as_ref()
+            .is_some_and(|a| (a.min_replicas, a.max_replicas) == (*min_replicas, *max_replicas)),
+        Change::RateLimit { policy } => &state.rate_limit == policy,
+        Change::Timeouts { policy } => &state.timeouts == policy,
+        Change::CircuitBreaker { policy } => &state.circuit_breaker == policy,
+        Change::Bypass { service, enabled } => state.bypassed.contains(service) == *enabled,
+        Change::Restart | Change::Rollback { .. } => false,
+    }
+}
+
+/// The plan that undoes `record` (an action whose recorded inverse is `inverse`): its
+/// preview is the original's, each field's before and after swapped.
+pub fn inverse_plan(record: &ActionRecord, inverse: Change) -> Plan {
+    Plan {
+        preview: Preview {
+            summary: format!(
+                "Undo action {} on {}: {}",
+                record.id,
+                record.gateway,
+                record.preview.undo.clone().unwrap_or_default()
+            ),
+            changes: record
+                .preview
+                .changes
+                .iter()
+                .map(|c| FieldChange { field: c.field.clone(), before: c.after.clone(), after: c.before.clone() })
+                .collect(),
+            confirm_required: false,
+            undo: None,
+            warnings: vec![],
+        },
+        change: inverse,
+        inverse: None,
+        ttl_s: None,
+    }
+}

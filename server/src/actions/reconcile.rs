@@ -1,0 +1,60 @@
+//! Start-up reconciliation: an intent the ledger holds without an outcome (the process
+//! died between the two) is settled against what the fleet shows now.
+
+use super::plan::took_effect;
+use super::{Engine, store};
+use crate::audit::{Actor, Kind, NewEntry, Outcome, UnsettledIntent};
+use crate::error::Result;
+use crate::fleet::{Change, GatewayState};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// How long start-up waits for the backend's first full read before settling interrupted
+/// actions (after that, what cannot be read is settled as unknown).
+const RECONCILE_SYNC_LIMIT: Duration = Duration::from_secs(15);
+
+impl Engine {
+    /// Settles intents that have no outcome (the process died between the two):
+    /// compares the fleet's actual state with the intent's and records a
+    /// `reconciliation` entry; the action is marked accordingly.
+    pub async fn reconcile(&self) -> Result<usize> {
+        let pending = self.ledger.unsettled_intents().await?;
+        if !pending.is_empty() {
+            // Judge on the backend's actual state: a cluster's watches list first.
+            self.fleet.synced(RECONCILE_SYNC_LIMIT).await;
+        }
+        for UnsettledIntent { id: intent_id, target: gateway, params, before_state: before } in &pending {
+            let change: Option<Change> = serde_json::from_str::<Value>(params)
+                .ok()
+                .and_then(|p| serde_json::from_value(p["change"].clone()).ok());
+            let before: Option<GatewayState> = serde_json::from_str(before).ok();
+            let now = self.fleet.state(gateway).await.ok();
+            let applied = match (&change, &before, &now) {
+                (Some(c), Some(b), Some(n)) => took_effect(c, b, n),
+                _ => false,
+            };
+            let detail = match (&now, applied) {
+                (_, true) => "interrupted after the change was made; the fleet shows it in force",
+                (Some(_), false) => "interrupted before the change took effect; the fleet shows it was not made",
+                // Never claim "not made" without having looked.
+                (None, false) => {
+                    "interrupted; the gateway could not be read at start-up, so whether the change was made is \
+                     unknown: check it before acting again"
+                }
+            };
+            let mut entry = NewEntry::new(
+                Actor::system(),
+                Kind::Reconciliation,
+                if applied { Outcome::Succeeded } else { Outcome::Failed },
+            );
+            entry.target = gateway.clone();
+            entry.intent_id = Some(*intent_id);
+            entry.reason = detail.into();
+            entry.after = now.as_ref().map(|n| json!(n));
+            self.ledger.append(entry).await?;
+            store::settle_interrupted(&self.db, *intent_id, if applied { "succeeded" } else { "failed" }, detail)
+                .await?;
+        }
+        Ok(pending.len())
+    }
+}

@@ -1,0 +1,105 @@
+//! Following actions after they ran: rollout progress and the impact reading, and the
+//! reverting of time-limited changes when their expiry passes.
+
+use super::plan::{ActionName, in_force, inverse_plan};
+use super::{Engine, IMPACT_AFTER_S, store};
+use crate::audit::{Actor, Kind};
+use crate::error::Result;
+use app::dto::Progress;
+use serde_json::json;
+use std::sync::Arc;
+
+impl Engine {
+    /// Follows a running action: rollout progress until done, then the impact reading
+    /// `IMPACT_AFTER_S` backend seconds after it started.
+    pub(super) fn track(self: &Arc<Self>, id: i64, gateway: String, rollout: bool) {
+        let engine = Arc::clone(self);
+        let started = self.fleet.clock_s();
+        tokio::spawn(async move {
+            let mut updates = engine.fleet.updates();
+            let mut rollout_done = !rollout;
+            let mut impact_taken = false;
+            let mut last_progress = None;
+            while !(rollout_done && impact_taken) {
+                if !rollout_done && let Ok(r) = engine.fleet.rollout(&gateway).await {
+                    let progress = Progress { desired: r.desired, updated: r.updated, ready: r.ready, total: r.total };
+                    rollout_done = r.done || r.failed.is_some();
+                    // Written and announced only when it moves, not on every tick.
+                    if last_progress != Some(progress) || rollout_done {
+                        last_progress = Some(progress);
+                        let status = match (&r.failed, r.done) {
+                            (Some(_), _) => "failed",
+                            (None, true) => "succeeded",
+                            (None, false) => "running",
+                        };
+                        let detail = r.failed.clone().unwrap_or_default();
+                        let _ = store::set_progress(&engine.db, id, progress, status, &detail).await;
+                        engine.publish(id).await;
+                    }
+                }
+                // One reading, IMPACT_AFTER_S after the change, however long the rollout runs.
+                if !impact_taken && engine.fleet.clock_s() >= started + IMPACT_AFTER_S {
+                    impact_taken = true;
+                    if let Some(after) = engine.reading(&gateway).await {
+                        let _ = store::set_impact_after(&engine.db, id, &after).await;
+                        engine.publish(id).await;
+                    }
+                }
+                if updates.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Reverts time-limited changes whose TTL has passed, as the system, but only if
+    /// the change is still in force (someone may have changed it since).
+    pub async fn revert_expired(self: &Arc<Self>) -> Result<()> {
+        let now = self.fleet.clock_s();
+        let due = store::due_for_revert(&self.db, now).await?;
+        for id in due {
+            let stored = store::load(&self.db, id).await?;
+            let gateway = stored.record.gateway.clone();
+            let state = self.fleet.state(&gateway).await?;
+            store::mark_reverted(&self.db, id).await?;
+            self.publish(id).await;
+            if !in_force(&stored.change, &state) {
+                tracing::info!(action = id, "TTL passed but the change was replaced since; not reverting");
+                continue;
+            }
+            let Some(inverse) = stored.inverse.clone() else { continue };
+            let plan = inverse_plan(&stored.record, inverse);
+            let action = ActionName::of_change(&stored.change);
+            self.execute(
+                Actor::system(),
+                Kind::TtlRevert,
+                &gateway,
+                action,
+                &json!({ "revert_of": id }),
+                "time limit reached",
+                &stored.record.incident,
+                plan,
+                Some(id),
+                &state,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Watches the backend clock and reverts expired changes.
+    pub fn spawn_ttl_reverter(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut updates = engine.fleet.updates();
+            loop {
+                if let Err(e) = engine.revert_expired().await {
+                    tracing::warn!(error = ?e, "reverting expired changes failed; will retry");
+                }
+                if updates.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,71 @@
+//! Everything HTTP: the router and its layers, the `/api/v1` handlers, the event
+//! streams, server-rendered pages, sign-in and sign-out, and the extractors. Handlers
+//! parse, bind the caller and serialize; every rule lives in `ServerConsole` and below.
+
+pub mod api;
+pub mod extract;
+pub mod pages;
+pub mod session;
+mod sse;
+
+use crate::auth::IDLE_TIMEOUT_MINUTES;
+use crate::auth::store::DbSessionStore;
+use crate::error::AppError;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use leptos_axum::LeptosRoutes;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+/// The whole application's routes: liveness, the simulator's metrics, the sign-in form,
+/// `/api/v1`, the pages and the static site, behind sessions, request ids and the
+/// security headers. `secure_cookies` marks the session cookie Secure (https).
+pub fn router(state: AppState, secure_cookies: bool) -> Router {
+    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+        .with_name("gatewarden_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(secure_cookies)
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(IDLE_TIMEOUT_MINUTES)));
+
+    let routes = leptos_axum::generate_route_list(app::App);
+    let header = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(HeaderName::from_static(name), HeaderValue::from_static(value))
+    };
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(sim_metrics))
+        .route("/login", post(session::login_form))
+        .nest("/api/v1", api::router(state.clone()))
+        .leptos_routes_with_handler(routes, get(pages::page))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+            pages::anonymous_context(&state),
+            app::shell,
+        ))
+        .layer(sessions)
+        .layer(axum::middleware::from_fn(extract::assign_id))
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("x-frame-options", "DENY"))
+        .layer(header("referrer-policy", "same-origin"))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// `GET /metrics`: the simulated fleet's traffic in the Prometheus text format, so a
+/// real Prometheus can scrape it. Not served with a real cluster (404): gateways there
+/// export their own metrics. Unauthenticated, like any scrape target; it holds only
+/// simulated numbers.
+async fn sim_metrics(State(state): State<AppState>) -> Response {
+    match &state.sim {
+        Some(sim) => {
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], sim.exposition()).into_response()
+        }
+        None => AppError::NotFound("no simulated fleet".into()).into_response(),
+    }
+}

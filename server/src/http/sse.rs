@@ -1,0 +1,98 @@
+//! Server-sent event streams: the live feed (`/api/v1/events`) and the log tail. Each
+//! ends when its session signs out or could have gone idle, whichever comes first.
+
+use super::api::console;
+use crate::auth::{self, AuthUser};
+use crate::error::Result;
+use crate::state::AppState;
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use std::convert::Infallible;
+
+/// `GET /api/v1/logs/tail?q=`: server-sent `line` events (a `LogHit` each) for every new
+/// line matching `q`, and a `lagged` event (how many batches) when a slow client missed some.
+pub(super) async fn tail_logs(
+    State(state): State<AppState>,
+    user: AuthUser,
+    session: tower_sessions::Session,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let q = query.get("q").map(String::as_str).unwrap_or("");
+    let end = session_end(&state, &session);
+    let stream = console(state, user).tail_logs(q)?.take_until(end).map(|event| {
+        Ok(match event {
+            crate::logs::TailEvent::Line(hit) => {
+                Event::default().event("line").data(serde_json::to_string(&hit).unwrap_or_default())
+            }
+            crate::logs::TailEvent::Lagged(n) => Event::default().event("lagged").data(n.to_string()),
+        })
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// `GET /api/v1/events`: a `snapshot` event with every gateway's numbers after each
+/// fleet change (every simulated second), starting with the current one; an `action`
+/// event with an action's record whenever it changes (progress, outcome, impact, undo);
+/// an `audit` event with every new audit entry.
+/// Resolves when the session signs out, or once it has been open as long as a session may
+/// sit idle (the browser then reconnects with its cookie, and is refused if that has
+/// expired): an event stream never outlives the session that opened it.
+fn session_end(state: &AppState, session: &tower_sessions::Session) -> impl std::future::Future<Output = ()> + use<> {
+    let id = session.id().map(|id| id.to_string());
+    let mut sign_outs = state.sign_outs.subscribe();
+    async move {
+        let idle = tokio::time::sleep(std::time::Duration::from_secs(auth::IDLE_TIMEOUT_MINUTES as u64 * 60));
+        let signed_out = async {
+            loop {
+                match sign_outs.recv().await {
+                    Ok(s) if Some(&s) == id.as_ref() => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                    _ => continue,
+                }
+            }
+        };
+        tokio::select! {
+            _ = idle => {}
+            _ = signed_out => {}
+        }
+    }
+}
+
+pub(super) async fn events(
+    _user: AuthUser,
+    session: tower_sessions::Session,
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let end = session_end(&state, &session);
+    let snapshots = futures::stream::unfold((state.live.clone(), true), |(mut rx, first)| async move {
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let json = rx.borrow_and_update().clone();
+        Some((json, (rx, false)))
+    })
+    .filter_map(|json| async move { json.map(|j| Ok(Event::default().event("snapshot").data(&*j))) });
+    let actions = relay(state.engine.subscribe(), "action");
+    let audit = relay(state.ledger.subscribe(), "audit");
+    let stream = futures::stream::select(snapshots, futures::stream::select(actions, audit)).take_until(end);
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// SSE events named `event` from a broadcast of JSON texts. A client too slow to keep
+/// up skips what it missed: action events carry whole records, and the audit page
+/// re-reads the trail when asked.
+fn relay(
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
+    event: &'static str,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::unfold(rx, move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(json) => return Some((Ok(Event::default().event(event).data(&*json)), rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
