@@ -7,6 +7,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use server::fleet::sim::Scenario;
 
+crate::both_databases!(
+    undo_restores_the_previous_state_once,
+    undo_refuses_to_overwrite_a_later_change_by_someone_else,
+    a_time_limited_rate_limit_reverts_by_itself_as_the_system,
+);
+
 async fn act(session: &Session, gateway: &str, action: &str, body: Value) -> reqwest::Response {
     session.post(&format!("/api/v1/gateways/{gateway}/actions/{action}"), &body).await
 }
@@ -213,9 +219,8 @@ async fn every_role_gets_exactly_its_actions_and_every_refusal_is_audited() {
     assert_eq!(count("viewer", "CSRF") + count("responder", "CSRF") + count("admin", "CSRF"), 21);
 }
 
-#[tokio::test]
-async fn undo_restores_the_previous_state_once() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+async fn undo_restores_the_previous_state_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let responder = app.signed_in(Role::Responder).await;
     let id = accepted(&responder, "edge", "scale", json!({"reason": "more room", "replicas": 7})).await;
     assert_eq!(desired(&app).await, 7);
@@ -236,9 +241,8 @@ async fn undo_restores_the_previous_state_once() {
     assert_error(no_reason, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
 }
 
-#[tokio::test]
-async fn undo_refuses_to_overwrite_a_later_change_by_someone_else() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+async fn undo_refuses_to_overwrite_a_later_change_by_someone_else(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let responder = app.signed_in(Role::Responder).await;
     let first = accepted(&responder, "edge", "scale", json!({"reason": "more room", "replicas": 7})).await;
     accepted(&responder, "edge", "scale", json!({"reason": "even more", "replicas": 9})).await;
@@ -251,9 +255,8 @@ async fn undo_refuses_to_overwrite_a_later_change_by_someone_else() {
     assert!(record(&responder, first).await.undo_available, "nothing was undone");
 }
 
-#[tokio::test]
-async fn a_time_limited_rate_limit_reverts_by_itself_as_the_system() {
-    let app = TestApp::spawn_with(Options::new(Backend::Sqlite).scenario(Scenario::TrafficSurge)).await;
+async fn a_time_limited_rate_limit_reverts_by_itself_as_the_system(backend: Backend) {
+    let app = TestApp::spawn_with(Options::new(backend).scenario(Scenario::TrafficSurge)).await;
     let responder = app.signed_in(Role::Responder).await;
     let id = accepted(
         &responder,

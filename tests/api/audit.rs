@@ -12,6 +12,9 @@ crate::both_databases!(
     the_database_refuses_to_change_or_delete_entries,
     tampering_with_an_entry_is_detected_and_named,
     free_text_search_finds_substrings_whatever_the_characters,
+    search_filters_and_pages_newest_first,
+    csv_export_round_trips_every_entry_and_respects_filters,
+    an_action_interrupted_by_a_crash_is_reconciled_at_the_next_start,
 );
 
 async fn free_text_search_finds_substrings_whatever_the_characters(backend: Backend) {
@@ -209,9 +212,8 @@ async fn concurrent_appends_keep_one_unbroken_chain() {
     assert_eq!(ids, (1..=140).collect::<Vec<_>>(), "gapless");
 }
 
-#[tokio::test]
-async fn search_filters_and_pages_newest_first() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+async fn search_filters_and_pages_newest_first(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     for i in 0..7 {
         let _ = app.login(&app.client(), &format!("intruder{i}"), "guess").await;
     }
@@ -259,9 +261,8 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
     rows
 }
 
-#[tokio::test]
-async fn csv_export_round_trips_every_entry_and_respects_filters() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+async fn csv_export_round_trips_every_entry_and_respects_filters(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let admin = some_activity(&app).await;
     let page: AuditPage = serde_json::from_value(admin.get_json("/api/v1/audit?limit=500").await).unwrap();
 
@@ -299,10 +300,9 @@ async fn every_role_may_read_and_verify_and_nobody_may_write() {
     assert_eq!(write.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
-#[tokio::test]
-async fn an_action_interrupted_by_a_crash_is_reconciled_at_the_next_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("gw.db").display());
+async fn an_action_interrupted_by_a_crash_is_reconciled_at_the_next_start(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.url.clone();
     let start = |pause: bool| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatewarden"));
         cmd.args(["--listen", "127.0.0.1:0", "--database-url", &db])
