@@ -78,7 +78,6 @@ impl ServerConsole {
         use crate::logs::{Matcher, time_param};
         self.caller(Role::Viewer)?;
         let get = |k: &str| params.text(k);
-        let expr = parse_log_query(get("q").unwrap_or(""))?;
         let now = crate::db::now_ms();
         let time = |field: &'static str| -> Result<Option<i64>> {
             get(field)
@@ -93,11 +92,11 @@ impl ServerConsole {
         let limit = params.whole("limit", 1..=1000)?.unwrap_or(100) as usize;
         let cursor = params.cursor("cursor")?.map(|c| c as u64);
         let started = std::time::Instant::now();
+        let matcher = compile_log_query(get("q").unwrap_or("").to_string(), now).await?;
         // A scan of millions of lines takes a few hundred milliseconds on every core: off
         // the async workers, so other requests and live streams are not held up.
         let store = self.state.logs.clone();
         let (matcher, page) = tokio::task::spawn_blocking(move || {
-            let matcher = Matcher::new(&expr, now);
             let page = store.search(&matcher, since, until, limit, cursor);
             (matcher, page)
         })
@@ -119,9 +118,9 @@ impl ServerConsole {
     }
 
     /// A live tail of the new lines matching `q`. A syntax error is a 400, as for a search.
-    pub fn tail_logs(&self, q: &str) -> Result<impl futures::Stream<Item = crate::logs::TailEvent> + use<>> {
+    pub async fn tail_logs(&self, q: &str) -> Result<impl futures::Stream<Item = crate::logs::TailEvent> + use<>> {
         self.caller(Role::Viewer)?;
-        let matcher = crate::logs::Matcher::new(&parse_log_query(q)?, crate::db::now_ms());
+        let matcher = compile_log_query(q.to_string(), crate::db::now_ms()).await?;
         Ok(crate::logs::follow_matches(self.state.logs.subscribe(), matcher))
     }
 
@@ -300,8 +299,16 @@ impl Operations for ServerConsole {
     }
 }
 
-/// The log query language, with a syntax error as a 400 that says where.
-fn parse_log_query(q: &str) -> Result<crate::logs::query::Expr> {
-    crate::logs::query::parse(q)
-        .map_err(|e| AppError::BadRequest { status: axum::http::StatusCode::BAD_REQUEST, message: format!("q: {e}") })
+/// Parses a log query and compiles its matcher, off the async workers (regexes take
+/// time to compile); a syntax error or a crossed bound is a 400 that says which and where.
+async fn compile_log_query(q: String, now_ms: i64) -> Result<crate::logs::Matcher> {
+    tokio::task::spawn_blocking(move || {
+        let expr = crate::logs::query::parse(&q).map_err(|e| AppError::BadRequest {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            message: format!("q: {e}"),
+        })?;
+        Ok(crate::logs::Matcher::new(&expr, now_ms))
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("log query: {e}")))?
 }

@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod dependencies;
 mod gateways;
+mod hostile;
 mod input;
 mod kube;
 mod live;

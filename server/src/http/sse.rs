@@ -20,7 +20,7 @@ pub(super) async fn tail_logs(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let q = query.get("q").map(String::as_str).unwrap_or("");
     let end = session_end(&state, &session);
-    let stream = console(state, user).tail_logs(q)?.take_until(end).map(|event| {
+    let stream = console(state, user).tail_logs(q).await?.take_until(end).map(|event| {
         Ok(match event {
             crate::logs::TailEvent::Line(hit) => {
                 Event::default().event("line").data(serde_json::to_string(&hit).unwrap_or_default())

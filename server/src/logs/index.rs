@@ -488,7 +488,7 @@ impl Plan {
                 let g = grams(w.as_bytes());
                 Plan::Text(TextPlan { re, per_line: false, required: (!g.is_empty()).then(|| vec![g]) })
             }
-            Matcher::Regex(re) => match regex::bytes::Regex::new(re.as_str()) {
+            Matcher::Regex(re) => match super::query::compile_bytes_regex(re.as_str()) {
                 Ok(bytes) => Plan::Text(TextPlan {
                     re: bytes,
                     per_line: has_anchors(re.as_str()),

@@ -360,7 +360,7 @@ impl Matcher {
         match e {
             Expr::All => Matcher::All,
             Expr::Term(w) | Expr::Phrase(w) => Matcher::Text(w.clone()),
-            Expr::Regex(re) => regex::Regex::new(re).map_or(Matcher::Not(Box::new(Matcher::All)), Matcher::Regex),
+            Expr::Regex(re) => query::compile_regex(re).map_or(Matcher::Not(Box::new(Matcher::All)), Matcher::Regex),
             Expr::Field(Field::Level, v) => Matcher::Level(v.clone()),
             Expr::Field(Field::Gateway, v) => Matcher::Gateway(v.clone()),
             Expr::Field(Field::Instance, v) => Matcher::Instance(v.clone()),

@@ -17,8 +17,32 @@
 //! debug; `since:`/`until:` an RFC 3339 time, Unix milliseconds, `now`, or an age such
 //! as `15m`, `2h`, `7d`. Keywords are upper case; `and` is an ordinary word. A syntax
 //! error says where (a character offset) and what was expected.
+//!
+//! Every query is bounded before it can cost anything: at most [`MAX_QUERY_BYTES`] long,
+//! [`MAX_DEPTH`] levels of parentheses and NOT deep (the parser recurses), and
+//! [`MAX_REGEXES`] regular expressions of at most [`REGEX_SIZE_LIMIT`] compiled bytes
+//! each. Past a bound the error names it and where it was crossed.
 
 use std::fmt;
+
+/// Longest query accepted, in bytes.
+pub const MAX_QUERY_BYTES: usize = 2048;
+/// Deepest nesting of parentheses and NOT (or `-`) accepted.
+pub const MAX_DEPTH: usize = 32;
+/// Most regular expressions in one query.
+pub const MAX_REGEXES: usize = 8;
+/// Largest compiled program of one regular expression (the regex crate's size limit).
+pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+
+/// Compiles a query's regular expression within [`REGEX_SIZE_LIMIT`].
+pub fn compile_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(2 * REGEX_SIZE_LIMIT).build()
+}
+
+/// The same, over bytes (the index searches whole buffers).
+pub fn compile_bytes_regex(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
+    regex::bytes::RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(2 * REGEX_SIZE_LIMIT).build()
+}
 
 /// A field filter's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,6 +237,7 @@ fn delimited(chars: &[char], start: usize, delim: char, keep_escapes: bool) -> R
 fn tokenize(input: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
     let chars: Vec<char> = input.chars().collect();
     let mut out = Vec::new();
+    let mut regexes = 0;
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -232,8 +257,16 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
                 i = next;
             }
             '/' => {
+                regexes += 1;
+                if regexes > MAX_REGEXES {
+                    return Err(err(
+                        i,
+                        format!("at most {MAX_REGEXES} regular expressions in one query"),
+                        format!("regular expression number {regexes}"),
+                    ));
+                }
                 let (text, next) = delimited(&chars, i, '/', true)?;
-                if let Err(e) = regex::Regex::new(&text) {
+                if let Err(e) = compile_regex(&text) {
                     let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
                     return Err(err(i, "a valid regular expression", format!("/{text}/ ({first})")));
                 }
@@ -269,6 +302,8 @@ struct Parser {
     toks: Vec<(usize, Tok)>,
     pos: usize,
     end: usize,
+    /// Parentheses and NOTs open around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -278,6 +313,20 @@ impl Parser {
 
     fn at(&self) -> usize {
         self.peek().map_or(self.end, |(p, _)| *p)
+    }
+
+    /// One more level of nesting at `at`, refused past [`MAX_DEPTH`] (the parser recurses
+    /// once per level, so this bounds its stack).
+    fn enter(&mut self, at: usize) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(err(
+                at,
+                format!("at most {MAX_DEPTH} levels of nesting (parentheses and NOT)"),
+                format!("level {}", self.depth),
+            ));
+        }
+        Ok(())
     }
 
     fn or(&mut self) -> Result<Expr, ParseError> {
@@ -306,9 +355,12 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
         match self.peek() {
-            Some((_, Tok::Not | Tok::Minus)) => {
+            Some(&(at, Tok::Not | Tok::Minus)) => {
+                self.enter(at)?;
                 self.pos += 1;
-                Ok(Expr::Not(Box::new(self.unary()?)))
+                let inner = self.unary()?;
+                self.depth -= 1;
+                Ok(Expr::Not(Box::new(inner)))
             }
             _ => self.primary(),
         }
@@ -322,10 +374,12 @@ impl Parser {
         self.pos += 1;
         match tok {
             Tok::LParen => {
+                self.enter(at)?;
                 let inner = self.or()?;
                 match self.peek() {
                     Some((_, Tok::RParen)) => {
                         self.pos += 1;
+                        self.depth -= 1;
                         Ok(inner)
                     }
                     other => Err(err(self.at(), "')'", describe(other))),
@@ -415,11 +469,19 @@ fn time_bound(v: &str) -> Option<TimeBound> {
 
 /// Parses a query; the empty (or all-blank) query is [`Expr::All`].
 pub fn parse(input: &str) -> Result<Expr, ParseError> {
+    if input.len() > MAX_QUERY_BYTES {
+        let position = input.char_indices().take_while(|(byte, _)| *byte < MAX_QUERY_BYTES).count();
+        return Err(err(
+            position,
+            format!("a query of at most {MAX_QUERY_BYTES} bytes"),
+            format!("{} bytes", input.len()),
+        ));
+    }
     let toks = tokenize(input)?;
     if toks.is_empty() {
         return Ok(Expr::All);
     }
-    let mut p = Parser { toks, pos: 0, end: input.chars().count() };
+    let mut p = Parser { toks, pos: 0, end: input.chars().count(), depth: 0 };
     let expr = p.or()?;
     match p.peek() {
         None => Ok(expr),
@@ -499,6 +561,40 @@ impl fmt::Display for Expr {
 pub(crate) mod tests {
     use super::*;
     use crate::rng::SplitMix64;
+
+    #[test]
+    fn deep_nesting_is_refused_at_the_level_that_crosses_the_bound_without_recursing_further() {
+        // 100,000 levels would overflow the stack of a worker thread if parsed recursively.
+        for open in ["(", "-", "NOT "] {
+            let deep = format!("{}x", open.repeat(100_000));
+            let deep = &deep[..deep.len().min(2000)];
+            let e = parse(deep).unwrap_err();
+            assert!(e.expected.contains("at most 32 levels"), "{open}: {e}");
+            assert_eq!(e.position, open.chars().count() * MAX_DEPTH, "{open}: where level 33 opens");
+        }
+        let at_bound = format!("{}x{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert_eq!(parse(&at_bound).unwrap(), term("x"));
+        let nots = format!("{}x", "NOT ".repeat(MAX_DEPTH));
+        assert!(parse(&nots).is_ok());
+    }
+
+    #[test]
+    fn long_queries_and_many_or_large_regexes_are_refused_naming_the_bound() {
+        let long = "a ".repeat(MAX_QUERY_BYTES);
+        let e = parse(&long).unwrap_err();
+        assert!(e.expected.contains("at most 2048 bytes") && e.found == "4096 bytes", "{e}");
+        assert_eq!(e.position, MAX_QUERY_BYTES);
+        assert!(parse(&"a".repeat(MAX_QUERY_BYTES)).is_ok());
+
+        let nine = (0..9).map(|i| format!("/r{i}/")).collect::<Vec<_>>().join(" ");
+        let e = parse(&nine).unwrap_err();
+        assert!(e.expected.contains("at most 8 regular expressions"), "{e}");
+        assert!(parse(&(0..8).map(|i| format!("/r{i}/")).collect::<Vec<_>>().join(" ")).is_ok());
+
+        // Small text, huge program: a counted repetition of a Unicode class.
+        let e = parse(r"/\w{500}\w{500}/").unwrap_err();
+        assert!(e.found.contains("size limit"), "{e}");
+    }
 
     fn term(s: &str) -> Expr {
         Expr::Term(s.into())
@@ -624,14 +720,35 @@ pub(crate) mod tests {
         }
     }
 
+    /// Whether `e`'s canonical text is within the length and regex bounds.
+    pub(crate) fn within_bounds(e: &Expr) -> bool {
+        fn regexes(e: &Expr) -> usize {
+            match e {
+                Expr::Regex(_) => 1,
+                Expr::Not(e) => regexes(e),
+                Expr::And(items) | Expr::Or(items) => items.iter().map(regexes).sum(),
+                _ => 0,
+            }
+        }
+        e.to_string().len() <= MAX_QUERY_BYTES && regexes(e) <= MAX_REGEXES
+    }
+
     /// The canonical text of any query parses back to the same query.
     #[test]
     fn printing_a_query_and_parsing_it_back_gives_the_same_query() {
         let mut rng = SplitMix64::new(7);
+        let mut refused = 0;
         for _ in 0..5_000 {
             let e = arbitrary(&mut rng, 4);
             let text = e.to_string();
-            assert_eq!(parse(&text).as_ref(), Ok(&e), "{text}");
+            if within_bounds(&e) {
+                assert_eq!(parse(&text).as_ref(), Ok(&e), "{text}");
+            } else {
+                let err = parse(&text).unwrap_err();
+                assert!(err.expected.starts_with("at most") || err.expected.starts_with("a query of at most"), "{err}");
+                refused += 1;
+            }
         }
+        assert!(refused < 500, "most generated queries are within the bounds: {refused} refused");
     }
 }

@@ -205,7 +205,11 @@ fn the_index_finds_exactly_what_looking_at_every_line_finds() {
     let kept: Vec<(u64, LogRecord)> =
         lines.iter().cloned().enumerate().skip(dropped as usize).map(|(i, r)| (i as u64, r)).collect();
 
-    let mut queries: Vec<String> = (0..150).map(|_| super::query::tests::arbitrary(&mut rng, 3).to_string()).collect();
+    let mut queries: Vec<String> = std::iter::repeat_with(|| super::query::tests::arbitrary(&mut rng, 3))
+        .filter(super::query::tests::within_bounds)
+        .take(150)
+        .map(|e| e.to_string())
+        .collect();
     queries.extend(
         [
             "",
