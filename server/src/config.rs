@@ -41,7 +41,7 @@ pub enum UserCommand {
         #[arg(long)]
         role: Role,
         /// Database to write to.
-        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
         database_url: String,
     },
 }
@@ -62,7 +62,7 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWARDEN_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
     /// sqlite:PATH or postgres://USER@HOST/DB.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
     /// Gateway backend.
     #[arg(long, env = "GATEWARDEN_FLEET", value_enum, default_value = "sim")]
@@ -116,6 +116,46 @@ pub struct ServeArgs {
     /// Seconds between synthetic checks of each gateway's key paths (0: none).
     #[arg(long, env = "GATEWARDEN_SYNTHETIC_INTERVAL_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub synthetic_interval_s: u64,
+    /// A proxy (address or CIDR) whose `X-Forwarded-For` names the client, for throttling
+    /// and the audit trail (repeat, or separate with commas). Only from these peers is the
+    /// header read; the client is its right-most hop that is not one of them.
+    #[arg(long = "trusted-proxy", env = "GATEWARDEN_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// Password checks running at once (each holds about 19 MiB while it runs).
+    #[arg(long, env = "GATEWARDEN_MAX_CONCURRENT_SIGN_INS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub max_concurrent_sign_ins: u64,
+    /// Open event streams and log tails, all users together.
+    #[arg(long, env = "GATEWARDEN_MAX_STREAMS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_streams: u64,
+    /// Open event streams and log tails of one user (all their sessions).
+    #[arg(long, env = "GATEWARDEN_MAX_STREAMS_PER_USER", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub max_streams_per_user: u64,
+    /// Probes in flight, all users together.
+    #[arg(long, env = "GATEWARDEN_MAX_PROBES", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub max_probes: u64,
+    /// Probes in flight of one user.
+    #[arg(long, env = "GATEWARDEN_MAX_PROBES_PER_USER", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub max_probes_per_user: u64,
+    /// Log searches running, all users together.
+    #[arg(long, env = "GATEWARDEN_MAX_SEARCHES", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub max_searches: u64,
+    /// Log searches running of one user.
+    #[arg(long, env = "GATEWARDEN_MAX_SEARCHES_PER_USER", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub max_searches_per_user: u64,
+    /// Audit chain verifications running, all users together (one per user).
+    #[arg(long, env = "GATEWARDEN_MAX_VERIFIES", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub max_verifies: u64,
+    /// Kilobytes read from one pod's log per request (`limitBytes`).
+    #[arg(long, env = "GATEWARDEN_POD_LOG_KB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub pod_log_kb: u64,
+    /// Kilobytes read from all pods' logs per request.
+    #[arg(long, env = "GATEWARDEN_POD_LOG_TOTAL_KB", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub pod_log_total_kb: u64,
+    /// Where a generated first-admin password is written (readable only by the owner) when
+    /// no terminal is attached: default beside a SQLite database, else
+    /// ./gatewarden-admin-password. It is never written to the log.
+    #[arg(long, env = "GATEWARDEN_ADMIN_PASSWORD_FILE")]
+    pub admin_password_file: Option<std::path::PathBuf>,
     /// Public URL; an https URL marks session cookies Secure.
     #[arg(long, env = "GATEWARDEN_PUBLIC_URL")]
     pub public_url: Option<String>,

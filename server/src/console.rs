@@ -75,7 +75,7 @@ impl ServerConsole {
     /// `GET /api/v1/logs`: a page of the lines matching `q` (the query language of
     /// `logs::query`), newest first. A syntax error in `q` is a 400 that says where.
     pub async fn search_logs(&self, params: &Params) -> Result<LogSearch> {
-        use crate::logs::{Matcher, time_param};
+        use crate::logs::time_param;
         self.caller(Role::Viewer)?;
         let get = |k: &str| params.text(k);
         let now = crate::db::now_ms();
@@ -223,7 +223,7 @@ impl ServerConsole {
         entry.params = serde_json::json!({ "role": new.role });
         if let Err(refused) = user.require(Role::Admin) {
             entry.outcome = Outcome::Denied;
-            self.state.ledger.append(entry).await?;
+            self.state.ledger.refuse(entry).await?;
             return Err(refused);
         }
         let created = users::create(&self.state.db, new).await?;

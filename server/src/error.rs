@@ -38,9 +38,12 @@ pub enum AppError {
     /// Conflicts with existing state (e.g. a taken username).
     #[error("{0}")]
     Conflict(String),
-    /// Login throttling.
-    #[error("too many failed sign-in attempts; try again in {retry_after_s} s")]
+    /// A bound on how often or how much was reached: throttled sign-ins, caps on
+    /// concurrent work. The reason names the bound.
+    #[error("{reason}; try again in {retry_after_s} s")]
     TooManyRequests {
+        /// Which bound, in words.
+        reason: String,
         /// Seconds until the next attempt is accepted.
         retry_after_s: u64,
     },
@@ -131,7 +134,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut response = (status, axum::Json(self.to_api())).into_response();
-        if let AppError::TooManyRequests { retry_after_s } = self
+        if let AppError::TooManyRequests { retry_after_s, .. } = self
             && let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);

@@ -12,6 +12,7 @@ pub mod error;
 pub mod fleet;
 pub mod health;
 pub mod http;
+pub mod limits;
 pub mod logs;
 pub mod params;
 pub mod probe;

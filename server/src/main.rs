@@ -6,7 +6,7 @@ use server::config::{Cli, Command, ServeArgs, UserCommand};
 use server::error::AppError;
 use server::startup::{Application, Settings, StartupError};
 use server::users::{self, FirstAdmin};
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -48,12 +48,28 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), StartupError> {
     let settings = Settings::from_args(args)?;
+    let secret_file = settings.admin_password_file.clone();
     let app = Application::build(settings).await?;
     match &app.first_admin {
-        FirstAdmin::Generated(password) => {
+        // On a terminal a person reads it; anywhere else the output may end up in a log
+        // pipeline (a pod's logs), so it goes to a file only its owner can read.
+        FirstAdmin::Generated(password) if std::io::stdout().is_terminal() => {
             println!("Created user 'admin' with password: {password}");
             println!("(shown once; set GATEWARDEN_ADMIN_PASSWORD on first start to choose it)");
         }
+        FirstAdmin::Generated(password) => match write_secret(&secret_file, password) {
+            Ok(()) => println!(
+                "Created user 'admin'; its password is in {} (readable only by this user: delete it once you \
+                 have signed in)",
+                secret_file.display()
+            ),
+            Err(e) => println!(
+                "Created user 'admin', but its password could not be written to {}: {e}. It is not printed here, \
+                 where logs may keep it: start on a fresh database with GATEWARDEN_ADMIN_PASSWORD set, or \
+                 --admin-password-file pointing somewhere writable",
+                secret_file.display()
+            ),
+        },
         FirstAdmin::FromEnvironment => {
             println!("Created user 'admin' with the password from GATEWARDEN_ADMIN_PASSWORD")
         }
@@ -62,6 +78,26 @@ async fn serve(args: ServeArgs) -> Result<(), StartupError> {
     let addr = app.local_addr();
     println!("Gatewarden is serving on http://{addr}");
     app.run_until(shutdown_signal()).await.map_err(|e| StartupError::Other(format!("server error: {e}")))
+}
+
+/// Writes `secret` to `path`, readable and writable by the owner only (0600).
+fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut file = options.open(path)?;
+        // An existing file keeps its mode on open: narrow it before writing.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        writeln!(file, "{secret}")
+    }
+    #[cfg(not(unix))]
+    {
+        writeln!(options.open(path)?, "{secret}")
+    }
 }
 
 async fn shutdown_signal() {

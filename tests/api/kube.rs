@@ -2,7 +2,7 @@
 //! API server (request shapes are asserted exactly in the ApiServerVerifier tests; here
 //! the views, actions, audit and the unreachable-cluster path are).
 
-use crate::support::{Backend, Options, TestApp};
+use crate::support::{Backend, Options, TestApp, assert_error};
 use app::dto::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -263,7 +263,21 @@ async fn a_gateway_annotated_with_its_address_can_be_probed_and_is_checked_on_it
         }
         fake.insert(object);
     }
-    let app = cluster_app(&fake).await;
+    // An annotation is anyone's word: a loopback address there is refused unless the
+    // operator names it.
+    let unlisted = cluster_app(&fake).await;
+    let viewer = unlisted.signed_in(Role::Viewer).await;
+    let refusal = within("the gateway's address to be known", || async {
+        let r = viewer.post("/api/v1/probe", &json!({"gateway": "prod:edge", "path": "/ready"})).await;
+        (r.status() == StatusCode::FORBIDDEN).then_some(r)
+    })
+    .await;
+    let message = assert_error(refusal, StatusCode::FORBIDDEN, "forbidden").await;
+    assert!(message.contains("console's own host") && message.contains("--probe-allow"), "{message}");
+
+    let mut options = Options::new(Backend::Sqlite).probe_allow(&format!("localhost:{port}"));
+    options.kube = Some(InjectedClient(fake.client("prod")));
+    let app = TestApp::spawn_with(options).await;
     let viewer = app.signed_in(Role::Viewer).await;
     let result = within("the gateway's address to be known", || async {
         let r = viewer.post("/api/v1/probe", &json!({"gateway": "prod:edge", "path": "/ready"})).await;

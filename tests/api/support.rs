@@ -94,12 +94,24 @@ pub struct Options {
     pub kube: Option<server::startup::InjectedClient>,
     /// `--probe-allow` entries.
     pub probe_allow: Vec<String>,
+    /// `--trusted-proxy` entries.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Caps on expensive work.
+    pub limits: server::limits::Limits,
 }
 
 impl Options {
     /// Healthy fleet, seed 7.
     pub fn new(backend: Backend) -> Self {
-        Options { backend, scenario: Scenario::Healthy, seed: 7, kube: None, probe_allow: Vec::new() }
+        Options {
+            backend,
+            scenario: Scenario::Healthy,
+            seed: 7,
+            kube: None,
+            probe_allow: Vec::new(),
+            trusted_proxies: Vec::new(),
+            limits: Default::default(),
+        }
     }
     /// Starting in `scenario`.
     pub fn scenario(mut self, scenario: Scenario) -> Self {
@@ -109,6 +121,16 @@ impl Options {
     /// Probes may also go to `entry` (`--probe-allow`).
     pub fn probe_allow(mut self, entry: &str) -> Self {
         self.probe_allow.push(entry.into());
+        self
+    }
+    /// `X-Forwarded-For` is believed from `net` (`--trusted-proxy`).
+    pub fn trusted_proxy(mut self, net: &str) -> Self {
+        self.trusted_proxies.push(net.parse().expect("a CIDR"));
+        self
+    }
+    /// With these caps.
+    pub fn limits(mut self, limits: server::limits::Limits) -> Self {
+        self.limits = limits;
         self
     }
     /// With `seed`.
@@ -159,6 +181,7 @@ impl TestApp {
             secure_cookies: false,
             site_root: "target/site".into(),
             admin_password: Some(ADMIN_PASSWORD.into()),
+            admin_password_file: std::path::PathBuf::from("unused-admin-password"),
             max_replicas: 50,
             kube: server::fleet::cluster::KubeSettings {
                 context: None,
@@ -175,6 +198,8 @@ impl TestApp {
                 .collect(),
             synthetic_interval_s: 0,
             prometheus: None,
+            trusted_proxies: options.trusted_proxies.clone(),
+            limits: options.limits.clone(),
         };
         let app = Application::build(settings).await.expect("server starts");
         let addr = app.local_addr();

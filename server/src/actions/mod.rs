@@ -127,7 +127,7 @@ impl Engine {
             entry.target = gateway.into();
             entry.reason = body.get("reason").and_then(Value::as_str).unwrap_or("").chars().take(1000).collect();
             entry.params = json!({ "refused": format!("role {} below {}", caller.role, action.role()) });
-            self.ledger.append(entry).await?;
+            self.ledger.refuse(entry).await?;
             return Err(refused);
         }
         let request = envelope(body)?;
@@ -266,7 +266,7 @@ impl Engine {
             entry.action = action.as_str().into();
             entry.target = stored.record.gateway.clone();
             entry.params = json!({ "undo_of": id, "refused": format!("role {} below {}", caller.role, action.role()) });
-            self.ledger.append(entry).await?;
+            self.ledger.refuse(entry).await?;
             return Err(refused);
         }
         let request = envelope(body)?;

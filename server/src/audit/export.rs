@@ -28,8 +28,13 @@ impl Ledger {
 }
 
 /// Quotes a CSV field when it holds a comma, quote or line break (RFC 4180).
+///
+/// A cell a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or
+/// a carriage return: a failed sign-in's submitted name reaches the export) is prefixed
+/// with `'`, so it shows as text. CSV is for reading; JSONL is the exact export.
 pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
 /// The CSV header line of an export.
@@ -74,5 +79,15 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_as_formulas_are_text() {
+        assert_eq!(csv_field("=HYPERLINK(\"http://x\",\"y\")"), "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"");
+        for bad in ["+1", "-1+2", "@SUM(A1)", "\tcmd", "\rcmd"] {
+            assert!(csv_field(bad).trim_start_matches('"').starts_with('\''), "{bad:?}");
+        }
+        assert_eq!(csv_field("alice"), "alice");
+        assert_eq!(csv_field("a=b"), "a=b", "only a leading sign counts");
     }
 }

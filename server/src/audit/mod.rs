@@ -15,11 +15,13 @@
 
 mod export;
 mod hash;
+mod refusals;
 mod search;
 mod verify;
 
 pub use export::{CSV_HEADER, csv_field, csv_line};
 pub use hash::entry_hash;
+pub use refusals::{DEFAULT_WINDOW as REFUSAL_WINDOW, Refusals};
 pub use search::{Filter, page_request};
 
 use crate::db::{Db, Dialect, now_ms};
@@ -252,6 +254,8 @@ pub struct Ledger {
     verify_page: i64,
     /// Every appended entry, as JSON, for `GET /api/v1/events`.
     events: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
+    /// Repeated refusals being counted into their window's summary.
+    refusals: Refusals,
 }
 
 async fn read_head<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(executor: E) -> Result<(i64, String)> {
@@ -264,7 +268,14 @@ impl Ledger {
     /// A ledger over `db` of `dialect`.
     pub fn new(db: Db, dialect: Dialect) -> Self {
         let (events, _) = tokio::sync::broadcast::channel(256);
-        Ledger { db, dialect, head: Mutex::new(None), verify_page: VERIFY_PAGE, events }
+        Ledger {
+            db,
+            dialect,
+            head: Mutex::new(None),
+            verify_page: VERIFY_PAGE,
+            events,
+            refusals: Refusals::new(REFUSAL_WINDOW),
+        }
     }
 
     /// Entries as they are appended.
@@ -278,6 +289,12 @@ impl Ledger {
         {
             let _ = self.events.send(std::sync::Arc::from(json));
         }
+    }
+
+    /// The same ledger folding repeated refusals into windows of `window`.
+    pub fn with_refusal_window(mut self, window: std::time::Duration) -> Self {
+        self.refusals = Refusals::new(window);
+        self
     }
 
     /// The same ledger verifying `entries` per page (tests use small pages to cross

@@ -28,7 +28,15 @@ pub struct SessionData {
     pub csrf: String,
     /// When the session signed in, Unix ms.
     pub login_at_ms: i64,
+    /// When a request last moved the idle clock, Unix ms (0 for sessions from before it
+    /// was kept).
+    #[serde(default)]
+    pub touched_ms: i64,
 }
+
+/// A session's idle clock restarts with activity, but the store is written at most this
+/// often per session.
+pub const TOUCH_EVERY_MS: i64 = 60 * 1000;
 
 #[derive(Clone, Debug)]
 pub struct AuthUser {

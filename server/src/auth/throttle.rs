@@ -1,9 +1,16 @@
-//! Login throttling per account and per client address, in memory.
+//! Login throttling, in memory, per process (see ARCHITECTURE.md for replicas).
 //!
-//! Failures are counted in a fixed window; past the limit, attempts are refused with
-//! 429 until the window ends, whether or not the password would have been right. The
-//! account key is the submitted name, so throttling says nothing about which accounts
-//! exist.
+//! Failures are counted per (account, client address) pair, per client address, and per
+//! account, over a window. A pair or an address past its free failures must wait before
+//! its next attempt, twice as long after each further failure (capped): an attacker at one
+//! address slows only themselves, and the account's owner elsewhere signs in at once.
+//! An account failing from everywhere at once (a distributed guess) is slowed, never
+//! locked: every attempt at it waits [`ACCOUNT_SLOWDOWN`], the right password included.
+//!
+//! An attempt counts as a failure the moment it is let through, before its password is
+//! hashed, so parallel attempts cannot slip past the limit together; a success takes its
+//! count back. The account key is the submitted name, so throttling says nothing about
+//! which accounts exist.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,62 +19,154 @@ use std::time::{Duration, Instant};
 
 /// How long failures are remembered.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Failures allowed per account name within the window.
-pub const PER_ACCOUNT: u32 = 5;
-/// Failures allowed per client address within the window.
-pub const PER_ADDRESS: u32 = 20;
+/// Failures of one account from one address before delays start.
+pub const FREE_PER_PAIR: u32 = 5;
+/// Failures from one address (any accounts) before delays start.
+pub const FREE_PER_ADDRESS: u32 = 20;
+/// The longest delay a pair or an address is made to wait.
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+/// Failures of one account (from anywhere) past which every attempt at it is slowed.
+pub const ACCOUNT_SLOW_AT: u32 = 50;
+/// How much each attempt at such an account is slowed.
+pub const ACCOUNT_SLOWDOWN: Duration = Duration::from_secs(1);
 /// Above this many tracked keys, expired ones are swept (bounds memory under attack).
 const SWEEP_AT: usize = 10_000;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Key {
-    Account(String),
+    Pair(String, IpAddr),
     Address(IpAddr),
+    Account(String),
 }
 
-#[derive(Default)]
+#[derive(Clone, Copy)]
+struct Count {
+    first: Instant,
+    last: Instant,
+    failures: u32,
+}
+
 /// Failure counters.
+#[derive(Default)]
 pub struct LoginThrottle {
-    failures: Mutex<HashMap<Key, (Instant, u32)>>,
+    counts: Mutex<HashMap<Key, Count>>,
+}
+
+/// What a sign-in attempt may do now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go ahead (counted as a failure until [`LoginThrottle::success`]), after waiting
+    /// this long (zero unless the account is under a distributed attack).
+    Go(Duration),
+    /// Refused: try again after this many seconds.
+    Wait(u64),
+}
+
+/// The delay owed after `failures` when `free` come free: 1 s, 2 s, 4 s ... capped.
+fn delay(failures: u32, free: u32) -> Duration {
+    if failures < free {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - free).min(20);
+    Duration::from_secs(1u64 << doublings).min(MAX_DELAY)
 }
 
 impl LoginThrottle {
-    fn keys(username: &str, addr: IpAddr) -> [(Key, u32); 2] {
-        [(Key::Account(username.to_lowercase()), PER_ACCOUNT), (Key::Address(addr), PER_ADDRESS)]
-    }
-
-    /// `Err(seconds to wait)` when either key is over its limit.
-    pub fn check(&self, username: &str, addr: IpAddr) -> Result<(), u64> {
+    /// Lets an attempt at `account` from `addr` through (and counts it), or says how long
+    /// to wait.
+    pub fn begin(&self, account: &str, addr: IpAddr) -> Verdict {
         let now = Instant::now();
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let wait = Self::keys(username, addr)
-            .iter()
-            .filter_map(|(k, limit)| map.get(k).filter(|(start, n)| n >= limit && now - *start < WINDOW))
-            .map(|(start, _)| (WINDOW - (now - *start)).as_secs().max(1))
-            .max();
-        wait.map_or(Ok(()), Err)
-    }
-
-    /// Records a failed attempt.
-    pub fn failure(&self, username: &str, addr: IpAddr) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let account = account.to_lowercase();
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > SWEEP_AT {
-            map.retain(|_, (start, _)| now - *start < WINDOW);
+            map.retain(|_, c| now - c.first < WINDOW);
         }
-        for (key, _) in Self::keys(username, addr) {
-            let entry = map.entry(key).or_insert((now, 0));
-            if now - entry.0 >= WINDOW {
-                *entry = (now, 0);
+        let live = |map: &HashMap<Key, Count>, key: &Key| map.get(key).copied().filter(|c| now - c.first < WINDOW);
+        let pair = Key::Pair(account.clone(), addr);
+        let wait = [(&pair, FREE_PER_PAIR), (&Key::Address(addr), FREE_PER_ADDRESS)]
+            .into_iter()
+            .filter_map(|(key, free)| live(&map, key).map(|c| (c, free)))
+            .map(|(c, free)| delay(c.failures, free).saturating_sub(now - c.last))
+            .max()
+            .unwrap_or_default();
+        if !wait.is_zero() {
+            return Verdict::Wait(wait.as_secs_f64().ceil().max(1.0) as u64);
+        }
+        let account_key = Key::Account(account.clone());
+        let slow = live(&map, &account_key).is_some_and(|c| c.failures >= ACCOUNT_SLOW_AT);
+        for key in [pair, Key::Address(addr), account_key] {
+            let c = map.entry(key).or_insert(Count { first: now, last: now, failures: 0 });
+            if now - c.first >= WINDOW {
+                *c = Count { first: now, last: now, failures: 0 };
             }
-            entry.1 += 1;
+            c.failures += 1;
+            c.last = now;
+        }
+        Verdict::Go(if slow { ACCOUNT_SLOWDOWN } else { Duration::ZERO })
+    }
+
+    /// The attempt let through by [`begin`](Self::begin) succeeded: it was not a failure,
+    /// and the pair's earlier failures are forgiven (the address's and account's stay).
+    pub fn success(&self, account: &str, addr: IpAddr) {
+        let account = account.to_lowercase();
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&Key::Pair(account.clone(), addr));
+        for key in [Key::Address(addr), Key::Account(account)] {
+            if let Some(c) = map.get_mut(&key) {
+                c.failures = c.failures.saturating_sub(1);
+            }
         }
     }
 
-    /// A successful login clears the account's failures (not the address's).
-    pub fn success(&self, username: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&Key::Account(username.to_lowercase()));
+    /// The attempt let through was never judged (the server was too busy to hash it): it
+    /// takes its count back, and nothing is forgiven.
+    pub fn abandon(&self, account: &str, addr: IpAddr) {
+        let account = account.to_lowercase();
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for key in [Key::Pair(account.clone(), addr), Key::Address(addr), Key::Account(account)] {
+            if let Some(c) = map.get_mut(&key) {
+                c.failures = c.failures.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Bounds the password checks running at once: each argon2id verify holds ~19 MiB for
+/// tens of milliseconds, so a flood of parallel sign-ins must queue, not pile up. At most
+/// `concurrent` run; up to `waiting` more queue for at most [`VERIFY_QUEUE_WAIT`]; the
+/// rest are turned away at once (429 with `Retry-After`).
+pub struct VerifyGate {
+    permits: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_waiting: usize,
+}
+
+/// How long a sign-in queues for a password check before it is turned away.
+pub const VERIFY_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+impl VerifyGate {
+    /// A gate letting `concurrent` checks run and `waiting` more queue.
+    pub fn new(concurrent: usize, waiting: usize) -> Self {
+        VerifyGate {
+            permits: tokio::sync::Semaphore::new(concurrent.max(1)),
+            waiting: Default::default(),
+            max_waiting: waiting,
+        }
+    }
+
+    /// A turn to check a password, or `None` when the server is too busy.
+    pub async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        use std::sync::atomic::Ordering;
+        if let Ok(permit) = self.permits.try_acquire() {
+            return Some(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let permit = tokio::time::timeout(VERIFY_QUEUE_WAIT, self.permits.acquire()).await.ok().and_then(Result::ok);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        permit
     }
 }
 
@@ -75,27 +174,63 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_account_is_locked_after_five_failures_from_anywhere() {
-        let t = LoginThrottle::default();
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        for _ in 0..PER_ACCOUNT {
-            assert!(t.check("alice", a).is_ok());
-            t.failure("alice", a);
-        }
-        assert!(t.check("Alice", b).is_err(), "case and address must not bypass the lock");
-        assert!(t.check("bob", b).is_ok());
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn fail(t: &LoginThrottle, account: &str, addr: IpAddr) -> Verdict {
+        t.begin(account, addr)
     }
 
     #[test]
-    fn an_address_is_locked_after_twenty_failures_across_accounts() {
+    fn a_pair_waits_longer_after_each_failure_past_five_and_others_are_untouched() {
         let t = LoginThrottle::default();
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        for i in 0..PER_ADDRESS {
-            t.failure(&format!("user{i}"), a);
+        let (attacker, owner) = (ip("10.0.0.1"), ip("10.0.0.2"));
+        for _ in 0..FREE_PER_PAIR {
+            assert_eq!(fail(&t, "alice", attacker), Verdict::Go(Duration::ZERO));
         }
-        assert!(t.check("someone-new", a).is_err());
-        assert!(t.check("someone-new", "10.0.0.9".parse().unwrap()).is_ok());
+        assert_eq!(t.begin("Alice", attacker), Verdict::Wait(1), "case does not bypass it");
+        assert_eq!(t.begin("alice", owner), Verdict::Go(Duration::ZERO), "the owner elsewhere goes ahead");
+        t.success("alice", owner);
+        assert_eq!(t.begin("bob", attacker), Verdict::Go(Duration::ZERO), "another account from there too");
+        assert_eq!(delay(5, 5), Duration::from_secs(1));
+        assert_eq!(delay(8, 5), Duration::from_secs(8));
+        assert_eq!(delay(100, 5), MAX_DELAY);
+    }
+
+    #[test]
+    fn an_address_spraying_accounts_waits_after_twenty_failures() {
+        let t = LoginThrottle::default();
+        let a = ip("10.0.0.1");
+        for i in 0..FREE_PER_ADDRESS {
+            assert!(matches!(t.begin(&format!("user{i}"), a), Verdict::Go(_)));
+        }
+        assert!(matches!(t.begin("someone-new", a), Verdict::Wait(_)));
+        assert!(matches!(t.begin("someone-new", ip("10.0.0.9")), Verdict::Go(_)));
+    }
+
+    #[test]
+    fn an_account_guessed_from_everywhere_is_slowed_not_locked() {
+        let t = LoginThrottle::default();
+        for i in 0..ACCOUNT_SLOW_AT {
+            assert_eq!(t.begin("admin", ip(&format!("10.1.{}.{}", i / 200, i % 200))), Verdict::Go(Duration::ZERO));
+        }
+        assert_eq!(t.begin("admin", ip("192.0.2.7")), Verdict::Go(ACCOUNT_SLOWDOWN));
+    }
+
+    #[test]
+    fn a_success_takes_its_count_back_and_forgives_the_pair() {
+        let t = LoginThrottle::default();
+        let a = ip("10.0.0.1");
+        for _ in 0..FREE_PER_PAIR - 1 {
+            t.begin("alice", a);
+        }
+        t.begin("alice", a);
+        t.success("alice", a);
+        for _ in 0..FREE_PER_PAIR {
+            assert!(matches!(t.begin("alice", a), Verdict::Go(_)), "the pair starts over");
+        }
+        t.abandon("alice", a);
+        assert!(matches!(t.begin("alice", a), Verdict::Go(_)), "an abandoned attempt does not count");
     }
 }

@@ -3,20 +3,22 @@
 //! signed-in user.
 
 use crate::audit::Client;
-use crate::auth::{ABSOLUTE_TIMEOUT_MS, AuthUser, MaybeAuthUser, SESSION_KEY, SessionData};
+use crate::auth::{ABSOLUTE_TIMEOUT_MS, AuthUser, MaybeAuthUser, SESSION_KEY, SessionData, TOUCH_EVERY_MS};
 use crate::db::now_ms;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
 use crate::users;
 use axum::Json;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderValue, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::Response;
+use ipnet::IpNet;
 use rand::RngCore;
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use tower_sessions::Session;
 
 /// The id of the current request.
@@ -36,15 +38,61 @@ pub async fn assign_id(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// Where a request came from, read from its parts: the peer address, the user agent
-/// (at most 256 characters) and the request id.
+/// The client's address: the TCP peer, or, when the peer is a trusted proxy
+/// (`--trusted-proxy`), the right-most `X-Forwarded-For` hop that is not one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// The right-most untrusted hop: `peer`, then each `X-Forwarded-For` entry from the
+/// right, for as long as the hop so far is a trusted proxy. An entry that is not an
+/// address ends the walk (the hop before it stands).
+pub fn client_address(peer: IpAddr, forwarded_for: &[&str], trusted: &[IpNet]) -> IpAddr {
+    let mut hop = peer;
+    let mut hops = forwarded_for.iter().rev().flat_map(|v| v.rsplit(',')).map(str::trim);
+    while trusted.iter().any(|net| net.contains(&hop)) {
+        match hops.next().and_then(|h| h.parse::<IpAddr>().ok()) {
+            Some(next) => hop = next,
+            None => break,
+        }
+    }
+    hop
+}
+
+/// Resolves every request's [`ClientAddr`] once, for throttling and the audit trail.
+pub async fn resolve_client(State(trusted): State<Arc<[IpNet]>>, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
+    if let Some(peer) = peer {
+        let forwarded: Vec<&str> =
+            req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+        let addr = client_address(peer, &forwarded, &trusted);
+        req.extensions_mut().insert(ClientAddr(addr));
+    }
+    next.run(req).await
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> std::result::Result<Self, Infallible> {
+        Ok(client_addr_of(parts))
+    }
+}
+
+fn client_addr_of(parts: &Parts) -> ClientAddr {
+    parts.extensions.get::<ClientAddr>().copied().unwrap_or_else(|| {
+        ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(a)| a.ip()),
+        )
+    })
+}
+
+/// Where a request came from, read from its parts: the client address (see
+/// [`ClientAddr`]), the user agent (at most 256 characters) and the request id.
 pub fn client_of(parts: &Parts) -> Client {
     Client {
-        addr: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| a.ip().to_string())
-            .unwrap_or_default(),
+        addr: client_addr_of(parts).0.to_string(),
         user_agent: parts
             .headers
             .get(header::USER_AGENT)
@@ -87,10 +135,17 @@ async fn session_of(parts: &mut Parts, state: &AppState) -> Result<Session> {
 async fn resolve(session: &Session, state: &AppState) -> Result<Option<AuthUser>> {
     let data: Option<SessionData> =
         session.get(SESSION_KEY).await.map_err(|e| AppError::Internal(format!("session load: {e}")))?;
-    let Some(data) = data else { return Ok(None) };
-    if now_ms() - data.login_at_ms > ABSOLUTE_TIMEOUT_MS {
+    let Some(mut data) = data else { return Ok(None) };
+    let now = now_ms();
+    if now - data.login_at_ms > ABSOLUTE_TIMEOUT_MS {
         session.flush().await.map_err(|e| AppError::Internal(format!("session flush: {e}")))?;
         return Ok(None);
+    }
+    if now - data.touched_ms >= TOUCH_EVERY_MS {
+        // Changing the session makes the layer save it, which moves its expiry (the idle
+        // timeout) to now + IDLE_TIMEOUT_MINUTES; at most one store write a minute.
+        data.touched_ms = now;
+        session.insert(SESSION_KEY, &data).await.map_err(|e| AppError::Internal(format!("session touch: {e}")))?;
     }
     match users::find_by_id(&state.db, data.user_id).await? {
         Some(u) => Ok(Some(AuthUser { id: u.id, username: u.username, role: u.role, csrf: data.csrf })),

@@ -49,6 +49,7 @@ pub fn router(state: AppState, secure_cookies: bool) -> Router {
             app::shell,
         ))
         .layer(sessions)
+        .layer(axum::middleware::from_fn_with_state(state.trusted_proxies.clone(), extract::resolve_client))
         .layer(axum::middleware::from_fn(extract::assign_id))
         .layer(header("x-content-type-options", "nosniff"))
         .layer(header("x-frame-options", "DENY"))

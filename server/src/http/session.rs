@@ -1,7 +1,8 @@
 //! The `/api/v1/session` endpoints, the sign-in form, and the CSRF guard.
 
-use super::extract::{ApiJson, client_of};
+use super::extract::{ApiJson, ClientAddr, client_of};
 use crate::audit::{Actor, Client, Kind, NewEntry, Outcome};
+use crate::auth::throttle::Verdict;
 use crate::auth::{AuthUser, MaybeAuthUser, SESSION_KEY, SessionData, constant_time_eq, password, random_token};
 use crate::db::now_ms;
 use crate::error::{AppError, Result};
@@ -9,11 +10,11 @@ use crate::state::AppState;
 use crate::users;
 use app::dto::{LoginRequest, SessionInfo};
 use axum::Form;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use tower_sessions::Session;
 
 /// Refuses state-changing API requests of a signed-in session that lack its CSRF token
@@ -35,7 +36,7 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
         if !constant_time_eq(sent.as_bytes(), user.csrf.as_bytes()) {
             let client = client_of(&parts);
             let entry = csrf_refusal(parts.uri.path(), client.actor(&user.username, user.role.as_str()));
-            audit_best_effort(&state, entry).await;
+            refuse_best_effort(&state, entry).await;
             return AppError::Csrf.into_response();
         }
     }
@@ -62,7 +63,8 @@ fn csrf_refusal(path: &str, actor: Actor) -> NewEntry {
 }
 
 /// Checks credentials and starts a session. Unknown user and wrong password fail the
-/// same way, after the same hashing work; both count towards throttling.
+/// same way, after the same hashing work; both count towards throttling, and they count
+/// before the password is hashed, so parallel attempts cannot pass the limit together.
 async fn authenticate(
     state: &AppState,
     client: &Client,
@@ -77,24 +79,39 @@ async fn authenticate(
         e.params = serde_json::json!({ "refused": why });
         e
     };
-    if let Err(retry_after_s) = state.throttle.check(&req.username, addr) {
-        tracing::info!(username = %req.username, %addr, "sign-in throttled");
-        audit_best_effort(state, refusal("throttled")).await;
-        return Err(AppError::TooManyRequests { retry_after_s });
+    match state.throttle.begin(&req.username, addr) {
+        Verdict::Wait(retry_after_s) => {
+            tracing::info!(username = %req.username, %addr, "sign-in throttled");
+            refuse_best_effort(state, refusal("throttled")).await;
+            return Err(AppError::TooManyRequests {
+                reason: "too many failed sign-in attempts from here".into(),
+                retry_after_s,
+            });
+        }
+        Verdict::Go(slowdown) if !slowdown.is_zero() => tokio::time::sleep(slowdown).await,
+        Verdict::Go(_) => {}
     }
+    let Some(turn) = state.verifies.enter().await else {
+        state.throttle.abandon(&req.username, addr);
+        refuse_best_effort(state, refusal("busy")).await;
+        return Err(AppError::TooManyRequests {
+            reason: "too many sign-ins are being checked at once".into(),
+            retry_after_s: 1,
+        });
+    };
     // Over-long inputs are refused like a wrong password, after the same work.
     let sane = !req.username.is_empty() && req.username.len() <= 64 && req.password.len() <= 1024;
     let user = if sane { users::find_by_username(&state.db, &req.username).await? } else { None };
     let stored = user.as_ref().map_or_else(|| state.dummy_hash.to_string(), |u| u.password_hash.clone());
     let password = if sane { req.password } else { String::new() };
     let ok = password::verify(password, stored).await? && user.is_some();
+    drop(turn);
     let Some(user) = user.filter(|_| ok) else {
-        state.throttle.failure(&req.username, addr);
         tracing::info!(username = %req.username, %addr, "failed sign-in");
-        audit_best_effort(state, refusal("invalid credentials")).await;
+        refuse_best_effort(state, refusal("invalid credentials")).await;
         return Err(AppError::InvalidCredentials);
     };
-    state.throttle.success(&req.username);
+    state.throttle.success(&req.username, addr);
     // Fail closed: a sign-in that cannot be recorded does not happen.
     state
         .ledger
@@ -102,35 +119,44 @@ async fn authenticate(
         .await?;
     // A new id on login defeats session fixation.
     session.cycle_id().await.map_err(|e| AppError::Internal(format!("cycle id: {e}")))?;
-    let data = SessionData { user_id: user.id, csrf: random_token(), login_at_ms: now_ms() };
+    let now = now_ms();
+    let data = SessionData { user_id: user.id, csrf: random_token(), login_at_ms: now, touched_ms: now };
     session.insert(SESSION_KEY, &data).await.map_err(|e| AppError::Internal(format!("session insert: {e}")))?;
     tracing::info!(username = %user.username, %addr, "signed in");
     Ok(SessionInfo { username: user.username, role: user.role, csrf_token: data.csrf })
 }
 
-/// Records a refusal; a ledger failure is logged, and the refusal stands either way.
+/// Records a refusal (folded with its repeats); a ledger failure is logged, and the
+/// refusal stands either way.
+async fn refuse_best_effort(state: &AppState, entry: NewEntry) {
+    if let Err(e) = state.ledger.refuse(entry).await {
+        tracing::error!(error = ?e, "could not audit a refused request");
+    }
+}
+
+/// Records an event; a ledger failure is logged.
 async fn audit_best_effort(state: &AppState, entry: NewEntry) {
     if let Err(e) = state.ledger.append(entry).await {
-        tracing::error!(error = ?e, "could not audit a refused request");
+        tracing::error!(error = ?e, "could not audit a request");
     }
 }
 
 /// `POST /api/v1/session`: signs in with JSON.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     client: Client,
     session: Session,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<axum::Json<SessionInfo>> {
-    Ok(axum::Json(authenticate(&state, &client, peer.ip(), &session, req).await?))
+    Ok(axum::Json(authenticate(&state, &client, addr, &session, req).await?))
 }
 
 /// `POST /login`: the sign-in form before (or without) the wasm bundle, so credentials
 /// are never sent in a URL. Same rules as the JSON login; answers with redirects.
 pub async fn login_form(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     client: Client,
     headers: HeaderMap,
     session: Session,
@@ -139,7 +165,7 @@ pub async fn login_form(
     if !same_origin(&headers) {
         return AppError::Forbidden("cross-site sign-in refused".into()).into_response();
     }
-    match authenticate(&state, &client, peer.ip(), &session, req).await {
+    match authenticate(&state, &client, addr, &session, req).await {
         Ok(_) => Redirect::to("/").into_response(),
         Err(AppError::InvalidCredentials) => Redirect::to("/login?failed=credentials").into_response(),
         Err(AppError::TooManyRequests { .. }) => Redirect::to("/login?failed=throttled").into_response(),

@@ -23,18 +23,27 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden_v4(v4);
-            }
             let s = v6.segments();
+            if v6.to_ipv4_mapped().is_some() {
+                // ::ffff:0:0/96: an IPv4 address in IPv6 clothing; name the IPv4 one instead.
+                return Some("an IPv4-mapped address (::ffff:0:0/96)");
+            }
             if v6.is_loopback() {
                 Some("a loopback address")
             } else if v6.is_unspecified() {
                 Some("the unspecified address")
             } else if s[0] & 0xffc0 == 0xfe80 {
                 Some("a link-local address")
+            } else if s[..6] == [0; 6] {
+                Some("an IPv4-compatible address (::/96, deprecated)")
+            } else if s[0] & 0xffc0 == 0xfec0 {
+                Some("a site-local address (fec0::/10)")
             } else if s[0] & 0xfe00 == 0xfc00 {
                 Some("a private (unique local) address")
+            } else if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+                Some("a local-use NAT64 address (64:ff9b:1::/48)")
+            } else if s[0] == 0x2002 {
+                Some("a 6to4 address (2002::/16), which can carry any IPv4 address")
             } else if s[0] & 0xff00 == 0xff00 {
                 Some("a multicast address")
             } else if s[0] == 0x64 && s[1] == 0xff9b {
@@ -142,6 +151,22 @@ impl Allowed {
 #[derive(Clone, Debug, Default)]
 pub struct Guard {
     allow: Vec<Allowed>,
+    /// Whether a gateway's own address may be loopback or link-local: true only for the
+    /// simulator, whose listeners the console started itself. A Deployment's annotation
+    /// is written by whoever can edit it, so there such an address must be on the list.
+    own_loopback: bool,
+}
+
+/// Loopback or link-local: the console's own host.
+fn on_this_host(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.segments()[0] & 0xffc0 == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_link_local())
+        }
+    }
 }
 
 /// A gateway's own address: the one non-public place a `{gateway, path}` probe may go.
@@ -172,7 +197,25 @@ fn refuse(message: String) -> AppError {
 impl Guard {
     /// A guard allowing `allow` (besides gateways' own addresses).
     pub fn new(allow: Vec<Allowed>) -> Self {
-        Guard { allow }
+        Guard { allow, own_loopback: false }
+    }
+
+    /// The same guard letting gateways' own addresses be on this host (the simulator's
+    /// listeners are).
+    pub fn own_addresses_on_this_host(mut self) -> Self {
+        self.own_loopback = true;
+        self
+    }
+
+    /// Refuses a gateway's own address on this host unless allowed (see `own_loopback`).
+    fn own_on_this_host(&self, addr: SocketAddr, what: &str) -> Result<()> {
+        if on_this_host(addr.ip()) && !self.own_loopback && !self.allow.contains(&Allowed::Addr(addr)) {
+            return Err(refuse(format!(
+                "{what} is {addr}, on the console's own host (loopback or link-local): a gateway's own address \
+                 may be there only when --probe-allow names it"
+            )));
+        }
+        Ok(())
     }
 
     /// Checks `url` for a probe; `own` is the gateway's own address when probing a gateway
@@ -201,6 +244,9 @@ impl Guard {
                 return Err(refuse(format!(
                     "{addr} is a link-local address (cloud metadata lives there); never probed"
                 )));
+            }
+            if own == Some(&Own::Addr(addr)) {
+                self.own_on_this_host(addr, "the gateway's address")?;
             }
             if !listed {
                 return Err(refuse(match forbidden(ip) {
@@ -231,6 +277,12 @@ impl Guard {
             }
             if let Some(why) = forbidden(a.ip()).filter(|_| !own_name) {
                 return Err(refuse(format!("{name} resolves to {}, {why}", a.ip())));
+            }
+            if own_name {
+                let listed = self.allow.iter().any(|x| x.allows_name(&name, port));
+                if !listed {
+                    self.own_on_this_host(*a, &format!("the gateway's address {name}"))?;
+                }
             }
         }
         let addr = *addrs.first().ok_or_else(|| AppError::invalid("url", format!("{name} has no address")))?;
@@ -269,6 +321,15 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "64:ff9b::7f00:1",
+            "::ffff:8.8.8.8",
+            "::8.8.8.8",
+            "::a00:1",
+            "fec0::1",
+            "feff::1",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1:2::808:808",
+            "2002:a00:1::1",
+            "2002:808:808::1",
         ] {
             assert!(forbidden(bad.parse().unwrap()).is_some(), "{bad}");
         }
@@ -290,17 +351,39 @@ mod tests {
         assert!(Allowed::parse("bad host").is_err() && Allowed::parse("x:notaport").is_err());
     }
 
+    #[tokio::test]
+    async fn a_gateways_own_address_on_this_host_needs_the_allow_list_unless_the_console_started_it() {
+        let own = Own::Addr("127.0.0.1:4000".parse().unwrap());
+        let url = url_of("http://127.0.0.1:4000/healthz");
+        let e = Guard::new(vec![]).check(&url, Some(&own)).await.unwrap_err().to_string();
+        assert!(e.contains("console's own host"), "{e}");
+        assert!(Guard::new(vec![]).own_addresses_on_this_host().check(&url, Some(&own)).await.is_ok());
+        let listed = Guard::new(vec![Allowed::parse("127.0.0.1:4000").unwrap()]);
+        assert!(listed.check(&url, Some(&own)).await.is_ok());
+        let named = Own::Name("localhost".into(), 4000);
+        let by_name = url_of("http://localhost:4000/");
+        assert!(Guard::new(vec![]).check(&by_name, Some(&named)).await.is_err());
+        let private = Own::Addr("10.0.0.7:80".parse().unwrap());
+        assert!(
+            Guard::new(vec![]).check(&url_of("http://10.0.0.7/"), Some(&private)).await.is_ok(),
+            "a cluster IP is fine"
+        );
+    }
+
     fn url_of(s: &str) -> Url {
         Url::parse(s).unwrap()
     }
 
     #[tokio::test]
     async fn the_guard_refuses_before_connecting() {
+        // As for the simulator, whose gateways listen on this host (the rule for annotated
+        // addresses has its own test above).
         let guard = Guard::new(vec![
             Allowed::parse("localhost").unwrap(),
             Allowed::parse("10.0.0.5:8080").unwrap(),
             Allowed::parse("*.example.com").unwrap(),
-        ]);
+        ])
+        .own_addresses_on_this_host();
         let check = |u: &str| {
             let guard = guard.clone();
             let url = Url::parse(u).unwrap();

@@ -1,0 +1,195 @@
+//! Caps on expensive work, so no single user or request can exhaust the console.
+//!
+//! Each kind of work has a global cap and a cap per signed-in user (every session of one
+//! account together). Past either, the request is answered at once with 429 and a
+//! `Retry-After` that says which cap; nothing waits in an unbounded queue. The caps are
+//! per process: N replicas allow N times the global caps (ARCHITECTURE.md).
+//! Defaults are far above what a team of 50 does; each is a flag.
+
+use crate::error::AppError;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Every bound, resolved from flags.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Password checks running at once (each holds ~19 MiB).
+    pub sign_ins_at_once: usize,
+    /// Sign-ins that may queue for a check (for at most 2 s) before 429.
+    pub sign_ins_queued: usize,
+    /// Open event streams and log tails, all users together.
+    pub streams: usize,
+    /// Open event streams and log tails of one user.
+    pub streams_per_user: usize,
+    /// Probes in flight, all users together.
+    pub probes: usize,
+    /// Probes in flight of one user.
+    pub probes_per_user: usize,
+    /// Log searches running, all users together.
+    pub searches: usize,
+    /// Log searches running of one user.
+    pub searches_per_user: usize,
+    /// Audit chain verifications running, all users together.
+    pub verifies: usize,
+    /// Audit chain verifications running of one user.
+    pub verifies_per_user: usize,
+    /// Bytes read from one pod's log per request (`limitBytes`).
+    pub pod_log_bytes: usize,
+    /// Bytes read from all pods' logs per request.
+    pub pod_log_bytes_total: usize,
+    /// Repeated refusals are folded into one audit entry per this window.
+    pub refusal_window: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            sign_ins_at_once: 4,
+            sign_ins_queued: 32,
+            streams: 2_000,
+            streams_per_user: 16,
+            probes: 32,
+            probes_per_user: 4,
+            searches: 8,
+            searches_per_user: 2,
+            verifies: 2,
+            verifies_per_user: 1,
+            pod_log_bytes: 256 * 1024,
+            pod_log_bytes_total: 4 * 1024 * 1024,
+            refusal_window: crate::audit::REFUSAL_WINDOW,
+        }
+    }
+}
+
+/// A kind of capped work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Work {
+    /// `/api/v1/events` and `/api/v1/logs/tail`.
+    Stream,
+    /// `POST /api/v1/probe`.
+    Probe,
+    /// `GET /api/v1/logs`.
+    Search,
+    /// `GET /api/v1/audit/verify`.
+    Verify,
+}
+
+impl Work {
+    fn what(self) -> &'static str {
+        match self {
+            Work::Stream => "open event streams and log tails",
+            Work::Probe => "probes in flight",
+            Work::Search => "log searches running",
+            Work::Verify => "audit verifications running",
+        }
+    }
+
+    /// When to try again: streams wait for another to close, the rest are quick.
+    fn retry_after_s(self) -> u64 {
+        match self {
+            Work::Stream => 5,
+            Work::Verify => 2,
+            Work::Probe | Work::Search => 1,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    total: HashMap<Work, usize>,
+    per_user: HashMap<(Work, i64), usize>,
+}
+
+/// The live counts against [`Limits`].
+pub struct Caps {
+    limits: Limits,
+    counts: Arc<Mutex<Counts>>,
+}
+
+/// A unit of capped work; dropping it frees its place.
+#[must_use = "the place is freed when the permit is dropped"]
+pub struct Permit {
+    work: Work,
+    user: i64,
+    counts: Arc<Mutex<Counts>>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = c.total.get_mut(&self.work) {
+            *n = n.saturating_sub(1);
+        }
+        let key = (self.work, self.user);
+        if let Some(n) = c.per_user.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.per_user.remove(&key);
+            }
+        }
+    }
+}
+
+impl Caps {
+    /// Counting against `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Caps { limits, counts: Default::default() }
+    }
+
+    /// The bounds.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn caps(&self, work: Work) -> (usize, usize) {
+        let l = &self.limits;
+        match work {
+            Work::Stream => (l.streams, l.streams_per_user),
+            Work::Probe => (l.probes, l.probes_per_user),
+            Work::Search => (l.searches, l.searches_per_user),
+            Work::Verify => (l.verifies, l.verifies_per_user),
+        }
+    }
+
+    /// A place for `work` by user `user`, or 429 naming the cap that is full.
+    pub fn enter(&self, work: Work, user: i64) -> Result<Permit, AppError> {
+        let (total_cap, user_cap) = self.caps(work);
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let total = c.total.get(&work).copied().unwrap_or(0);
+        let mine = c.per_user.get(&(work, user)).copied().unwrap_or(0);
+        let full = if mine >= user_cap {
+            Some(format!("you have {mine} {} (at most {user_cap} per user)", work.what()))
+        } else if total >= total_cap {
+            Some(format!("the console has {total} {} (at most {total_cap})", work.what()))
+        } else {
+            None
+        };
+        if let Some(reason) = full {
+            return Err(AppError::TooManyRequests { reason, retry_after_s: work.retry_after_s() });
+        }
+        *c.total.entry(work).or_default() += 1;
+        *c.per_user.entry((work, user)).or_default() += 1;
+        Ok(Permit { work, user, counts: self.counts.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_cap_and_the_global_cap_each_refuse_naming_themselves_and_places_come_back() {
+        let caps = Caps::new(Limits { searches: 3, searches_per_user: 2, ..Limits::default() });
+        let a1 = caps.enter(Work::Search, 1).unwrap();
+        let _a2 = caps.enter(Work::Search, 1).unwrap();
+        let e = caps.enter(Work::Search, 1).err().unwrap().to_string();
+        assert!(e.contains("at most 2 per user") && e.contains("try again in 1 s"), "{e}");
+        let _b1 = caps.enter(Work::Search, 2).unwrap();
+        let e = caps.enter(Work::Search, 3).err().unwrap().to_string();
+        assert!(e.contains("the console has 3 log searches running (at most 3)"), "{e}");
+        drop(a1);
+        assert!(caps.enter(Work::Search, 3).is_ok(), "a finished search frees its place");
+        assert!(caps.enter(Work::Probe, 1).is_ok(), "other kinds of work are counted apart");
+    }
+}
