@@ -6,6 +6,7 @@ use crate::actions::Caller;
 use crate::audit::{Client, Kind, NewEntry, Outcome};
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
+use crate::limits::Work;
 use crate::params::Params;
 use crate::state::AppState;
 use crate::users;
@@ -44,6 +45,17 @@ impl ServerConsole {
     fn acting(&self) -> Result<Caller> {
         let user = self.user.as_ref().ok_or(AppError::Unauthorized)?;
         Ok(Caller { role: user.role, actor: self.client.actor(&user.username, user.role.as_str()) })
+    }
+
+    /// The caller's account id (0 for anonymous, who is refused before any capped work).
+    fn user_id(&self) -> i64 {
+        self.user.as_ref().map_or(0, |u| u.id)
+    }
+
+    /// A place among the open event streams and log tails, held as long as the stream.
+    pub fn stream_permit(&self) -> Result<crate::limits::Permit> {
+        let user = self.caller(Role::Viewer)?;
+        self.state.caps.enter(Work::Stream, user.id)
     }
 
     /// The signed-in user.
@@ -91,6 +103,7 @@ impl ServerConsole {
         let (since, until) = (time("since")?, time("until")?);
         let limit = params.whole("limit", 1..=1000)?.unwrap_or(100) as usize;
         let cursor = params.cursor("cursor")?.map(|c| c as u64);
+        let _running = self.state.caps.enter(Work::Search, self.user_id())?;
         let started = std::time::Instant::now();
         let matcher = compile_log_query(get("q").unwrap_or("").to_string(), now).await?;
         // A scan of millions of lines takes a few hundred milliseconds on every core: off
@@ -134,6 +147,7 @@ impl ServerConsole {
     /// anything that could reach elsewhere is refused before a packet leaves.
     pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeResult> {
         let user = self.caller(Role::Viewer)?;
+        let _in_flight = self.state.caps.enter(Work::Probe, user.id)?;
         let result = self.state.probes.probe(request).await;
         if let Err(e) = &result {
             tracing::warn!(user = %user.username, request = ?request, error = %e, "probe refused");
@@ -188,7 +202,8 @@ impl ServerConsole {
 
     /// Recomputes the audit chain (viewer).
     pub async fn verify_audit(&self) -> Result<AuditVerification> {
-        self.caller(Role::Viewer)?;
+        let user = self.caller(Role::Viewer)?;
+        let _running = self.state.caps.enter(Work::Verify, user.id)?;
         self.state.ledger.verify().await
     }
 

@@ -288,6 +288,10 @@ impl Application {
                     None => cluster::connect(&settings.kube).await.map_err(StartupError::Config)?,
                 };
                 let (fleet, tasks) = KubeFleet::start(client, &namespaces, &settings.kube.selector);
+                fleet.set_log_budget(cluster::logs::Budget {
+                    per_pod: settings.limits.pod_log_bytes as i64,
+                    total: settings.limits.pod_log_bytes_total as i64,
+                });
                 background.extend(tasks);
                 if settings.max_log_streams > 0 {
                     background.push(fleet.spawn_log_feed(logs.clone(), settings.max_log_streams));

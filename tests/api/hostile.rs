@@ -213,3 +213,61 @@ crate::both_databases!(
     an_attacker_cannot_lock_the_admin_out,
     refusals_are_folded_into_windows_and_every_attempt_is_counted,
 );
+
+/// The id of the newest account (the one a test just signed in as).
+async fn newest_user_id(app: &TestApp) -> i64 {
+    let (id,): (i64,) = sqlx::query_as("select max(id) from users").fetch_one(&app.state.db).await.unwrap();
+    id
+}
+
+/// Open event streams and log tails are capped per user and in total; past a cap the
+/// next is a 429 with `Retry-After` that names the cap, and a closed stream frees its
+/// place. Probes, log searches and audit verifications check their caps the same way.
+#[tokio::test]
+async fn streams_probes_searches_and_verifies_are_capped_per_user_and_in_total() {
+    use server::limits::{Limits, Work};
+    let limits = Limits { streams: 3, streams_per_user: 2, ..Limits::default() };
+    let app = TestApp::spawn_with(Options::new(Backend::Sqlite).limits(limits)).await;
+    let alice = app.signed_in(Role::Viewer).await;
+    let first = alice.get("/api/v1/events").await;
+    let second = alice.get("/api/v1/logs/tail?q=error").await;
+    assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+    let third = alice.get("/api/v1/events").await;
+    assert_eq!(third.headers()["retry-after"], "5");
+    let message = assert_error(third, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+    assert!(message.contains("at most 2 per user"), "{message}");
+
+    let bob = app.signed_in(Role::Viewer).await;
+    let bobs = bob.get("/api/v1/events").await;
+    assert_eq!(bobs.status(), StatusCode::OK);
+    let carol = app.signed_in(Role::Viewer).await;
+    let message =
+        assert_error(carol.get("/api/v1/events").await, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+    assert!(message.contains("(at most 3)"), "the console's cap: {message}");
+
+    drop(first);
+    let reopened = eventually("a closed stream frees its place", || async {
+        let r = carol.get("/api/v1/events").await;
+        (r.status() == StatusCode::OK).then_some(r)
+    })
+    .await;
+    drop((second, bobs, reopened));
+
+    // The other kinds: with the user's place taken, the request is refused before it runs.
+    let dave = app.signed_in(Role::Viewer).await;
+    let id = newest_user_id(&app).await;
+    let held: Vec<_> = (0..4).map(|_| app.state.caps.enter(Work::Probe, id).unwrap()).collect();
+    let probe = dave.post("/api/v1/probe", &serde_json::json!({"gateway": "edge", "path": "/healthz"})).await;
+    assert!(assert_error(probe, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await.contains("probes in flight"));
+    drop(held);
+    let held: Vec<_> = (0..2).map(|_| app.state.caps.enter(Work::Search, id).unwrap()).collect();
+    let search = dave.get("/api/v1/logs?q=error").await;
+    assert!(assert_error(search, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await.contains("log searches"));
+    drop(held);
+    let held = app.state.caps.enter(Work::Verify, id).unwrap();
+    let verify = dave.get("/api/v1/audit/verify").await;
+    assert!(assert_error(verify, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await.contains("verifications"));
+    drop(held);
+    assert_eq!(dave.get("/api/v1/audit/verify").await.status(), StatusCode::OK, "places come back");
+    assert_eq!(dave.get("/api/v1/logs?q=error").await.status(), StatusCode::OK);
+}

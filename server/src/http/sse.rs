@@ -20,7 +20,10 @@ pub(super) async fn tail_logs(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let q = query.get("q").map(String::as_str).unwrap_or("");
     let end = session_end(&state, &session);
-    let stream = console(state, user).tail_logs(q).await?.take_until(end).map(|event| {
+    let console = console(state, user);
+    let permit = console.stream_permit()?;
+    let stream = console.tail_logs(q).await?.take_until(end).map(move |event| {
+        let _held = &permit;
         Ok(match event {
             crate::logs::TailEvent::Line(hit) => {
                 Event::default().event("line").data(serde_json::to_string(&hit).unwrap_or_default())
@@ -60,10 +63,12 @@ fn session_end(state: &AppState, session: &tower_sessions::Session) -> impl std:
 }
 
 pub(super) async fn events(
-    _user: AuthUser,
+    user: AuthUser,
     session: tower_sessions::Session,
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    // Held as long as the stream is open: past the cap, 429 instead of one more stream.
+    let permit = state.caps.enter(crate::limits::Work::Stream, user.id)?;
     let end = session_end(&state, &session);
     let snapshots = futures::stream::unfold((state.live.clone(), true), |(mut rx, first)| async move {
         if !first && rx.changed().await.is_err() {
@@ -75,8 +80,12 @@ pub(super) async fn events(
     .filter_map(|json| async move { json.map(|j| Ok(Event::default().event("snapshot").data(&*j))) });
     let actions = relay(state.engine.subscribe(), "action");
     let audit = relay(state.ledger.subscribe(), "audit");
-    let stream = futures::stream::select(snapshots, futures::stream::select(actions, audit)).take_until(end);
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    let stream =
+        futures::stream::select(snapshots, futures::stream::select(actions, audit)).take_until(end).map(move |event| {
+            let _held = &permit;
+            event
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// SSE events named `event` from a broadcast of JSON texts. A client too slow to keep

@@ -35,18 +35,44 @@ pub struct Source {
     pub container: String,
 }
 
+/// How many bytes one request may read from pod logs: at most `per_pod` from each pod,
+/// and `total` over all of them (each pod then gets an equal share).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Bytes per pod (`limitBytes`).
+    pub per_pod: i64,
+    /// Bytes over every pod of one request.
+    pub total: i64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget { per_pod: 256 * 1024, total: 4 * 1024 * 1024 }
+    }
+}
+
+impl Budget {
+    /// `limitBytes` for each of `pods` pods: the per-pod limit or an equal share of the
+    /// total, whichever is smaller (at least 1 KiB, so every pod shows something).
+    pub fn per_pod_of(self, pods: usize) -> i64 {
+        let share = self.total / pods.max(1) as i64;
+        self.per_pod.min(share).max(1024)
+    }
+}
+
 /// The last `tail` lines (optionally only those of the last `since_seconds`) of every
 /// source, pod by pod in the order given, with at most [`MAX_LOG_REQUESTS`] requests in
-/// flight.
+/// flight and at most `limit_bytes` read from each (`None`: no limit).
 pub async fn recent(
     api: &Api<Pod>,
     sources: &[Source],
     tail: i64,
     since_seconds: Option<i64>,
+    limit_bytes: Option<i64>,
 ) -> FleetResult<Vec<LogLine>> {
     let requests = sources.iter().cloned().map(|s| {
         let api = api.clone();
-        async move { read(api, s, tail, since_seconds).await }
+        async move { read(api, s, tail, since_seconds, limit_bytes).await }
     });
     let results: Vec<FleetResult<Vec<LogLine>>> =
         futures::stream::iter(requests).buffered(MAX_LOG_REQUESTS).collect().await;
@@ -57,12 +83,19 @@ pub async fn recent(
     Ok(lines)
 }
 
-async fn read(api: Api<Pod>, s: Source, tail: i64, since_seconds: Option<i64>) -> FleetResult<Vec<LogLine>> {
+async fn read(
+    api: Api<Pod>,
+    s: Source,
+    tail: i64,
+    since_seconds: Option<i64>,
+    limit_bytes: Option<i64>,
+) -> FleetResult<Vec<LogLine>> {
     {
         let lp = LogParams {
             container: Some(s.container.clone()),
             tail_lines: Some(tail),
             since_seconds,
+            limit_bytes,
             ..Default::default()
         };
         let what = format!("logs of {}", s.pod);

@@ -176,11 +176,18 @@ pub struct KubeFleet {
     cache: RwLock<Option<Arc<Vec<GatewayInventory>>>>,
     /// The last dependency map and when it was read.
     deps: tokio::sync::Mutex<Option<(std::time::Instant, app::dto::DependencyGraph)>>,
+    /// Bytes a pod-log request may read.
+    log_budget: RwLock<logs::Budget>,
 }
 
 impl KubeFleet {
     /// Starts watching `namespaces` for Deployments, ReplicaSets and pods matching
     /// `selector` and for every HPA; returns the fleet and its background tasks.
+    /// Bounds what one pod-log request reads (`--pod-log-kb`, `--pod-log-total-kb`).
+    pub fn set_log_budget(&self, budget: logs::Budget) {
+        *self.log_budget.write().unwrap_or_else(|e| e.into_inner()) = budget;
+    }
+
     pub fn start(client: Client, namespaces: &[String], selector: &str) -> (Arc<Self>, Vec<JoinHandle<()>>) {
         let signal = Arc::new(Signal::default());
         let (version, _) = watch::channel(0);
@@ -244,6 +251,7 @@ impl KubeFleet {
             version,
             cache: Default::default(),
             deps: Default::default(),
+            log_budget: Default::default(),
         });
         let weak = Arc::downgrade(&fleet);
         tasks.push(tokio::spawn(async move {
@@ -582,7 +590,8 @@ impl Fleet for KubeFleet {
             };
             sources.sort_by(|a, b| a.pod.cmp(&b.pod));
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &space.namespace);
-            logs::recent(&api, &sources, tail, since_seconds).await
+            let budget = *self.log_budget.read().unwrap_or_else(|e| e.into_inner());
+            logs::recent(&api, &sources, tail, since_seconds, Some(budget.per_pod_of(sources.len()))).await
         })
     }
 

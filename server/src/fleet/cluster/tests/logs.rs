@@ -22,6 +22,32 @@ fn log_server(mut handle: Handle, script: Vec<(&'static str, &'static str)>) -> 
 }
 
 #[tokio::test]
+async fn a_pod_log_read_asks_for_at_most_its_share_of_the_byte_budget() {
+    let budget = logs::Budget { per_pod: 256 * 1024, total: 300 * 1024 };
+    assert_eq!(budget.per_pod_of(1), 256 * 1024, "one pod: the per-pod limit");
+    assert_eq!(budget.per_pod_of(3), 100 * 1024, "three: an equal share of the total");
+    assert_eq!(budget.per_pod_of(10_000), 1024, "never less than 1 KiB");
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let api: Api<Pod> = Api::namespaced(Client::new(service, "prod"), "prod");
+    let server = log_server(
+        handle,
+        vec![("/api/v1/namespaces/prod/pods/edge-a/log?&container=gateway&limitBytes=102400&tailLines=10", "x\n")],
+    );
+    let lines = logs::recent(
+        &api,
+        &[Source { pod: "edge-a".into(), container: "gateway".into() }],
+        10,
+        None,
+        Some(budget.per_pod_of(3)),
+    )
+    .await
+    .unwrap();
+    drop(api);
+    finish(server).await;
+    assert_eq!(lines.len(), 1);
+}
+
+#[tokio::test]
 async fn recent_logs_read_each_pods_default_container_with_kubectls_tail() {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let api: Api<Pod> = Api::namespaced(Client::new(service, "prod"), "prod");
@@ -36,10 +62,12 @@ async fn recent_logs_read_each_pods_default_container_with_kubectls_tail() {
         ],
     );
     // Sequential script: one source at a time keeps the verifier's order.
-    let a =
-        logs::recent(&api, &[Source { pod: "edge-a".into(), container: "gateway".into() }], 10, None).await.unwrap();
-    let b =
-        logs::recent(&api, &[Source { pod: "edge-b".into(), container: "proxy".into() }], 10, Some(300)).await.unwrap();
+    let a = logs::recent(&api, &[Source { pod: "edge-a".into(), container: "gateway".into() }], 10, None, None)
+        .await
+        .unwrap();
+    let b = logs::recent(&api, &[Source { pod: "edge-b".into(), container: "proxy".into() }], 10, Some(300), None)
+        .await
+        .unwrap();
     drop(api);
     finish(server).await;
     assert_eq!(
