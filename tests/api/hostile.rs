@@ -271,3 +271,29 @@ async fn streams_probes_searches_and_verifies_are_capped_per_user_and_in_total()
     assert_eq!(dave.get("/api/v1/audit/verify").await.status(), StatusCode::OK, "places come back");
     assert_eq!(dave.get("/api/v1/logs?q=error").await.status(), StatusCode::OK);
 }
+
+/// Pages carry a Content-Security-Policy whose nonce is the one on the hydration scripts,
+/// and forbid framing; API answers are never cached; https adds HSTS.
+#[tokio::test]
+async fn pages_and_answers_carry_the_browser_defences() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let page = viewer.get("/").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(page.headers()["permissions-policy"].to_str().unwrap().contains("camera=()"));
+    assert!(page.headers().get("strict-transport-security").is_none(), "not over plain http");
+    let html = page.text().await.unwrap();
+    let nonce = csp.split("'nonce-").nth(1).and_then(|r| r.split('\'').next()).expect("a script nonce");
+    assert!(nonce.len() >= 32 && csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"), "{csp}");
+    assert!(html.contains(&format!("nonce=\"{nonce}\"")), "the hydration scripts carry the header's nonce");
+    let again = viewer.get("/").await.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert_ne!(again, csp, "a new nonce per response");
+
+    let api = viewer.get("/api/v1/gateways").await;
+    assert_eq!(api.headers()["cache-control"], "no-store");
+
+    let https = TestApp::spawn_with(Options { https: true, ..Options::new(Backend::Sqlite) }).await;
+    let r = https.client().get(https.url("/login")).send().await.unwrap();
+    assert!(r.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age=31536000"));
+}

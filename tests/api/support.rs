@@ -98,6 +98,8 @@ pub struct Options {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Caps on expensive work.
     pub limits: server::limits::Limits,
+    /// Served over https (`--public-url https://...`).
+    pub https: bool,
 }
 
 impl Options {
@@ -111,6 +113,7 @@ impl Options {
             probe_allow: Vec::new(),
             trusted_proxies: Vec::new(),
             limits: Default::default(),
+            https: false,
         }
     }
     /// Starting in `scenario`.
@@ -178,7 +181,7 @@ impl TestApp {
             },
             sim: SimConfig { seed: options.seed, scenario: options.scenario, epoch_ms: EPOCH_MS },
             sim_speed: None,
-            secure_cookies: false,
+            secure_cookies: options.https,
             site_root: "target/site".into(),
             admin_password: Some(ADMIN_PASSWORD.into()),
             admin_password_file: std::path::PathBuf::from("unused-admin-password"),

@@ -54,6 +54,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .fallback(|| async { AppError::NotFound("no such API endpoint".into()) })
         .layer(middleware::from_fn_with_state(state, session::csrf_guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Answers are per user and per moment: never kept by a browser or a proxy.
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        ))
 }
 
 pub(super) fn console(state: AppState, user: AuthUser) -> ServerConsole {

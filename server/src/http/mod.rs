@@ -27,6 +27,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 /// `/api/v1`, the pages and the static site, behind sessions, request ids and the
 /// security headers. `secure_cookies` marks the session cookie Secure (https).
 pub fn router(state: AppState, secure_cookies: bool) -> Router {
+    let https_only = secure_cookies;
     let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
         .with_name("gatewarden_session")
         .with_http_only(true)
@@ -54,6 +55,17 @@ pub fn router(state: AppState, secure_cookies: bool) -> Router {
         .layer(header("x-content-type-options", "nosniff"))
         .layer(header("x-frame-options", "DENY"))
         .layer(header("referrer-policy", "same-origin"))
+        .layer(header(
+            "permissions-policy",
+            "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",
+        ))
+        // Served over https (the public URL says so): browsers keep to https for a year.
+        .layer(tower::util::option_layer(https_only.then(|| {
+            SetResponseHeaderLayer::if_not_present(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            )
+        })))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -6,8 +6,10 @@ use crate::state::AppState;
 use app::console::{ServerConsole as ConsoleContext, ServerOperations};
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use leptos::prelude::provide_context;
+use rand::RngCore;
 use std::sync::Arc;
 
 /// Renders any UI route. Pages other than `/login` need a session; signed-in users
@@ -22,14 +24,40 @@ pub async fn page(State(state): State<AppState>, user: MaybeAuthUser, req: Reque
     let server = Arc::new(ServerConsole::new(state.clone(), user.0));
     let (console, operations) = (ConsoleContext(server.clone()), ServerOperations(server));
     let options = state.leptos.clone();
+    let nonce = new_nonce();
+    let script_nonce = nonce.clone();
     let render = leptos_axum::render_app_to_stream_with_context(
         move || {
             provide_context(console.clone());
             provide_context(operations.clone());
+            // Provided after leptos_axum's own, so the hydration scripts carry this one.
+            provide_context(leptos::nonce::Nonce::from_value(script_nonce.clone()));
         },
         move || app::shell(options.clone()),
     );
-    render(req).await.into_response()
+    let mut response = render(req).await.into_response();
+    if let Ok(policy) = HeaderValue::from_str(&content_security_policy(&nonce)) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
+}
+
+/// 128 random bits, hex: this response's script nonce.
+fn new_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The page's policy: scripts only with this response's nonce (and what they load:
+/// the lazily loaded page chunks), WebAssembly compiled, everything else from this
+/// origin, no framing, no plugins, forms and links only back here.
+pub fn content_security_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'nonce-{nonce}' 'strict-dynamic' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
+    )
 }
 
 /// Context for pages rendered without a matching route (404s): an anonymous console.
