@@ -131,10 +131,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWARDEN_MAX_STREAMS_PER_USER", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub max_streams_per_user: u64,
     /// Probes in flight, all users together.
-    #[arg(long, env = "GATEWARDEN_MAX_PROBES", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    #[arg(long, env = "GATEWARDEN_MAX_PROBES", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub max_probes: u64,
     /// Probes in flight of one user.
-    #[arg(long, env = "GATEWARDEN_MAX_PROBES_PER_USER", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=100))]
+    #[arg(long, env = "GATEWARDEN_MAX_PROBES_PER_USER", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub max_probes_per_user: u64,
     /// Log searches running, all users together.
     #[arg(long, env = "GATEWARDEN_MAX_SEARCHES", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1000))]

@@ -229,18 +229,25 @@ impl ServerConsole {
 
     /// Creates an account (admin). Refusals and creations are audited; the password
     /// never is.
-    pub async fn create_user(&self, new: NewUser) -> Result<UserSummary> {
+    pub async fn create_user(&self, body: serde_json::Value) -> Result<UserSummary> {
         let user = self.user.as_ref().ok_or(AppError::Unauthorized)?;
         let mut entry =
             NewEntry::new(self.client.actor(&user.username, user.role.as_str()), Kind::UserChange, Outcome::Succeeded);
         entry.action = "create-user".into();
-        entry.target = new.username.chars().take(64).collect();
-        entry.params = serde_json::json!({ "role": new.role });
+        let text = |field: &str| body.get(field).and_then(serde_json::Value::as_str).unwrap_or_default();
+        entry.target = text("username").chars().take(64).collect();
+        entry.params = serde_json::json!({ "role": text("role").chars().take(16).collect::<String>() });
         if let Err(refused) = user.require(Role::Admin) {
             entry.outcome = Outcome::Denied;
             self.state.ledger.refuse(entry).await?;
             return Err(refused);
         }
+        // With the path to the bad field, as the JSON extractor says it.
+        let new: NewUser = serde_path_to_error::deserialize(body).map_err(|e| AppError::BadRequest {
+            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            message: format!("Failed to deserialize the JSON body into the target type: {e}"),
+        })?;
+        entry.params = serde_json::json!({ "role": new.role });
         let created = users::create(&self.state.db, new).await?;
         self.state.ledger.append(entry).await?;
         tracing::info!(by = %user.username, user = %created.username, role = %created.role, "user created");

@@ -256,7 +256,7 @@ async fn streams_probes_searches_and_verifies_are_capped_per_user_and_in_total()
     // The other kinds: with the user's place taken, the request is refused before it runs.
     let dave = app.signed_in(Role::Viewer).await;
     let id = newest_user_id(&app).await;
-    let held: Vec<_> = (0..4).map(|_| app.state.caps.enter(Work::Probe, id).unwrap()).collect();
+    let held: Vec<_> = (0..16).map(|_| app.state.caps.enter(Work::Probe, id).unwrap()).collect();
     let probe = dave.post("/api/v1/probe", &serde_json::json!({"gateway": "edge", "path": "/healthz"})).await;
     assert!(assert_error(probe, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await.contains("probes in flight"));
     drop(held);

@@ -4,53 +4,101 @@
 use super::extract::ApiJson;
 use super::{session, sse};
 use crate::audit::{Client, Filter};
-use crate::auth::{AuthUser, MaybeAuthUser};
+use crate::auth::AuthUser;
 use crate::console::ServerConsole;
 use crate::error::{AppError, Result};
 use crate::params::Params;
 use crate::state::AppState;
+use app::dto::Role;
 use app::dto::{
     ActionRecord, ActionResponse, AuditPage, AuditVerification, DependencyGraph, GatewayDetail, GatewaySummary,
-    NewUser, ProbeRequest, ProbeResult, SyntheticHistory, UserSummary,
+    ProbeRequest, ProbeResult, SyntheticHistory, UserSummary,
 };
 use axum::body::Body;
 use axum::extract::Query;
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router, middleware};
 use futures::StreamExt;
 use serde::Deserialize;
 use std::collections::HashMap;
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (signing in).
+    Anyone,
+    /// A signed-in user with at least this role. For a mitigation (and its undo) the
+    /// role depends on the action: this is the lowest any action needs.
+    AtLeast(Role),
+}
+
+/// One route of `/api/v1`: the router is built from this table, and the role test reads
+/// it, so a route cannot be added without saying who may call it.
+pub struct Route {
+    /// HTTP method.
+    pub method: Method,
+    /// Path under `/api/v1`.
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+fn route(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Route {
+    Route { method, path, access, handler }
+}
+
+/// Every `/api/v1` route.
+pub fn table() -> Vec<Route> {
+    use Access::{Anyone, AtLeast};
+    use Role::{Admin, Responder, Viewer};
+    vec![
+        route(Method::GET, "/session", AtLeast(Viewer), get(session::current)),
+        route(Method::POST, "/session", Anyone, post(session::login)),
+        route(Method::DELETE, "/session", AtLeast(Viewer), delete(session::logout)),
+        route(Method::GET, "/gateways", AtLeast(Viewer), get(gateways)),
+        route(Method::GET, "/gateways/{id}", AtLeast(Viewer), get(gateway)),
+        route(Method::GET, "/gateways/{id}/logs", AtLeast(Viewer), get(gateway_logs)),
+        route(Method::GET, "/logs", AtLeast(Viewer), get(search_logs)),
+        route(Method::GET, "/logs/tail", AtLeast(Viewer), get(sse::tail_logs)),
+        route(Method::GET, "/events", AtLeast(Viewer), get(sse::events)),
+        route(Method::GET, "/users", AtLeast(Admin), get(users)),
+        route(Method::POST, "/users", AtLeast(Admin), post(create_user)),
+        route(Method::GET, "/fleet", AtLeast(Viewer), get(fleet)),
+        route(Method::GET, "/dependencies", AtLeast(Viewer), get(dependencies)),
+        route(Method::POST, "/probe", AtLeast(Viewer), post(probe)),
+        route(Method::GET, "/synthetics", AtLeast(Viewer), get(synthetics)),
+        route(Method::POST, "/gateways/{id}/actions/{action}", AtLeast(Responder), post(run_action)),
+        route(Method::GET, "/actions", AtLeast(Viewer), get(list_actions)),
+        route(Method::GET, "/actions/{id}", AtLeast(Viewer), get(get_action)),
+        route(Method::POST, "/actions/{id}/undo", AtLeast(Responder), post(undo_action)),
+        route(Method::GET, "/audit", AtLeast(Viewer), get(audit_search)),
+        route(Method::GET, "/audit/verify", AtLeast(Viewer), get(audit_verify)),
+        route(Method::GET, "/audit/export", AtLeast(Viewer), get(audit_export)),
+        route(Method::GET, "/audit/{id}", AtLeast(Viewer), get(audit_entry)),
+    ]
+}
 
 /// Largest request body accepted (logins and settings are far smaller).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// The `/api/v1` routes.
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/session", get(session::current).post(session::login).delete(session::logout))
-        .route("/gateways", get(gateways))
-        .route("/gateways/{id}", get(gateway))
-        .route("/gateways/{id}/logs", get(gateway_logs))
-        .route("/logs", get(search_logs))
-        .route("/logs/tail", get(sse::tail_logs))
-        .route("/events", get(sse::events))
-        .route("/users", get(users).post(create_user))
-        .route("/fleet", get(fleet))
-        .route("/dependencies", get(dependencies))
-        .route("/probe", post(probe))
-        .route("/synthetics", get(synthetics))
-        .route("/gateways/{id}/actions/{action}", post(run_action))
-        .route("/actions", get(list_actions))
-        .route("/actions/{id}", get(get_action))
-        .route("/actions/{id}/undo", post(undo_action))
-        .route("/audit", get(audit_search))
-        .route("/audit/verify", get(audit_verify))
-        .route("/audit/export", get(audit_export))
-        .route("/audit/{id}", get(audit_entry))
+    let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for route in table() {
+        match by_path.iter_mut().find(|(p, _)| *p == route.path) {
+            Some((_, methods)) => *methods = std::mem::take(methods).merge(route.handler),
+            None => by_path.push((route.path, route.handler)),
+        }
+    }
+    by_path
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| router.route(path, methods))
         .fallback(|| async { AppError::NotFound("no such API endpoint".into()) })
         .layer(middleware::from_fn_with_state(state, session::csrf_guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -112,13 +160,14 @@ async fn users(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec
 
 async fn create_user(
     State(state): State<AppState>,
-    user: MaybeAuthUser,
+    user: AuthUser,
     client: Client,
-    ApiJson(new): ApiJson<NewUser>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<UserSummary>)> {
-    // The role check comes before any validation, so a viewer learns nothing from 422s.
-    let console = ServerConsole::new(state, user.0).with_client(client);
-    Ok((StatusCode::CREATED, Json(console.create_user(new).await?)))
+    // Any JSON is read here; its fields only after the role check, so a viewer learns
+    // nothing from 422s (and an anonymous caller gets 401 before the body is read).
+    let console = ServerConsole::new(state, Some(user)).with_client(client);
+    Ok((StatusCode::CREATED, Json(console.create_user(body).await?)))
 }
 
 async fn fleet(State(state): State<AppState>, user: AuthUser) -> Result<Json<app::dto::FleetInfo>> {

@@ -70,6 +70,11 @@ pub fn router(state: AppState, secure_cookies: bool) -> Router {
         .with_state(state)
 }
 
+/// Every server-rendered page's path, as the router serves them (for the role test).
+pub fn page_paths() -> Vec<String> {
+    leptos_axum::generate_route_list(app::App).iter().map(|r| r.path().to_string()).collect()
+}
+
 /// `GET /metrics`: the simulated fleet's traffic in the Prometheus text format, so a
 /// real Prometheus can scrape it. Not served with a real cluster (404): gateways there
 /// export their own metrics. Unauthenticated, like any scrape target; it holds only
