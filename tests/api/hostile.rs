@@ -297,3 +297,28 @@ async fn pages_and_answers_carry_the_browser_defences() {
     let r = https.client().get(https.url("/login")).send().await.unwrap();
     assert!(r.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age=31536000"));
 }
+
+/// Sign-ins turned away unjudged (busy, throttled) from thousands of addresses still add
+/// one entry a window: 300 parallel attempts from 300 forwarded addresses leave one
+/// entry per judged attempt and at most a few for all the rest, counts adding up.
+#[tokio::test]
+async fn a_flood_from_many_addresses_adds_entries_for_judged_attempts_only() {
+    let limits = server::limits::Limits { refusal_window: std::time::Duration::from_secs(1), ..Default::default() };
+    let app = TestApp::spawn_with(Options::new(Backend::Sqlite).trusted_proxy("127.0.0.1/32").limits(limits)).await;
+    let addrs: Vec<String> = (0..300).map(|i| format!("198.18.{}.{}", i / 200, i % 200 + 1)).collect();
+    let attempts = addrs.iter().map(|a| login_from(&app, Some(a), "admin", "x"));
+    let statuses: Vec<StatusCode> = futures::future::join_all(attempts).await.iter().map(|r| r.status()).collect();
+    let judged = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count() as u64;
+    let busy = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count() as u64;
+    assert_eq!(judged + busy, 300);
+    assert!(busy > 0, "more arrived at once than the gate lets through");
+    let (counted, entries) = eventually("every refusal summarized", || async {
+        let (counted, entries) = refusals(&app, "busy").await;
+        (counted == busy).then_some((counted, entries))
+    })
+    .await;
+    assert_eq!(counted, busy);
+    assert!(entries <= 4, "{entries} entries for {busy} turned away from {busy} addresses");
+    let (wrong, wrong_entries) = refusals(&app, "invalid credentials").await;
+    assert_eq!((wrong, wrong_entries as u64), (judged, judged), "each judged attempt is its own entry");
+}

@@ -215,27 +215,28 @@ const INSERT: &str = "insert into audit_log (id, ts_ms, actor, actor_role, clien
 const COLUMNS: &str = "id, ts_ms, actor, actor_role, client_addr, user_agent, request_id, kind, action, target, \
      params, reason, incident, outcome, intent_id, before_state, after_state, prev_hash, hash";
 
+/// An entry from a row of [`COLUMNS`], read by column name.
 fn from_row(row: &AnyRow) -> std::result::Result<AuditEntry, sqlx::Error> {
     Ok(AuditEntry {
-        id: row.try_get(0)?,
-        ts_ms: row.try_get(1)?,
-        actor: row.try_get(2)?,
-        actor_role: row.try_get(3)?,
-        client_addr: row.try_get(4)?,
-        user_agent: row.try_get(5)?,
-        request_id: row.try_get(6)?,
-        kind: row.try_get(7)?,
-        action: row.try_get(8)?,
-        target: row.try_get(9)?,
-        params: row.try_get(10)?,
-        reason: row.try_get(11)?,
-        incident: row.try_get(12)?,
-        outcome: row.try_get(13)?,
-        intent_id: row.try_get(14)?,
-        before_state: row.try_get(15)?,
-        after_state: row.try_get(16)?,
-        prev_hash: row.try_get(17)?,
-        hash: row.try_get(18)?,
+        id: row.try_get("id")?,
+        ts_ms: row.try_get("ts_ms")?,
+        actor: row.try_get("actor")?,
+        actor_role: row.try_get("actor_role")?,
+        client_addr: row.try_get("client_addr")?,
+        user_agent: row.try_get("user_agent")?,
+        request_id: row.try_get("request_id")?,
+        kind: row.try_get("kind")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        params: row.try_get("params")?,
+        reason: row.try_get("reason")?,
+        incident: row.try_get("incident")?,
+        outcome: row.try_get("outcome")?,
+        intent_id: row.try_get("intent_id")?,
+        before_state: row.try_get("before_state")?,
+        after_state: row.try_get("after_state")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
     })
 }
 

@@ -5,7 +5,7 @@
 //! window is written at once, with `"count": 1`. Further refusals of that key within the window are
 //! only counted; when the window ends, one summary entry records how many there were
 //! (`"count"`), the first and last time, the first entry's id and up to
-//! [`TARGETS_LISTED`] distinct targets. Every attempt is accounted for (the counts add
+//! [`TARGETS_LISTED`] distinct targets and client addresses. Every attempt is accounted for (the counts add
 //! up), and the ledger grows with windows, not attempts.
 //!
 //! Counting happens in memory, per process: a process that dies mid-window loses at most
@@ -37,8 +37,9 @@ struct Key {
 
 impl Key {
     /// Refusals of attempts that were judged (a wrong password, a role too low) are told
-    /// apart by target; attempts turned away unjudged (throttled, busy) are not, so one
-    /// address spraying account names still adds one entry a window.
+    /// apart by target and client address; attempts turned away unjudged (throttled, busy)
+    /// are not, so neither one address spraying account names nor a botnet spraying from
+    /// thousands of addresses adds more than one entry (and a summary) a window.
     fn of(e: &NewEntry) -> Key {
         let why = e.params.get("refused").and_then(Value::as_str).unwrap_or_default().to_string();
         let unjudged = matches!(why.as_str(), "throttled" | "busy");
@@ -47,7 +48,7 @@ impl Key {
             action: e.action.clone(),
             target: if unjudged { String::new() } else { e.target.clone() },
             actor: e.actor.name.clone(),
-            addr: e.actor.addr.clone(),
+            addr: if unjudged { String::new() } else { e.actor.addr.clone() },
             why,
         }
     }
@@ -61,6 +62,8 @@ struct Pending {
     repeats: u64,
     targets: BTreeSet<String>,
     more_targets: u64,
+    addrs: BTreeSet<String>,
+    more_addrs: u64,
     template: NewEntry,
 }
 
@@ -95,6 +98,11 @@ impl Ledger {
                     } else if !p.targets.contains(&entry.target) {
                         p.more_targets += 1;
                     }
+                    if p.addrs.len() < TARGETS_LISTED {
+                        p.addrs.insert(entry.actor.addr.clone());
+                    } else if !p.addrs.contains(&entry.actor.addr) {
+                        p.more_addrs += 1;
+                    }
                     return Ok(());
                 }
                 _ => {
@@ -113,6 +121,8 @@ impl Ledger {
                             repeats: 0,
                             targets: BTreeSet::from([entry.target.clone()]),
                             more_targets: 0,
+                            addrs: BTreeSet::from([entry.actor.addr.clone()]),
+                            more_addrs: 0,
                             template: entry.clone(),
                         },
                     );
@@ -191,6 +201,8 @@ impl Ledger {
             "last_ms": p.last_ms,
             "targets": p.targets,
             "more_targets": p.more_targets,
+            "client_addrs": p.addrs,
+            "more_client_addrs": p.more_addrs,
         });
         self.append(e).await?;
         Ok(true)
