@@ -248,8 +248,23 @@ impl ServerConsole {
             message: format!("Failed to deserialize the JSON body into the target type: {e}"),
         })?;
         entry.params = serde_json::json!({ "role": new.role });
-        let created = users::create(&self.state.db, new).await?;
-        self.state.ledger.append(entry).await?;
+        users::validate(&new)?;
+        // Fail closed, like actions: no record, no account. The record comes first; if the
+        // account then cannot be created, a second entry says so.
+        self.state.ledger.append(entry.clone()).await.map_err(|e| {
+            tracing::error!(error = ?e, "audit entry not written; account not created");
+            AppError::Unavailable("the audit ledger is unavailable, so no account was created".into())
+        })?;
+        let created = match users::create(&self.state.db, new).await {
+            Ok(created) => created,
+            Err(e) => {
+                entry.outcome = Outcome::Failed;
+                // What a client may see, never a database's own words.
+                entry.reason = e.to_api().message;
+                self.state.ledger.append(entry).await?;
+                return Err(e);
+            }
+        };
         tracing::info!(by = %user.username, user = %created.username, role = %created.role, "user created");
         Ok(created)
     }

@@ -11,6 +11,7 @@ crate::both_databases!(
     undo_restores_the_previous_state_once,
     undo_refuses_to_overwrite_a_later_change_by_someone_else,
     a_time_limited_rate_limit_reverts_by_itself_as_the_system,
+    of_two_concurrent_undos_exactly_one_runs,
 );
 
 async fn act(session: &Session, gateway: &str, action: &str, body: Value) -> reqwest::Response {
@@ -421,4 +422,29 @@ async fn new_policy_actions_validate_their_parameters() {
     let responder = app.signed_in(Role::Responder).await;
     let r = act(&responder, "edge", "bypass", json!({"reason": "r", "service": "payments", "confirm": "edge"})).await;
     assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+/// Of two undos of one action sent at once, exactly one runs (the action is claimed by a
+/// conditional update before anything changes); the other is a 409, on the record.
+async fn of_two_concurrent_undos_exactly_one_runs(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let id = accepted(&responder, "edge", "scale", json!({"reason": "more room", "replicas": 7})).await;
+    let path = format!("/api/v1/actions/{id}/undo");
+    let (first, second) = (json!({"reason": "first"}), json!({"reason": "second"}));
+    let (a, b) = tokio::join!(responder.post(&path, &first), responder.post(&path, &second));
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::ACCEPTED, StatusCode::CONFLICT]);
+    assert_eq!(desired(&app).await, 4, "undone once");
+    let (undos,): (i64,) = sqlx::query_as("select count(*) from actions where undo_of = $1")
+        .bind(id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(undos, 1, "one undo action");
+    let refused: Value = responder.get_json("/api/v1/audit?kind=undo&outcome=denied").await;
+    let entries = refused["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "the loser is on the record: {entries:?}");
+    assert!(entries[0]["params"].as_str().unwrap().contains(&format!("\"undo_of\":{id}")));
 }

@@ -15,7 +15,50 @@ crate::both_databases!(
     search_filters_and_pages_newest_first,
     csv_export_round_trips_every_entry_and_respects_filters,
     an_action_interrupted_by_a_crash_is_reconciled_at_the_next_start,
+    a_time_range_search_finds_entries_written_out_of_time_order,
 );
+
+/// A clock stepped back (or two replicas' clocks disagreeing) writes timestamps out of id
+/// order; a time-range search still finds exactly the entries in the range.
+async fn a_time_range_search_finds_entries_written_out_of_time_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let (head,): (i64,) = sqlx::query_as("select max(id) from audit_log").fetch_one(&app.state.db).await.unwrap();
+    let base = 2_000_000_000_000i64;
+    // Ids in order, times not: 1000, 980 (the clock stepped back), 990, 1500.
+    for (i, offset) in [1000i64, 980, 990, 1500].into_iter().enumerate() {
+        let id = head + 1 + i as i64;
+        sqlx::query(
+            "insert into audit_log (id, ts_ms, actor, actor_role, client_addr, user_agent, request_id, kind, action, \
+             target, params, reason, incident, outcome, intent_id, before_state, after_state, prev_hash, hash) \
+             values ($1, $2, 'system', 'system', '', '', '', 'reconciliation', '', $3, '{}', '', '', 'succeeded', \
+             null, '', '', $4, $5)",
+        )
+        .bind(id)
+        .bind(base + offset * 1000)
+        .bind(format!("skewed{offset}"))
+        .bind(format!("prev-{id}"))
+        .bind(format!("hash-{id}"))
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    }
+    let targets = |since: i64, until: i64| {
+        let viewer = &viewer;
+        async move {
+            let url = format!(
+                "/api/v1/audit?kind=reconciliation&since={}&until={}",
+                base + since * 1000,
+                base + until * 1000
+            );
+            let page: AuditPage = serde_json::from_value(viewer.get_json(&url).await).unwrap();
+            page.entries.into_iter().map(|e| e.target).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(targets(985, 2000).await, ["skewed1500", "skewed990", "skewed1000"], "the 1000 s entry before the step");
+    assert_eq!(targets(0, 995).await, ["skewed990", "skewed980"], "the 980 s entry written after the 1000 s one");
+    assert_eq!(targets(981, 999).await, ["skewed990"]);
+}
 
 async fn free_text_search_finds_substrings_whatever_the_characters(backend: Backend) {
     let app = TestApp::spawn(backend).await;

@@ -199,3 +199,27 @@ async fn the_role_matrix_covers_every_route_the_router_serves() {
         assert_eq!(anonymous.get(path).await.status(), StatusCode::OK, "{path}");
     }
 }
+
+/// An account is never created without its audit entry: with the ledger failing, the
+/// request is a 503 and no account exists.
+#[tokio::test]
+async fn an_account_whose_record_cannot_be_written_is_not_created() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.signed_in(Role::Admin).await;
+    sqlx::query("create trigger break_ledger before insert on audit_log begin select raise(abort, 'disk full'); end")
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+
+    let r = admin
+        .post("/api/v1/users", &json!({"username": "unrecorded", "password": "0123456789ab", "role": "viewer"}))
+        .await;
+
+    let message = assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    assert!(message.contains("no account was created"), "{message}");
+    let (n,): (i64,) = sqlx::query_as("select count(*) from users where username = 'unrecorded'")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}

@@ -271,7 +271,16 @@ impl Engine {
         }
         let request = envelope(body)?;
         no_more(&request.params)?;
+        let refuse = |why: &'static str| {
+            let mut entry = NewEntry::new(caller.actor.clone(), Kind::Undo, Outcome::Denied);
+            entry.action = action.as_str().into();
+            entry.target = stored.record.gateway.clone();
+            entry.reason = request.reason.clone();
+            entry.params = json!({ "undo_of": id, "refused": why });
+            entry
+        };
         if !stored.record.undo_available {
+            self.ledger.refuse(refuse("no inverse, already undone or reverted")).await?;
             return Err(AppError::Conflict(format!(
                 "action {id} cannot be undone (no inverse, already undone or reverted)"
             )));
@@ -282,13 +291,20 @@ impl Engine {
         // Undo restores what was there before only if what the action set is still there:
         // otherwise it would silently overwrite someone else's later change.
         if !matches!(stored.change, Change::Restart | Change::Rollback { .. }) && !in_force(&stored.change, &state) {
+            self.ledger.refuse(refuse("changed since; undoing would overwrite that change")).await?;
             return Err(AppError::Conflict(format!(
                 "{gateway} no longer has what action {id} set: it was changed since, and undoing would overwrite \
                  that change; nothing was done"
             )));
         }
+        // Claimed before anything changes: of two undos racing past the checks above,
+        // exactly one gets here; the other is refused, on the record.
+        if !store::claim_undo(&self.db, id).await? {
+            self.ledger.refuse(refuse("no inverse, already undone or reverted")).await?;
+            return Err(AppError::Conflict(format!("action {id} is already being undone (or was); nothing was done")));
+        }
         let plan = inverse_plan(&stored.record, inverse);
-        let new_id = self
+        let undone = self
             .execute(
                 caller.actor,
                 Kind::Undo,
@@ -301,7 +317,16 @@ impl Engine {
                 Some(id),
                 &state,
             )
-            .await?;
+            .await;
+        let new_id = match undone {
+            Ok(new_id) => new_id,
+            Err(e) => {
+                // Nothing changed (the intent could not be written, or the change failed):
+                // the action may be undone again.
+                store::release_undo(&self.db, id).await?;
+                return Err(e);
+            }
+        };
         store::set_undone_by(&self.db, id, new_id).await?;
         self.publish(id).await;
         let record = self.get(new_id).await?;

@@ -164,6 +164,28 @@ pub async fn set_impact_after(db: &Db, id: i64, reading: &ImpactReading) -> Resu
     Ok(())
 }
 
+/// Claims action `id` for an undo: true for exactly one caller while it is neither undone
+/// nor claimed (a conditional update, so concurrent undos cannot both win).
+pub async fn claim_undo(db: &Db, id: i64) -> Result<bool> {
+    let claimed = sqlx::query(
+        "update actions set undo_claimed_at_ms = $1 where id = $2 and undone_by is null and undo_claimed_at_ms is null",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+/// Gives up a claim whose undo did not happen.
+pub async fn release_undo(db: &Db, id: i64) -> Result<()> {
+    sqlx::query("update actions set undo_claimed_at_ms = null where id = $1 and undone_by is null")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Links an action to the action that undid it.
 pub async fn set_undone_by(db: &Db, id: i64, undone_by: i64) -> Result<()> {
     sqlx::query("update actions set undone_by = $1 where id = $2").bind(undone_by).bind(id).execute(db).await?;

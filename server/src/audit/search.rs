@@ -144,18 +144,27 @@ pub(super) fn bind_all<'q>(
     query
 }
 
+/// How far out of order (by time against id) entries may be and still be found by a
+/// time-range search: a clock stepped back, or replicas' clocks disagreeing, by up to this.
+pub const MAX_SKEW_MS: i64 = 10 * 60 * 1000;
+
 impl Ledger {
     /// A page of entries matching `filter`, newest first, older than `cursor`.
     pub async fn search(&self, filter: &Filter, limit: i64, cursor: Option<i64>) -> Result<AuditPage> {
         let limit = limit.clamp(1, MAX_PAGE);
-        // Ids grow with time, so a time range is an id range: find its ends through the
-        // ts index (two lookups) and let the primary key order the page.
+        // Ids grow with time, so a time range is nearly an id range: find its ends through
+        // the ts index (two lookups) and let the primary key order the page. "Nearly": a
+        // clock stepped back, or replicas whose clocks disagree, write timestamps out of
+        // order. If no entry is more than [`MAX_SKEW_MS`] older than one before it, then
+        // every entry at or after `since` comes after the newest-timed entry before
+        // `since - skew`, and every entry before `until` comes before the first entry at
+        // or after `until + skew`. Those two seeks bound the ids; the time filter decides.
         let mut min_id = None;
         if let Some(since) = filter.since_ms {
-            min_id = Some(self.first_id_at(since).await?.unwrap_or(i64::MAX));
+            min_id = self.last_id_before(since.saturating_sub(MAX_SKEW_MS)).await?.map(|id| id + 1);
         }
         let cursor = match filter.until_ms {
-            Some(until) => match (self.first_id_at(until).await?, cursor) {
+            Some(until) => match (self.first_id_at(until.saturating_add(MAX_SKEW_MS)).await?, cursor) {
                 (Some(e), Some(c)) => Some(e.min(c)),
                 (Some(e), None) => Some(e),
                 (None, c) => c,
@@ -173,6 +182,16 @@ impl Ledger {
             None
         };
         Ok(AuditPage { entries, next_cursor })
+    }
+
+    /// The entry with the latest time before `ts_ms`: one seek in the (ts_ms, id) index.
+    async fn last_id_before(&self, ts_ms: i64) -> Result<Option<i64>> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("select id from audit_log where ts_ms < $1 order by ts_ms desc, id desc limit 1")
+                .bind(ts_ms)
+                .fetch_optional(&self.db)
+                .await?;
+        Ok(row.map(|(id,)| id))
     }
 
     /// The first entry at or after `ts_ms`: one seek in the (ts_ms, id) index.
