@@ -12,7 +12,44 @@ crate::both_databases!(
     undo_refuses_to_overwrite_a_later_change_by_someone_else,
     a_time_limited_rate_limit_reverts_by_itself_as_the_system,
     of_two_concurrent_undos_exactly_one_runs,
+    a_time_limited_scale_goes_back_to_the_previous_count_by_itself,
 );
+
+/// `scale` takes `ttl_seconds` like the policy actions: after it, the count goes back to
+/// what it was, as the system, unless someone changed it since (issue 14).
+async fn a_time_limited_scale_goes_back_to_the_previous_count_by_itself(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let preview =
+        act(&responder, "edge", "scale", json!({"reason": "surge", "replicas": 7, "ttl_seconds": 60, "dry_run": true}))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+    assert!(preview["preview"]["warnings"][0].as_str().unwrap().contains("Scales back to 4 by itself after 60 s"));
+    let id = accepted(&responder, "edge", "scale", json!({"reason": "surge", "replicas": 7, "ttl_seconds": 60})).await;
+    assert_eq!(desired(&app).await, 7);
+    app.advance(30).await;
+    assert_eq!(desired(&app).await, 7, "not before its time");
+    app.advance(35).await;
+    eventually("the scale to go back", || async { (desired(&app).await == 4).then_some(()) }).await;
+    let reverted: Value = responder.get_json("/api/v1/audit?kind=ttl_revert").await;
+    let entry = &reverted["entries"][0];
+    assert_eq!(entry["actor"], "system");
+    assert!(entry["params"].as_str().unwrap().contains(&format!("\"revert_of\":{id}")));
+
+    // Changed since: the expiry leaves the newer count alone.
+    let second =
+        accepted(&responder, "edge", "scale", json!({"reason": "again", "replicas": 6, "ttl_seconds": 60})).await;
+    accepted(&responder, "edge", "scale", json!({"reason": "by hand", "replicas": 9})).await;
+    app.advance(65).await;
+    eventually("the expiry to be handled", || async {
+        let r = record(&responder, second).await;
+        (!r.undo_available).then_some(())
+    })
+    .await;
+    assert_eq!(desired(&app).await, 9, "the later change stays");
+}
 
 async fn act(session: &Session, gateway: &str, action: &str, body: Value) -> reqwest::Response {
     session.post(&format!("/api/v1/gateways/{gateway}/actions/{action}"), &body).await

@@ -359,6 +359,11 @@ async fn scaling_a_gateway_an_hpa_manages_is_refused_with_the_way_out_and_its_bo
         "{message}"
     );
     assert!(fake.writes().is_empty(), "nothing was sent");
+    // Refused after the role check: on the record, with the reason (issue 14).
+    let refused = responder.get_json("/api/v1/audit?kind=action_intent&outcome=denied").await;
+    let entry = &refused["entries"][0];
+    assert_eq!(entry["target"], "prod:auth", "{refused}");
+    assert!(entry["params"].as_str().unwrap().contains("auth-hpa"), "{entry}");
 
     let response = responder
         .post(

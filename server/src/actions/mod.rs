@@ -131,12 +131,33 @@ impl Engine {
             return Err(refused);
         }
         let request = envelope(body)?;
-        let state = self.fleet.state(gateway).await?;
-        let plan = plan(action, gateway, request.params.clone(), &state, self.max_replicas)?;
+        let planned = async {
+            let state = self.fleet.state(gateway).await?;
+            let plan = plan(action, gateway, request.params.clone(), &state, self.max_replicas)?;
+            if request.dry_run {
+                // The backend validates the change too (Kubernetes: dryRun=All), so a
+                // preview fails the way the real change would.
+                self.fleet.check(gateway, &plan.change, &state).await?;
+            }
+            Ok((state, plan))
+        };
+        let (state, plan) = match planned.await {
+            Ok(planned) => planned,
+            // Bad input changes nothing and is not a refusal; anything else refused after
+            // the role check (a paused rollout, an autoscaler in charge, the cluster's dry
+            // run saying no, the backend unreachable) is on the record with its reason.
+            Err(e @ (AppError::Validation { .. } | AppError::BadRequest { .. })) => return Err(e),
+            Err(e) => {
+                let mut entry = NewEntry::new(caller.actor.clone(), Kind::ActionIntent, Outcome::Denied);
+                entry.action = action.as_str().into();
+                entry.target = gateway.into();
+                entry.reason = request.reason.clone();
+                entry.params = json!({ "refused": e.to_api().message, "code": e.code(), "dry_run": request.dry_run });
+                self.ledger.refuse(entry).await?;
+                return Err(e);
+            }
+        };
         if request.dry_run {
-            // The backend validates the change too (Kubernetes: dryRun=All), so a preview
-            // fails the way the real change would.
-            self.fleet.check(gateway, &plan.change, &state).await?;
             return Ok(ActionResponse { id: None, status: "preview".into(), preview: plan.preview });
         }
         if plan.preview.confirm_required && request.confirm.as_deref() != Some(gateway) {

@@ -228,6 +228,9 @@ pub fn plan(
         ActionName::Scale => {
             let replicas = number(&mut params, "replicas", 1..=u64::from(max_replicas))?
                 .ok_or_else(|| AppError::invalid("replicas", "is required"))? as u32;
+            // A surge fix is often temporary: back to today's count after this long,
+            // unless the count was changed since.
+            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
             no_more(&params)?;
             if let Some(hpa) = &state.autoscaler {
                 return Err(AppError::Conflict(format!(
@@ -247,10 +250,18 @@ pub fn plan(
                     // Removing more than half the capacity at once needs a deliberate yes.
                     confirm_required: replicas * 2 < state.replicas,
                     undo: Some(format!("scale back to {}", state.replicas)),
-                    warnings: vec![],
+                    warnings: ttl_s
+                        .map(|t| {
+                            format!(
+                                "Scales back to {} by itself after {t} s, unless the count was changed since.",
+                                state.replicas
+                            )
+                        })
+                        .into_iter()
+                        .collect(),
                 },
                 inverse: Some(Change::Scale { replicas: state.replicas }),
-                ttl_s: None,
+                ttl_s,
             }
         }
         ActionName::Rollback => {

@@ -193,11 +193,12 @@ pub async fn set_undone_by(db: &Db, id: i64, undone_by: i64) -> Result<()> {
 }
 
 /// Time-limited actions whose expiry (backend seconds) is at or before `now_s` and that
-/// are still in force as far as the table knows.
+/// are still in force as far as the table knows (applied: succeeded, or a scale whose
+/// pods are still starting).
 pub async fn due_for_revert(db: &Db, now_s: i64) -> Result<Vec<i64>> {
     Ok(sqlx::query_as::<_, (i64,)>(
         "select id from actions where expires_at_s is not null and expires_at_s <= $1 and reverted = 0 \
-         and undone_by is null and status = 'succeeded'",
+         and undone_by is null and status in ('succeeded', 'running')",
     )
     .bind(now_s)
     .fetch_all(db)
