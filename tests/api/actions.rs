@@ -13,7 +13,49 @@ crate::both_databases!(
     a_time_limited_rate_limit_reverts_by_itself_as_the_system,
     of_two_concurrent_undos_exactly_one_runs,
     a_time_limited_scale_goes_back_to_the_previous_count_by_itself,
+    an_expiry_whose_revert_fails_is_tried_again_until_it_is_reverted,
 );
+
+/// An expired change whose revert fails (the API server down) is not forgotten: each failed
+/// try is on the record as the system, the action says "revert pending", it can still be
+/// undone, and the revert is tried again, waiting longer each time, until it happens.
+async fn an_expiry_whose_revert_fails_is_tried_again_until_it_is_reverted(backend: Backend) {
+    let app = TestApp::spawn_with(Options::new(backend).scenario(Scenario::TrafficSurge)).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let id = accepted(
+        &responder,
+        "edge",
+        "rate-limit",
+        json!({"reason": "cap", "requests_per_second": 1500, "ttl_seconds": 60}),
+    )
+    .await;
+    app.sim().fail_next_changes(2);
+    app.advance(65).await;
+
+    let pending = eventually("the first failed try", || async {
+        let r = record(&responder, id).await;
+        r.detail.starts_with("revert pending").then_some(r)
+    })
+    .await;
+    assert!(pending.detail.contains("try 1 failed") && pending.detail.contains("next in 5 s"), "{}", pending.detail);
+    assert!(pending.undo_available, "a person can still undo it meanwhile");
+    app.advance(6).await;
+    eventually("the second failed try", || async {
+        record(&responder, id).await.detail.contains("try 2 failed").then_some(())
+    })
+    .await;
+    assert!(app.gateway("edge").await.throttle_rate_429 > 0.5, "still limited while the reverts fail");
+    app.advance(11).await;
+    eventually("the revert to go through", || async { (!record(&responder, id).await.undo_available).then_some(()) })
+        .await;
+    app.advance(5).await;
+    assert!(app.gateway("edge").await.throttle_rate_429 < 0.5, "the limit is gone");
+    let failed: Value = responder.get_json("/api/v1/audit?kind=action_outcome&outcome=failed").await;
+    let by_system: Vec<&Value> =
+        failed["entries"].as_array().unwrap().iter().filter(|e| e["actor"] == "system").collect();
+    assert_eq!(by_system.len(), 2, "each failed try is on the record: {failed}");
+    assert!(by_system[0]["params"].as_str().unwrap().contains("unavailable"), "{}", by_system[0]);
+}
 
 /// `scale` takes `ttl_seconds` like the policy actions: after it, the count goes back to
 /// what it was, as the system, unless someone changed it since (issue 14).

@@ -198,7 +198,8 @@ pub async fn set_undone_by(db: &Db, id: i64, undone_by: i64) -> Result<()> {
 pub async fn due_for_revert(db: &Db, now_s: i64) -> Result<Vec<i64>> {
     Ok(sqlx::query_as::<_, (i64,)>(
         "select id from actions where expires_at_s is not null and expires_at_s <= $1 and reverted = 0 \
-         and undone_by is null and status in ('succeeded', 'running')",
+         and undone_by is null and status in ('succeeded', 'running') \
+         and (revert_next_at_s is null or revert_next_at_s <= $1)",
     )
     .bind(now_s)
     .fetch_all(db)
@@ -206,6 +207,29 @@ pub async fn due_for_revert(db: &Db, now_s: i64) -> Result<Vec<i64>> {
     .into_iter()
     .map(|(id,)| id)
     .collect())
+}
+
+/// Records a failed try to revert an expired action: says why in its detail and when the
+/// next try is due (5 s, doubling, at most 5 min, in backend seconds). Returns the wait.
+pub async fn revert_failed(db: &Db, id: i64, now_s: i64, why: &str) -> Result<i64> {
+    let (attempts,): (Option<i64>,) =
+        sqlx::query_as("select revert_attempts from actions where id = $1").bind(id).fetch_one(db).await?;
+    let attempts = attempts.unwrap_or(0) + 1;
+    let wait = (5i64 << (attempts - 1).min(6)).min(300);
+    sqlx::query("update actions set revert_attempts = $1, revert_next_at_s = $2, detail = $3 where id = $4")
+        .bind(attempts)
+        .bind(now_s + wait)
+        .bind(format!("revert pending: {why} (try {attempts} failed; next in {wait} s)"))
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(wait)
+}
+
+/// Sets an action's detail line.
+pub async fn set_detail(db: &Db, id: i64, detail: &str) -> Result<()> {
+    sqlx::query("update actions set detail = $1 where id = $2").bind(detail).bind(id).execute(db).await?;
+    Ok(())
 }
 
 /// Marks a time-limited action as reverted (or no longer ours to revert).

@@ -3,7 +3,7 @@
 
 use super::plan::{ActionName, in_force, inverse_plan};
 use super::{Engine, IMPACT_AFTER_S, store};
-use crate::audit::{Actor, Kind};
+use crate::audit::{Actor, Kind, NewEntry, Outcome};
 use crate::error::Result;
 use app::dto::Progress;
 use serde_json::json;
@@ -52,25 +52,59 @@ impl Engine {
         });
     }
 
-    /// Reverts time-limited changes whose TTL has passed, as the system, but only if
-    /// the change is still in force (someone may have changed it since).
+    /// Reverts time-limited changes whose TTL has passed, as the system, but only if the
+    /// change is still in force (someone may have changed it since: then it stops and says
+    /// so). A revert that fails is tried again, waiting 5 s, then twice as long each time
+    /// (at most 5 min), until it succeeds; every failed try is on the record, the action
+    /// says "revert pending: <reason>", and a person can still undo it meanwhile.
     pub async fn revert_expired(self: &Arc<Self>) -> Result<()> {
         let now = self.fleet.clock_s();
-        let due = store::due_for_revert(&self.db, now).await?;
-        for id in due {
-            let stored = store::load(&self.db, id).await?;
-            let gateway = stored.record.gateway.clone();
-            let state = self.fleet.state(&gateway).await?;
-            store::mark_reverted(&self.db, id).await?;
-            self.publish(id).await;
-            if !in_force(&stored.change, &state) {
-                tracing::info!(action = id, "TTL passed but the change was replaced since; not reverting");
-                continue;
+        for id in store::due_for_revert(&self.db, now).await? {
+            if let Err(e) = self.revert_one(id, now).await {
+                tracing::warn!(action = id, error = ?e, "reverting an expired change failed");
             }
-            let Some(inverse) = stored.inverse.clone() else { continue };
-            let plan = inverse_plan(&stored.record, inverse);
-            let action = ActionName::of_change(&stored.change);
-            self.execute(
+        }
+        Ok(())
+    }
+
+    async fn revert_one(self: &Arc<Self>, id: i64, now: i64) -> Result<()> {
+        let stored = store::load(&self.db, id).await?;
+        let gateway = stored.record.gateway.clone();
+        let action = ActionName::of_change(&stored.change);
+        let state = match self.fleet.state(&gateway).await {
+            Ok(state) => state,
+            Err(e) => {
+                // Nothing was tried: say so on the record, then wait and try again.
+                let why = crate::error::AppError::from(e).to_api().message;
+                let mut entry = NewEntry::new(Actor::system(), Kind::TtlRevert, Outcome::Failed);
+                entry.action = action.as_str().into();
+                entry.target = gateway.clone();
+                entry.reason = format!("time limit reached; {gateway} could not be read: {why}");
+                entry.params = json!({ "revert_of": id });
+                self.ledger.append(entry).await?;
+                store::revert_failed(&self.db, id, now, &why).await?;
+                self.publish(id).await;
+                return Ok(());
+            }
+        };
+        if !in_force(&stored.change, &state) {
+            tracing::info!(action = id, "TTL passed but the change was replaced since; not reverting");
+            store::mark_reverted(&self.db, id).await?;
+            store::set_detail(&self.db, id, "not reverted: it was changed since, and the newer setting stays").await?;
+            self.publish(id).await;
+            return Ok(());
+        }
+        let Some(inverse) = stored.inverse.clone() else {
+            store::mark_reverted(&self.db, id).await?;
+            return Ok(());
+        };
+        // Claimed like an undo, so a person undoing it at the same moment cannot also win.
+        if !store::claim_undo(&self.db, id).await? {
+            return Ok(());
+        }
+        let plan = inverse_plan(&stored.record, inverse);
+        let reverted = self
+            .execute(
                 Actor::system(),
                 Kind::TtlRevert,
                 &gateway,
@@ -82,8 +116,19 @@ impl Engine {
                 Some(id),
                 &state,
             )
-            .await?;
+            .await;
+        match reverted {
+            Ok(_) => {
+                store::mark_reverted(&self.db, id).await?;
+                store::set_detail(&self.db, id, "reverted when its time limit was reached").await?;
+            }
+            Err(e) => {
+                // The intent and the failed outcome are on the record (execute wrote them).
+                store::release_undo(&self.db, id).await?;
+                store::revert_failed(&self.db, id, now, &e.to_api().message).await?;
+            }
         }
+        self.publish(id).await;
         Ok(())
     }
 

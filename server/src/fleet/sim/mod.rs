@@ -47,12 +47,20 @@ pub struct SimFleet {
     logs: std::sync::OnceLock<Arc<crate::logs::LogStore>>,
     /// Where each simulated gateway answers HTTP (see `listener`), once started.
     listeners: std::sync::RwLock<HashMap<&'static str, String>>,
+    /// Changes still to fail as an unreachable API server would (training and tests).
+    failing_applies: std::sync::atomic::AtomicU32,
 }
 
 /// Lines kept while no log store is attached (the history a store gets when it is).
 const UNATTACHED_LOG_LINES: usize = 200_000;
 
 impl SimFleet {
+    /// The next `n` changes fail as if the API server were down (a fault to practise, and
+    /// to test what the console does then).
+    pub fn fail_next_changes(&self, n: u32) {
+        self.failing_applies.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// A fleet with 15 minutes of history already simulated.
     pub fn new(config: SimConfig) -> Arc<Self> {
         let (version, _) = watch::channel(0);
@@ -61,6 +69,7 @@ impl SimFleet {
             version,
             logs: std::sync::OnceLock::new(),
             listeners: Default::default(),
+            failing_applies: Default::default(),
         })
     }
 
@@ -280,6 +289,16 @@ impl Fleet for SimFleet {
         change: &'a Change,
         _before: &'a GatewayState,
     ) -> BoxFuture<'a, FleetResult<GatewayState>> {
+        let failing = self.failing_applies.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        if failing.is_ok() {
+            return Box::pin(async {
+                Err(FleetError::Unavailable("the API server did not answer (simulated)".into()))
+            });
+        }
         let result = {
             let mut sim = self.lock();
             match sim.gateway_index(gateway) {
