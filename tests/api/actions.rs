@@ -14,7 +14,37 @@ crate::both_databases!(
     of_two_concurrent_undos_exactly_one_runs,
     a_time_limited_scale_goes_back_to_the_previous_count_by_itself,
     an_expiry_whose_revert_fails_is_tried_again_until_it_is_reverted,
+    undo_previews_with_dry_run_and_asks_for_the_actions_confirmation,
 );
+
+/// Undo honours `dry_run` (the exact change, nothing done), and undoing a rollback asks for
+/// the same typed confirmation as the rollback: the gateway's id or the name pages show.
+async fn undo_previews_with_dry_run_and_asks_for_the_actions_confirmation(backend: Backend) {
+    let app = TestApp::spawn_with(Options::new(backend).scenario(Scenario::BadDeploy)).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let id = accepted(&admin, "edge", "rollback", json!({"reason": "bad deploy", "confirm": "edge"})).await;
+    app.advance(60).await;
+    assert_eq!(app.gateway("edge").await.version, "2.14.1");
+    let path = format!("/api/v1/actions/{id}/undo");
+
+    let preview = admin.post(&path, &json!({"reason": "check", "dry_run": true})).await;
+    assert_eq!(preview.status(), StatusCode::OK);
+    let preview: Value = preview.json().await.unwrap();
+    assert_eq!(preview["status"], "preview");
+    assert!(preview["preview"]["confirm_required"].as_bool().unwrap());
+    assert!(!preview["preview"]["changes"].as_array().unwrap().is_empty(), "{preview}");
+    app.advance(5).await;
+    assert_eq!(app.gateway("edge").await.version, "2.14.1", "a preview changes nothing");
+    assert!(record(&admin, id).await.undo_available);
+
+    let unconfirmed = admin.post(&path, &json!({"reason": "roll forward"})).await;
+    let message = assert_error(unconfirmed, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert!(message.contains("'edge'") && message.contains("'public-edge'"), "says exactly what to type: {message}");
+    let undone = admin.post(&path, &json!({"reason": "roll forward", "confirm": "public-edge"})).await;
+    assert_eq!(undone.status(), StatusCode::ACCEPTED, "the displayed name confirms too");
+    app.advance(60).await;
+    assert_eq!(app.gateway("edge").await.version, "2.15.0");
+}
 
 /// An expired change whose revert fails (the API server down) is not forgotten: each failed
 /// try is on the record as the system, the action says "revert pending", it can still be

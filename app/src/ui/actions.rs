@@ -149,6 +149,7 @@ fn ActionDialog(gateway: String, spec: usize, open: RwSignal<Option<usize>>) -> 
     let preview = RwSignal::new(None::<Preview>);
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
+    let gateway_id = gateway.clone();
     let vals = values.clone();
     // The request body: reason, incident, confirmation and the filled-in parameters.
     let body = move |dry_run: bool| {
@@ -221,6 +222,7 @@ fn ActionDialog(gateway: String, spec: usize, open: RwSignal<Option<usize>>) -> 
                         .get()
                         .map(|p| {
                             let needs_confirm = p.confirm_required;
+                            let type_this = format!("Type {gateway_id} to confirm");
                             view! {
                                 <div class="preview" data-testid="preview">
                                     <p class="preview-summary">{p.summary}</p>
@@ -246,8 +248,8 @@ fn ActionDialog(gateway: String, spec: usize, open: RwSignal<Option<usize>>) -> 
                                     {p.undo.map(|u| view! { <p class="muted">{format!("Undo: {u}")}</p> })}
                                     <Show when=move || needs_confirm>
                                         <label>
-                                            "Type the gateway id to confirm"
-                                            <input name="confirm" bind:value=confirm />
+                                            {type_this.clone()}
+                                            <input name="confirm" bind:value=confirm autocomplete="off" />
                                         </label>
                                     </Show>
                                 </div>

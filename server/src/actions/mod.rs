@@ -160,11 +160,8 @@ impl Engine {
         if request.dry_run {
             return Ok(ActionResponse { id: None, status: "preview".into(), preview: plan.preview });
         }
-        if plan.preview.confirm_required && request.confirm.as_deref() != Some(gateway) {
-            return Err(AppError::invalid(
-                "confirm",
-                format!("type the gateway's id ('{gateway}') to confirm this change"),
-            ));
+        if plan.preview.confirm_required {
+            self.confirmed(gateway, request.confirm.as_deref(), "this change").await?;
         }
         let params = Value::Object(request.params);
         let id = self
@@ -268,6 +265,22 @@ impl Engine {
         }
     }
 
+    /// `Ok` when `typed` names `gateway`: its id, or the name the pages show for it.
+    async fn confirmed(&self, gateway: &str, typed: Option<&str>, what: &str) -> Result<()> {
+        let typed = typed.map(str::trim).unwrap_or_default();
+        let name = self
+            .fleet
+            .inventory()
+            .await
+            .ok()
+            .and_then(|list| list.iter().find(|g| g.id == gateway).map(|g| g.name.clone()));
+        if typed == gateway || name.as_deref() == Some(typed) {
+            return Ok(());
+        }
+        let name = name.filter(|n| n != gateway).map(|n| format!(" or its name '{n}'")).unwrap_or_default();
+        Err(AppError::invalid("confirm", format!("type '{gateway}'{name} to confirm {what}")))
+    }
+
     /// One action.
     pub async fn get(&self, id: i64) -> Result<ActionRecord> {
         Ok(store::load(&self.db, id).await?.record)
@@ -318,13 +331,24 @@ impl Engine {
                  that change; nothing was done"
             )));
         }
+        let mut plan = inverse_plan(&stored.record, inverse);
+        // Undoing a rollback or a bypass (or anything that needed a typed confirmation)
+        // needs the same confirmation; a dry run previews the exact change.
+        plan.preview.confirm_required =
+            matches!(action, ActionName::Rollback | ActionName::Bypass) || stored.record.preview.confirm_required;
+        if request.dry_run {
+            self.fleet.check(&gateway, &plan.change, &state).await?;
+            return Ok(ActionResponse { id: None, status: "preview".into(), preview: plan.preview });
+        }
+        if plan.preview.confirm_required {
+            self.confirmed(&gateway, request.confirm.as_deref(), &format!("undoing action {id}")).await?;
+        }
         // Claimed before anything changes: of two undos racing past the checks above,
         // exactly one gets here; the other is refused, on the record.
         if !store::claim_undo(&self.db, id).await? {
             self.ledger.refuse(refuse("no inverse, already undone or reverted")).await?;
             return Err(AppError::Conflict(format!("action {id} is already being undone (or was); nothing was done")));
         }
-        let plan = inverse_plan(&stored.record, inverse);
         let undone = self
             .execute(
                 caller.actor,

@@ -210,7 +210,9 @@ async fn undo_action(
     Path(id): Path<i64>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<ActionResponse>)> {
-    Ok((StatusCode::ACCEPTED, Json(console(state, user).with_client(client).undo(id, body).await?)))
+    let response = console(state, user).with_client(client).undo(id, body).await?;
+    let status = if response.id.is_some() { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(response)))
 }
 
 async fn audit_search(
