@@ -17,6 +17,20 @@ crate::both_databases!(
     undo_previews_with_dry_run_and_asks_for_the_actions_confirmation,
 );
 
+/// A rate limit's preview says whom "N req/s" counts, as the backend enforces it (the
+/// simulator: one bucket for the whole gateway; ingress-nginx and Kong: see kube.rs).
+#[tokio::test]
+async fn a_rate_limit_preview_says_whom_the_limit_counts() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let r =
+        act(&responder, "edge", "rate-limit", json!({"reason": "look", "requests_per_second": 900, "dry_run": true}))
+            .await;
+    let preview: Value = r.json().await.unwrap();
+    let summary = preview["preview"]["summary"].as_str().unwrap();
+    assert_eq!(summary, "Limit edge to 900 req/s, burst 900, counting all clients of the gateway together");
+}
+
 /// Undo honours `dry_run` (the exact change, nothing done), and undoing a rollback asks for
 /// the same typed confirmation as the rollback: the gateway's id or the name pages show.
 async fn undo_previews_with_dry_run_and_asks_for_the_actions_confirmation(backend: Backend) {

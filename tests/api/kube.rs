@@ -303,6 +303,18 @@ async fn an_emergency_rate_limit_is_written_to_the_ingress_and_undo_restores_it_
     let app = cluster_app(&fake).await;
     let responder = app.signed_in(Role::Responder).await;
     within("the first list", || async { (gateway_ids(&responder).await.len() == 2).then_some(()) }).await;
+    // ingress-nginx counts limit-rps per client address, in each pod: the preview says so.
+    let preview: Value = responder
+        .post(
+            "/api/v1/gateways/prod:edge/actions/rate-limit",
+            &json!({"reason": "look first", "requests_per_second": 50, "dry_run": true}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let summary = preview["preview"]["summary"].as_str().unwrap();
+    assert!(summary.contains("counting each client address separately, on each ingress-nginx pod"), "{summary}");
 
     let run = |limit: u32| {
         let responder = &responder;

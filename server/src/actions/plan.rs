@@ -310,7 +310,10 @@ pub fn plan(
             let policy = Some(RateLimitPolicy { requests_per_second: rps, burst, route });
             Plan {
                 preview: Preview {
-                    summary: format!("Limit {gateway} to {}", describe_limit(&policy)),
+                    summary: match state.rate_limit_scope.as_str() {
+                        "" => format!("Limit {gateway} to {}", describe_limit(&policy)),
+                        scope => format!("Limit {gateway} to {}, counting {scope}", describe_limit(&policy)),
+                    },
                     changes: vec![change_of("rate limit", describe_limit(&state.rate_limit), describe_limit(&policy))],
                     confirm_required: false,
                     undo: Some(format!("restore the previous limit ({})", describe_limit(&state.rate_limit))),

@@ -148,6 +148,10 @@ pub struct GatewayState {
     pub routes: Vec<String>,
     /// The emergency rate limit in force.
     pub rate_limit: Option<RateLimitPolicy>,
+    /// Whom a rate limit counts, as the backend enforces it ("" when it has none): the
+    /// preview says it, since "N req/s" means different things to different gateways.
+    #[serde(default)]
+    pub rate_limit_scope: String,
     /// Timeouts and retries in force.
     pub timeouts: TimeoutPolicy,
     /// The circuit breaker in force.

@@ -348,6 +348,7 @@ impl KubeFleet {
             Ok(Some(binding)) => {
                 let objects = adapter::fetch(&self.client, &space.namespace, &binding).await?;
                 adapter::read(&binding, &objects).fill(&mut state);
+                state.rate_limit_scope = adapter::limit_counts(binding.kind).into();
             }
             Ok(None) => {}
             // Reads go on without policy; a policy change says what is wrong.

@@ -269,6 +269,7 @@ impl Objects<'_> {
                 .collect(),
             routes: vec![],
             rate_limit: None,
+            rate_limit_scope: String::new(),
             timeouts: TimeoutPolicy { request_timeout_ms: 0, connect_timeout_ms: 0, retries: 0 },
             circuit_breaker: None,
             services: vec![],

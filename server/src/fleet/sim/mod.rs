@@ -362,6 +362,7 @@ fn state_of(sim: &Sim, gateway: &str) -> FleetResult<GatewayState> {
         revisions: gw.revisions.iter().map(|r| (r.number, r.version.clone())).collect(),
         routes: gw.routes.iter().map(|r| r.path.to_string()).collect(),
         rate_limit: gw.rate_limit.clone(),
+        rate_limit_scope: "all clients of the gateway together".into(),
         timeouts: gw.timeouts.clone(),
         circuit_breaker: gw.breaker.clone(),
         services: {

@@ -455,6 +455,17 @@ fn unsupported(adapter: &str, why: &str, change: &Change) -> FleetError {
     FleetError::Unsupported(format!("the {adapter} adapter cannot set {what}: {why}"))
 }
 
+/// Whom an emergency rate limit counts with this kind of gateway.
+pub fn limit_counts(kind: Kind) -> &'static str {
+    match kind {
+        // limit-rps is a limit_req zone keyed by $binary_remote_addr, kept by each pod.
+        Kind::IngressNginx => "each client address separately, on each ingress-nginx pod",
+        // The rate-limiting plugin with policy local counts in each node's memory.
+        Kind::Kong => "all clients together, on each Kong node separately",
+        Kind::HttpRoute => "",
+    }
+}
+
 /// The writes that make `change` on the fetched objects, after checking they still
 /// hold what `before` says. Pure: tested without a cluster.
 pub fn plan(b: &Binding, f: &Fetched, change: &Change, before: &GatewayState) -> FleetResult<Vec<Planned>> {
