@@ -36,8 +36,9 @@ pub trait Operations: Send + Sync {
     fn act(&self, gateway: String, action: String, body: String) -> ApiFuture<ActionResponse>;
     /// Recent actions on a gateway, newest first.
     fn actions(&self, gateway: String) -> ApiFuture<Vec<ActionRecord>>;
-    /// Undoes an action.
-    fn undo(&self, id: i64, reason: String) -> ApiFuture<ActionResponse>;
+    /// Undoes (or with `dry_run`, previews undoing) an action; `body` is the request's
+    /// JSON text (reason, dry_run, confirm).
+    fn undo(&self, id: i64, body: String) -> ApiFuture<ActionResponse>;
     /// A page of the audit trail; `query` is the URL query (filters, cursor).
     fn audit(&self, query: String) -> ApiFuture<AuditPage>;
     /// Verifies the audit chain.

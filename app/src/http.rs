@@ -131,9 +131,8 @@ impl Operations for HttpConsole {
             fetch_json("GET", &url, None, None).await
         })
     }
-    fn undo(&self, id: i64, reason: String) -> ApiFuture<ActionResponse> {
+    fn undo(&self, id: i64, body: String) -> ApiFuture<ActionResponse> {
         boxed(async move {
-            let body = format!("{{\"reason\":{}}}", json_string(&reason));
             fetch_json("POST", &format!("/api/v1/actions/{id}/undo"), Some(body), Some(csrf_token().await?)).await
         })
     }

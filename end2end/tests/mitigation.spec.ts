@@ -89,3 +89,28 @@ test('a viewer sees the buttons but cannot use them', async ({ page }) => {
     await expect(b).toHaveAttribute('title', /Needs the (responder|admin) role/);
   }
 });
+
+test('undo is previewed first: the exact change, then the undo', async ({ page }) => {
+  await signIn(page, 'oncall');
+  await page.goto('/gateways/partner');
+  await expect(page.locator('.actions-panel[data-ready="true"]')).toBeVisible();
+  await page.locator('button[data-action="scale"]').click();
+  const dialog = page.getByTestId('action-dialog');
+  await dialog.locator('input[name="replicas"]').fill('5');
+  await dialog.locator('input[name="reason"]').fill('more room for the partners');
+  await dialog.getByRole('button', { name: 'Preview' }).click();
+  await dialog.getByRole('button', { name: 'Run' }).click();
+  await expect(dialog).toBeHidden();
+
+  const row = page.getByTestId('action-list').locator('tbody tr', { hasText: 'more room for the partners' });
+  await row.getByRole('button', { name: 'Undo' }).click();
+  const undo = row.getByTestId('undo');
+  await undo.getByLabel('Why undo?').fill('not needed after all');
+  await undo.getByRole('button', { name: 'Preview undo' }).click();
+  await expect(undo.getByTestId('undo-preview')).toContainText('spec.replicas: 5 → 3');
+  await page.screenshot({ path: 'screenshots/undo-preview.png', fullPage: true });
+  await undo.getByRole('button', { name: 'Undo now' }).click();
+  await expect(page.getByTestId('action-list').locator('tbody tr', { hasText: 'not needed after all' })).toContainText(
+    'undo of #',
+  );
+});

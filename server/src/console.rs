@@ -306,8 +306,11 @@ impl Operations for ServerConsole {
     fn actions(&self, gateway: String) -> ApiFuture<Vec<ActionRecord>> {
         run(self, |c| async move { c.actions(Some(&gateway)).await })
     }
-    fn undo(&self, id: i64, reason: String) -> ApiFuture<ActionResponse> {
-        run(self, move |c| async move { c.undo(id, serde_json::json!({ "reason": reason })).await })
+    fn undo(&self, id: i64, body: String) -> ApiFuture<ActionResponse> {
+        run(self, move |c| async move {
+            let body = serde_json::from_str(&body).map_err(|e| AppError::invalid("body", format!("not JSON: {e}")))?;
+            c.undo(id, body).await
+        })
     }
     fn audit(&self, query: String) -> ApiFuture<AuditPage> {
         run(self, |c| async move { c.audit_page(&Params::from_query(&query)).await })

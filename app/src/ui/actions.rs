@@ -354,16 +354,31 @@ fn ActionRow(a: ActionRecord) -> impl IntoView {
         }
         _ => String::new(),
     };
+    // Undo is previewed first, like every action: the exact change, then (for what needed
+    // it) the typed confirmation, then the undo itself.
     let undo = RwSignal::new(false);
     let reason = RwSignal::new(String::new());
+    let confirm = RwSignal::new(String::new());
+    let preview = RwSignal::new(None::<crate::dto::Preview>);
     let error = RwSignal::new(None::<String>);
     let id = a.id;
-    let do_undo = move |_| {
+    let gateway_id = StoredValue::new(a.gateway.clone());
+    let send = move |dry_run: bool| {
         let c = operations();
-        let r = reason.get_untracked();
+        let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        let body = format!(
+            "{{\"reason\":{},\"dry_run\":{dry_run},\"confirm\":{}}}",
+            quote(&reason.get_untracked()),
+            quote(&confirm.get_untracked())
+        );
+        error.set(None);
         leptos::task::spawn_local(async move {
-            match c.undo(id, r).await {
-                Ok(_) => undo.set(false),
+            match c.undo(id, body).await {
+                Ok(r) if dry_run => preview.set(Some(r.preview)),
+                Ok(_) => {
+                    undo.set(false);
+                    preview.set(None);
+                }
                 Err(e) => error.set(Some(e.message)),
             }
         });
@@ -394,8 +409,36 @@ fn ActionRow(a: ActionRecord) -> impl IntoView {
                     <button class="btn btn-ghost" on:click=move |_| undo.set(true)>"Undo"</button>
                 </Show>
                 <Show when=move || undo.get()>
-                    <input placeholder="why undo?" bind:value=reason />
-                    <button class="btn btn-ghost" on:click=do_undo>"Undo now"</button>
+                    <div class="undo" data-testid="undo">
+                        <input placeholder="why undo?" aria-label="Why undo?" bind:value=reason />
+                        <button class="btn btn-ghost" on:click=move |_| send(true)>"Preview undo"</button>
+                        {move || {
+                            preview
+                                .get()
+                                .map(|p| {
+                                    let needs_confirm = p.confirm_required;
+                                    view! {
+                                        <div class="preview" data-testid="undo-preview">
+                                            <p class="preview-summary">{p.summary}</p>
+                                            <ul>
+                                                {p
+                                                    .changes
+                                                    .into_iter()
+                                                    .map(|c| view! { <li>{format!("{}: {} → {}", c.field, c.before, c.after)}</li> })
+                                                    .collect_view()}
+                                            </ul>
+                                            <Show when=move || needs_confirm>
+                                                <label>
+                                                    {move || format!("Type {} to confirm", gateway_id.get_value())}
+                                                    <input name="confirm" bind:value=confirm autocomplete="off" />
+                                                </label>
+                                            </Show>
+                                            <button class="btn btn-ghost" on:click=move |_| send(false)>"Undo now"</button>
+                                        </div>
+                                    }
+                                })
+                        }}
+                    </div>
                 </Show>
                 {move || error.get().map(|e| view! { <span class="error">{e}</span> })}
             </td>
