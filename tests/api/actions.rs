@@ -90,8 +90,12 @@ async fn an_expiry_whose_revert_fails_is_tried_again_until_it_is_reverted(backen
     .await;
     assert!(app.gateway("edge").await.throttle_rate_429 > 0.5, "still limited while the reverts fail");
     app.advance(11).await;
-    eventually("the revert to go through", || async { (!record(&responder, id).await.undo_available).then_some(()) })
-        .await;
+    let done = eventually("the revert to go through", || async {
+        let r = record(&responder, id).await;
+        r.detail.starts_with("reverted").then_some(r)
+    })
+    .await;
+    assert!(!done.undo_available, "a reverted change cannot be undone again");
     app.advance(5).await;
     assert!(app.gateway("edge").await.throttle_rate_429 < 0.5, "the limit is gone");
     let failed: Value = responder.get_json("/api/v1/audit?kind=action_outcome&outcome=failed").await;

@@ -12,7 +12,7 @@ use sqlx::Row;
 /// The columns `from_row` reads.
 const COLUMNS: &str = "id, gateway, action, params, change, inverse, actor, actor_role, reason, incident, \
      status, detail, preview, progress, impact_before, impact_after, undone_by, undo_of, expires_at_s, reverted, \
-     intent_id, created_at_ms";
+     intent_id, created_at_ms, undo_claimed_at_ms";
 
 /// An action as stored: what the API shows, plus the change and its inverse.
 pub struct Stored {
@@ -52,6 +52,8 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Stored> {
     let inverse: Option<Change> = json_col("inverse")?.map(|s| parse_json(&s)).transpose()?;
     let undone_by: Option<i64> = row.try_get("undone_by")?;
     let reverted: i64 = row.try_get("reverted")?;
+    // An undo or a revert under way holds the claim: no second one can start.
+    let claimed: Option<i64> = row.try_get("undo_claimed_at_ms")?;
     let status: String = row.try_get("status")?;
     let record = ActionRecord {
         id: row.try_get("id")?,
@@ -61,7 +63,11 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Stored> {
         actor: row.try_get("actor")?,
         reason: row.try_get("reason")?,
         incident: row.try_get("incident")?,
-        undo_available: inverse.is_some() && undone_by.is_none() && reverted == 0 && status != "failed",
+        undo_available: inverse.is_some()
+            && undone_by.is_none()
+            && reverted == 0
+            && claimed.is_none()
+            && status != "failed",
         status,
         detail: row.try_get("detail")?,
         preview: parse_json(&row.try_get::<String, _>("preview")?)?,
