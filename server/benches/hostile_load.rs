@@ -11,6 +11,7 @@
 //!    audit ledger grew.
 //!
 //! Run: `cargo bench -p server --bench hostile_load -- [seconds=60] [rps=2000] [streams=1000]`
+//! (`BENCH_DATABASE_URL=postgres://...` for PostgreSQL instead of a fresh SQLite file).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,7 +102,10 @@ async fn main() {
         // warm-up, so growth in RSS is the load's, not the log store's (256 MB by default).
         .args(["--log-retention-mb", "8"])
         .arg("--database-url")
-        .arg(format!("sqlite:{}", dir.path().join("bench.db").display()))
+        .arg(
+            std::env::var("BENCH_DATABASE_URL")
+                .unwrap_or_else(|_| format!("sqlite:{}", dir.path().join("bench.db").display())),
+        )
         .env("GATEWARDEN_ADMIN_PASSWORD", PASSWORD)
         .env("RUST_LOG", std::env::var("BENCH_LOG").unwrap_or_else(|_| "error".into()))
         .stdout(std::process::Stdio::null())
