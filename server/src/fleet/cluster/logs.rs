@@ -52,6 +52,11 @@ impl Default for Budget {
 }
 
 impl Budget {
+    /// How many pods one request reads at most: each gets at least 1 KiB of the total.
+    pub fn max_pods(self) -> usize {
+        (self.total / 1024).max(1) as usize
+    }
+
     /// `limitBytes` for each of `pods` pods: the per-pod limit or an equal share of the
     /// total, whichever is smaller (at least 1 KiB, so every pod shows something).
     pub fn per_pod_of(self, pods: usize) -> i64 {

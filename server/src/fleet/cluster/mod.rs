@@ -592,6 +592,8 @@ impl Fleet for KubeFleet {
             sources.sort_by(|a, b| a.pod.cmp(&b.pod));
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &space.namespace);
             let budget = *self.log_budget.read().unwrap_or_else(|e| e.into_inner());
+            // Past the pods whose 1 KiB floor fits the total, the rest are not read.
+            sources.truncate(budget.max_pods());
             logs::recent(&api, &sources, tail, since_seconds, Some(budget.per_pod_of(sources.len()))).await
         })
     }

@@ -27,6 +27,7 @@ async fn a_pod_log_read_asks_for_at_most_its_share_of_the_byte_budget() {
     assert_eq!(budget.per_pod_of(1), 256 * 1024, "one pod: the per-pod limit");
     assert_eq!(budget.per_pod_of(3), 100 * 1024, "three: an equal share of the total");
     assert_eq!(budget.per_pod_of(10_000), 1024, "never less than 1 KiB");
+    assert_eq!(budget.max_pods(), 300, "so at most 300 pods are read, and the total holds");
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let api: Api<Pod> = Api::namespaced(Client::new(service, "prod"), "prod");
     let server = log_server(
