@@ -55,11 +55,7 @@ pub struct Caller {
 impl Caller {
     /// `Ok` when the caller holds at least `role`, else 403.
     fn require(&self, role: Role) -> Result<()> {
-        if self.role >= role {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden(format!("this needs the {role} role; you are {}", self.role)))
-        }
+        crate::auth::require_role(self.role, role)
     }
 }
 

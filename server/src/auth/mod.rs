@@ -53,11 +53,7 @@ pub struct AuthUser {
 impl AuthUser {
     /// `Ok` when the caller's role is at least `role`, else 403.
     pub fn require(&self, role: Role) -> Result<()> {
-        if self.role >= role {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden(format!("this needs the {role} role; you are {}", self.role)))
-        }
+        require_role(self.role, role)
     }
 
     /// The session description returned to the client.
@@ -70,6 +66,12 @@ impl AuthUser {
 /// here, not a silent "anonymous".
 #[derive(Clone, Debug)]
 pub struct MaybeAuthUser(pub Option<AuthUser>);
+
+/// `Ok` when `have` is at least `need`, else 403 saying both: the one role check every
+/// caller type (a signed-in user, the engine's caller) goes through.
+pub fn require_role(have: Role, need: Role) -> Result<()> {
+    if have >= need { Ok(()) } else { Err(AppError::Forbidden(format!("this needs the {need} role; you are {have}"))) }
+}
 
 /// Compares secrets in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

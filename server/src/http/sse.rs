@@ -68,7 +68,7 @@ pub(super) async fn events(
     State(state): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     // Held as long as the stream is open: past the cap, 429 instead of one more stream.
-    let permit = state.caps.enter(crate::limits::Work::Stream, user.id)?;
+    let permit = console(state.clone(), user).stream_permit()?;
     let end = session_end(&state, &session);
     let snapshots = futures::stream::unfold((state.live.clone(), true), |(mut rx, first)| async move {
         if !first && rx.changed().await.is_err() {
