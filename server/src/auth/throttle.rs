@@ -29,8 +29,13 @@ pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 pub const ACCOUNT_SLOW_AT: u32 = 50;
 /// How much each attempt at such an account is slowed.
 pub const ACCOUNT_SLOWDOWN: Duration = Duration::from_secs(1);
-/// Above this many tracked keys, expired ones are swept (bounds memory under attack).
+/// Above this many tracked keys, expired ones are swept.
 const SWEEP_AT: usize = 10_000;
+/// Keys tracked at most (about 10 MB): a flood from ever new addresses and names cannot
+/// grow the map past it. Once full, only keys already tracked are counted, so accounts
+/// and addresses seen before the flood stay throttled; a new address gains nothing it
+/// would not have had with a fresh counter.
+pub const MAX_KEYS: usize = 100_000;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -50,6 +55,9 @@ struct Count {
 #[derive(Default)]
 pub struct LoginThrottle {
     counts: Mutex<HashMap<Key, Count>>,
+    /// When expired keys were last swept: a sweep walks the whole map, so at most one a
+    /// second, not one per attempt while the map is large.
+    swept: Mutex<Option<Instant>>,
 }
 
 /// What a sign-in attempt may do now.
@@ -79,7 +87,11 @@ impl LoginThrottle {
         let account = account.to_lowercase();
         let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > SWEEP_AT {
-            map.retain(|_, c| now - c.first < WINDOW);
+            let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            if swept.is_none_or(|at| now - at >= Duration::from_secs(1)) {
+                map.retain(|_, c| now - c.first < WINDOW);
+                *swept = Some(now);
+            }
         }
         let live = |map: &HashMap<Key, Count>, key: &Key| map.get(key).copied().filter(|c| now - c.first < WINDOW);
         let pair = Key::Pair(account.clone(), addr);
@@ -95,6 +107,9 @@ impl LoginThrottle {
         let account_key = Key::Account(account.clone());
         let slow = live(&map, &account_key).is_some_and(|c| c.failures >= ACCOUNT_SLOW_AT);
         for key in [pair, Key::Address(addr), account_key] {
+            if map.len() >= MAX_KEYS && !map.contains_key(&key) {
+                continue;
+            }
             let c = map.entry(key).or_insert(Count { first: now, last: now, failures: 0 });
             if now - c.first >= WINDOW {
                 *c = Count { first: now, last: now, failures: 0 };
@@ -216,6 +231,26 @@ mod tests {
             assert_eq!(t.begin("admin", ip(&format!("10.1.{}.{}", i / 200, i % 200))), Verdict::Go(Duration::ZERO));
         }
         assert_eq!(t.begin("admin", ip("192.0.2.7")), Verdict::Go(ACCOUNT_SLOWDOWN));
+    }
+
+    #[test]
+    fn a_flood_of_new_addresses_and_names_cannot_grow_the_counters_past_their_bound() {
+        let t = LoginThrottle::default();
+        let attacker = ip("192.0.2.1");
+        for _ in 0..FREE_PER_PAIR + 10 {
+            // Tried again and again: each try past the free ones waits longer (here 512 s).
+            t.counts
+                .lock()
+                .unwrap()
+                .values_mut()
+                .for_each(|c| c.last = c.last.checked_sub(MAX_DELAY).unwrap_or(c.last));
+            let _ = t.begin("admin", attacker);
+        }
+        for i in 0..(MAX_KEYS as u32 / 3 + 1000) {
+            t.begin(&format!("user{i}"), IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()));
+        }
+        assert!(t.counts.lock().unwrap().len() <= MAX_KEYS);
+        assert!(matches!(t.begin("admin", attacker), Verdict::Wait(_)), "what was tracked still counts");
     }
 
     #[test]
