@@ -103,6 +103,9 @@ test('undo is previewed first: the exact change, then the undo', async ({ page }
   await expect(dialog).toBeHidden();
 
   const row = page.getByTestId('action-list').locator('tbody tr', { hasText: 'more room for the partners' });
+  // A live update of the row (rollout progress) rebuilds it and drops an open undo form
+  // (noted as a UI defect): start once the rollout is done.
+  await expect(row.getByTestId('action-status')).toHaveText('succeeded', { timeout: 30_000 });
   await row.getByRole('button', { name: 'Undo' }).click();
   const undo = row.getByTestId('undo');
   await undo.getByLabel('Why undo?').fill('not needed after all');
