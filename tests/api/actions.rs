@@ -15,7 +15,50 @@ crate::both_databases!(
     a_time_limited_scale_goes_back_to_the_previous_count_by_itself,
     an_expiry_whose_revert_fails_is_tried_again_until_it_is_reverted,
     undo_previews_with_dry_run_and_asks_for_the_actions_confirmation,
+    after_a_restart_the_default_rollback_goes_to_the_template_that_differs,
 );
+
+/// bad-deploy -> restart -> rollback: the restart made a revision with the bad template,
+/// so the default rollback skips it to the newest revision that runs something else,
+/// says why, and shows what changes in the pods; it cures the 5xx. A named revision wins.
+async fn after_a_restart_the_default_rollback_goes_to_the_template_that_differs(backend: Backend) {
+    let app = TestApp::spawn_with(Options::new(backend).scenario(Scenario::BadDeploy)).await;
+    let admin = app.signed_in(Role::Admin).await;
+    accepted(&admin, "edge", "restart", json!({"reason": "try turning it off and on"})).await;
+    app.advance(60).await;
+    let bad = app.gateway("edge").await;
+    assert_eq!(bad.version, "2.15.0");
+
+    let r = act(&admin, "edge", "rollback", json!({"reason": "look", "confirm": "edge", "dry_run": true})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let preview = r.json::<Value>().await.unwrap()["preview"].clone();
+    let summary = preview["summary"].as_str().unwrap();
+    assert!(summary.ends_with("(2.15.0) to revision 2 (2.14.1)"), "{summary}");
+    let why = preview["warnings"][0].as_str().unwrap();
+    assert!(
+        why.starts_with("Revision 2 is the newest earlier revision whose pod template differs from what runs: revision #3 runs the same template as revision 4 (a restart)"),
+        "{why}"
+    );
+    let image = preview["changes"].as_array().unwrap().iter().find(|c| c["field"] == "gateway: image").cloned();
+    assert_eq!(
+        image.map(|c| (c["before"].clone(), c["after"].clone())),
+        Some((json!("registry.example.com/api-gateway:2.15.0"), json!("registry.example.com/api-gateway:2.14.1"))),
+        "the pod template's differences are shown: {preview}"
+    );
+
+    // Naming the restart-only revision is allowed, and the preview says what it does.
+    let named =
+        act(&admin, "edge", "rollback", json!({"reason": "look", "confirm": "edge", "revision": 3, "dry_run": true}))
+            .await;
+    let named = named.json::<Value>().await.unwrap()["preview"].clone();
+    assert!(named["warnings"][0].as_str().unwrap().contains("runs the same pod template as revision 4"), "{named}");
+
+    accepted(&admin, "edge", "rollback", json!({"reason": "2.15.0 fails 45% of requests", "confirm": "edge"})).await;
+    app.advance(60).await;
+    let edge = app.gateway("edge").await;
+    assert_eq!(edge.version, "2.14.1");
+    assert!(edge.error_rate_5xx < 0.01, "5xx back to normal: {edge:?}");
+}
 
 /// A rate limit's preview says whom "N req/s" counts, as the backend enforces it (the
 /// simulator: one bucket for the whole gateway; ingress-nginx and Kong: see kube.rs).
@@ -381,6 +424,13 @@ async fn undo_refuses_to_overwrite_a_later_change_by_someone_else(backend: Backe
     assert!(message.contains("changed since"), "{message}");
     assert_eq!(desired(&app).await, 9, "the later change stays");
     assert!(record(&responder, first).await.undo_available, "nothing was undone");
+    // Refused after its role check: on the record, with the caller's words and why.
+    let refused = responder.get_json("/api/v1/audit?kind=undo&outcome=denied").await;
+    let entry = &refused["entries"][0];
+    assert_eq!((entry["target"].as_str(), entry["reason"].as_str()), (Some("edge"), Some("not needed")), "{refused}");
+    let params: Value = serde_json::from_str(entry["params"].as_str().unwrap()).unwrap();
+    assert_eq!(params["undo_of"], first);
+    assert!(params["refused"].as_str().unwrap().starts_with("changed since"), "{params}");
 }
 
 async fn a_time_limited_rate_limit_reverts_by_itself_as_the_system(backend: Backend) {

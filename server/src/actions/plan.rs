@@ -268,19 +268,25 @@ pub fn plan(
             let requested = number(&mut params, "revision", 1..=u64::from(u32::MAX))?.map(|v| v as u32);
             no_more(&params)?;
             refuse_paused(gateway, state, "roll back")?;
-            let previous = state.revisions.iter().map(|(n, _)| *n).filter(|n| *n != state.revision).max();
-            let target = match requested {
-                Some(r) if r == state.revision => {
-                    return Err(AppError::invalid("revision", format!("revision {r} is already current")));
-                }
-                Some(r) if state.revisions.iter().any(|(n, _)| *n == r) => r,
-                Some(r) => {
-                    return Err(AppError::invalid("revision", format!("no revision {r} in the rollout history")));
-                }
-                None => previous.ok_or_else(|| AppError::invalid("revision", "no rollout history found"))?,
-            };
+            let (target, mut notes) = rollback_target(state, requested)?;
             let version =
                 state.revisions.iter().find(|(n, _)| *n == target).map(|(_, v)| v.clone()).unwrap_or_default();
+            let mut changes = vec![
+                change_of("spec.template (revision)", state.revision.to_string(), target.to_string()),
+                change_of("version", state.version.clone(), version.clone()),
+            ];
+            // What actually changes in the pods: the template, field by field.
+            if let (Some(now), Some(then)) = (state.templates.get(&state.revision), state.templates.get(&target)) {
+                let keys: std::collections::BTreeSet<&String> = now.keys().chain(then.keys()).collect();
+                for k in keys {
+                    let (a, b) = (now.get(k), then.get(k));
+                    if a != b {
+                        let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(none)".into());
+                        changes.push(change_of(k, show(a), show(b)));
+                    }
+                }
+            }
+            notes.push("Instances are replaced in a rolling update.".into());
             Plan {
                 change: Change::Rollback { revision: target },
                 preview: Preview {
@@ -288,13 +294,10 @@ pub fn plan(
                         "Roll {gateway} back from revision {} ({}) to revision {target} ({version})",
                         state.revision, state.version
                     ),
-                    changes: vec![
-                        change_of("spec.template (revision)", state.revision.to_string(), target.to_string()),
-                        change_of("version", state.version.clone(), version),
-                    ],
+                    changes,
                     confirm_required: true,
                     undo: Some(format!("roll forward to revision {} ({})", state.revision, state.version)),
-                    warnings: vec!["Instances are replaced in a rolling update.".into()],
+                    warnings: notes,
                 },
                 inverse: Some(Change::Rollback { revision: state.revision }),
                 ttl_s: None,
@@ -429,6 +432,69 @@ pub fn plan(
 
 /// kubectl refuses to restart or roll back a paused Deployment; so do we, before any
 /// record is written.
+/// The revision a rollback goes to, and what the preview must say about the choice.
+///
+/// By default: the newest earlier revision whose pod template differs from what runs. A
+/// restart makes a revision with the same template (only its restart annotation differs),
+/// and rolling back to it would change nothing but the pods' names. An explicit
+/// `revision` always wins.
+fn rollback_target(state: &GatewayState, requested: Option<u32>) -> Result<(u32, Vec<String>)> {
+    let current = state.templates.get(&state.revision);
+    // Without templates (a backend that cannot say), every revision counts as different.
+    let same = |n: u32| current.is_some() && state.templates.get(&n) == current;
+    let mut earlier: Vec<u32> = state.revisions.iter().map(|(n, _)| *n).filter(|n| *n != state.revision).collect();
+    earlier.sort_unstable_by(|a, b| b.cmp(a));
+    match requested {
+        Some(r) if r == state.revision => {
+            Err(AppError::invalid("revision", format!("revision {r} is already current")))
+        }
+        Some(r) if earlier.contains(&r) => {
+            let note = same(r).then(|| {
+                format!(
+                    "Revision {r} runs the same pod template as revision {} (they differ only by a restart): \
+                     this replaces the pods and changes nothing else.",
+                    state.revision
+                )
+            });
+            Ok((r, note.into_iter().collect()))
+        }
+        Some(r) => Err(AppError::invalid("revision", format!("no revision {r} in the rollout history"))),
+        None => {
+            let Some(&newest) = earlier.first() else {
+                return Err(AppError::invalid("revision", "no rollout history found"));
+            };
+            match earlier.iter().copied().find(|n| !same(*n)) {
+                Some(target) if target == newest => Ok((target, Vec::new())),
+                Some(target) => {
+                    let skipped: Vec<String> =
+                        earlier.iter().take_while(|n| **n != target).map(|n| format!("#{n}")).collect();
+                    Ok((
+                        target,
+                        vec![format!(
+                            "Revision {target} is the newest earlier revision whose pod template differs from what \
+                             runs: {} {} {} the same template as revision {} (a restart), so rolling back to {} would \
+                             change nothing. Name a revision to choose another.",
+                            if skipped.len() == 1 { "revision" } else { "revisions" },
+                            skipped.join(", "),
+                            if skipped.len() == 1 { "runs" } else { "run" },
+                            state.revision,
+                            if skipped.len() == 1 { "it" } else { "them" },
+                        )],
+                    ))
+                }
+                None => Err(AppError::invalid(
+                    "revision",
+                    format!(
+                        "every earlier revision runs the same pod template as revision {} (they differ only by \
+                         restarts), so a rollback would change nothing; name a revision to roll back to anyway",
+                        state.revision
+                    ),
+                )),
+            }
+        }
+    }
+}
+
 fn refuse_paused(gateway: &str, state: &GatewayState, what: &str) -> Result<()> {
     if state.paused {
         return Err(AppError::Conflict(format!(

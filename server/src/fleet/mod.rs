@@ -130,6 +130,13 @@ pub struct BreakerPolicy {
     pub service: Option<String>,
 }
 
+/// A pod template's fields that decide what runs, by name: `<container>: image`,
+/// `: command`, `: args`, `: env` (names only: values may be secrets), `: resources`,
+/// `: readinessProbe` ..., `label <k>`, `annotation <k>`, `pod spec` (the rest). A
+/// restart's annotation and `pod-template-hash` are not among them, so two revisions that
+/// differ only by a restart have equal fields.
+pub type TemplateFields = std::collections::BTreeMap<String, String>;
+
 /// What a mitigation needs to know about a gateway to plan a change and to tell later
 /// whether the change took effect.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -144,6 +151,10 @@ pub struct GatewayState {
     pub template: String,
     /// Every revision still in history: (number, version), oldest first.
     pub revisions: Vec<(u32, String)>,
+    /// What each revision's pod template runs, field by field (see [`TemplateFields`]),
+    /// for rollback previews. Not serialized: the audit keeps versions, not templates.
+    #[serde(skip)]
+    pub templates: std::collections::BTreeMap<u32, TemplateFields>,
     /// Route paths.
     pub routes: Vec<String>,
     /// The emergency rate limit in force.

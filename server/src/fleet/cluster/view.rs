@@ -17,6 +17,8 @@ pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const TEMPLATE_HASH: &str = "pod-template-hash";
 /// Annotation naming the container `kubectl logs` reads by default.
 pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
+/// Template annotation `kubectl rollout restart` sets.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// Label that states an application's version, when present.
 const VERSION_LABEL: &str = "app.kubernetes.io/version";
 
@@ -98,6 +100,61 @@ pub fn template_version(template: &PodTemplateSpec) -> String {
         .and_then(|c| c.image.as_deref())
         .map(|i| image_tag(i).to_string())
         .unwrap_or_default()
+}
+
+/// What `template` runs, field by field ([`crate::fleet::TemplateFields`]).
+pub fn template_fields(template: &PodTemplateSpec) -> crate::fleet::TemplateFields {
+    let mut out = crate::fleet::TemplateFields::new();
+    if let Some(meta) = &template.metadata {
+        for (k, v) in meta.labels.iter().flatten().filter(|(k, _)| *k != TEMPLATE_HASH) {
+            out.insert(format!("label {k}"), v.clone());
+        }
+        for (k, v) in meta.annotations.iter().flatten().filter(|(k, _)| *k != RESTARTED_AT) {
+            out.insert(format!("annotation {k}"), v.clone());
+        }
+    }
+    let Some(spec) = &template.spec else { return out };
+    let init = spec.init_containers.iter().flatten().map(|c| ("init ", c));
+    for (kind, c) in spec.containers.iter().map(|c| ("", c)).chain(init) {
+        let name = format!("{kind}{}", c.name);
+        if let Some(image) = &c.image {
+            out.insert(format!("{name}: image"), image.clone());
+        }
+        if let Some(command) = &c.command {
+            out.insert(format!("{name}: command"), command.join(" "));
+        }
+        if let Some(args) = &c.args {
+            out.insert(format!("{name}: args"), args.join(" "));
+        }
+        let mut env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+        env.sort_unstable();
+        if !env.is_empty() {
+            out.insert(format!("{name}: env"), env.join(", "));
+        }
+        if let Some(r) = &c.resources {
+            out.insert(format!("{name}: resources"), compact(r));
+        }
+        for (probe, p) in [
+            ("readinessProbe", &c.readiness_probe),
+            ("livenessProbe", &c.liveness_probe),
+            ("startupProbe", &c.startup_probe),
+        ] {
+            if let Some(p) = p {
+                out.insert(format!("{name}: {probe}"), compact(p));
+            }
+        }
+    }
+    // Everything else in the pod spec (volumes, service account, ...) as one field.
+    let mut rest = spec.clone();
+    rest.containers.clear();
+    rest.init_containers = None;
+    out.insert("pod spec".into(), compact(&rest));
+    out
+}
+
+/// Compact JSON of a nested field (a stable, readable form to compare and show).
+fn compact<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 fn pod_version(pod: &Pod) -> String {
@@ -266,6 +323,10 @@ impl Objects<'_> {
             revisions: history
                 .iter()
                 .map(|(n, rs)| (*n, rs.spec.template.as_ref().map(template_version).unwrap_or_default()))
+                .collect(),
+            templates: history
+                .iter()
+                .filter_map(|(n, rs)| Some((*n, template_fields(rs.spec.template.as_ref()?))))
                 .collect(),
             routes: vec![],
             rate_limit: None,

@@ -360,6 +360,7 @@ fn state_of(sim: &Sim, gateway: &str) -> FleetResult<GatewayState> {
         version: current.version.clone(),
         template: current.hash.clone(),
         revisions: gw.revisions.iter().map(|r| (r.number, r.version.clone())).collect(),
+        templates: gw.revisions.iter().map(|r| (r.number, r.template_fields())).collect(),
         routes: gw.routes.iter().map(|r| r.path.to_string()).collect(),
         rate_limit: gw.rate_limit.clone(),
         rate_limit_scope: "all clients of the gateway together".into(),

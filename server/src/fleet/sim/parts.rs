@@ -138,6 +138,23 @@ pub struct Revision {
     pub error_prob: f64,
 }
 
+impl Revision {
+    /// What this revision's pod template runs, as a Deployment's would read (a restart
+    /// copies the template, so only the version differs between revisions).
+    pub fn template_fields(&self) -> crate::fleet::TemplateFields {
+        [
+            ("gateway: image".to_string(), format!("registry.example.com/api-gateway:{}", self.version)),
+            ("gateway: env".to_string(), "GATEWAY_CONFIG, LOG_FORMAT, UPSTREAM_TIMEOUT_MS".to_string()),
+            (
+                "gateway: resources".to_string(),
+                r#"{"limits":{"memory":"512Mi"},"requests":{"cpu":"250m","memory":"256Mi"}}"#.to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect()
+    }
+}
+
 /// A gateway pod.
 #[derive(Clone, Debug)]
 pub struct Pod {

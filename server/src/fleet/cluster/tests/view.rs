@@ -118,3 +118,40 @@ fn selectors_and_ids_are_spelled_as_kubectl_and_urls_need() {
     assert_eq!(view::split_id(&view::gateway_id("prod", "edge")), Some(("prod", "edge")));
     assert_eq!(view::split_id("edge"), None);
 }
+
+/// What a rollback preview compares: a restart's annotation and `pod-template-hash` are
+/// not part of what runs; images, args, env names, resources, probes and the rest are.
+#[test]
+fn template_fields_leave_out_only_what_a_restart_changes() {
+    use k8s_openapi::api::core::v1::PodTemplateSpec;
+    let template = |restarted: Option<&str>, hash: &str, image: &str, env: &[&str]| -> PodTemplateSpec {
+        let mut annotations = serde_json::Map::new();
+        annotations.insert("prometheus.io/scrape".into(), json!("true"));
+        if let Some(t) = restarted {
+            annotations.insert("kubectl.kubernetes.io/restartedAt".into(), json!(t));
+        }
+        let env: Vec<Value> = env.iter().map(|n| json!({"name": n, "value": "secret value"})).collect();
+        serde_json::from_value(json!({
+            "metadata": {"labels": {"app": "api-gateway", "pod-template-hash": hash}, "annotations": annotations},
+            "spec": {"serviceAccountName": "gw", "containers": [{"name": "gateway", "image": image,
+                "args": ["--config", "/etc/gw.yaml"], "env": env,
+                "resources": {"limits": {"memory": "512Mi"}},
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}}]}
+        }))
+        .unwrap()
+    };
+    let before = view::template_fields(&template(None, "aaa111", "gw:1.4.0", &["B", "A"]));
+    let restarted = view::template_fields(&template(Some("2026-11-29T10:00:00Z"), "bbb222", "gw:1.4.0", &["A", "B"]));
+    assert_eq!(before, restarted, "a restart changes nothing that runs");
+    assert_eq!(before["gateway: image"], "gw:1.4.0");
+    assert_eq!(before["gateway: args"], "--config /etc/gw.yaml");
+    assert_eq!(before["gateway: env"], "A, B", "env names only, never values");
+    assert_eq!(before["gateway: resources"], r#"{"limits":{"memory":"512Mi"}}"#);
+    assert!(before["gateway: readinessProbe"].contains("/healthz"));
+    assert_eq!(before["annotation prometheus.io/scrape"], "true");
+    assert!(before["pod spec"].contains("serviceAccountName"));
+    assert!(!before.values().any(|v| v.contains("secret value")));
+    let upgraded = view::template_fields(&template(None, "ccc333", "gw:1.5.0", &["A", "B", "C"]));
+    let differ: Vec<&str> = before.keys().filter(|k| before.get(*k) != upgraded.get(*k)).map(String::as_str).collect();
+    assert_eq!(differ, ["gateway: env", "gateway: image"]);
+}
