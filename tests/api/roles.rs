@@ -5,7 +5,10 @@ use app::dto::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-crate::both_databases!(an_admin_creates_a_responder_who_can_then_sign_in_with_that_role);
+crate::both_databases!(
+    an_admin_creates_a_responder_who_can_then_sign_in_with_that_role,
+    an_account_whose_record_cannot_be_written_is_not_created,
+);
 
 async fn an_admin_creates_a_responder_who_can_then_sign_in_with_that_role(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -202,14 +205,21 @@ async fn the_role_matrix_covers_every_route_the_router_serves() {
 
 /// An account is never created without its audit entry: with the ledger failing, the
 /// request is a 503 and no account exists.
-#[tokio::test]
-async fn an_account_whose_record_cannot_be_written_is_not_created() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+async fn an_account_whose_record_cannot_be_written_is_not_created(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let admin = app.signed_in(Role::Admin).await;
-    sqlx::query("create trigger break_ledger before insert on audit_log begin select raise(abort, 'disk full'); end")
-        .execute(&app.state.db)
-        .await
-        .unwrap();
+    let break_ledger: &[&str] = match backend {
+        Backend::Sqlite => {
+            &["create trigger break_ledger before insert on audit_log begin select raise(abort, 'disk full'); end"]
+        }
+        Backend::Postgres => &[
+            "create function break_ledger() returns trigger language plpgsql as $$ begin raise exception 'disk full'; end $$",
+            "create trigger break_ledger before insert on audit_log for each row execute function break_ledger()",
+        ],
+    };
+    for statement in break_ledger {
+        sqlx::query(statement).execute(&app.state.db).await.unwrap();
+    }
 
     let r = admin
         .post("/api/v1/users", &json!({"username": "unrecorded", "password": "0123456789ab", "role": "viewer"}))
