@@ -74,7 +74,7 @@ test('a responder resolves the traffic surge from the gateway page', async ({ pa
   await page.getByTestId('new-entries').click();
   await expect(page.getByTestId('new-entries')).toBeHidden();
   await page.getByTestId('verify').click();
-  await expect(page.getByTestId('verify-result')).toContainText('Chain intact');
+  await expect(page.getByTestId('verify-result')).toContainText('Ledger intact');
   await page.screenshot({ path: 'screenshots/audit.png', fullPage: true });
 });
 

@@ -1,7 +1,9 @@
 //! Audit ledger benchmark (not a test): append rate, filtered page latency and full
 //! verification on a ledger of N entries in a fresh SQLite file.
 //!
-//! Run: `cargo bench -p server --bench audit -- [entries=1000000] [database-url]`
+//! Run: `cargo bench -p server --bench audit -- [entries=1000000] [database-url] [--unsigned]`
+//! Entries are signed with an audit key and a checkpoint file is kept, as the console
+//! does; `--unsigned` measures the hash chain alone.
 //! Targets (issue 4): append >= 2,000/s on SQLite, filtered page <= 20 ms, verify <= 2 s.
 
 use server::audit::{Actor, Filter, Kind, Ledger, NewEntry, Outcome};
@@ -48,8 +50,24 @@ async fn main() {
     let url = args.get(1).cloned().unwrap_or_else(|| format!("sqlite:{}", dir.path().join("bench.db").display()));
     let db = server::db::connect(&url).await.expect("database");
     let dialect = server::db::dialect(&url).expect("sqlite: or postgres: URL");
-    let ledger = Ledger::new(db.clone(), dialect);
-    println!("ledger benchmark: {n} entries, {}", server::db::redact(&url));
+    let signed = !std::env::args().any(|a| a == "--unsigned");
+    let key = server::audit::AuditKey::from_bytes(b"a benchmark audit key of at least thirty-two bytes").unwrap();
+    let open = |checkpoint: Option<std::path::PathBuf>| {
+        let (db, key) = (db.clone(), key.clone());
+        async move {
+            let ledger = Ledger::new(db, dialect);
+            if signed { ledger.seal(key, checkpoint).await.expect("seal") } else { ledger }
+        }
+    };
+    let ledger = open(Some(dir.path().join("audit.checkpoint"))).await;
+    if let Some(c) = ledger.checkpointer() {
+        c.spawn(server::audit::checkpoint::LOG_EVERY);
+    }
+    println!(
+        "ledger benchmark: {n} entries, {}, {}",
+        server::db::redact(&url),
+        if signed { "signed (HMAC-SHA-256, checkpoint file)" } else { "unsigned (hash chain only)" }
+    );
 
     // Appends, one at a time through the real path (each its own transaction).
     let start = Instant::now();
@@ -72,8 +90,9 @@ async fn main() {
     let start = Instant::now();
     let tasks: Vec<_> = (0..16)
         .map(|t| {
-            let ledger = Ledger::new(db.clone(), dialect);
+            let ledger = open(None);
             tokio::spawn(async move {
+                let ledger = ledger.await;
                 for i in 0..500 {
                     // Separate Ledger instances race like replicas; the unique prev_hash keeps one chain.
                     ledger.append(entry(t * 1000 + i)).await.expect("append");
@@ -121,5 +140,12 @@ async fn main() {
 
     let start = Instant::now();
     let v = ledger.verify().await.expect("verify");
-    println!("verify: {} entries in {:.2} s, ok={}", v.entries, start.elapsed().as_secs_f64(), v.ok);
+    println!(
+        "verify: {} entries in {:.2} s, ok={}, signed from {:?}, problems {:?}",
+        v.entries,
+        start.elapsed().as_secs_f64(),
+        v.ok,
+        v.signed_from,
+        v.problems
+    );
 }

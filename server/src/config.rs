@@ -28,6 +28,27 @@ pub enum Command {
     /// Manage console accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Work with the audit ledger.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `gatewarden audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify an exported ledger (`/api/v1/audit/export?format=jsonl`) offline: every
+    /// link and hash, every signature with the key, and, given the checkpoint file, that
+    /// nothing was cut from its end. Exit status 0 when intact, 1 when not.
+    Verify {
+        /// The JSONL export ("-" for standard input).
+        file: std::path::PathBuf,
+        /// The console's audit key file.
+        #[arg(long)]
+        key_file: Option<std::path::PathBuf>,
+        /// The console's checkpoint file.
+        #[arg(long)]
+        checkpoint_file: Option<std::path::PathBuf>,
+    },
 }
 
 /// `gatewarden user ...`
@@ -156,6 +177,16 @@ pub struct ServeArgs {
     /// ./gatewarden-admin-password. It is never written to the log.
     #[arg(long, env = "GATEWARDEN_ADMIN_PASSWORD_FILE")]
     pub admin_password_file: Option<std::path::PathBuf>,
+    /// File holding the key that signs audit entries (at least 32 bytes; the same on every
+    /// replica; in Kubernetes a Secret). Default with SQLite: created beside the database
+    /// on first start. Required with PostgreSQL. Keep it: without it, the ledger's
+    /// signatures cannot be checked.
+    #[arg(long, env = "GATEWARDEN_AUDIT_KEY_FILE")]
+    pub audit_key_file: Option<std::path::PathBuf>,
+    /// File where the console keeps its signed audit checkpoint (the newest entry it
+    /// appended), to notice a ledger cut short. Default: beside the key.
+    #[arg(long, env = "GATEWARDEN_AUDIT_CHECKPOINT_FILE")]
+    pub audit_checkpoint_file: Option<std::path::PathBuf>,
     /// Public URL; an https URL marks session cookies Secure.
     #[arg(long, env = "GATEWARDEN_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 pub mod db;
 pub mod error;
+pub mod files;
 pub mod fleet;
 pub mod health;
 pub mod http;

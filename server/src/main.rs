@@ -2,11 +2,12 @@
 
 use app::dto::NewUser;
 use clap::Parser;
-use server::config::{Cli, Command, ServeArgs, UserCommand};
+use server::config::{AuditCommand, Cli, Command, ServeArgs, UserCommand};
 use server::error::AppError;
 use server::startup::{Application, Settings, StartupError};
 use server::users::{self, FirstAdmin};
 use std::io::{BufRead, IsTerminal};
+use std::path::Path;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -28,6 +29,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(Command::Audit(AuditCommand::Verify { file, key_file, checkpoint_file })) = &cli.command {
+        return verify_export(file, key_file.as_deref(), checkpoint_file.as_deref());
+    }
     let result = runtime.block_on(async {
         match cli.command {
             None => serve(cli.serve).await,
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
             Some(Command::User(UserCommand::Add { name, role, database_url })) => {
                 add_user(name, role, database_url).await
             }
+            Some(Command::Audit(_)) => unreachable!("handled before the runtime"),
         }
     });
     match result {
@@ -116,6 +121,59 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// `gatewarden audit verify FILE`: prints what was checked and every problem found.
+fn verify_export(file: &Path, key_file: Option<&Path>, checkpoint_file: Option<&Path>) -> ExitCode {
+    use server::audit::{AuditKey, checkpoint};
+    let fail = |message: String| {
+        eprintln!("gatewarden: {message}");
+        ExitCode::from(2)
+    };
+    let key = match key_file.map(AuditKey::load).transpose() {
+        Ok(key) => key,
+        Err(e) => return fail(e.to_string()),
+    };
+    let checkpoint = match (checkpoint_file, &key) {
+        (Some(_), None) => return fail("--checkpoint-file needs --key-file (the checkpoint is signed with it)".into()),
+        (Some(path), Some(key)) => match checkpoint::read(path, key) {
+            Ok(Some(body)) => Some(body),
+            Ok(None) => return fail(format!("no checkpoint file at {}", path.display())),
+            Err(problem) => return fail(problem),
+        },
+        (None, _) => None,
+    };
+    let lines: Box<dyn Iterator<Item = std::io::Result<String>>> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock().lines())
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => Box::new(std::io::BufReader::new(f).lines()),
+            Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
+        }
+    };
+    let result = match server::audit::verify_lines(lines, key.clone(), checkpoint.clone()) {
+        Ok(result) => result,
+        Err(e) => return fail(e),
+    };
+    println!("{} entries checked; head {}", result.entries, result.head_hash);
+    match (&key, result.signed_from) {
+        (None, _) => println!("signatures: not checked (no --key-file)"),
+        (Some(key), Some(id)) => println!("signatures: every entry from #{id} carries audit key {}", key.id()),
+        (Some(key), None) => println!("signatures: no entry carries audit key {}", key.id()),
+    }
+    match &checkpoint {
+        Some(c) => println!("checkpoint: entry #{} ({} breaks recorded at start-ups)", c.head_id, c.breaks.len()),
+        None => println!("checkpoint: not compared (no --checkpoint-file): a cut at the end cannot be seen"),
+    }
+    for p in &result.problems {
+        println!("FAILED {} check at #{}: {}", p.check, p.id, p.message);
+    }
+    if result.ok {
+        println!("ok");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 async fn add_user(name: String, role: app::dto::Role, database_url: String) -> Result<(), StartupError> {

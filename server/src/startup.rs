@@ -66,6 +66,10 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Caps on expensive work.
     pub limits: crate::limits::Limits,
+    /// `--audit-key-file`.
+    pub audit_key_file: Option<std::path::PathBuf>,
+    /// `--audit-checkpoint-file`.
+    pub audit_checkpoint_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -81,6 +85,8 @@ impl std::fmt::Debug for Settings {
             .field("kube", &self.kube)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("limits", &self.limits)
+            .field("audit_key_file", &self.audit_key_file)
+            .field("audit_checkpoint_file", &self.audit_checkpoint_file)
             .finish_non_exhaustive()
     }
 }
@@ -88,13 +94,65 @@ impl std::fmt::Debug for Settings {
 /// Where a generated first-admin password goes: beside a SQLite database, else in the
 /// working directory.
 pub fn default_admin_password_file(database_url: &str) -> std::path::PathBuf {
-    match database_url.strip_prefix("sqlite:").map(|p| p.trim_start_matches("//")) {
-        Some(path) if !path.is_empty() && !path.starts_with(':') => {
-            let path = path.split('?').next().unwrap_or(path);
-            std::path::PathBuf::from(format!("{path}.admin-password"))
-        }
-        _ => std::path::PathBuf::from("gatewarden-admin-password"),
+    match sqlite_file(database_url) {
+        Some(path) => std::path::PathBuf::from(format!("{path}.admin-password")),
+        None => std::path::PathBuf::from("gatewarden-admin-password"),
     }
+}
+
+/// A SQLite database's file path, if it has one.
+fn sqlite_file(database_url: &str) -> Option<&str> {
+    match database_url.strip_prefix("sqlite:").map(|p| p.trim_start_matches("//")) {
+        Some(path) if !path.is_empty() && !path.starts_with(':') => Some(path.split('?').next().unwrap_or(path)),
+        _ => None,
+    }
+}
+
+/// The checkpoint beside a key file: `audit.key` -> `audit.checkpoint`,
+/// `gatewarden.db.audit-key` -> `gatewarden.db.audit-checkpoint`, else `<key>.checkpoint`.
+pub fn default_checkpoint_file(key_file: &std::path::Path) -> std::path::PathBuf {
+    let name = key_file.file_name().and_then(|n| n.to_str()).unwrap_or("audit-key");
+    match name.strip_suffix("key") {
+        Some(stem) if !stem.is_empty() => key_file.with_file_name(format!("{stem}checkpoint")),
+        _ => key_file.with_file_name(format!("{name}.checkpoint")),
+    }
+}
+
+/// The audit key and where the checkpoint is kept: `--audit-key-file`, else a key beside
+/// a SQLite database (created on first start), else, for an in-memory database, a key
+/// that lives as long as the process. PostgreSQL needs the flag: replicas share the key.
+pub fn audit_key(
+    database_url: &str,
+    key_file: Option<&std::path::Path>,
+    checkpoint_file: Option<&std::path::Path>,
+) -> Result<(crate::audit::AuditKey, Option<std::path::PathBuf>), StartupError> {
+    use crate::audit::AuditKey;
+    let key_path = match key_file {
+        Some(path) => Some(path.to_path_buf()),
+        None => sqlite_file(database_url).map(|db| std::path::PathBuf::from(format!("{db}.audit-key"))),
+    };
+    let checkpoint =
+        checkpoint_file.map(|p| p.to_path_buf()).or_else(|| key_path.as_deref().map(default_checkpoint_file));
+    let key = match (&key_path, key_file) {
+        (Some(path), Some(_)) => AuditKey::load(path).map_err(|e| StartupError::Config(e.to_string()))?,
+        (Some(path), None) => {
+            let (key, created) = AuditKey::load_or_create(path).map_err(|e| StartupError::Config(e.to_string()))?;
+            if created {
+                tracing::warn!(path = %path.display(), "created the audit key: keep it with the database (without it the ledger's signatures cannot be checked)");
+            }
+            key
+        }
+        (None, _) if db::dialect(database_url) == Some(db::Dialect::Postgres) => {
+            return Err(StartupError::Config(
+                "with PostgreSQL, pass --audit-key-file (env GATEWARDEN_AUDIT_KEY_FILE): a file of at least 32 \
+                 random bytes, the same on every replica (in Kubernetes, a Secret), e.g. \
+                 `head -c 32 /dev/urandom | base64 > audit.key`"
+                    .into(),
+            ));
+        }
+        (None, _) => AuditKey::ephemeral(),
+    };
+    Ok((key, checkpoint))
 }
 
 /// A Kubernetes client handed in by a test or benchmark.
@@ -179,6 +237,8 @@ impl Settings {
             args.admin_password_file.clone().unwrap_or_else(|| default_admin_password_file(&args.database_url));
         let now_ms = db::now_ms();
         Ok(Settings {
+            audit_key_file: args.audit_key_file,
+            audit_checkpoint_file: args.audit_checkpoint_file,
             trusted_proxies,
             limits,
             probe_allow,
@@ -338,8 +398,22 @@ impl Application {
         let health = Arc::new(HealthService::new(fleet.clone(), metrics));
         health.attach_probes(probes.clone());
         let dialect = db::dialect(&settings.database_url).expect("checked in Settings");
-        let ledger = Arc::new(Ledger::new(db.clone(), dialect).with_refusal_window(settings.limits.refusal_window));
+        let (key, checkpoint_file) = audit_key(
+            &settings.database_url,
+            settings.audit_key_file.as_deref(),
+            settings.audit_checkpoint_file.as_deref(),
+        )?;
+        let ledger = Ledger::new(db.clone(), dialect)
+            .with_refusal_window(settings.limits.refusal_window)
+            .seal(key, checkpoint_file)
+            .await
+            .map_err(|e| StartupError::Other(format!("opening the audit ledger failed: {e:?}")))?;
+        let ledger = Arc::new(ledger);
         background.push(ledger.spawn_refusal_flusher());
+        if let Some(checkpoint) = ledger.checkpointer() {
+            checkpoint.log();
+            background.push(checkpoint.spawn(crate::audit::checkpoint::LOG_EVERY));
+        }
         let engine = Arc::new(Engine::new(db.clone(), ledger.clone(), fleet, health.clone(), settings.max_replicas));
         // Settle any action a crash left between its intent and its outcome, before
         // anyone can start a new one.
@@ -430,6 +504,11 @@ impl Application {
         // Repeated refusals still being counted get their summary entries.
         if let Err(e) = state.ledger.flush_refusals(true).await {
             tracing::error!(error = ?e, "could not summarize the last refusals");
+        }
+        if let Some(checkpoint) = state.ledger.checkpointer()
+            && let Err(e) = checkpoint.flush()
+        {
+            tracing::error!(error = %e, "could not write the audit checkpoint");
         }
         for task in background {
             task.abort();

@@ -12,6 +12,7 @@ mod gateways;
 mod hostile;
 mod input;
 mod kube;
+mod ledger;
 mod live;
 mod logs;
 mod prometheus;

@@ -32,7 +32,10 @@ pub enum Backend {
 pub struct TestDb {
     /// URL the server connects to.
     pub url: String,
-    _dir: Option<tempfile::TempDir>,
+    /// `--audit-key-file`: none for SQLite (the key is created beside the database), a
+    /// file of its own for PostgreSQL (which needs one).
+    pub key_file: Option<std::path::PathBuf>,
+    dir: tempfile::TempDir,
     pg_name: Option<String>,
 }
 
@@ -47,7 +50,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite:{}", dir.path().join("gatewarden.db").display());
-                TestDb { url, _dir: Some(dir), pg_name: None }
+                TestDb { url, key_file: None, dir, pg_name: None }
             }
             Backend::Postgres => {
                 sqlx::any::install_default_drivers();
@@ -58,8 +61,37 @@ impl TestDb {
                 admin.execute(format!("create database {name}").as_str()).await.expect("create test database");
                 let base = pg_admin_url();
                 let url = format!("{}/{name}", &base[..base.rfind('/').expect("db path in URL")]);
-                TestDb { url, _dir: None, pg_name: Some(name) }
+                let dir = tempfile::tempdir().expect("temp dir");
+                let key_file = dir.path().join("audit.key");
+                std::fs::write(&key_file, format!("{:032x}{:032x}\n", rand::random::<u128>(), rand::random::<u128>()))
+                    .expect("write the audit key");
+                TestDb { url, key_file: Some(key_file), dir, pg_name: Some(name) }
             }
+        }
+    }
+}
+
+impl TestDb {
+    /// The directory beside the database (SQLite's file, the key, the checkpoint).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The audit key file in use (given, or created beside a SQLite database).
+    pub fn key_path(&self) -> std::path::PathBuf {
+        self.key_file.clone().unwrap_or_else(|| self.dir().join("gatewarden.db.audit-key"))
+    }
+
+    /// The checkpoint file in use.
+    pub fn checkpoint_path(&self) -> std::path::PathBuf {
+        server::startup::default_checkpoint_file(&self.key_path())
+    }
+
+    /// `--audit-key-file` for a server on this database, if it needs one.
+    pub fn key_args(&self) -> Vec<String> {
+        match &self.key_file {
+            Some(path) => vec!["--audit-key-file".into(), path.display().to_string()],
+            None => Vec::new(),
         }
     }
 }
@@ -203,6 +235,8 @@ impl TestApp {
             prometheus: None,
             trusted_proxies: options.trusted_proxies.clone(),
             limits: options.limits.clone(),
+            audit_key_file: db.key_file.clone(),
+            audit_checkpoint_file: None,
         };
         let app = Application::build(settings).await.expect("server starts");
         let addr = app.local_addr();
@@ -301,6 +335,21 @@ pub struct Session {
 }
 
 impl Session {
+    /// Signs in as `username` at `base` (a server started some other way), asserting 200.
+    pub async fn sign_in(base: &str, username: &str, password: &str) -> Session {
+        let client = Client::builder().cookie_store(true).redirect(redirect::Policy::none()).build().expect("client");
+        let response = client
+            .post(format!("{base}/api/v1/session"))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "login as {username}");
+        let body: Value = response.json().await.expect("json");
+        let csrf = body["csrf_token"].as_str().expect("csrf token").to_string();
+        Session { client, csrf, base: base.to_string() }
+    }
+
     /// GET `path`.
     pub async fn get(&self, path: &str) -> Response {
         self.client.get(format!("{}{path}", self.base)).send().await.expect("request")

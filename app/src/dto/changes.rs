@@ -45,6 +45,10 @@ pub struct AuditEntry {
     pub prev_hash: String,
     /// SHA-256 of this entry's canonical encoding, hex.
     pub hash: String,
+    /// HMAC-SHA-256 of `hash` with the console's audit key, hex ("" for entries written
+    /// before the ledger was signed).
+    #[serde(default)]
+    pub mac: String,
 }
 
 /// `GET /api/v1/audit`: newest first.
@@ -75,8 +79,29 @@ pub struct AuditVerification {
     pub entries: i64,
     /// Hash of the newest entry.
     pub head_hash: String,
-    /// The first entry whose hash or link does not match, if any.
+    /// The lowest entry a problem names, if any.
     pub first_bad_id: Option<i64>,
+    /// Every check that failed, with where and a sentence.
+    #[serde(default)]
+    pub problems: Vec<AuditProblem>,
+    /// The newest key marker that carries the audit key: it vouches for every entry
+    /// before it, and every entry after it is signed.
+    #[serde(default)]
+    pub signed_from: Option<i64>,
+    /// The newest entry the checkpoint outside the database recorded.
+    #[serde(default)]
+    pub checkpoint_head_id: Option<i64>,
+}
+
+/// One failed check of `GET /api/v1/audit/verify`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditProblem {
+    /// `link`, `hash`, `key`, `truncation` or `checkpoint`.
+    pub check: String,
+    /// The entry concerned (for a truncation, the last one left).
+    pub id: i64,
+    /// What is wrong, as a sentence.
+    pub message: String,
 }
 
 /// One field a mitigation changes.

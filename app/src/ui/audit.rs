@@ -114,11 +114,46 @@ pub fn AuditPage() -> impl IntoView {
             verification
                 .get()
                 .map(|v| {
-                    let (class, text) = match v.first_bad_id {
-                        None => ("verify-ok", format!("Chain intact: {} entries, head {}…", v.entries, &v.head_hash[..12])),
-                        Some(id) => ("verify-bad", format!("Chain broken at entry #{id} ({} entries checked)", v.entries)),
-                    };
-                    view! { <p class=class data-testid="verify-result">{text}</p> }
+                    if v.ok {
+                        let signed = match v.signed_from {
+                            Some(1) => ", every entry signed".to_string(),
+                            Some(id) => format!(", signed from #{id}"),
+                            None => ", not signed".to_string(),
+                        };
+                        let checkpoint = match v.checkpoint_head_id {
+                            Some(id) => format!(", matches the checkpoint at #{id}"),
+                            None => String::new(),
+                        };
+                        let text = format!(
+                            "Ledger intact: {} entries{signed}{checkpoint}; head {}…",
+                            v.entries,
+                            v.head_hash.get(..12).unwrap_or_default()
+                        );
+                        view! { <p class="verify-ok" data-testid="verify-result">{text}</p> }.into_any()
+                    } else {
+                        let summary = format!(
+                            "Ledger check failed ({} entries checked): {} {}",
+                            v.entries,
+                            v.problems.len(),
+                            if v.problems.len() == 1 { "problem" } else { "problems" },
+                        );
+                        view! {
+                            <div class="verify-bad" data-testid="verify-result" role="alert">
+                                <p>{summary}</p>
+                                <ul>
+                                    {v
+                                        .problems
+                                        .iter()
+                                        .map(|p| {
+                                            let text = format!("{} check, #{}: {}", p.check, p.id, p.message);
+                                            view! { <li>{text}</li> }
+                                        })
+                                        .collect_view()}
+                                </ul>
+                            </div>
+                        }
+                            .into_any()
+                    }
                 })
         }}
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>

@@ -104,6 +104,7 @@ mod tests {
             after_state: String::new(),
             prev_hash: GENESIS.into(),
             hash: String::new(),
+            mac: String::new(),
         };
         let mut buf = Vec::new();
         canonical(&e, &mut buf);
@@ -136,6 +137,7 @@ mod tests {
             after_state: String::new(),
             prev_hash: GENESIS.into(),
             hash: String::new(),
+            mac: String::new(),
         };
         let h = entry_hash(&e);
         assert_eq!(h.len(), 64);

@@ -13,16 +13,21 @@
 //! `hash` is the canonical encoding; `search` the filters and keyset pages; `export` the
 //! streamed CSV and JSONL; `verify` the chain check.
 
+pub mod checkpoint;
 mod export;
 mod hash;
+pub mod key;
 mod refusals;
+mod seal;
 mod search;
 mod verify;
 
 pub use export::{CSV_HEADER, csv_field, csv_line};
 pub use hash::entry_hash;
+pub use key::AuditKey;
 pub use refusals::{DEFAULT_WINDOW as REFUSAL_WINDOW, Refusals};
 pub use search::{Filter, page_request};
+pub use verify::{Check, Verifier, verify_lines};
 
 use crate::db::{Db, Dialect, now_ms};
 use crate::error::{AppError, Result};
@@ -58,6 +63,8 @@ pub enum Kind {
     Logout,
     /// An account was created or its role changed.
     UserChange,
+    /// From this entry on, every entry is signed with the audit key named in `params`.
+    AuditKey,
 }
 
 impl Kind {
@@ -73,6 +80,7 @@ impl Kind {
             Kind::LoginFailure => "login_failure",
             Kind::Logout => "logout",
             Kind::UserChange => "user_change",
+            Kind::AuditKey => "audit_key",
         }
     }
 }
@@ -209,11 +217,11 @@ pub struct UnsettledIntent {
 }
 
 const INSERT: &str = "insert into audit_log (id, ts_ms, actor, actor_role, client_addr, user_agent, request_id, \
-     kind, action, target, params, reason, incident, outcome, intent_id, before_state, after_state, prev_hash, hash) \
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+     kind, action, target, params, reason, incident, outcome, intent_id, before_state, after_state, prev_hash, hash, mac) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)";
 
 const COLUMNS: &str = "id, ts_ms, actor, actor_role, client_addr, user_agent, request_id, kind, action, target, \
-     params, reason, incident, outcome, intent_id, before_state, after_state, prev_hash, hash";
+     params, reason, incident, outcome, intent_id, before_state, after_state, prev_hash, hash, mac";
 
 /// An entry from a row of [`COLUMNS`], read by column name.
 fn from_row(row: &AnyRow) -> std::result::Result<AuditEntry, sqlx::Error> {
@@ -237,6 +245,7 @@ fn from_row(row: &AnyRow) -> std::result::Result<AuditEntry, sqlx::Error> {
         after_state: row.try_get("after_state")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+        mac: row.try_get("mac")?,
     })
 }
 
@@ -257,6 +266,10 @@ pub struct Ledger {
     events: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
     /// Repeated refusals being counted into their window's summary.
     refusals: Refusals,
+    /// Signs each entry (none: entries are hash-chained only).
+    key: Option<AuditKey>,
+    /// The newest entry this process appended, kept outside the database.
+    checkpoint: Option<std::sync::Arc<checkpoint::Checkpointer>>,
 }
 
 async fn read_head<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(executor: E) -> Result<(i64, String)> {
@@ -276,7 +289,21 @@ impl Ledger {
             verify_page: VERIFY_PAGE,
             events,
             refusals: Refusals::new(REFUSAL_WINDOW),
+            key: None,
+            checkpoint: None,
         }
+    }
+
+    /// The checkpoint this process keeps, once [`Ledger::seal`] has run.
+    pub fn checkpointer(&self) -> Option<&std::sync::Arc<checkpoint::Checkpointer>> {
+        self.checkpoint.as_ref()
+    }
+
+    fn appended(&self, stored: &AuditEntry) {
+        if let Some(c) = &self.checkpoint {
+            c.advance(stored.id, &stored.hash);
+        }
+        self.publish(stored);
     }
 
     /// Entries as they are appended.
@@ -318,11 +345,11 @@ impl Ledger {
             let mut tx = self.db.begin().await?;
             sqlx::query("select pg_advisory_xact_lock($1)").bind(APPEND_LOCK).execute(&mut *tx).await?;
             let prev = read_head(&mut *tx).await?;
-            let stored = Self::stored(&entry, prev);
+            let stored = self.stored(&entry, prev);
             Self::insert(&stored).execute(&mut *tx).await?;
             tx.commit().await?;
             *head = Some((stored.id, stored.hash.clone()));
-            self.publish(&stored);
+            self.appended(&stored);
             return Ok(stored);
         }
         for attempt in 0..ATTEMPTS {
@@ -330,11 +357,11 @@ impl Ledger {
                 Some(h) => h.clone(),
                 None => self.read_head().await?,
             };
-            let stored = Self::stored(&entry, prev);
+            let stored = self.stored(&entry, prev);
             match Self::insert(&stored).execute(&self.db).await {
                 Ok(_) => {
                     *head = Some((stored.id, stored.hash.clone()));
-                    self.publish(&stored);
+                    self.appended(&stored);
                     return Ok(stored);
                 }
                 // Someone else appended first: back off a little, follow the new head.
@@ -353,7 +380,7 @@ impl Ledger {
     }
 
     /// The entry as it will be stored after `prev` (id, hash).
-    fn stored(entry: &NewEntry, (prev_id, prev_hash): (i64, String)) -> AuditEntry {
+    fn stored(&self, entry: &NewEntry, (prev_id, prev_hash): (i64, String)) -> AuditEntry {
         {
             let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
             let mut stored = AuditEntry {
@@ -376,8 +403,12 @@ impl Ledger {
                 after_state: json(&entry.after),
                 prev_hash,
                 hash: String::new(),
+                mac: String::new(),
             };
             stored.hash = entry_hash(&stored);
+            if let Some(key) = &self.key {
+                stored.mac = key.sign(stored.hash.as_bytes());
+            }
             stored
         }
     }
@@ -403,6 +434,7 @@ impl Ledger {
             .bind(&stored.after_state)
             .bind(&stored.prev_hash)
             .bind(&stored.hash)
+            .bind(&stored.mac)
     }
 
     /// Intents without an outcome: the process stopped between the two.
