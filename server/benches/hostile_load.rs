@@ -34,6 +34,20 @@ fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
 
+/// Established TCP connections to the console's `port` (from /proc/net/tcp{,6}).
+fn established(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == "01"
+        })
+        .count()
+}
+
 /// Samples VmRSS every 100 ms; returns the largest seen when stopped.
 fn sample_peak(pid: u32, stop: Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
@@ -208,12 +222,14 @@ async fn main() {
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let per_tick = (rps / 100).max(1);
+    // Reads go through their own client, whose connections close when the load ends.
+    let (reader, _) = sign_in(&base, "admin", PASSWORD).await;
     let load_started = Instant::now();
     let mut reads = Vec::new();
     while load_started.elapsed() < Duration::from_secs(seconds) {
         tick.tick().await;
         for _ in 0..per_tick {
-            let (client, url) = (admin.clone(), format!("{base}/api/v1/gateways"));
+            let (client, url) = (reader.clone(), format!("{base}/api/v1/gateways"));
             let (errors, latencies) = (errors.clone(), latencies.clone());
             reads.push(tokio::spawn(async move {
                 let t = Instant::now();
@@ -260,16 +276,46 @@ async fn main() {
         stream_bytes.load(Ordering::Relaxed) as f64 / 1e6
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
+    let open_rss = rss_kb(pid, "VmRSS:");
+    let connections = established(port);
+    drop(reader);
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let final_rss = rss_kb(pid, "VmRSS:");
+    println!(
+        "10 s after the load: {:.1} MB ({:+.1} % of start) with the readers' {connections} keep-alive connections \
+         still open; {} left open after they close",
+        mb(open_rss),
+        (open_rss as f64 / start_rss as f64 - 1.0) * 100.0,
+        established(port)
+    );
     let ledger_after = entries(admin.clone()).await;
     println!(
-        "RSS: start {:.1} MB, peak {:.1} MB (sampled; VmHWM {:.1} MB), final {:.1} MB ({:+.1} % of start) 10 s after",
+        "RSS: start {:.1} MB, peak {:.1} MB (sampled; VmHWM {:.1} MB), final {:.1} MB ({:+.1} % of start) 10 s \
+         after the load's connections closed",
         mb(start_rss),
         mb(peak),
         mb(hwm),
         mb(final_rss),
         (final_rss as f64 / start_rss as f64 - 1.0) * 100.0
     );
+    // Diagnosis: how much of what is left is memory the allocator keeps after it was
+    // freed (glibc returns little of it by itself). Needs gdb; changes nothing else.
+    if std::env::var_os("BENCH_TRIM").is_some() {
+        let trimmed = std::process::Command::new("gdb")
+            .args(["-p", &pid.to_string(), "-batch", "-ex", "call (int) malloc_trim(0)"])
+            .output();
+        match trimmed {
+            Ok(o) if o.status.success() => {
+                let after = rss_kb(pid, "VmRSS:");
+                println!(
+                    "after malloc_trim(0) through gdb: {:.1} MB ({:+.1} % of start)",
+                    mb(after),
+                    (after as f64 / start_rss as f64 - 1.0) * 100.0
+                );
+            }
+            other => println!("malloc_trim through gdb failed: {other:?}"),
+        }
+    }
     println!(
         "ledger: {ledger_before} -> {ledger_after} entries (+{}) for {} wrong sign-ins",
         ledger_after - ledger_before,

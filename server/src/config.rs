@@ -187,6 +187,10 @@ pub struct ServeArgs {
     /// appended), to notice a ledger cut short. Default: beside the key.
     #[arg(long, env = "GATEWARDEN_AUDIT_CHECKPOINT_FILE")]
     pub audit_checkpoint_file: Option<std::path::PathBuf>,
+    /// Seconds between two returns of freed memory to the system (glibc keeps it after a
+    /// burst otherwise); 0: never.
+    #[arg(long, env = "GATEWARDEN_MEMORY_TRIM_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub memory_trim_seconds: u64,
     /// Public URL; an https URL marks session cookies Secure.
     #[arg(long, env = "GATEWARDEN_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -15,6 +15,7 @@ pub mod health;
 pub mod http;
 pub mod limits;
 pub mod logs;
+pub mod memory;
 pub mod params;
 pub mod probe;
 pub mod rng;

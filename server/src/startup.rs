@@ -70,6 +70,8 @@ pub struct Settings {
     pub audit_key_file: Option<std::path::PathBuf>,
     /// `--audit-checkpoint-file`.
     pub audit_checkpoint_file: Option<std::path::PathBuf>,
+    /// Time between two returns of freed memory to the system (none: never).
+    pub memory_trim: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -237,6 +239,8 @@ impl Settings {
             args.admin_password_file.clone().unwrap_or_else(|| default_admin_password_file(&args.database_url));
         let now_ms = db::now_ms();
         Ok(Settings {
+            memory_trim: (args.memory_trim_seconds > 0)
+                .then(|| std::time::Duration::from_secs(args.memory_trim_seconds)),
             audit_key_file: args.audit_key_file,
             audit_checkpoint_file: args.audit_checkpoint_file,
             trusted_proxies,
@@ -325,6 +329,7 @@ impl Application {
             .map_err(|e| StartupError::Other(format!("creating the first admin failed: {e:?}")))?;
 
         let mut background = Vec::new();
+        background.extend(settings.memory_trim.and_then(crate::memory::spawn_trimmer));
         let logs = Arc::new(crate::logs::LogStore::new(settings.log_retention));
         let (fleet, metrics, sim): (Arc<dyn Fleet>, Arc<dyn Metrics>, _) = match settings.fleet {
             FleetKind::Sim => {

@@ -237,6 +237,7 @@ impl TestApp {
             limits: options.limits.clone(),
             audit_key_file: db.key_file.clone(),
             audit_checkpoint_file: None,
+            memory_trim: Some(server::memory::TRIM_EVERY),
         };
         let app = Application::build(settings).await.expect("server starts");
         let addr = app.local_addr();
