@@ -464,6 +464,7 @@ impl Application {
             logs,
             probes,
             sign_outs: tokio::sync::broadcast::channel(64).0,
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
             throttle: Default::default(),
             verifies: Arc::new(crate::auth::throttle::VerifyGate::new(
                 settings.limits.sign_ins_at_once,
@@ -503,6 +504,12 @@ impl Application {
     /// Serves until `shutdown` completes, then stops background work.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let Application { listener, router, background, state, .. } = self;
+        let stopping = state.stopping.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Event streams never end by themselves: end them, or the stop waits forever.
+            stopping.send_replace(true);
+        };
         let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;

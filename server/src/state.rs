@@ -32,6 +32,9 @@ pub struct AppState {
     pub probes: Arc<crate::probe::Probes>,
     /// Ids of sessions as they sign out: open event streams of theirs end.
     pub sign_outs: tokio::sync::broadcast::Sender<String>,
+    /// Becomes true when the server stops: every open event stream ends, so a graceful
+    /// stop does not wait for browsers that would never hang up.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// Failed-login counters.
     pub throttle: Arc<LoginThrottle>,
     /// Password checks running and queued at once.

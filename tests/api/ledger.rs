@@ -110,13 +110,13 @@ async fn a_rewrite_with_fresh_hashes_is_caught_by_the_key(backend: Backend) {
 }
 
 /// A console on the real binary, stopped the way Kubernetes stops a pod.
-struct Console {
+pub(crate) struct Console {
     child: Child,
     url: String,
 }
 
 impl Console {
-    fn start(db: &TestDb) -> Console {
+    pub(crate) fn start(db: &TestDb) -> Console {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gatewarden"))
             .args(["--listen", "127.0.0.1:0", "--database-url", &db.url, "--synthetic-interval-s", "0"])
             .args(db.key_args())
@@ -133,14 +133,23 @@ impl Console {
         Console { child, url }
     }
 
-    async fn admin(&self) -> Session {
+    pub(crate) async fn admin(&self) -> Session {
         Session::sign_in(&self.url, "admin", ADMIN_PASSWORD).await
     }
 
-    fn stop(mut self) {
+    /// SIGTERM, then at most 10 s for a clean exit.
+    pub(crate) fn stop(mut self) {
         let stopped = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(stopped.success());
-        assert!(self.child.wait().unwrap().success(), "a stopped console exits cleanly");
+        let asked = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(asked.elapsed() < std::time::Duration::from_secs(10), "the console did not stop within 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(status.success(), "a stopped console exits cleanly: {status}");
     }
 }
 

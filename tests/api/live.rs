@@ -177,3 +177,22 @@ async fn an_action_that_completes_at_once_is_announced_at_once() {
     };
     assert_eq!((record.action.as_str(), record.status.as_str()), ("rate-limit", "succeeded"));
 }
+
+/// A stop (SIGTERM, as Kubernetes sends it) ends open event streams, so the console exits
+/// at once (writing its audit checkpoint) instead of waiting for browsers that never hang up.
+#[tokio::test]
+async fn a_stop_ends_open_event_streams_and_the_console_exits_at_once() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let console = crate::ledger::Console::start(&db);
+    let admin = console.admin().await;
+    let mut stream = admin.get("/api/v1/events").await.bytes_stream();
+    let mut buffer = String::new();
+    next_snapshot(&mut stream, &mut buffer).await;
+
+    let asked = std::time::Instant::now();
+    console.stop();
+    assert!(asked.elapsed() < Duration::from_secs(5), "stopped in {:?}", asked.elapsed());
+    let ended =
+        tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(_)) = stream.next().await {} }).await;
+    assert!(ended.is_ok(), "the event stream ended with the console");
+}

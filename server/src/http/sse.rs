@@ -38,12 +38,13 @@ pub(super) async fn tail_logs(
 /// fleet change (every simulated second), starting with the current one; an `action`
 /// event with an action's record whenever it changes (progress, outcome, impact, undo);
 /// an `audit` event with every new audit entry.
-/// Resolves when the session signs out, or once it has been open as long as a session may
+/// Resolves when the session signs out, when the server stops, or once it has been open as long as a session may
 /// sit idle (the browser then reconnects with its cookie, and is refused if that has
 /// expired): an event stream never outlives the session that opened it.
 fn session_end(state: &AppState, session: &tower_sessions::Session) -> impl std::future::Future<Output = ()> + use<> {
     let id = session.id().map(|id| id.to_string());
     let mut sign_outs = state.sign_outs.subscribe();
+    let mut stopping = state.stopping.subscribe();
     async move {
         let idle = tokio::time::sleep(std::time::Duration::from_secs(auth::IDLE_TIMEOUT_MINUTES as u64 * 60));
         let signed_out = async {
@@ -58,6 +59,7 @@ fn session_end(state: &AppState, session: &tower_sessions::Session) -> impl std:
         tokio::select! {
             _ = idle => {}
             _ = signed_out => {}
+            _ = stopping.wait_for(|stop| *stop) => {}
         }
     }
 }
