@@ -16,8 +16,13 @@ thread_local! {
 /// `/api/v1` over `fetch`, with the session cookie.
 pub struct HttpConsole;
 
-fn js_error(e: JsValue) -> ApiError {
-    ApiError::new("network", format!("request failed: {e:?}"))
+/// A request that never got an answer: said as a sentence (the browser's error object,
+/// e.g. `TypeError: Failed to fetch`, says nothing a person can act on).
+fn js_error(_: JsValue) -> ApiError {
+    ApiError::new(
+        "network",
+        "The console could not be reached: it may be restarting, or the network is down. Try again in a moment.",
+    )
 }
 
 async fn fetch_json<T: DeserializeOwned>(
@@ -188,41 +193,93 @@ pub fn navigate_hard(path: &str) {
     }
 }
 
-/// Subscribes to `GET /api/v1/events`: `on_snapshot` for gateway numbers, `on_action`
-/// for action updates, `on_audit` for new audit entries (both as JSON text, decoded by
-/// the pages that show them). The browser's EventSource reconnects by itself.
-pub fn subscribe(
-    on_snapshot: impl Fn(LiveSnapshot) + 'static,
-    on_action: impl Fn(String) + 'static,
-    on_audit: impl Fn(String) + 'static,
-) {
+/// What the live feed calls, for [`subscribe`].
+pub struct Feed {
+    /// Gateway numbers, every second.
+    pub on_snapshot: Box<dyn Fn(LiveSnapshot)>,
+    /// An action changed (JSON text, decoded by the pages that show it).
+    pub on_action: Box<dyn Fn(String)>,
+    /// A new audit entry (JSON text).
+    pub on_audit: Box<dyn Fn(String)>,
+    /// The stream was refused or closed and the browser will not retry by itself; it is
+    /// opened again after the given milliseconds.
+    pub on_closed: Box<dyn Fn(u32)>,
+}
+
+/// Subscribes to `GET /api/v1/events` for the life of the page. While the connection
+/// drops and comes back, the browser's EventSource reconnects by itself; when the server
+/// answers with an error (401, 429, 503 ...), the EventSource gives up, so it is opened
+/// again here, waiting 1 s, then twice as long each time up to 30 s.
+pub fn subscribe(feed: Feed) {
+    open_feed(std::rc::Rc::new(feed), std::rc::Rc::new(std::cell::Cell::new(1000)));
+}
+
+fn open_feed(feed: std::rc::Rc<Feed>, retry_ms: std::rc::Rc<std::cell::Cell<u32>>) {
+    let reopen = {
+        let (feed, retry_ms) = (feed.clone(), retry_ms.clone());
+        move || {
+            let wait = retry_ms.get();
+            retry_ms.set((wait * 2).min(30_000));
+            (feed.on_closed)(wait);
+            let (feed, retry_ms) = (feed.clone(), retry_ms.clone());
+            leptos::prelude::set_timeout(
+                move || open_feed(feed, retry_ms),
+                std::time::Duration::from_millis(u64::from(wait)),
+            );
+        }
+    };
     let Ok(source) = EventSource::new("/api/v1/events") else {
+        reopen();
         return;
     };
-    let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        if let Some(text) = event.data().as_string()
-            && let Ok(snapshot) = serde_json::from_str::<LiveSnapshot>(&text)
-        {
-            on_snapshot(snapshot);
-        }
-    });
+    let handler = {
+        let (feed, retry_ms) = (feed.clone(), retry_ms.clone());
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if let Some(text) = event.data().as_string()
+                && let Ok(snapshot) = serde_json::from_str::<LiveSnapshot>(&text)
+            {
+                retry_ms.set(1000);
+                (feed.on_snapshot)(snapshot);
+            }
+        })
+    };
     let _ = source.add_event_listener_with_callback("snapshot", handler.as_ref().unchecked_ref());
-    let actions = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        if let Some(text) = event.data().as_string() {
-            on_action(text);
-        }
-    });
+    let actions = {
+        let feed = feed.clone();
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if let Some(text) = event.data().as_string() {
+                (feed.on_action)(text);
+            }
+        })
+    };
     let _ = source.add_event_listener_with_callback("action", actions.as_ref().unchecked_ref());
-    let audit = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        if let Some(text) = event.data().as_string() {
-            on_audit(text);
-        }
-    });
+    let audit = {
+        let feed = feed.clone();
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if let Some(text) = event.data().as_string() {
+                (feed.on_audit)(text);
+            }
+        })
+    };
     let _ = source.add_event_listener_with_callback("audit", audit.as_ref().unchecked_ref());
-    // The subscription lives as long as the page.
+    let errors = {
+        let source = source.clone();
+        let mut reopen = Some(reopen);
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            if source.ready_state() == EventSource::CLOSED
+                && let Some(reopen) = reopen.take()
+            {
+                source.close();
+                reopen();
+            }
+        })
+    };
+    let _ = source.add_event_listener_with_callback("error", errors.as_ref().unchecked_ref());
+    // Each opened stream keeps its four small closures (a few per reconnection).
     handler.forget();
     actions.forget();
     audit.forget();
+    errors.forget();
     std::mem::forget(source);
 }
 

@@ -103,12 +103,13 @@ test('undo is previewed first: the exact change, then the undo', async ({ page }
   await expect(dialog).toBeHidden();
 
   const row = page.getByTestId('action-list').locator('tbody tr', { hasText: 'more room for the partners' });
-  // A live update of the row (rollout progress) rebuilds it and drops an open undo form
-  // (noted as a UI defect): start once the rollout is done.
-  await expect(row.getByTestId('action-status')).toHaveText('succeeded', { timeout: 30_000 });
+  // The undo form is opened while the rollout still reports progress: live updates
+  // change the row's cells and leave the open form, and what was typed, alone.
   await row.getByRole('button', { name: 'Undo' }).click();
   const undo = row.getByTestId('undo');
   await undo.getByLabel('Why undo?').fill('not needed after all');
+  await expect(row.getByTestId('action-status')).toHaveText('succeeded', { timeout: 30_000 });
+  await expect(undo.getByLabel('Why undo?')).toHaveValue('not needed after all');
   await undo.getByRole('button', { name: 'Preview undo' }).click();
   await expect(undo.getByTestId('undo-preview')).toContainText('spec.replicas: 5 → 3');
   await page.screenshot({ path: 'screenshots/undo-preview.png', fullPage: true });
@@ -116,4 +117,28 @@ test('undo is previewed first: the exact change, then the undo', async ({ page }
   await expect(page.getByTestId('action-list').locator('tbody tr', { hasText: 'not needed after all' })).toContainText(
     'undo of #',
   );
+});
+
+test('a mitigation dialog is keyboard-safe: focus moves in, Tab stays inside, Escape closes, focus comes back', async ({ page }) => {
+  await signIn(page, 'oncall');
+  await page.goto('/gateways/partner');
+  await expect(page.locator('.actions-panel[data-ready="true"]')).toBeVisible();
+  const scale = page.locator('button[data-action="scale"]');
+  await scale.focus();
+  await page.keyboard.press('Enter');
+  const dialog = page.getByTestId('action-dialog');
+  await expect(dialog).toBeVisible();
+  await expect(dialog.locator('input').first()).toBeFocused();
+  const insideDialog = () =>
+    page.evaluate(() => !!document.activeElement?.closest('[data-testid="action-dialog"]'));
+  for (let i = 0; i < 12; i++) {
+    await page.keyboard.press('Tab');
+    expect(await insideDialog(), `after ${i + 1} Tab presses`).toBe(true);
+  }
+  await dialog.locator('input').first().focus();
+  await page.keyboard.press('Shift+Tab');
+  expect(await insideDialog(), 'Shift+Tab from the first control').toBe(true);
+  await page.keyboard.press('Escape');
+  await expect(dialog).toBeHidden();
+  await expect(scale).toBeFocused();
 });

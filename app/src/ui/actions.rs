@@ -98,6 +98,7 @@ pub struct SessionContext(pub Resource<ApiResult<SessionInfo>>);
 #[component]
 pub fn ActionsPanel(gateway: String) -> impl IntoView {
     let session = expect_context::<SessionContext>().0;
+    let connection = super::use_connection();
     let open = RwSignal::new(None::<usize>);
     let gw = gateway.clone();
     // Effects run only in the browser, after hydration: the buttons work from then on.
@@ -114,15 +115,21 @@ pub fn ActionsPanel(gateway: String) -> impl IntoView {
                         .enumerate()
                         .map(|(i, spec)| {
                             let allowed = role.is_some_and(|r| r >= spec.role);
-                            let tip = if allowed {
-                                String::new()
-                            } else {
-                                format!("Needs the {} role", spec.role)
+                            let lost = move || connection.lost_since().is_some();
+                            let tip = move || {
+                                if !allowed {
+                                    format!("Needs the {} role", spec.role)
+                                } else if lost() {
+                                    "The console cannot be reached: actions cannot be sent until it answers again"
+                                        .to_string()
+                                } else {
+                                    String::new()
+                                }
                             };
                             view! {
                                 <button
                                     class="btn"
-                                    disabled=!allowed
+                                    disabled=move || !allowed || lost()
                                     title=tip
                                     data-action=spec.action
                                     on:click=move |_| open.set(Some(i))
@@ -192,9 +199,48 @@ fn ActionDialog(gateway: String, spec: usize, open: RwSignal<Option<usize>>) -> 
     let gw_preview = gateway.clone();
     let gw_run = gateway.clone();
     let send_run = send.clone();
+    // Keyboard: focus moves into the dialog, Tab stays inside it, Escape closes it, and
+    // focus goes back to the button that opened it.
+    let form = NodeRef::<leptos::html::Form>::new();
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        if let Some(form) = form.get()
+            && let Ok(Some(first)) = form.query_selector("input")
+        {
+            use wasm_bindgen::JsCast;
+            let _ = first.unchecked_into::<web_sys::HtmlElement>().focus();
+        }
+    });
+    on_cleanup(move || {
+        #[cfg(feature = "hydrate")]
+        focus_first(&format!("button[data-action=\"{}\"]", spec.action));
+    });
+    let on_key = move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
+        "Escape" => {
+            ev.prevent_default();
+            open.set(None);
+        }
+        "Tab" =>
+        {
+            #[cfg(feature = "hydrate")]
+            if let Some(form) = form.get_untracked() {
+                keep_tab_inside(&form, &ev);
+            }
+        }
+        _ => {}
+    };
     view! {
         <div class="dialog-backdrop">
-            <form class="card dialog" role="dialog" on:submit=|ev| ev.prevent_default() data-testid="action-dialog">
+            <form
+                class="card dialog"
+                role="dialog"
+                aria-modal="true"
+                aria-label=format!("{} · {}", spec.label, gateway)
+                node_ref=form
+                on:keydown=on_key
+                on:submit=|ev| ev.prevent_default()
+                data-testid="action-dialog"
+            >
                 <h3>{format!("{} · {}", spec.label, gateway)}</h3>
                 {spec
                     .fields
@@ -283,6 +329,46 @@ fn ActionDialog(gateway: String, spec: usize, open: RwSignal<Option<usize>>) -> 
     }
 }
 
+/// Focuses the first element matching `selector`, if any.
+#[cfg(feature = "hydrate")]
+fn focus_first(selector: &str) {
+    use wasm_bindgen::JsCast;
+    if let Some(el) =
+        web_sys::window().and_then(|w| w.document()).and_then(|d| d.query_selector(selector).ok().flatten())
+    {
+        let _ = el.unchecked_into::<web_sys::HtmlElement>().focus();
+    }
+}
+
+/// Tab from the last control goes to the first, Shift+Tab from the first to the last, and
+/// focus that is somewhere else comes back in.
+#[cfg(feature = "hydrate")]
+fn keep_tab_inside(container: &web_sys::HtmlElement, ev: &web_sys::KeyboardEvent) {
+    use wasm_bindgen::JsCast;
+    let Ok(list) = container.query_selector_all("input:not([disabled]), button:not([disabled]), a[href]") else {
+        return;
+    };
+    let items: Vec<web_sys::HtmlElement> =
+        (0..list.length()).filter_map(|i| list.item(i)).filter_map(|n| n.dyn_into().ok()).collect();
+    let (Some(first), Some(last)) = (items.first(), items.last()) else { return };
+    let active = web_sys::window().and_then(|w| w.document()).and_then(|d| d.active_element());
+    let is = |el: &web_sys::HtmlElement| active.as_ref().is_some_and(|a| a == el.unchecked_ref::<web_sys::Element>());
+    let inside = active.as_ref().is_some_and(|a| container.contains(Some(a.unchecked_ref())));
+    let target = if !inside {
+        Some(first)
+    } else if ev.shift_key() && is(first) {
+        Some(last)
+    } else if !ev.shift_key() && is(last) {
+        Some(first)
+    } else {
+        None
+    };
+    if let Some(t) = target {
+        ev.prevent_default();
+        let _ = t.focus();
+    }
+}
+
 /// Newest first, merged with live updates from the event stream.
 #[component]
 fn ActionList(gateway: String) -> impl IntoView {
@@ -301,7 +387,7 @@ fn ActionList(gateway: String) -> impl IntoView {
                 let gateway = gateway.clone();
                 Suspend::new(async move {
                     let base = initial.await.unwrap_or_default();
-                    let rows = move || {
+                    let rows = Memo::new(move |_| {
                         let mut list = base.clone();
                         live.with(|updates| {
                             for u in updates.iter().filter(|u| u.gateway == gateway) {
@@ -313,7 +399,7 @@ fn ActionList(gateway: String) -> impl IntoView {
                         });
                         list.sort_by_key(|a| std::cmp::Reverse(a.id));
                         list
-                    };
+                    });
                     view! {
                         <table class="grid action-list" data-testid="action-list">
                             <thead>
@@ -327,7 +413,21 @@ fn ActionList(gateway: String) -> impl IntoView {
                                     <th></th>
                                 </tr>
                             </thead>
-                            <tbody>{move || rows().into_iter().map(|a| view! { <ActionRow a /> }).collect_view()}</tbody>
+                            // Keyed by id: a live update changes a row's cells, never
+                            // rebuilds the row, so an open undo form (and its focus) stays.
+                            <tbody>
+                                <For
+                                    each=move || rows.get()
+                                    key=|a| a.id
+                                    children=move |a| {
+                                        let id = a.id;
+                                        let a = Memo::new(move |_| {
+                                            rows.with(|l| l.iter().find(|x| x.id == id).cloned()).unwrap_or_else(|| a.clone())
+                                        });
+                                        view! { <ActionRow a /> }
+                                    }
+                                />
+                            </tbody>
                         </table>
                     }
                 })
@@ -337,9 +437,10 @@ fn ActionList(gateway: String) -> impl IntoView {
 }
 
 #[component]
-fn ActionRow(a: ActionRecord) -> impl IntoView {
-    let progress = a.progress.map(|p| format!(" {}/{} updated, {} ready", p.updated, p.desired, p.ready));
-    let impact = match (a.impact_before, a.impact_after) {
+fn ActionRow(a: Memo<ActionRecord>) -> impl IntoView {
+    let progress =
+        move || a.with(|a| a.progress.map(|p| format!(" {}/{} updated, {} ready", p.updated, p.desired, p.ready)));
+    let impact = move || match a.with(|a| (a.impact_before, a.impact_after)) {
         (Some(b), after) => {
             let pair = |f: fn(&crate::dto::ImpactReading) -> String| match &after {
                 Some(x) => format!("{} → {}", f(&b), f(x)),
@@ -361,8 +462,9 @@ fn ActionRow(a: ActionRecord) -> impl IntoView {
     let confirm = RwSignal::new(String::new());
     let preview = RwSignal::new(None::<crate::dto::Preview>);
     let error = RwSignal::new(None::<String>);
-    let id = a.id;
-    let gateway_id = StoredValue::new(a.gateway.clone());
+    let fixed = a.get_untracked();
+    let id = fixed.id;
+    let gateway_id = StoredValue::new(fixed.gateway.clone());
     let send = move |dry_run: bool| {
         let c = operations();
         let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
@@ -383,29 +485,29 @@ fn ActionRow(a: ActionRecord) -> impl IntoView {
             }
         });
     };
-    let status = a.status.clone();
-    let undo_available = a.undo_available;
-    let badge = match status.as_str() {
-        "succeeded" => "healthy",
-        "failed" => "critical",
-        _ => "degraded",
+    let status = move || a.with(|a| a.status.clone());
+    let badge = move || match a.with(|a| a.status.clone()).as_str() {
+        "succeeded" => "badge badge-healthy",
+        "failed" => "badge badge-critical",
+        _ => "badge badge-degraded",
     };
+    let undo_available = move || a.with(|a| a.undo_available);
     view! {
-        <tr data-action-id=a.id>
-            <td>{a.id}</td>
+        <tr data-action-id=id>
+            <td>{id}</td>
             <td>
-                <code>{a.action}</code>
-                {a.undo_of.map(|o| format!(" (undo of #{o})"))}
+                <code>{fixed.action}</code>
+                {fixed.undo_of.map(|o| format!(" (undo of #{o})"))}
             </td>
-            <td>{a.actor}</td>
-            <td class="reason">{a.reason}</td>
+            <td>{fixed.actor}</td>
+            <td class="reason">{fixed.reason}</td>
             <td>
-                <span class=format!("badge badge-{badge}") data-testid="action-status">{status}</span>
+                <span class=badge data-testid="action-status">{status}</span>
                 <span class="muted">{progress}</span>
             </td>
             <td class="muted impact">{impact}</td>
             <td>
-                <Show when=move || undo_available && !undo.get()>
+                <Show when=move || undo_available() && !undo.get()>
                     <button class="btn btn-ghost" on:click=move |_| undo.set(true)>"Undo"</button>
                 </Show>
                 <Show when=move || undo.get()>

@@ -50,6 +50,84 @@ pub fn use_live() -> RwSignal<Option<LiveSnapshot>> {
     use_context::<LiveFeed>().map(|f| f.0).unwrap_or_else(|| RwSignal::new(None))
 }
 
+/// Whether the live feed is arriving: the page never claims to be live when it is not.
+#[derive(Clone, Copy)]
+pub struct Connection {
+    /// Browser time of the newest snapshot (ms since the epoch).
+    pub last_ms: RwSignal<Option<f64>>,
+    /// Browser time, moved every second.
+    pub now_ms: RwSignal<f64>,
+    /// When the page started waiting for its first snapshot.
+    pub started_ms: RwSignal<f64>,
+    /// When the feed came back after a loss (shown for a few seconds).
+    pub reconnected_ms: RwSignal<Option<f64>>,
+    /// The stream was closed or refused, not just late.
+    pub closed: RwSignal<bool>,
+}
+
+/// A snapshot comes every second: one this late means the feed stopped.
+pub const STALE_AFTER_MS: f64 = 4000.0;
+/// How long "reconnected" is shown.
+const RECONNECTED_FOR_MS: f64 = 8000.0;
+
+impl Connection {
+    fn new() -> Self {
+        Connection {
+            last_ms: RwSignal::new(None),
+            now_ms: RwSignal::new(0.0),
+            started_ms: RwSignal::new(0.0),
+            reconnected_ms: RwSignal::new(None),
+            closed: RwSignal::new(false),
+        }
+    }
+
+    /// The feed stopped: since when the numbers on the page are (or, with no data yet,
+    /// since when the page has waited). `None` while live, or while still connecting.
+    pub fn lost_since(&self) -> Option<f64> {
+        let now = self.now_ms.get();
+        match self.last_ms.get() {
+            Some(last) if self.closed.get() || now - last > STALE_AFTER_MS => Some(last),
+            Some(_) => None,
+            None if now > 0.0 && (self.closed.get() || now - self.started_ms.get() > 2.0 * STALE_AFTER_MS) => {
+                Some(self.started_ms.get())
+            }
+            None => None,
+        }
+    }
+
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    fn snapshot_arrived(&self, now: f64) {
+        if self.lost_since().is_some() {
+            self.reconnected_ms.set(Some(now));
+        }
+        self.closed.set(false);
+        self.last_ms.set(Some(now));
+        self.now_ms.set(now);
+    }
+}
+
+/// The connection state provided by [`Layout`].
+pub fn use_connection() -> Connection {
+    use_context::<Connection>().unwrap_or_else(Connection::new)
+}
+
+/// `HH:MM:SS UTC` of a time in ms since the epoch.
+pub fn clock_utc(ms: f64) -> String {
+    let s = (ms / 1000.0).floor() as i64;
+    let day = s.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02} UTC", day / 3600, day / 60 % 60, day % 60)
+}
+
+/// "12 s", "3 min 5 s", "2 h 4 min".
+pub fn age(ms: f64) -> String {
+    let s = (ms / 1000.0).max(0.0).floor() as i64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s / 60 % 60),
+    }
+}
+
 /// Runs `fetch` now, then again when a live snapshot arrives and at least `every_ms`
 /// have passed since the last run (browser only): views that read more than a snapshot
 /// carries follow the live feed without asking more often than they need.
@@ -181,6 +259,8 @@ fn Layout() -> impl IntoView {
     let live = RwSignal::new(None::<LiveSnapshot>);
     let live_actions = RwSignal::new(Vec::<String>::new());
     provide_context(LiveFeed(live));
+    let connection = Connection::new();
+    provide_context(connection);
     provide_context(LiveActions(live_actions));
     let live_audit = RwSignal::new(0u32);
     provide_context(LiveAudit(live_audit));
@@ -188,18 +268,34 @@ fn Layout() -> impl IntoView {
     // kept across client-side navigation because the layout stays mounted.
     Effect::new(move |_| {
         #[cfg(feature = "hydrate")]
-        crate::http::subscribe(
-            move |snapshot| live.set(Some(snapshot)),
-            move |json| {
-                live_actions.update(|list| {
-                    if list.len() >= LIVE_ACTIONS_KEPT {
-                        list.remove(0);
-                    }
-                    list.push(json);
-                })
-            },
-            move |_entry| live_audit.update(|n| *n += 1),
-        );
+        {
+            let now = js_sys::Date::now();
+            connection.started_ms.set(now);
+            connection.now_ms.set(now);
+            // The clock the staleness is judged by, even when nothing arrives.
+            let _ = leptos::prelude::set_interval_with_handle(
+                move || connection.now_ms.set(js_sys::Date::now()),
+                std::time::Duration::from_secs(1),
+            );
+            crate::http::subscribe(crate::http::Feed {
+                on_snapshot: Box::new(move |snapshot| {
+                    connection.snapshot_arrived(js_sys::Date::now());
+                    live.set(Some(snapshot));
+                }),
+                on_action: Box::new(move |json| {
+                    live_actions.update(|list| {
+                        if list.len() >= LIVE_ACTIONS_KEPT {
+                            list.remove(0);
+                        }
+                        list.push(json);
+                    })
+                }),
+                on_audit: Box::new(move |_entry| live_audit.update(|n| *n += 1)),
+                on_closed: Box::new(move |_retry_ms| connection.closed.set(true)),
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = connection;
     });
     let session = Resource::new(
         || (),
@@ -236,26 +332,59 @@ fn Layout() -> impl IntoView {
                 })}
             </Suspense>
         </header>
-        <main class="page">
+        <main class="page" class:stale=move || connection.lost_since().is_some()>
+            <ConnectionBanner />
             <Outlet />
         </main>
     }
 }
 
-/// Shows whether live updates are flowing.
+/// Shows whether live updates are flowing, and since when they are not.
 #[component]
 fn LiveIndicator() -> impl IntoView {
-    let live = use_live();
-    let connected = move || live.with(|s| s.is_some());
+    let c = use_connection();
+    let state = move || match (c.lost_since(), c.last_ms.get()) {
+        (Some(since), Some(_)) => (
+            "live live-lost",
+            format!("disconnected — data from {} ({} ago)", clock_utc(since), age(c.now_ms.get() - since)),
+        ),
+        (Some(_), None) => ("live live-lost", "cannot reach the console".to_string()),
+        (None, Some(_)) => match c.reconnected_ms.get() {
+            Some(t) if c.now_ms.get() - t < RECONNECTED_FOR_MS => ("live live-on", "live — reconnected".to_string()),
+            _ => ("live live-on", "live".to_string()),
+        },
+        (None, None) => ("live", "connecting".to_string()),
+    };
     view! {
         <span
-            class="live"
-            class:live-on=connected
+            class=move || state().0
+            data-testid="live-indicator"
+            role="status"
             title="Numbers update every second over server-sent events"
         >
             <span class="live-dot"></span>
-            {move || if connected() { "live" } else { "connecting" }}
+            {move || state().1}
         </span>
+    }
+}
+
+/// Says, above every page, that the console cannot be reached and how old the numbers are.
+#[component]
+fn ConnectionBanner() -> impl IntoView {
+    let c = use_connection();
+    move || {
+        c.lost_since().map(|since| {
+            let text = match c.last_ms.get() {
+                Some(_) => format!(
+                    "The console cannot be reached. What you see is from {} ({} ago) and actions cannot be sent; \
+                     reconnecting by itself.",
+                    clock_utc(since),
+                    age(c.now_ms.get() - since)
+                ),
+                None => "The console cannot be reached yet: no live data has arrived. Reconnecting by itself.".into(),
+            };
+            view! { <div class="banner banner-bad" role="alert" data-testid="connection-banner">{text}</div> }
+        })
     }
 }
 
