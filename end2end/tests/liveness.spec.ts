@@ -1,51 +1,28 @@
 import { test, expect } from '@playwright/test';
-import { spawn, ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { signIn } from '../support';
+import { signIn, OwnConsole } from '../support';
 import { ADMIN_PASSWORD } from '../playwright.config';
 
 // A console of this test's own, so that it can be stopped and started under an open page.
-const bin = process.env.GATEWARDEN_BIN ?? path.resolve(__dirname, '../../target/debug/gatewarden');
-const port = Number(process.env.E2E_PORT ?? 3107) + 1;
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewarden-liveness-'));
-
-function start(): Promise<ChildProcess> {
-  const child = spawn(
-    bin,
-    ['--listen', `127.0.0.1:${port}`, '--database-url', `sqlite:${dir}/gw.db`, '--site-root', 'target/site',
-      '--scenario', 'bad-deploy', '--synthetic-interval-s', '0'],
-    { cwd: path.resolve(__dirname, '../..'), env: { ...process.env, GATEWARDEN_ADMIN_PASSWORD: ADMIN_PASSWORD, RUST_LOG: 'warn' } },
-  );
-  return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
-      if (d.toString().includes('Gatewarden is serving')) resolve(child);
-    });
-    child.on('exit', (code) => reject(new Error(`the console exited with ${code}`)));
-  });
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    child.removeAllListeners('exit');
-    child.on('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
-}
+const own = new OwnConsole(
+  Number(process.env.E2E_PORT ?? 3107) + 1,
+  fs.mkdtempSync(path.join(os.tmpdir(), 'gatewarden-liveness-')),
+  ['--scenario', 'bad-deploy'],
+);
 
 test('a stopped console is shown as disconnected with the age of the data, and the page recovers by itself', async ({ page }) => {
-  let server = await start();
+  let server = await own.start();
   try {
-    const base = `http://127.0.0.1:${port}`;
-    await signIn(page, 'admin', ADMIN_PASSWORD, base);
-    await page.goto(`${base}/gateways/edge`);
+    await signIn(page, 'admin', ADMIN_PASSWORD, own.base);
+    await page.goto(`${own.base}/gateways/edge`);
     const indicator = page.getByTestId('live-indicator');
     await expect(indicator).toHaveText('live');
     const rollback = page.locator('button[data-action="rollback"]');
     await expect(rollback).toBeEnabled();
 
-    await stop(server);
+    await OwnConsole.stop(server);
     // Within a few seconds: red, says since when the data is, and how old it is.
     await expect(indicator).toContainText(/disconnected — data from \d\d:\d\d:\d\d UTC \(\d+ s ago\)/, { timeout: 8_000 });
     await expect(indicator).toHaveClass(/live-lost/);
@@ -60,13 +37,13 @@ test('a stopped console is shown as disconnected with the age of the data, and t
     await page.setViewportSize({ width: 800, height: 900 });
     await page.screenshot({ path: 'screenshots/disconnected-800.png' });
 
-    server = await start();
+    server = await own.start();
     // Back without a reload: live again, says it reconnected, buttons work again.
     await expect(indicator).toHaveText('live — reconnected', { timeout: 40_000 });
     await expect(banner).toBeHidden();
     await expect(page.locator('main.page')).not.toHaveClass(/stale/);
     await expect(rollback).toBeEnabled();
   } finally {
-    await stop(server);
+    await OwnConsole.stop(server);
   }
 });
