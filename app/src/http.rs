@@ -19,10 +19,7 @@ pub struct HttpConsole;
 /// A request that never got an answer: said as a sentence (the browser's error object,
 /// e.g. `TypeError: Failed to fetch`, says nothing a person can act on).
 fn js_error(_: JsValue) -> ApiError {
-    ApiError::new(
-        "network",
-        "The console could not be reached: it may be restarting, or the network is down. Try again in a moment.",
-    )
+    ApiError::new("network", "The console could not be reached; try again in a moment.")
 }
 
 async fn fetch_json<T: DeserializeOwned>(
@@ -193,6 +190,21 @@ pub fn navigate_hard(path: &str) {
     }
 }
 
+/// Runs `f` after `ms` milliseconds, and again every `ms` when `repeat` (for the page's
+/// life: the closure is kept). The browser's timers directly: the framework's helpers
+/// cost more of the first download than this.
+pub fn every_or_once(f: Box<dyn FnMut()>, ms: u32, repeat: bool) {
+    let Some(window) = web_sys::window() else { return };
+    let f = Closure::<dyn FnMut()>::wrap(f);
+    let callback = f.as_ref().unchecked_ref();
+    let _ = if repeat {
+        window.set_interval_with_callback_and_timeout_and_arguments_0(callback, ms as i32)
+    } else {
+        window.set_timeout_with_callback_and_timeout_and_arguments_0(callback, ms as i32)
+    };
+    f.forget();
+}
+
 /// What the live feed calls, for [`subscribe`].
 pub struct Feed {
     /// Gateway numbers, every second.
@@ -222,10 +234,7 @@ fn open_feed(feed: std::rc::Rc<Feed>, retry_ms: std::rc::Rc<std::cell::Cell<u32>
             retry_ms.set((wait * 2).min(30_000));
             (feed.on_closed)(wait);
             let (feed, retry_ms) = (feed.clone(), retry_ms.clone());
-            leptos::prelude::set_timeout(
-                move || open_feed(feed, retry_ms),
-                std::time::Duration::from_millis(u64::from(wait)),
-            );
+            every_or_once(Box::new(move || open_feed(feed.clone(), retry_ms.clone())), wait, false);
         }
     };
     let Ok(source) = EventSource::new("/api/v1/events") else {

@@ -67,6 +67,14 @@ pub fn AuditPage() -> impl IntoView {
             }
         });
     };
+    let export = move |format: &str| {
+        let filters = query.with(|q| q.split('&').filter(|p| !p.starts_with("limit=")).collect::<Vec<_>>().join("&"));
+        if filters.is_empty() {
+            format!("/api/v1/audit/export?format={format}")
+        } else {
+            format!("/api/v1/audit/export?format={format}&{filters}")
+        }
+    };
     // Effects run only in the browser, after hydration: until then the filters are plain
     // HTML and a search would ignore them (tests wait for this).
     let ready = RwSignal::new(false);
@@ -77,8 +85,24 @@ pub fn AuditPage() -> impl IntoView {
             {FILTERS
                 .iter()
                 .zip(inputs)
-                .map(|((name, label), v)| view! { <input name=*name placeholder=*label bind:value=v /> })
+                .map(|((name, label), v)| {
+                    // The filters match whole values: offer the ones there are.
+                    let list = match *name {
+                        "action" => Some("audit-actions"),
+                        "outcome" => Some("audit-outcomes"),
+                        _ => None,
+                    };
+                    view! { <input name=*name placeholder=*label list=list bind:value=v /> }
+                })
                 .collect_view()}
+            <datalist id="audit-actions">
+                {["restart", "scale", "rollback", "rate-limit", "timeouts", "circuit-breaker", "bypass"]
+                    .map(|v| view! { <option value=v></option> })
+                    .collect_view()}
+            </datalist>
+            <datalist id="audit-outcomes">
+                {["pending", "succeeded", "failed", "denied"].map(|v| view! { <option value=v></option> }).collect_view()}
+            </datalist>
             <select
                 name="window"
                 on:change=move |ev| window.set(event_target_value(&ev))
@@ -91,8 +115,15 @@ pub fn AuditPage() -> impl IntoView {
             </select>
             <button class="btn" type="submit">"Search"</button>
             <button class="btn" type="button" on:click=verify data-testid="verify">"Verify chain"</button>
-            <a class="btn btn-ghost" href=move || format!("/api/v1/audit/export?format=csv&{}", query.get())>"Export CSV"</a>
-            <a class="btn btn-ghost" href=move || format!("/api/v1/audit/export?format=jsonl&{}", query.get())>"Export JSONL"</a>
+            // A download, not a page: `rel="external"` keeps the router from taking the
+            // click (it would show "Not found"), and the export is the whole filtered set,
+            // so the page size does not go with it.
+            <a class="btn btn-ghost" rel="external" download="gatewarden-audit.csv" href=move || export("csv")>
+                "Export CSV"
+            </a>
+            <a class="btn btn-ghost" rel="external" download="gatewarden-audit.jsonl" href=move || export("jsonl")>
+                "Export JSONL"
+            </a>
         </form>
         <Show when=move || { fresh() > 0 }>
             <button
@@ -159,6 +190,10 @@ pub fn AuditPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match page.await {
+                    Ok(p) if p.entries.is_empty() && cursor.get_untracked().is_none() => {
+                        view! { <p class="muted" data-testid="audit-empty">"No entries match these filters."</p> }
+                            .into_any()
+                    }
                     Ok(p) => {
                         let next = p.next_cursor;
                         view! {

@@ -51,64 +51,65 @@ pub fn use_live() -> RwSignal<Option<LiveSnapshot>> {
 }
 
 /// Whether the live feed is arriving: the page never claims to be live when it is not.
-#[derive(Clone, Copy)]
-pub struct Connection {
+/// (One signal over one small struct: each signal type costs the first download.)
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Link {
     /// Browser time of the newest snapshot (ms since the epoch).
-    pub last_ms: RwSignal<Option<f64>>,
+    pub last_ms: Option<f64>,
     /// Browser time, moved every second.
-    pub now_ms: RwSignal<f64>,
+    pub now_ms: f64,
     /// When the page started waiting for its first snapshot.
-    pub started_ms: RwSignal<f64>,
+    pub started_ms: f64,
     /// When the feed came back after a loss (shown for a few seconds).
-    pub reconnected_ms: RwSignal<Option<f64>>,
+    pub reconnected_ms: Option<f64>,
     /// The stream was closed or refused, not just late.
-    pub closed: RwSignal<bool>,
+    pub closed: bool,
 }
+
+/// The live feed's [`Link`], provided by [`Layout`].
+#[derive(Clone, Copy)]
+pub struct Connection(pub RwSignal<Link>);
 
 /// A snapshot comes every second: one this late means the feed stopped.
 pub const STALE_AFTER_MS: f64 = 4000.0;
 /// How long "reconnected" is shown.
 const RECONNECTED_FOR_MS: f64 = 8000.0;
 
-impl Connection {
-    fn new() -> Self {
-        Connection {
-            last_ms: RwSignal::new(None),
-            now_ms: RwSignal::new(0.0),
-            started_ms: RwSignal::new(0.0),
-            reconnected_ms: RwSignal::new(None),
-            closed: RwSignal::new(false),
-        }
-    }
-
+impl Link {
     /// The feed stopped: since when the numbers on the page are (or, with no data yet,
     /// since when the page has waited). `None` while live, or while still connecting.
     pub fn lost_since(&self) -> Option<f64> {
-        let now = self.now_ms.get();
-        match self.last_ms.get() {
-            Some(last) if self.closed.get() || now - last > STALE_AFTER_MS => Some(last),
+        match self.last_ms {
+            Some(last) if self.closed || self.now_ms - last > STALE_AFTER_MS => Some(last),
             Some(_) => None,
-            None if now > 0.0 && (self.closed.get() || now - self.started_ms.get() > 2.0 * STALE_AFTER_MS) => {
-                Some(self.started_ms.get())
+            None if self.now_ms > 0.0 && (self.closed || self.now_ms - self.started_ms > 2.0 * STALE_AFTER_MS) => {
+                Some(self.started_ms)
             }
             None => None,
         }
     }
 
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-    fn snapshot_arrived(&self, now: f64) {
+    fn snapshot_arrived(&mut self, now: f64) {
         if self.lost_since().is_some() {
-            self.reconnected_ms.set(Some(now));
+            self.reconnected_ms = Some(now);
         }
-        self.closed.set(false);
-        self.last_ms.set(Some(now));
-        self.now_ms.set(now);
+        self.closed = false;
+        self.last_ms = Some(now);
+        self.now_ms = now;
+    }
+}
+
+impl Connection {
+    /// Since when the feed has stopped (see [`Link::lost_since`]), tracked.
+    pub fn lost_since(&self) -> Option<f64> {
+        self.0.with(Link::lost_since)
     }
 }
 
 /// The connection state provided by [`Layout`].
 pub fn use_connection() -> Connection {
-    use_context::<Connection>().unwrap_or_else(Connection::new)
+    use_context::<Connection>().unwrap_or_else(|| Connection(RwSignal::new(Link::default())))
 }
 
 /// `HH:MM:SS UTC` of a time in ms since the epoch.
@@ -118,14 +119,10 @@ pub fn clock_utc(ms: f64) -> String {
     format!("{:02}:{:02}:{:02} UTC", day / 3600, day / 60 % 60, day % 60)
 }
 
-/// "12 s", "3 min 5 s", "2 h 4 min".
+/// "12 s", "3 min 5 s", "125 min 0 s".
 pub fn age(ms: f64) -> String {
-    let s = (ms / 1000.0).max(0.0).floor() as i64;
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min {} s", s / 60, s % 60),
-        _ => format!("{} h {} min", s / 3600, s / 60 % 60),
-    }
+    let s = (ms / 1000.0).max(0.0) as i64;
+    if s < 60 { format!("{s} s") } else { format!("{} min {} s", s / 60, s % 60) }
 }
 
 /// Runs `fetch` now, then again when a live snapshot arrives and at least `every_ms`
@@ -259,7 +256,7 @@ fn Layout() -> impl IntoView {
     let live = RwSignal::new(None::<LiveSnapshot>);
     let live_actions = RwSignal::new(Vec::<String>::new());
     provide_context(LiveFeed(live));
-    let connection = Connection::new();
+    let connection = Connection(RwSignal::new(Link::default()));
     provide_context(connection);
     provide_context(LiveActions(live_actions));
     let live_audit = RwSignal::new(0u32);
@@ -270,16 +267,16 @@ fn Layout() -> impl IntoView {
         #[cfg(feature = "hydrate")]
         {
             let now = js_sys::Date::now();
-            connection.started_ms.set(now);
-            connection.now_ms.set(now);
+            connection.0.update(|l| (l.started_ms, l.now_ms) = (now, now));
             // The clock the staleness is judged by, even when nothing arrives.
-            let _ = leptos::prelude::set_interval_with_handle(
-                move || connection.now_ms.set(js_sys::Date::now()),
-                std::time::Duration::from_secs(1),
+            crate::http::every_or_once(
+                Box::new(move || connection.0.update(|l| l.now_ms = js_sys::Date::now())),
+                1000,
+                true,
             );
             crate::http::subscribe(crate::http::Feed {
                 on_snapshot: Box::new(move |snapshot| {
-                    connection.snapshot_arrived(js_sys::Date::now());
+                    connection.0.update(|l| l.snapshot_arrived(js_sys::Date::now()));
                     live.set(Some(snapshot));
                 }),
                 on_action: Box::new(move |json| {
@@ -291,7 +288,7 @@ fn Layout() -> impl IntoView {
                     })
                 }),
                 on_audit: Box::new(move |_entry| live_audit.update(|n| *n += 1)),
-                on_closed: Box::new(move |_retry_ms| connection.closed.set(true)),
+                on_closed: Box::new(move |_retry_ms| connection.0.update(|l| l.closed = true)),
             });
         }
         #[cfg(not(feature = "hydrate"))]
@@ -332,39 +329,45 @@ fn Layout() -> impl IntoView {
                 })}
             </Suspense>
         </header>
-        <main class="page" class:stale=move || connection.lost_since().is_some()>
+        // The banner, when shown, comes first: the style greys everything after it.
+        <main class="page">
             <ConnectionBanner />
             <Outlet />
         </main>
     }
 }
 
+/// "00:13:13 UTC (4 s ago)": when the page's data is from, and its age.
+fn data_from(l: &Link, since: f64) -> String {
+    format!("{} ({} ago)", clock_utc(since), age(l.now_ms - since))
+}
+
 /// Shows whether live updates are flowing, and since when they are not.
 #[component]
 fn LiveIndicator() -> impl IntoView {
     let c = use_connection();
-    let state = move || match (c.lost_since(), c.last_ms.get()) {
-        (Some(since), Some(_)) => (
-            "live live-lost",
-            format!("disconnected — data from {} ({} ago)", clock_utc(since), age(c.now_ms.get() - since)),
-        ),
-        (Some(_), None) => ("live live-lost", "cannot reach the console".to_string()),
-        (None, Some(_)) => match c.reconnected_ms.get() {
-            Some(t) if c.now_ms.get() - t < RECONNECTED_FOR_MS => ("live live-on", "live — reconnected".to_string()),
-            _ => ("live live-on", "live".to_string()),
-        },
-        (None, None) => ("live", "connecting".to_string()),
-    };
-    view! {
-        <span
-            class=move || state().0
-            data-testid="live-indicator"
-            role="status"
-            title="Numbers update every second over server-sent events"
-        >
-            <span class="live-dot"></span>
-            {move || state().1}
-        </span>
+    move || {
+        let l = c.0.get();
+        let (class, text) = match (l.lost_since(), l.last_ms) {
+            (Some(since), Some(_)) => ("live live-lost", format!("disconnected — data from {}", data_from(&l, since))),
+            (Some(_), None) => ("live live-lost", "cannot reach the console".into()),
+            (None, Some(_)) => match l.reconnected_ms {
+                Some(t) if l.now_ms - t < RECONNECTED_FOR_MS => ("live live-on", "live — reconnected".into()),
+                _ => ("live live-on", "live".into()),
+            },
+            (None, None) => ("live", "connecting".into()),
+        };
+        view! {
+            <span
+                class=class
+                data-testid="live-indicator"
+                role="status"
+                title="Numbers update every second over server-sent events"
+            >
+                <span class="live-dot"></span>
+                {text}
+            </span>
+        }
     }
 }
 
@@ -373,16 +376,13 @@ fn LiveIndicator() -> impl IntoView {
 fn ConnectionBanner() -> impl IntoView {
     let c = use_connection();
     move || {
-        c.lost_since().map(|since| {
-            let text = match c.last_ms.get() {
-                Some(_) => format!(
-                    "The console cannot be reached. What you see is from {} ({} ago) and actions cannot be sent; \
-                     reconnecting by itself.",
-                    clock_utc(since),
-                    age(c.now_ms.get() - since)
-                ),
-                None => "The console cannot be reached yet: no live data has arrived. Reconnecting by itself.".into(),
-            };
+        let l = c.0.get();
+        l.lost_since().map(|since| {
+            // With no data yet, `since` is when the page started waiting.
+            let text = format!(
+                "The console cannot be reached: what you see is from {}; actions cannot be sent. Reconnecting…",
+                data_from(&l, since)
+            );
             view! { <div class="banner banner-bad" role="alert" data-testid="connection-banner">{text}</div> }
         })
     }
