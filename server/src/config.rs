@@ -64,6 +64,10 @@ pub enum UserCommand {
         /// Database to write to.
         #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
         database_url: String,
+        /// The console's audit key (the account's creation is on the record, signed like
+        /// everything else); default as for `serve`.
+        #[arg(long, env = "GATEWARDEN_AUDIT_KEY_FILE")]
+        audit_key_file: Option<std::path::PathBuf>,
     },
 }
 

@@ -36,8 +36,8 @@ fn main() -> ExitCode {
         match cli.command {
             None => serve(cli.serve).await,
             Some(Command::Serve(args)) => serve(*args).await,
-            Some(Command::User(UserCommand::Add { name, role, database_url })) => {
-                add_user(name, role, database_url).await
+            Some(Command::User(UserCommand::Add { name, role, database_url, audit_key_file })) => {
+                add_user(name, role, database_url, audit_key_file).await
             }
             Some(Command::Audit(_)) => unreachable!("handled before the runtime"),
         }
@@ -176,7 +176,12 @@ fn verify_export(file: &Path, key_file: Option<&Path>, checkpoint_file: Option<&
     }
 }
 
-async fn add_user(name: String, role: app::dto::Role, database_url: String) -> Result<(), StartupError> {
+async fn add_user(
+    name: String,
+    role: app::dto::Role,
+    database_url: String,
+    audit_key_file: Option<std::path::PathBuf>,
+) -> Result<(), StartupError> {
     let mut password = String::new();
     std::io::stdin()
         .lock()
@@ -186,13 +191,48 @@ async fn add_user(name: String, role: app::dto::Role, database_url: String) -> R
     if password.is_empty() {
         return Err(StartupError::Config("no password on standard input".into()));
     }
+    let new = NewUser { username: name, password, role };
+    users::validate(&new).map_err(|e| StartupError::Config(e.to_string()))?;
     let db = server::db::connect(&database_url).await?;
-    match users::create(&db, NewUser { username: name, password, role }).await {
+    // On the record first, signed with the console's key, like an admin's creation in the
+    // console (no record, no account).
+    let (key, _) = server::startup::audit_key(&database_url, audit_key_file.as_deref(), None)?;
+    let dialect = server::db::dialect(&database_url).expect("checked by connect");
+    let ledger = server::audit::Ledger::new(db.clone(), dialect)
+        .seal(key, None)
+        .await
+        .map_err(|e| StartupError::Other(format!("opening the audit ledger failed: {e:?}")))?;
+    let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let mut entry = server::audit::NewEntry::new(
+        server::audit::Actor {
+            name: format!("cli:{operator}"),
+            role: "cli".into(),
+            addr: "local".into(),
+            user_agent: "gatewarden user add".into(),
+            request_id: String::new(),
+        },
+        server::audit::Kind::UserChange,
+        server::audit::Outcome::Succeeded,
+    );
+    entry.action = "create-user".into();
+    entry.target = new.username.clone();
+    entry.params = serde_json::json!({ "role": new.role });
+    ledger.append(entry.clone()).await.map_err(|e| {
+        StartupError::Other(format!("the audit ledger could not be written, so no account was created: {e:?}"))
+    })?;
+    match users::create(&db, new).await {
         Ok(u) => {
             println!("Added user '{}' with role {}", u.username, u.role);
             Ok(())
         }
-        Err(e @ (AppError::Validation { .. } | AppError::Conflict(_))) => Err(StartupError::Config(e.to_string())),
-        Err(e) => Err(StartupError::Other(format!("{e:?}"))),
+        Err(e) => {
+            entry.outcome = server::audit::Outcome::Failed;
+            entry.reason = e.to_api().message;
+            let _ = ledger.append(entry).await;
+            match e {
+                AppError::Validation { .. } | AppError::Conflict(_) => Err(StartupError::Config(e.to_string())),
+                e => Err(StartupError::Other(format!("{e:?}"))),
+            }
+        }
     }
 }

@@ -69,7 +69,7 @@ async fn first_start_prints_an_admin_password_that_works_and_user_add_reads_stdi
     // `user add` created an account, so no admin is generated on first serve.
     assert_eq!(password, None, "accounts already exist");
     let url = url.expect("serving line");
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
     assert_eq!(client.get(format!("{url}/healthz")).send().await.unwrap().status(), StatusCode::OK);
     let login = client
         .post(format!("{url}/api/v1/session"))
@@ -79,6 +79,15 @@ async fn first_start_prints_an_admin_password_that_works_and_user_add_reads_stdi
         .unwrap();
     assert_eq!(login.status(), StatusCode::OK);
     assert_eq!(login.json::<serde_json::Value>().await.unwrap()["role"], "viewer");
+    // The account's creation is on the record, signed like the console's own entries.
+    let created: serde_json::Value =
+        client.get(format!("{url}/api/v1/audit?kind=user_change")).send().await.unwrap().json().await.unwrap();
+    let entry = &created["entries"][0];
+    assert_eq!((entry["target"].as_str(), entry["actor_role"].as_str()), (Some("watcher"), Some("cli")), "{created}");
+    assert!(entry["actor"].as_str().unwrap().starts_with("cli:"));
+    let verify: serde_json::Value =
+        client.get(format!("{url}/api/v1/audit/verify")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
     child.kill().unwrap();
     let _ = child.wait();
 }
