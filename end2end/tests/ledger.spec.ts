@@ -38,6 +38,8 @@ test('the audit page says which check failed, and where, after entries were cut 
     server = await own.start();
     await signIn(page, 'admin', ADMIN_PASSWORD, own.base);
     await page.goto(`${own.base}/audit`);
+    // The button works once the page has hydrated.
+    await expect(page.getByTestId('audit-filters')).toHaveAttribute('data-ready', 'true');
     await page.getByRole('button', { name: 'Verify chain' }).click();
     const result = page.getByTestId('verify-result');
     await expect(result).toContainText('Ledger check failed');
