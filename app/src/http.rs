@@ -190,21 +190,6 @@ pub fn navigate_hard(path: &str) {
     }
 }
 
-/// Runs `f` after `ms` milliseconds, and again every `ms` when `repeat` (for the page's
-/// life: the closure is kept). The browser's timers directly: the framework's helpers
-/// cost more of the first download than this.
-pub fn every_or_once(f: Box<dyn FnMut()>, ms: u32, repeat: bool) {
-    let Some(window) = web_sys::window() else { return };
-    let f = Closure::<dyn FnMut()>::wrap(f);
-    let callback = f.as_ref().unchecked_ref();
-    let _ = if repeat {
-        window.set_interval_with_callback_and_timeout_and_arguments_0(callback, ms as i32)
-    } else {
-        window.set_timeout_with_callback_and_timeout_and_arguments_0(callback, ms as i32)
-    };
-    f.forget();
-}
-
 /// What the live feed calls, for [`subscribe`].
 pub struct Feed {
     /// Gateway numbers, every second.
@@ -214,40 +199,62 @@ pub struct Feed {
     /// A new audit entry (JSON text).
     pub on_audit: Box<dyn Fn(String)>,
     /// The stream was refused or closed and the browser will not retry by itself; it is
-    /// opened again after the given milliseconds.
-    pub on_closed: Box<dyn Fn(u32)>,
+    /// opened again here.
+    pub on_closed: Box<dyn Fn()>,
+    /// Every second, whatever arrives (the clock staleness is judged by).
+    pub on_tick: Box<dyn Fn()>,
 }
+
+/// Seconds until a refused stream is opened again (0: none waiting), and the wait after
+/// the next refusal.
+type Retry = std::rc::Rc<std::cell::Cell<(u32, u32)>>;
 
 /// Subscribes to `GET /api/v1/events` for the life of the page. While the connection
 /// drops and comes back, the browser's EventSource reconnects by itself; when the server
 /// answers with an error (401, 429, 503 ...), the EventSource gives up, so it is opened
-/// again here, waiting 1 s, then twice as long each time up to 30 s.
+/// again here, after 1 s, then twice as long each time up to 30 s. One timer serves both
+/// the clock and the retries.
 pub fn subscribe(feed: Feed) {
-    open_feed(std::rc::Rc::new(feed), std::rc::Rc::new(std::cell::Cell::new(1000)));
+    let (feed, retry): (std::rc::Rc<Feed>, Retry) = (std::rc::Rc::new(feed), Default::default());
+    retry.set((0, 1));
+    open_feed(feed.clone(), retry.clone());
+    let tick = Closure::<dyn FnMut()>::new(move || {
+        (feed.on_tick)();
+        match retry.get() {
+            (1, wait) => {
+                retry.set((0, wait));
+                open_feed(feed.clone(), retry.clone());
+            }
+            (left, wait) if left > 1 => retry.set((left - 1, wait)),
+            _ => {}
+        }
+    });
+    if let Some(window) = web_sys::window() {
+        let _ = window.set_interval_with_callback_and_timeout_and_arguments_0(tick.as_ref().unchecked_ref(), 1000);
+    }
+    tick.forget();
 }
 
-fn open_feed(feed: std::rc::Rc<Feed>, retry_ms: std::rc::Rc<std::cell::Cell<u32>>) {
-    let reopen = {
-        let (feed, retry_ms) = (feed.clone(), retry_ms.clone());
+fn open_feed(feed: std::rc::Rc<Feed>, retry: Retry) {
+    let refused = {
+        let (feed, retry) = (feed.clone(), retry.clone());
         move || {
-            let wait = retry_ms.get();
-            retry_ms.set((wait * 2).min(30_000));
-            (feed.on_closed)(wait);
-            let (feed, retry_ms) = (feed.clone(), retry_ms.clone());
-            every_or_once(Box::new(move || open_feed(feed.clone(), retry_ms.clone())), wait, false);
+            let (_, wait) = retry.get();
+            retry.set((wait, (wait * 2).min(30)));
+            (feed.on_closed)();
         }
     };
     let Ok(source) = EventSource::new("/api/v1/events") else {
-        reopen();
+        refused();
         return;
     };
     let handler = {
-        let (feed, retry_ms) = (feed.clone(), retry_ms.clone());
+        let (feed, retry) = (feed.clone(), retry.clone());
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             if let Some(text) = event.data().as_string()
                 && let Ok(snapshot) = serde_json::from_str::<LiveSnapshot>(&text)
             {
-                retry_ms.set(1000);
+                retry.set((0, 1));
                 (feed.on_snapshot)(snapshot);
             }
         })
@@ -273,13 +280,13 @@ fn open_feed(feed: std::rc::Rc<Feed>, retry_ms: std::rc::Rc<std::cell::Cell<u32>
     let _ = source.add_event_listener_with_callback("audit", audit.as_ref().unchecked_ref());
     let errors = {
         let source = source.clone();
-        let mut reopen = Some(reopen);
+        let mut refused = Some(refused);
         Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             if source.ready_state() == EventSource::CLOSED
-                && let Some(reopen) = reopen.take()
+                && let Some(refused) = refused.take()
             {
                 source.close();
-                reopen();
+                refused();
             }
         })
     };

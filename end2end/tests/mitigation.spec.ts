@@ -101,6 +101,10 @@ test('undo is previewed first: the exact change, then the undo', async ({ page }
   await dialog.getByRole('button', { name: 'Preview' }).click();
   await dialog.getByRole('button', { name: 'Run' }).click();
   await expect(dialog).toBeHidden();
+  // Where the eyes are: a notice at the top follows the action to its outcome.
+  const notice = page.getByTestId('run-notice');
+  await expect(notice).toBeInViewport();
+  await expect(notice).toContainText('Scale partner');
 
   const row = page.getByTestId('action-list').locator('tbody tr', { hasText: 'more room for the partners' });
   // The undo form is opened while the rollout still reports progress: live updates
@@ -109,7 +113,17 @@ test('undo is previewed first: the exact change, then the undo', async ({ page }
   const undo = row.getByTestId('undo');
   await undo.getByLabel('Why undo?').fill('not needed after all');
   await expect(row.getByTestId('action-status')).toHaveText('succeeded', { timeout: 30_000 });
+  await expect(notice).toContainText('succeeded');
   await expect(undo.getByLabel('Why undo?')).toHaveValue('not needed after all');
+
+  // From the top of the page, the notice leads to the row.
+  await page.setViewportSize({ width: 1440, height: 500 });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await notice.getByRole('button', { name: 'Show' }).click();
+  await expect(row).toBeInViewport();
+  await notice.getByRole('button', { name: 'Dismiss' }).click();
+  await expect(notice).toBeHidden();
+  await page.setViewportSize({ width: 1280, height: 720 });
   await undo.getByRole('button', { name: 'Preview undo' }).click();
   await expect(undo.getByTestId('undo-preview')).toContainText('spec.replicas: 5 → 3');
   await page.screenshot({ path: 'screenshots/undo-preview.png', fullPage: true });

@@ -100,6 +100,8 @@ pub fn ActionsPanel(gateway: String) -> impl IntoView {
     let session = expect_context::<SessionContext>().0;
     let connection = super::use_connection();
     let open = RwSignal::new(None::<usize>);
+    // The action just started from this page: followed at the top of the screen.
+    let notice = RwSignal::new(None::<(i64, String)>);
     let gw = gateway.clone();
     // Effects run only in the browser, after hydration: the buttons work from then on.
     let ready = RwSignal::new(false);
@@ -141,14 +143,20 @@ pub fn ActionsPanel(gateway: String) -> impl IntoView {
                         .collect_view()
                 })}
             </Suspense>
-            {move || open.get().map(|i| view! { <ActionDialog gateway=gw.clone() spec=i open /> })}
+            {move || open.get().map(|i| view! { <ActionDialog gateway=gw.clone() spec=i open notice /> })}
+            <RunNotice notice />
             <ActionList gateway />
         </section>
     }
 }
 
 #[component]
-fn ActionDialog(gateway: String, spec: usize, open: RwSignal<Option<usize>>) -> impl IntoView {
+fn ActionDialog(
+    gateway: String,
+    spec: usize,
+    open: RwSignal<Option<usize>>,
+    notice: RwSignal<Option<(i64, String)>>,
+) -> impl IntoView {
     let spec = &SPECS[spec];
     let values: Vec<RwSignal<String>> = spec.fields.iter().map(|_| RwSignal::new(String::new())).collect();
     let (reason, incident, confirm) =
@@ -190,7 +198,12 @@ fn ActionDialog(gateway: String, spec: usize, open: RwSignal<Option<usize>>) -> 
         leptos::task::spawn_local(async move {
             match c.act(gateway, spec.action.into(), request).await {
                 Ok(r) if dry_run => preview.set(Some(r.preview)),
-                Ok(_) => open.set(None),
+                Ok(r) => {
+                    if let Some(id) = r.id {
+                        notice.set(Some((id, r.preview.summary)));
+                    }
+                    open.set(None);
+                }
                 Err(e) => error.set(Some(e.message)),
             }
             busy.set(false);
@@ -326,6 +339,48 @@ fn ActionDialog(gateway: String, spec: usize, open: RwSignal<Option<usize>>) -> 
                 </div>
             </form>
         </div>
+    }
+}
+
+/// Where the person is looking after Run: the action just started, its progress and its
+/// outcome, fixed at the top of the screen (the action list is often below the fold), with
+/// a way to its row. Nothing scrolls until asked.
+#[component]
+fn RunNotice(notice: RwSignal<Option<(i64, String)>>) -> impl IntoView {
+    let live = use_live_actions();
+    move || {
+        notice.get().map(|(id, summary)| {
+            let record = move || live.with(|l| l.iter().rev().find(|a| a.id == id).cloned());
+            let status = move || record().map(|a| a.status).unwrap_or_else(|| "running".into());
+            let class = move || match status().as_str() {
+                "succeeded" => "run-notice run-notice-ok",
+                "failed" => "run-notice run-notice-bad",
+                _ => "run-notice",
+            };
+            let progress = move || {
+                record()
+                    .and_then(|a| a.progress)
+                    .map(|p| format!(" · {}/{} updated, {} ready", p.updated, p.desired, p.ready))
+            };
+            let show = move |_| {
+                #[cfg(feature = "hydrate")]
+                if let Some(row) = web_sys::window()
+                    .and_then(|w| w.document())
+                    .and_then(|d| d.query_selector(&format!("tr[data-action-id=\"{id}\"]")).ok().flatten())
+                {
+                    row.scroll_into_view();
+                }
+            };
+            view! {
+                <div class=class role="status" data-testid="run-notice">
+                    <span>{format!("#{id} {summary}: ")}<strong>{status}</strong>{progress}</span>
+                    <button class="btn btn-ghost" type="button" on:click=show>"Show"</button>
+                    <button class="btn btn-ghost" type="button" aria-label="Dismiss" on:click=move |_| notice.set(None)>
+                        "×"
+                    </button>
+                </div>
+            }
+        })
     }
 }
 

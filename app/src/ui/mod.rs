@@ -114,15 +114,14 @@ pub fn use_connection() -> Connection {
 
 /// `HH:MM:SS UTC` of a time in ms since the epoch.
 pub fn clock_utc(ms: f64) -> String {
-    let s = (ms / 1000.0).floor() as i64;
-    let day = s.rem_euclid(86_400);
+    let day = ((ms / 1000.0).floor() as i64).rem_euclid(86_400);
     format!("{:02}:{:02}:{:02} UTC", day / 3600, day / 60 % 60, day % 60)
 }
 
-/// "12 s", "3 min 5 s", "125 min 0 s".
+/// "12 s", then "3 min" from a minute on.
 pub fn age(ms: f64) -> String {
     let s = (ms / 1000.0).max(0.0) as i64;
-    if s < 60 { format!("{s} s") } else { format!("{} min {} s", s / 60, s % 60) }
+    if s < 60 { format!("{s} s") } else { format!("{} min", s / 60) }
 }
 
 /// Runs `fetch` now, then again when a live snapshot arrives and at least `every_ms`
@@ -268,12 +267,6 @@ fn Layout() -> impl IntoView {
         {
             let now = js_sys::Date::now();
             connection.0.update(|l| (l.started_ms, l.now_ms) = (now, now));
-            // The clock the staleness is judged by, even when nothing arrives.
-            crate::http::every_or_once(
-                Box::new(move || connection.0.update(|l| l.now_ms = js_sys::Date::now())),
-                1000,
-                true,
-            );
             crate::http::subscribe(crate::http::Feed {
                 on_snapshot: Box::new(move |snapshot| {
                     connection.0.update(|l| l.snapshot_arrived(js_sys::Date::now()));
@@ -288,7 +281,9 @@ fn Layout() -> impl IntoView {
                     })
                 }),
                 on_audit: Box::new(move |_entry| live_audit.update(|n| *n += 1)),
-                on_closed: Box::new(move |_retry_ms| connection.0.update(|l| l.closed = true)),
+                on_closed: Box::new(move || connection.0.update(|l| l.closed = true)),
+                // The clock the staleness is judged by, even when nothing arrives.
+                on_tick: Box::new(move || connection.0.update(|l| l.now_ms = js_sys::Date::now())),
             });
         }
         #[cfg(not(feature = "hydrate"))]
@@ -314,7 +309,7 @@ fn Layout() -> impl IntoView {
                 <a href="/dependencies">"Dependencies"</a>
                 <a href="/audit">"Audit trail"</a>
             </nav>
-            <LiveIndicator />
+            {live_indicator(connection)}
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
                     match session.await {
@@ -331,7 +326,7 @@ fn Layout() -> impl IntoView {
         </header>
         // The banner, when shown, comes first: the style greys everything after it.
         <main class="page">
-            <ConnectionBanner />
+            {connection_banner(connection)}
             <Outlet />
         </main>
     }
@@ -343,14 +338,13 @@ fn data_from(l: &Link, since: f64) -> String {
 }
 
 /// Shows whether live updates are flowing, and since when they are not.
-#[component]
-fn LiveIndicator() -> impl IntoView {
-    let c = use_connection();
+fn live_indicator(c: Connection) -> impl IntoView {
     move || {
         let l = c.0.get();
+        // With no snapshot yet, the numbers are the ones rendered when the page loaded,
+        // which is what `since` then is.
         let (class, text) = match (l.lost_since(), l.last_ms) {
-            (Some(since), Some(_)) => ("live live-lost", format!("disconnected — data from {}", data_from(&l, since))),
-            (Some(_), None) => ("live live-lost", "cannot reach the console".into()),
+            (Some(since), _) => ("live live-lost", format!("disconnected — data from {}", data_from(&l, since))),
             (None, Some(_)) => match l.reconnected_ms {
                 Some(t) if l.now_ms - t < RECONNECTED_FOR_MS => ("live live-on", "live — reconnected".into()),
                 _ => ("live live-on", "live".into()),
@@ -372,15 +366,13 @@ fn LiveIndicator() -> impl IntoView {
 }
 
 /// Says, above every page, that the console cannot be reached and how old the numbers are.
-#[component]
-fn ConnectionBanner() -> impl IntoView {
-    let c = use_connection();
+fn connection_banner(c: Connection) -> impl IntoView {
     move || {
         let l = c.0.get();
         l.lost_since().map(|since| {
-            // With no data yet, `since` is when the page started waiting.
+            // With no snapshot yet, `since` is when the page (and its numbers) loaded.
             let text = format!(
-                "The console cannot be reached: what you see is from {}; actions cannot be sent. Reconnecting…",
+                "The console cannot be reached: the page shows data from {}; actions cannot be sent. Reconnecting…",
                 data_from(&l, since)
             );
             view! { <div class="banner banner-bad" role="alert" data-testid="connection-banner">{text}</div> }
