@@ -55,3 +55,22 @@ test('an admin signs in, watches live gateway health, opens a gateway and signs 
   const status = await page.evaluate(async () => (await fetch('/api/v1/session')).status);
   expect(status).toBe(401);
 });
+
+test('at 800 px nothing makes the page scroll sideways: wide tables scroll in their own box, names stay', async ({ page }) => {
+  await page.setViewportSize({ width: 800, height: 900 });
+  await signIn(page, 'admin', ADMIN_PASSWORD);
+  await expect(page).toHaveURL(/\/$/);
+  const pageWidth = () => page.evaluate(() => document.documentElement.scrollWidth);
+  for (const path of ['/', '/gateways/edge', '/audit', '/logs', '/dependencies']) {
+    await page.goto(path);
+    await expect(page.getByTestId('live-indicator')).toHaveText(/live/);
+    expect(await pageWidth(), `${path} scrolls sideways`).toBeLessThanOrEqual(800);
+    await page.screenshot({ path: `screenshots/narrow${path === '/' ? '-health' : path.replace(/\//g, '-')}-800.png` });
+  }
+  await page.goto('/');
+  const table = page.getByTestId('gateway-table');
+  const box = await table.evaluate((t) => ({ scroll: t.scrollWidth, client: t.clientWidth }));
+  expect(box.scroll, 'the health table is wider than the screen and scrolls inside').toBeGreaterThan(box.client);
+  await table.evaluate((t) => (t.scrollLeft = t.scrollWidth));
+  await expect(table.locator('tbody tr').first().locator('td').first()).toBeInViewport();
+});
