@@ -61,6 +61,10 @@ test('a responder resolves the traffic surge from the gateway page', async ({ pa
   await page.getByTestId('audit-window').selectOption('15');
   await page.getByRole('button', { name: 'Search' }).click();
   await expect(page.getByTestId('audit-table').locator('tbody tr.entry')).toHaveCount(2); // intent + outcome
+  // The intent's row shows how it ended, not the "pending" it was written with.
+  await expect(
+    page.getByTestId('audit-table').locator('tr.entry', { hasText: 'surge: add capacity' }).getByTestId('entry-outcome'),
+  ).toHaveText('succeeded');
   await expect(page.getByTestId('audit-table')).toContainText('surge: add capacity');
   // The intent's row expands to what changed, from the state before to the state after.
   await page.getByTestId('audit-table').locator('tr.entry', { hasText: 'surge: add capacity' }).click();

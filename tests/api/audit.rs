@@ -16,7 +16,38 @@ crate::both_databases!(
     csv_export_round_trips_every_entry_and_respects_filters,
     an_action_interrupted_by_a_crash_is_reconciled_at_the_next_start,
     a_time_range_search_finds_entries_written_out_of_time_order,
+    a_page_of_intents_says_how_each_ended,
 );
+
+/// An intent is written as pending before its action runs; a page of intents says how
+/// each ended (its outcome entry), and says nothing for one that has not.
+async fn a_page_of_intents_says_how_each_ended(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let r = responder.post("/api/v1/gateways/edge/actions/scale", &json!({"reason": "room", "replicas": 6})).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let done: AuditPage = eventually("the scale's outcome", || async {
+        let p: AuditPage =
+            serde_json::from_value(responder.get_json("/api/v1/audit?kind=action_intent").await).unwrap();
+        (!p.settled.is_empty()).then_some(p)
+    })
+    .await;
+    let intent = &done.entries[0];
+    assert_eq!(intent.outcome, "pending", "the entry itself is never changed");
+    assert_eq!(done.settled.get(&intent.id).map(String::as_str), Some("succeeded"));
+    // An intent with no outcome yet (as after a crash) has no word in `settled`.
+    let mut e = server::audit::NewEntry::new(
+        server::audit::Actor::system(),
+        server::audit::Kind::ActionIntent,
+        server::audit::Outcome::Pending,
+    );
+    e.reason = "still running".into();
+    let open = app.state.ledger.append(e).await.unwrap();
+    let page: AuditPage = serde_json::from_value(responder.get_json("/api/v1/audit?kind=action_intent").await).unwrap();
+    assert_eq!(page.entries[0].id, open.id);
+    assert!(!page.settled.contains_key(&open.id));
+    assert_eq!(page.settled.get(&intent.id).map(String::as_str), Some("succeeded"));
+}
 
 /// A clock stepped back (or two replicas' clocks disagreeing) writes timestamps out of id
 /// order; a time-range search still finds exactly the entries in the range.

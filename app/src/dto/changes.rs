@@ -58,6 +58,10 @@ pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
     pub next_cursor: Option<i64>,
+    /// How each pending intent on this page ended, by the intent's id (its newest outcome
+    /// or reconciliation entry; absent while it has none).
+    #[serde(default)]
+    pub settled: std::collections::BTreeMap<i64, String>,
 }
 
 /// `GET /api/v1/audit/{id}`: an entry and the entries linked to it (its intent, or its

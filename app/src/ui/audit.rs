@@ -210,7 +210,16 @@ pub fn AuditPage() -> impl IntoView {
                                         <th>"Reason"</th>
                                     </tr>
                                 </thead>
-                                <tbody>{p.entries.into_iter().map(|e| view! { <EntryRow e /> }).collect_view()}</tbody>
+                                <tbody>
+                                    {p
+                                        .entries
+                                        .into_iter()
+                                        .map(|e| {
+                                            let settled = p.settled.get(&e.id).cloned();
+                                            view! { <EntryRow e settled /> }
+                                        })
+                                        .collect_view()}
+                                </tbody>
                             </table>
                             {next.map(|c| view! { <button class="btn" on:click=move |_| cursor.set(Some(c))>"Older entries"</button> })}
                         }
@@ -223,10 +232,16 @@ pub fn AuditPage() -> impl IntoView {
     }
 }
 
+/// An entry; an intent shows how it ended (`settled`) rather than the "pending" it was
+/// written with, which stays in the entry itself.
 #[component]
-fn EntryRow(e: AuditEntry) -> impl IntoView {
+fn EntryRow(e: AuditEntry, settled: Option<String>) -> impl IntoView {
     let open = RwSignal::new(false);
-    let outcome = match e.outcome.as_str() {
+    let (shown, title) = match settled {
+        Some(end) => (end, "written as pending; this is how it ended".to_string()),
+        None => (e.outcome.clone(), String::new()),
+    };
+    let outcome = match shown.as_str() {
         "succeeded" => "healthy",
         "pending" => "degraded",
         _ => "critical",
@@ -240,7 +255,11 @@ fn EntryRow(e: AuditEntry) -> impl IntoView {
             <td>{e.kind}</td>
             <td>{e.action}</td>
             <td>{e.target}</td>
-            <td><span class=format!("badge badge-{outcome}")>{e.outcome}</span></td>
+            <td>
+                <span class=format!("badge badge-{outcome}") title=title data-testid="entry-outcome">
+                    {shown}
+                </span>
+            </td>
             <td class="reason">{e.reason}</td>
         </tr>
         <Show when=move || open.get()>

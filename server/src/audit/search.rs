@@ -181,7 +181,25 @@ impl Ledger {
         } else {
             None
         };
-        Ok(AuditPage { entries, next_cursor })
+        let settled = self.settled(&entries).await?;
+        Ok(AuditPage { entries, next_cursor, settled })
+    }
+
+    /// How the pending intents among `entries` ended: one lookup in the intent index.
+    async fn settled(&self, entries: &[AuditEntry]) -> Result<std::collections::BTreeMap<i64, String>> {
+        let pending: Vec<i64> = entries.iter().filter(|e| e.outcome == "pending").map(|e| e.id).collect();
+        if pending.is_empty() {
+            return Ok(Default::default());
+        }
+        // Ids are integers: written into the statement, no binding per id.
+        let list = pending.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
+            "select intent_id, outcome from audit_log where intent_id in ({list}) order by id"
+        ))
+        .fetch_all(&self.db)
+        .await?;
+        // The newest word on each intent wins (a reconciliation after an outcome, say).
+        Ok(rows.into_iter().collect())
     }
 
     /// The entry with the latest time before `ts_ms`: one seek in the (ts_ms, id) index.
