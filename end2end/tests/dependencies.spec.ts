@@ -84,3 +84,27 @@ test('the health view and a gateway page show the synthetic checks', async ({ pa
   await expect(checks.locator('.synthetic-row').filter({ hasText: '/healthz' })).toContainText('HTTP 200');
   await expect(checks.locator('.synthetic-row').first().locator('.check').first()).toBeVisible();
 });
+
+test('the find box shows its whole placeholder and the probe input is styled and readable', async ({ page }) => {
+  await signIn(page);
+  await page.goto('/dependencies');
+  const find = page.getByTestId('dep-search').locator('input[name="q"]');
+  const fits = await find.evaluate((input: HTMLInputElement) => {
+    const style = getComputedStyle(input);
+    const ctx = document.createElement('canvas').getContext('2d')!;
+    ctx.font = `${style.fontSize} ${style.fontFamily}`;
+    const text = ctx.measureText(input.placeholder).width;
+    const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    return { text, room };
+  });
+  expect(fits.text, 'placeholder width vs room').toBeLessThanOrEqual(fits.room);
+
+  const probe = page.getByTestId('probe-form').first().locator('input');
+  const look = await probe.evaluate((input: HTMLInputElement) => ({
+    border: getComputedStyle(input).borderTopColor,
+    background: getComputedStyle(input).backgroundColor,
+    placeholder: getComputedStyle(input, '::placeholder').color,
+  }));
+  // The panel's line colour, the page background, the muted text (about 6:1 on it).
+  expect(look).toEqual({ border: 'rgb(42, 49, 64)', background: 'rgb(13, 17, 23)', placeholder: 'rgb(139, 148, 158)' });
+});

@@ -7,6 +7,10 @@ import { signIn } from '../support';
 test('every page hydrates under the Content-Security-Policy with no violation or page error', async ({ page }) => {
   const problems: string[] = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  // Nothing a page asks for is missing (the favicon was a 404 on every page).
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push(`${r.status()} for ${r.url()}`);
+  });
   page.on('console', (m) => {
     if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(`console: ${m.text()}`);
   });
@@ -27,5 +31,7 @@ test('every page hydrates under the Content-Security-Policy with no violation or
     const violations = await page.evaluate(() => (window as unknown as { __csp?: string[] }).__csp ?? []);
     expect(violations, path).toEqual([]);
   }
+  const icon = await page.request.get('/favicon.ico');
+  expect(icon.status()).toBe(200);
   expect(problems).toEqual([]);
 });

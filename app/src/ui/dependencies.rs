@@ -70,6 +70,7 @@ pub fn DependenciesPage() -> impl IntoView {
         <form class="filters" on:submit=on_search data-testid="dep-search">
             <input
                 name="q"
+                class="find"
                 placeholder="payments, health:down, kind:service"
                 prop:value=move || input.get()
                 on:input=move |ev| input.set(event_target_value(&ev))
