@@ -1,11 +1,15 @@
 import { test, expect } from '@playwright/test';
-import { signIn } from '../support';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { signIn, OwnConsole } from '../support';
+import { ADMIN_PASSWORD } from '../playwright.config';
 
 test('the dependency map shows who depends on a service, what to do about it, and probes a gateway', async ({ page }) => {
   await signIn(page);
   await page.getByRole('link', { name: 'Dependencies' }).click();
   await expect(page).toHaveURL(/\/dependencies$/);
-  await expect(page.getByTestId('dep-summary')).toHaveText(/^2 gateways, 12 routes, 10 services \(\d+ unhealthy\)$/);
+  await expect(page.getByTestId('dep-summary')).toHaveText(/^2 gateways, 12 routes, 10 services \((all healthy|unhealthy: .+)\)$/);
   const map = page.getByTestId('dep-map');
   await expect(map.locator('rect.dep-node')).toHaveCount(24);
   // Edges are drawn as one path per colour, one curve each.
@@ -107,4 +111,50 @@ test('the find box shows its whole placeholder and the probe input is styled and
   }));
   // The panel's line colour, the page background, the muted text (about 6:1 on it).
   expect(look).toEqual({ border: 'rgb(42, 49, 64)', background: 'rgb(13, 17, 23)', placeholder: 'rgb(139, 148, 158)' });
+});
+
+test('selecting a node re-fits the map so the selection stays fully in view, at 1440 and 800 px', async ({ page }) => {
+  await signIn(page);
+  for (const width of [1440, 800]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.goto('/dependencies');
+    const map = page.getByTestId('dep-map');
+    await expect(map.locator('rect.dep-node')).toHaveCount(24);
+    await map.locator('[data-id="service:payments"]').click();
+    await expect(page.getByTestId('dep-panel')).toBeVisible();
+    const inside = async (id: string) => {
+      const [m, n] = [await map.boundingBox(), await map.locator(`[data-id="${id}"]`).boundingBox()];
+      return !!m && !!n && n.x >= m.x && n.y >= m.y && n.x + n.width <= m.x + m.width && n.y + n.height <= m.y + m.height;
+    };
+    await expect.poll(() => inside('service:payments'), { message: `selected node at ${width} px` }).toBe(true);
+    // The whole service column too (the rightmost one).
+    for (const id of ['service:orders', 'service:users']) {
+      expect(await inside(id), `${id} at ${width} px`).toBe(true);
+    }
+    await page.screenshot({ path: `screenshots/dependencies-selected-${width}.png` });
+  }
+});
+
+test("the map's summary counts unhealthy nodes of every kind (a bad deploy: a gateway and its routes, not services)", async ({ page }) => {
+  const own = new OwnConsole(
+    Number(process.env.E2E_PORT ?? 3107) + 3,
+    fs.mkdtempSync(path.join(os.tmpdir(), 'gatewarden-deps-')),
+    ['--scenario', 'bad-deploy'],
+  );
+  const server = await own.start();
+  try {
+    await signIn(page, 'admin', ADMIN_PASSWORD, own.base);
+    await page.goto(`${own.base}/dependencies`);
+    const summary = page.getByTestId('dep-summary');
+    await expect(summary).toContainText('unhealthy: 1 gateway');
+    const text = (await summary.textContent()) ?? '';
+    const red = await page.getByTestId('dep-map').locator('rect.dep-node.down, rect.dep-node.degraded').count();
+    // "2 gateways, 12 routes, 10 services (unhealthy: 1 gateway, 8 routes)".
+    const bad = text.slice(text.indexOf('unhealthy:'));
+    const counted = [...bad.matchAll(/(\d+) (gateway|route|service)/g)].reduce((a, m) => a + Number(m[1]), 0);
+    expect(counted, text).toBe(red);
+    expect(red).toBeGreaterThan(1);
+  } finally {
+    await OwnConsole.stop(server);
+  }
 });

@@ -42,7 +42,7 @@ pub fn DependenciesPage() -> impl IntoView {
     });
     // Pan and zoom outlive the refreshes (each redraws the map).
     let view_tf = RwSignal::new((10.0f64, 10.0f64, 1.0f64));
-    let fitted = StoredValue::new(false);
+    let fitted = StoredValue::new(None::<(i32, i32)>);
     let navigate = use_navigate();
     let go = {
         let navigate = navigate.clone();
@@ -77,7 +77,7 @@ pub fn DependenciesPage() -> impl IntoView {
             />
             <button class="btn" type="submit">"Find"</button>
             <span class="muted">
-                {format!("Drag to pan, wheel to zoom, click a node for its blast radius. Numbers refresh every {REFRESH_S} s.")}
+                {format!("Drag to pan, wheel to zoom, click a node for its blast radius. Health colours refresh every {REFRESH_S} s.")}
             </span>
         </form>
         {move || {
@@ -104,8 +104,10 @@ fn MapView<F>(
     select: F,
     /// Translate x, y and scale, in screen pixels.
     view_tf: RwSignal<(f64, f64, f64)>,
-    /// Whether the first drawing has been fitted to its box (later ones keep the view).
-    fitted: StoredValue<bool>,
+    /// The box size the view was last fitted to: drawings in a box of that size keep the
+    /// view (pan and zoom outlive refreshes); a box that changed (the side panel opened or
+    /// closed, the window was resized) is fitted again, so nothing is left cut off.
+    fitted: StoredValue<Option<(i32, i32)>>,
 ) -> impl IntoView
 where
     F: Fn(Option<String>) + Clone + Send + Sync + 'static,
@@ -145,29 +147,48 @@ where
         (node, dependents, depends_on, actions)
     });
     let (width, height) = (l.width.max(1.0), l.height.max(1.0));
-    let counts = (
-        graph.nodes.iter().filter(|n| n.kind == "service").count(),
-        graph.nodes.iter().filter(|n| n.kind == "service" && n.health != NodeHealth::Ok).count(),
-    );
+    // Every kind counts: during an incident the red ones are often a gateway and its routes.
+    let count = |kind: &str| graph.nodes.iter().filter(|n| n.kind == kind).count();
+    let unhealthy = |kind: &str| graph.nodes.iter().filter(|n| n.kind == kind && n.health != NodeHealth::Ok).count();
+    let summary = {
+        let bad: Vec<String> = [("gateway", "gateways"), ("route", "routes"), ("service", "services")]
+            .iter()
+            .filter_map(|(one, many)| match unhealthy(one) {
+                0 => None,
+                1 => Some(format!("1 {one}")),
+                n => Some(format!("{n} {many}")),
+            })
+            .collect();
+        format!(
+            "{} gateways, {} routes, {} services ({})",
+            count("gateway"),
+            count("route"),
+            count("service"),
+            if bad.is_empty() { "all healthy".to_string() } else { format!("unhealthy: {}", bad.join(", ")) }
+        )
+    };
     // Pan and zoom: translate, then scale, in screen pixels.
     let fit = move |w: f64, h: f64| {
         let s = ((w - 20.0) / width).min((h - 20.0) / height).clamp(0.03, 1.2);
         // Centred in the box.
         ((w - width * s) / 2.0, (h - height * s) / 2.0, s)
     };
-    if !fitted.get_value() {
+    if fitted.get_value().is_none() {
         view_tf.set(fit(860.0, 560.0));
     }
     let svg_ref = NodeRef::<leptos::svg::Svg>::new();
-    // Once drawn the first time, fit the map to the box it actually has.
+    // Once drawn, fit the map to the box it actually has, if that is not the box it was
+    // fitted to (a selection opens the side panel and narrows the map).
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
         if let Some(el) = svg_ref.get()
-            && !fitted.get_value()
             && el.client_width() > 0
         {
-            view_tf.set(fit(f64::from(el.client_width()), f64::from(el.client_height())));
-            fitted.set_value(true);
+            let size = (el.client_width(), el.client_height());
+            if fitted.get_value() != Some(size) {
+                view_tf.set(fit(f64::from(size.0), f64::from(size.1)));
+                fitted.set_value(Some(size));
+            }
         }
     });
     let drag = StoredValue::new(None::<(f64, f64, f64, f64, bool)>);
@@ -242,13 +263,7 @@ where
     let select_found = select.clone();
     view! {
         <p class="muted" data-testid="dep-summary">
-            {format!(
-                "{} gateways, {} routes, {} services ({} unhealthy)",
-                graph.nodes.iter().filter(|n| n.kind == "gateway").count(),
-                graph.nodes.iter().filter(|n| n.kind == "route").count(),
-                counts.0,
-                counts.1,
-            )}
+            {summary}
         </p>
         {(!found.is_empty() || !search_t.is_empty())
             .then(|| {
