@@ -1,5 +1,9 @@
 import { test, expect } from '@playwright/test';
-import { signIn } from '../support';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { signIn, OwnConsole } from '../support';
+import { ADMIN_PASSWORD } from '../playwright.config';
 
 test('a responder searches the logs, sees the matches marked, and gets told where a query is wrong', async ({ page }) => {
   await signIn(page);
@@ -28,7 +32,8 @@ test('a responder searches the logs, sees the matches marked, and gets told wher
   const bar = page.getByTestId('log-histogram').locator('a:has(rect[height]:not([height="0"]))').last();
   await bar.click();
   await expect(page).toHaveURL(/since=\d+&until=\d+/);
-  await expect(page.getByTestId('log-total')).toContainText('all times');
+  // The window in force is a chip; its × goes back to all times.
+  await expect(page.getByTestId('log-window')).toHaveText(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d – \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ×$/);
   await expect(page.getByTestId('log-hits').locator('tbody tr').first()).toContainText('429');
 
   // The searches made are offered again, newest first, and survive a reload.
@@ -39,7 +44,11 @@ test('a responder searches the logs, sees the matches marked, and gets told wher
 
   await page.locator('input[name="q"]').fill('level:error AND (');
   await page.getByRole('button', { name: 'Search' }).click();
-  await expect(page.getByTestId('log-error')).toContainText('at character 17');
+  // A sentence about the query, not the API's parameter name; and not offered again.
+  await expect(page.getByTestId('log-error')).toContainText('Your query, at character 17');
+  await expect(page.getByTestId('log-error')).not.toContainText('q:');
+  await expect(recent.locator('a').first()).toHaveText('gateway:edge status:429 upstream');
+  await expect(recent).not.toContainText('level:error AND (');
 });
 
 test('a minute of a gateway chart opens that gateway\'s log lines of that minute', async ({ page }) => {
@@ -48,9 +57,13 @@ test('a minute of a gateway chart opens that gateway\'s log lines of that minute
   await expect(page.locator('.actions-panel[data-ready="true"]')).toBeVisible();
   await page.locator('figure.chart').nth(1).locator('a.minute').last().click();
   await expect(page).toHaveURL(/\/logs\?q=gateway%3Aedge&since=\d+&until=\d+$/);
-  await expect(page.getByTestId('log-total')).toContainText('all times');
+  const chip = page.getByTestId('log-window');
+  await expect(chip).toBeVisible();
   const rows = page.getByTestId('log-hits').locator('tbody tr');
   await expect(rows.first()).toContainText('edge');
+  await chip.getByRole('link', { name: /Remove the time window/ }).click();
+  await expect(page).toHaveURL(/\/logs\?q=gateway%3Aedge$/);
+  await expect(chip).toBeHidden();
 });
 
 test('live tail shows new matching lines as the gateways write them, until stopped', async ({ page }) => {
@@ -63,4 +76,28 @@ test('live tail shows new matching lines as the gateways write them, until stopp
   await expect(rows.first()).toContainText('edge');
   await page.getByTestId('tail-toggle').click();
   await expect(page.getByTestId('tail-hits')).toHaveCount(0);
+});
+
+test('a stack trace is one line until it is opened', async ({ page }) => {
+  const own = new OwnConsole(
+    Number(process.env.E2E_PORT ?? 3107) + 4,
+    fs.mkdtempSync(path.join(os.tmpdir(), 'gatewarden-logs-')),
+    ['--scenario', 'bad-deploy'],
+  );
+  const server = await own.start();
+  try {
+    await signIn(page, 'admin', ADMIN_PASSWORD, own.base);
+    await page.goto(`${own.base}/logs?q=panic`);
+    const row = page.getByTestId('log-hits').locator('tbody tr').first();
+    const trace = row.locator('details.multi');
+    await expect(trace.locator('summary')).toContainText('panic: runtime error');
+    await expect(trace.locator('summary')).toContainText(/\(\+\d+ lines\)/);
+    const folded = (await row.boundingBox())!.height;
+    expect(folded, 'one line high').toBeLessThan(60);
+    await trace.locator('summary').click();
+    await expect(trace.locator('pre')).toContainText('goroutine');
+    expect((await row.boundingBox())!.height).toBeGreaterThan(folded * 3);
+  } finally {
+    await OwnConsole.stop(server);
+  }
 });

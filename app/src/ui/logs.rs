@@ -13,6 +13,7 @@ use leptos_router::hooks::{use_navigate, use_query_map};
 pub fn LogsPage() -> impl IntoView {
     let query = use_query_map();
     let q = move || query.with(|m| m.get("q").unwrap_or_default());
+    let q_untracked = move || query.with_untracked(|m| m.get("q").unwrap_or_default());
     // A zoomed-in window (Unix ms), also in the URL.
     let window = move || query.with(|m| (m.get("since"), m.get("until")));
     let input = RwSignal::new(q());
@@ -51,20 +52,27 @@ pub fn LogsPage() -> impl IntoView {
             }
         });
     }
-    // The last ten searches, kept in this browser (localStorage), newest first.
+    // The last ten searches that worked, kept in this browser (localStorage), newest
+    // first: a query the server refused is not offered again.
     let recent = RwSignal::new(Vec::<String>::new());
     #[cfg(feature = "hydrate")]
-    Effect::new(move |_| {
-        let q = q();
-        let mut list = recent_queries::load();
+    Effect::new(move |_| recent.set(recent_queries::load()));
+    // Called when a search's results arrive (so only searches that worked are kept).
+    let remember = move |q: String| {
+        #[cfg(feature = "hydrate")]
         if !q.trim().is_empty() {
-            list.retain(|r| r != &q);
-            list.insert(0, q);
-            list.truncate(10);
-            recent_queries::save(&list);
+            let mut list = recent_queries::load();
+            if list.first() != Some(&q) {
+                list.retain(|r| r != &q);
+                list.insert(0, q);
+                list.truncate(10);
+                recent_queries::save(&list);
+                recent.set(list);
+            }
         }
-        recent.set(list);
-    });
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (q, recent);
+    };
     let navigate = use_navigate();
     let search = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -124,18 +132,44 @@ pub fn LogsPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="muted">"Searching…"</p> }>
             {move || Suspend::new(async move {
                 match results.await {
-                    Err(e) => view! { <p class="error" data-testid="log-error">{e.message}</p> }.into_any(),
+                    Err(e) => {
+                        // The API names the parameter ("q: at character 7 ..."); here the
+                        // query box is the only one, so the sentence starts with the place.
+                        let message = match e.message.strip_prefix("q: ") {
+                            Some(rest) => format!("Your query, {rest}"),
+                            None => e.message,
+                        };
+                        view! { <p class="error" data-testid="log-error">{message}</p> }.into_any()
+                    }
                     Ok(page) => {
+                        remember(q_untracked());
                         let next = page.next_cursor.clone();
-                        let zoomed = window().0.is_some();
+                        let zoomed = match window() {
+                            (Some(since), Some(until)) => {
+                                let at = |v: &str| v.parse::<i64>().map(format::utc).unwrap_or_else(|_| v.to_string());
+                                Some(format!("{} – {}", at(&since), at(&until)))
+                            }
+                            (Some(since), None) => since.parse::<i64>().ok().map(|v| format!("from {}", format::utc(v))),
+                            _ => None,
+                        };
                         view! {
                             <p class="muted" data-testid="log-total">
                                 {format!("{} matching lines · {:.1} ms", page.total, page.took_ms)}
                                 {zoomed
-                                    .then(|| {
+                                    .map(|range| {
+                                        // The time window in force, as a chip that removes it.
                                         view! {
                                             " · "
-                                            <a href=format!("/logs?q={}", encode(&q()))>"all times"</a>
+                                            <span class="chip" data-testid="log-window">
+                                                {range}
+                                                <a
+                                                    href=format!("/logs?q={}", encode(&q()))
+                                                    aria-label="Remove the time window (all times)"
+                                                    title="All times"
+                                                >
+                                                    " ×"
+                                                </a>
+                                            </span>
                                         }
                                     })}
                             </p>
@@ -254,6 +288,7 @@ fn HitRow(h: LogHit) -> impl IntoView {
     }
     parts.push(view! { <span>{h.message[at..].to_string()}</span> }.into_any());
     let level = h.level.clone();
+    let multi = h.message.split_once('\n').map(|(first, rest)| (first.to_string(), rest.lines().count()));
     view! {
         <tr class:row-critical={level == "error"}>
             <td>
@@ -265,7 +300,22 @@ fn HitRow(h: LogHit) -> impl IntoView {
             </td>
             <td class=format!("level level-{level}")>{h.level}</td>
             <td class="message">
-                <pre>{parts}</pre>
+                {match multi {
+                    // A stack trace: one line until asked for the rest.
+                    Some((first, more)) => {
+                        view! {
+                            <details class="multi">
+                                <summary>
+                                    <code>{first}</code>
+                                    <span class="muted">{format!(" (+{more} lines)")}</span>
+                                </summary>
+                                <pre>{parts}</pre>
+                            </details>
+                        }
+                            .into_any()
+                    }
+                    None => view! { <pre>{parts}</pre> }.into_any(),
+                }}
             </td>
         </tr>
     }
