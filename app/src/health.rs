@@ -106,12 +106,25 @@ pub fn gateway_status(
     p99_ms: f64,
     ready: u32,
     desired: u32,
+    checks: Option<[u32; 2]>,
 ) -> HealthStatus {
-    [level_5xx(error_rate_5xx), level_429(throttle_rate_429), level_p99(p99_ms), level_instances(ready, desired)]
-        .into_iter()
-        .max()
-        .unwrap_or(Level::Ok)
-        .status()
+    // A failing synthetic check (passing < checked) is a path that does not answer right:
+    // never "healthy" beside a red checks column.
+    let checks = match checks {
+        Some([ok, all]) if ok < all => Level::Warn,
+        _ => Level::Ok,
+    };
+    [
+        level_5xx(error_rate_5xx),
+        level_429(throttle_rate_429),
+        level_p99(p99_ms),
+        level_instances(ready, desired),
+        checks,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(Level::Ok)
+    .status()
 }
 
 /// The health page's legend, in words, from the same thresholds.
@@ -119,7 +132,8 @@ pub fn legend() -> String {
     let percent = |f: f64| format!("{}%", f * 100.0);
     let ms = |v: f64| if v >= 1000.0 { format!("{} s", v / 1000.0) } else { format!("{v} ms") };
     format!(
-        "Rates over the last 5 seconds. Status turns amber from {} 5xx, {} 429 or {} p99, or with an instance missing; \
+        "Rates over the last 5 seconds. Status turns amber from {} 5xx, {} 429 or {} p99, with an instance missing \
+         or a synthetic check failing; \
          red from {} 5xx, {} p99 or with fewer than half the instances ready.",
         percent(DEGRADED_5XX),
         percent(DEGRADED_429),
@@ -197,18 +211,21 @@ mod tests {
                     for (ready, desired) in [(4, 4), (3, 4), (2, 4), (1, 4), (0, 0), (0, 1)] {
                         let cells = [level_5xx(r5), level_429(r4), level_p99(p99), level_instances(ready, desired)];
                         let worst = cells.into_iter().max().unwrap();
-                        assert_eq!(gateway_status(r5, r4, p99, ready, desired), worst.status());
+                        assert_eq!(gateway_status(r5, r4, p99, ready, desired, None), worst.status());
                     }
                 }
             }
         }
-        assert_eq!(gateway_status(0.011, 0.0, 10.0, 4, 4), HealthStatus::Degraded);
-        assert_eq!(gateway_status(0.05, 0.0, 10.0, 4, 4), HealthStatus::Critical);
-        assert_eq!(gateway_status(0.0, 0.9, 10.0, 4, 4), HealthStatus::Degraded);
-        assert_eq!(gateway_status(0.0, 0.0, 2000.0, 4, 4), HealthStatus::Critical);
-        assert_eq!(gateway_status(0.0, 0.0, 10.0, 1, 4), HealthStatus::Critical);
-        assert_eq!(gateway_status(0.0, 0.0, 10.0, 3, 4), HealthStatus::Degraded);
-        assert_eq!(gateway_status(0.0, 0.0, 10.0, 0, 0), HealthStatus::Healthy);
+        assert_eq!(gateway_status(0.011, 0.0, 10.0, 4, 4, None), HealthStatus::Degraded);
+        assert_eq!(gateway_status(0.05, 0.0, 10.0, 4, 4, None), HealthStatus::Critical);
+        assert_eq!(gateway_status(0.0, 0.9, 10.0, 4, 4, None), HealthStatus::Degraded);
+        assert_eq!(gateway_status(0.0, 0.0, 2000.0, 4, 4, None), HealthStatus::Critical);
+        assert_eq!(gateway_status(0.0, 0.0, 10.0, 1, 4, None), HealthStatus::Critical);
+        assert_eq!(gateway_status(0.0, 0.0, 10.0, 3, 4, None), HealthStatus::Degraded);
+        assert_eq!(gateway_status(0.0, 0.0, 10.0, 0, 0, None), HealthStatus::Healthy);
+        // A failing synthetic check makes a gateway at least degraded.
+        assert_eq!(gateway_status(0.0, 0.0, 10.0, 4, 4, Some([2, 3])), HealthStatus::Degraded);
+        assert_eq!(gateway_status(0.0, 0.0, 10.0, 4, 4, Some([3, 3])), HealthStatus::Healthy);
     }
 
     #[test]

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 pub const LIVE_INSTANCES_MAX: usize = 2_000;
 
 /// Judges a gateway from its numbers and instance counts.
-pub fn status(w: &HealthWindow, ready: u32, desired: u32) -> HealthStatus {
-    app::health::gateway_status(w.error_rate_5xx, w.throttle_rate_429, w.latency_ms.p99, ready, desired)
+pub fn status(w: &HealthWindow, ready: u32, desired: u32, checks: Option<[u32; 2]>) -> HealthStatus {
+    app::health::gateway_status(w.error_rate_5xx, w.throttle_rate_429, w.latency_ms.p99, ready, desired, checks)
 }
 
 /// Health views over a fleet and its metrics.
@@ -32,7 +32,7 @@ fn summarize(inv: &GatewayInventory, w: &HealthWindow, checks: Option<[u32; 2]>)
         id: inv.id.clone(),
         name: inv.name.clone(),
         namespace: inv.namespace.clone(),
-        status: status(w, ready, inv.desired),
+        status: status(w, ready, inv.desired, checks),
         rps: w.rps,
         error_rate_5xx: w.error_rate_5xx,
         throttle_rate_429: w.throttle_rate_429,
@@ -244,13 +244,17 @@ mod tests {
 
     #[test]
     fn status_follows_the_documented_thresholds() {
-        assert_eq!(status(&window(0.001, 0.002, 120.0), 4, 4), HealthStatus::Healthy);
-        assert_eq!(status(&window(0.02, 0.0, 120.0), 4, 4), HealthStatus::Degraded);
-        assert_eq!(status(&window(0.0, 0.30, 120.0), 4, 4), HealthStatus::Degraded);
-        assert_eq!(status(&window(0.0, 0.0, 800.0), 4, 4), HealthStatus::Degraded);
-        assert_eq!(status(&window(0.0, 0.0, 120.0), 3, 4), HealthStatus::Degraded);
-        assert_eq!(status(&window(0.30, 0.0, 120.0), 4, 4), HealthStatus::Critical);
-        assert_eq!(status(&window(0.0, 0.0, 2500.0), 4, 4), HealthStatus::Critical);
-        assert_eq!(status(&window(0.0, 0.0, 120.0), 1, 4), HealthStatus::Critical);
+        assert_eq!(status(&window(0.001, 0.002, 120.0), 4, 4, None), HealthStatus::Healthy);
+        assert_eq!(status(&window(0.02, 0.0, 120.0), 4, 4, None), HealthStatus::Degraded);
+        assert_eq!(status(&window(0.0, 0.30, 120.0), 4, 4, None), HealthStatus::Degraded);
+        assert_eq!(status(&window(0.0, 0.0, 800.0), 4, 4, None), HealthStatus::Degraded);
+        assert_eq!(status(&window(0.0, 0.0, 120.0), 3, 4, None), HealthStatus::Degraded);
+        assert_eq!(status(&window(0.30, 0.0, 120.0), 4, 4, None), HealthStatus::Critical);
+        assert_eq!(status(&window(0.0, 0.0, 2500.0), 4, 4, None), HealthStatus::Critical);
+        // A failing synthetic check: at least degraded, never hiding something worse.
+        assert_eq!(status(&window(0.001, 0.002, 120.0), 4, 4, Some([3, 3])), HealthStatus::Healthy);
+        assert_eq!(status(&window(0.001, 0.002, 120.0), 4, 4, Some([2, 3])), HealthStatus::Degraded);
+        assert_eq!(status(&window(0.30, 0.0, 120.0), 4, 4, Some([2, 3])), HealthStatus::Critical);
+        assert_eq!(status(&window(0.0, 0.0, 120.0), 1, 4, None), HealthStatus::Critical);
     }
 }
