@@ -20,6 +20,9 @@ test('a responder searches the logs, sees the matches marked, and gets told wher
   await expect(hits.locator('tbody tr').first()).toContainText('429');
   await expect(hits.locator('mark').first()).toHaveText('upstream');
   await expect(page.getByTestId('log-total')).toContainText('matching lines');
+  // The histogram has a time axis: start, middle, end.
+  await expect(page.getByTestId('log-histogram-axis').locator('span')).toHaveCount(3);
+  await expect(page.getByTestId('log-histogram-axis').locator('span').first()).toHaveText(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
   // The test server keeps 2 MB of lines: the page says the older ones are gone.
   await expect(page.getByTestId('log-retention')).toContainText('dropped by retention; the oldest kept is from');
 
@@ -74,6 +77,17 @@ test('live tail shows new matching lines as the gateways write them, until stopp
   const rows = page.getByTestId('tail-hits').locator('tr');
   await expect(rows.first()).toContainText('429', { timeout: 10_000 });
   await expect(rows.first()).toContainText('edge');
+
+  // Someone reading (the pointer on the lines): new lines wait above, counted.
+  await page.getByTestId('tail-hits').hover();
+  const shown = await rows.count();
+  const waiting = page.getByTestId('tail-waiting');
+  await expect(waiting).toContainText(/\d+ new lines? waits? while you read/, { timeout: 10_000 });
+  expect(await rows.count(), 'nothing replaced under the pointer').toBe(shown);
+  await page.mouse.move(0, 0);
+  await expect.poll(() => rows.count()).toBeGreaterThan(shown);
+  await expect(waiting).toHaveText('');
+
   await page.getByTestId('tail-toggle').click();
   await expect(page.getByTestId('tail-hits')).toHaveCount(0);
 });

@@ -34,6 +34,19 @@ pub fn LogsPage() -> impl IntoView {
     // Live tail: new matching lines over SSE, newest first, at most 200 kept on screen.
     let tailing = RwSignal::new(false);
     let live = RwSignal::new(Vec::<LogHit>::new());
+    // While the pointer is on the lines (someone is reading), new ones wait above them.
+    let paused = RwSignal::new(false);
+    let waiting = RwSignal::new(Vec::<LogHit>::new());
+    let flush = move || {
+        let mut new = waiting.try_update(std::mem::take).unwrap_or_default();
+        if !new.is_empty() {
+            live.update(|v| {
+                new.append(v);
+                new.truncate(200);
+                *v = new;
+            });
+        }
+    };
     #[cfg(feature = "hydrate")]
     {
         let handle = StoredValue::new_local(None::<crate::http::LogTail>);
@@ -41,9 +54,11 @@ pub fn LogsPage() -> impl IntoView {
             let (on, q) = (tailing.get(), q());
             handle.set_value(None);
             live.set(Vec::new());
+            waiting.set(Vec::new());
             if on {
                 let tail = crate::http::tail_logs(&format!("q={}", encode(&q)), move |hit| {
-                    live.update(|v| {
+                    let list = if paused.get_untracked() { waiting } else { live };
+                    list.update(|v| {
                         v.insert(0, hit);
                         v.truncate(200);
                     })
@@ -100,7 +115,24 @@ pub fn LogsPage() -> impl IntoView {
         </form>
         <Show when=move || tailing.get()>
             <h2>"Live"</h2>
-            <table class="grid logs" data-testid="tail-hits">
+            <p class="muted tail-waiting" data-testid="tail-waiting">
+                {move || match waiting.with(Vec::len) {
+                    0 => String::new(),
+                    n => format!(
+                        "{n} new {} while you read: the list holds still under the pointer and takes them when it leaves.",
+                        if n == 1 { "line waits" } else { "lines wait" }
+                    ),
+                }}
+            </p>
+            <table
+                class="grid logs"
+                data-testid="tail-hits"
+                on:mouseenter=move |_| paused.set(true)
+                on:mouseleave=move |_| {
+                    paused.set(false);
+                    flush();
+                }
+            >
                 <tbody>{move || live.get().into_iter().map(|h| view! { <HitRow h /> }).collect_view()}</tbody>
             </table>
         </Show>
@@ -246,6 +278,14 @@ fn Histogram(bars: Vec<HistogramBar>, q: String) -> impl IntoView {
     let n = bars.len().max(1) as f64;
     let (w, h) = (1000.0, 80.0);
     let slot = w / n;
+    // A time axis: the first bar's start, the middle, and the last bar's end (UTC).
+    let axis: Vec<String> = match (bars.first(), bars.last()) {
+        (Some(first), Some(last)) => {
+            let end = last.start + last.width;
+            [first.start, first.start + (end - first.start) / 2, end].map(format::utc).into_iter().collect()
+        }
+        _ => Vec::new(),
+    };
     view! {
         <svg class="histogram" viewBox=format!("0 0 {w} {h}") preserveAspectRatio="none" data-testid="log-histogram">
             {bars
@@ -269,6 +309,9 @@ fn Histogram(bars: Vec<HistogramBar>, q: String) -> impl IntoView {
                 })
                 .collect_view()}
         </svg>
+        <div class="histogram-axis muted" data-testid="log-histogram-axis">
+            {axis.into_iter().map(|t| view! { <span>{t}</span> }).collect_view()}
+        </div>
     }
 }
 
