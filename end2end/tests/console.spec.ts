@@ -74,3 +74,24 @@ test('at 800 px nothing makes the page scroll sideways: wide tables scroll in th
   await table.evaluate((t) => (t.scrollLeft = t.scrollWidth));
   await expect(table.locator('tbody tr').first().locator('td').first()).toBeInViewport();
 });
+
+test('a chart says its values and times: y values, clock times, and a readout under the pointer', async ({ page }) => {
+  await signIn(page, 'admin', ADMIN_PASSWORD);
+  await expect(page).toHaveURL(/\/$/);
+  await page.goto('/gateways/edge');
+  await expect(page.locator('.actions-panel[data-ready="true"]')).toBeVisible();
+  const chart = page.locator('figure.chart').first();
+  await expect(chart.getByTestId('y-max')).toHaveText(/\d/);
+  const times = chart.getByTestId('chart-times').locator('span');
+  await expect(times).toHaveCount(3);
+  await expect(times.first()).toHaveText(/^\d\d:\d\d UTC$/);
+  await expect(times.last()).toHaveText(/^\d\d:\d\d$/);
+  const svg = chart.locator('svg');
+  const box = (await svg.boundingBox())!;
+  await page.mouse.move(box.x + box.width * 0.9, box.y + box.height / 2);
+  const readout = chart.getByTestId('chart-readout');
+  await expect(readout).toHaveText(/^\d\d:\d\d:\d\d · req\/s \S+/);
+  await page.screenshot({ path: 'screenshots/chart-readout.png' });
+  await page.mouse.move(0, 0);
+  await expect(readout).toBeHidden();
+});

@@ -81,6 +81,41 @@ pub fn LineChart(
                 .collect_view(),
         )
     };
+    // Hover readout: the point under the pointer (as a fraction of the width), every
+    // series' value at that second, and a line marking it.
+    let hover = RwSignal::new(None::<f64>);
+    let readout_lines = legend.clone();
+    let readout = Memo::new(move |_| {
+        let frac = hover.get()?;
+        series.with(|s| {
+            let end = s.last()?.ts_ms as f64;
+            let at = end - (1.0 - frac) * SPAN_MS;
+            let p = s.iter().min_by_key(|p| (p.ts_ms as f64 - at).abs() as i64)?;
+            let values: Vec<String> =
+                readout_lines.iter().map(|l| format!("{} {}", l.label, fmt((l.value)(p)))).collect();
+            Some((frac, format!("{} · {}", clock(p.ts_ms), values.join(" · "))))
+        })
+    });
+    let on_move = move |ev: leptos::ev::MouseEvent| {
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            if let Some(el) = ev.current_target().and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                && el.client_width() > 0
+            {
+                hover.set(Some((f64::from(ev.offset_x()) / f64::from(el.client_width())).clamp(0.0, 1.0)));
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = ev;
+    };
+    // Clock times under the chart: its start, middle and end.
+    let times = move || {
+        series.with(|s| s.last().map(|p| p.ts_ms)).map(|end| {
+            let span = SPAN_MS as i64;
+            [end - span, end - span / 2, end].map(|t| clock(t)[..5].to_string())
+        })
+    };
     view! {
         <figure class="chart">
             <figcaption>
@@ -92,16 +127,40 @@ pub fn LineChart(
                         .collect_view()}
                 </span>
             </figcaption>
-            <svg viewBox="0 0 600 150" preserveAspectRatio="none" role="img" aria-label=title>
-                <line class="gridline" x1="0" y1="75" x2="600" y2="75" />
-                {paths}
-                {minutes}
-            </svg>
-            <div class="axis">
-                <span>"15 min ago"</span>
-                <span class="muted">{move || format!("max {}", fmt(y_max.get()))}</span>
-                <span>"now"</span>
+            <div class="plot">
+                // The values of the top edge and of the dashed middle line.
+                <span class="y-tick y-top" data-testid="y-max">{move || fmt(y_max.get())}</span>
+                <span class="y-tick y-mid">{move || fmt(y_max.get() / 2.0)}</span>
+                <svg
+                    viewBox="0 0 600 150"
+                    preserveAspectRatio="none"
+                    role="img"
+                    aria-label=title
+                    on:mousemove=on_move
+                    on:mouseleave=move |_| hover.set(None)
+                >
+                    <line class="gridline" x1="0" y1="75" x2="600" y2="75" />
+                    {paths}
+                    {move || readout.get().map(|(frac, _)| {
+                        let x = frac * W;
+                        view! { <line class="hover-line" x1=x y1="0" x2=x y2=H /> }
+                    })}
+                    {minutes}
+                </svg>
+                {move || readout.get().map(|(_, text)| view! { <div class="readout" data-testid="chart-readout">{text}</div> })}
+            </div>
+            <div class="axis" data-testid="chart-times">
+                {move || times().map(|[a, b, c]| view! {
+                    <span>{format!("{a} UTC")}</span>
+                    <span>{b}</span>
+                    <span>{c}</span>
+                })}
             </div>
         </figure>
     }
+}
+
+/// `HH:MM:SS` (UTC) of a time in ms since the epoch.
+fn clock(ms: i64) -> String {
+    super::format::utc(ms)[11..].to_string()
 }
