@@ -120,6 +120,13 @@ async fn main() {
             std::env::var("BENCH_DATABASE_URL")
                 .unwrap_or_else(|_| format!("sqlite:{}", dir.path().join("bench.db").display())),
         )
+        // Signs the audit ledger (needed with PostgreSQL; with SQLite it would be created).
+        .arg("--audit-key-file")
+        .arg({
+            let key = dir.path().join("audit.key");
+            std::fs::write(&key, "a benchmark audit key of at least thirty-two bytes\n").unwrap();
+            key
+        })
         .env("GATEWARDEN_ADMIN_PASSWORD", PASSWORD)
         .env("RUST_LOG", std::env::var("BENCH_LOG").unwrap_or_else(|_| "error".into()))
         .stdout(std::process::Stdio::null())
