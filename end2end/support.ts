@@ -1,5 +1,7 @@
 import { expect, Page } from '@playwright/test';
 import { spawn, ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { ADMIN_PASSWORD } from './playwright.config';
 
@@ -15,6 +17,12 @@ export async function signIn(page: Page, username = 'admin', password = ADMIN_PA
 /** A console of a test's own (so that it can be stopped, tampered with and started again). */
 export class OwnConsole {
   constructor(readonly port: number, readonly dir: string, readonly args: string[] = []) {}
+
+  /** A console on the e2e port + `offset`, on a fresh database in a temp dir of its own. */
+  static fresh(offset: number, args: string[] = []): OwnConsole {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewarden-own-'));
+    return new OwnConsole(Number(process.env.E2E_PORT ?? 3107) + offset, dir, args);
+  }
 
   get base(): string {
     return `http://127.0.0.1:${this.port}`;

@@ -1,7 +1,4 @@
 import { test, expect } from '@playwright/test';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
 import { signIn, OwnConsole } from '../support';
 import { ADMIN_PASSWORD } from '../playwright.config';
 
@@ -136,11 +133,7 @@ test('selecting a node re-fits the map so the selection stays fully in view, at 
 });
 
 test("the map's summary counts unhealthy nodes of every kind (a bad deploy: a gateway and its routes, not services)", async ({ page }) => {
-  const own = new OwnConsole(
-    Number(process.env.E2E_PORT ?? 3107) + 3,
-    fs.mkdtempSync(path.join(os.tmpdir(), 'gatewarden-deps-')),
-    ['--scenario', 'bad-deploy'],
-  );
+  const own = OwnConsole.fresh(3, ['--scenario', 'bad-deploy']);
   const server = await own.start();
   try {
     await signIn(page, 'admin', ADMIN_PASSWORD, own.base);

@@ -1,14 +1,12 @@
 import { test, expect, request as playwrightRequest } from '@playwright/test';
 import { execFileSync } from 'child_process';
-import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { signIn, OwnConsole } from '../support';
 import { ADMIN_PASSWORD } from '../playwright.config';
 
 // A console of this test's own: its database file is edited while it is stopped.
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewarden-ledger-'));
-const own = new OwnConsole(Number(process.env.E2E_PORT ?? 3107) + 2, dir);
+const own = OwnConsole.fresh(2);
+const dir = own.dir;
 
 test('the audit page says which check failed, and where, after entries were cut from the ledger', async ({ page }) => {
   let server = await own.start();

@@ -1,16 +1,9 @@
 import { test, expect } from '@playwright/test';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
 import { signIn, OwnConsole } from '../support';
 import { ADMIN_PASSWORD } from '../playwright.config';
 
 // A console of this test's own, so that it can be stopped and started under an open page.
-const own = new OwnConsole(
-  Number(process.env.E2E_PORT ?? 3107) + 1,
-  fs.mkdtempSync(path.join(os.tmpdir(), 'gatewarden-liveness-')),
-  ['--scenario', 'bad-deploy'],
-);
+const own = OwnConsole.fresh(1, ['--scenario', 'bad-deploy']);
 
 test('a stopped console is shown as disconnected with the age of the data, and the page recovers by itself', async ({ page }) => {
   let server = await own.start();

@@ -1,7 +1,4 @@
 import { test, expect } from '@playwright/test';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
 import { signIn, OwnConsole } from '../support';
 import { ADMIN_PASSWORD } from '../playwright.config';
 
@@ -93,11 +90,7 @@ test('live tail shows new matching lines as the gateways write them, until stopp
 });
 
 test('a stack trace is one line until it is opened', async ({ page }) => {
-  const own = new OwnConsole(
-    Number(process.env.E2E_PORT ?? 3107) + 4,
-    fs.mkdtempSync(path.join(os.tmpdir(), 'gatewarden-logs-')),
-    ['--scenario', 'bad-deploy'],
-  );
+  const own = OwnConsole.fresh(4, ['--scenario', 'bad-deploy']);
   const server = await own.start();
   try {
     await signIn(page, 'admin', ADMIN_PASSWORD, own.base);
