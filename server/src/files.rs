@@ -1,4 +1,5 @@
-//! Files only the console's user may read: the audit key and checkpoint.
+//! Files only the console's user may read: the audit key and checkpoint, a generated
+//! first-admin password.
 
 use std::io::Write;
 use std::path::Path;

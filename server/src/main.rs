@@ -62,7 +62,9 @@ async fn serve(args: ServeArgs) -> Result<(), StartupError> {
             println!("Created user 'admin' with password: {password}");
             println!("(shown once; set GATEWARDEN_ADMIN_PASSWORD on first start to choose it)");
         }
-        FirstAdmin::Generated(password) => match write_secret(&secret_file, password) {
+        // Readable and writable by the owner only (0600), replaced atomically.
+        FirstAdmin::Generated(password) => match server::files::replace_private(&secret_file, &format!("{password}\n"))
+        {
             Ok(()) => println!(
                 "Created user 'admin'; its password is in {} (readable only by this user: delete it once you \
                  have signed in)",
@@ -83,26 +85,6 @@ async fn serve(args: ServeArgs) -> Result<(), StartupError> {
     let addr = app.local_addr();
     println!("Gatewarden is serving on http://{addr}");
     app.run_until(shutdown_signal()).await.map_err(|e| StartupError::Other(format!("server error: {e}")))
-}
-
-/// Writes `secret` to `path`, readable and writable by the owner only (0600).
-fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let mut file = options.open(path)?;
-        // An existing file keeps its mode on open: narrow it before writing.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        writeln!(file, "{secret}")
-    }
-    #[cfg(not(unix))]
-    {
-        writeln!(options.open(path)?, "{secret}")
-    }
 }
 
 async fn shutdown_signal() {

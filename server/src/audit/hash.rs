@@ -39,11 +39,15 @@ fn canonical(e: &AuditEntry, buf: &mut Vec<u8>) {
 }
 
 pub(super) fn hash_into(e: &AuditEntry, buf: &mut Vec<u8>) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     canonical(e, buf);
-    let digest = Sha256::digest(&buf[..]);
-    let mut out = String::with_capacity(64);
-    for b in digest {
+    hex(&Sha256::digest(&buf[..]))
+}
+
+/// Lowercase hex of `bytes` (hashes, signatures and key ids are all written this way).
+pub(super) fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
         out.push(HEX[usize::from(b >> 4)] as char);
         out.push(HEX[usize::from(b & 15)] as char);
     }

@@ -5,6 +5,7 @@
 //! entry's `mac` is HMAC(key, its hash); since the hash covers the previous hash, one
 //! authentic entry vouches for the whole chain before it.
 
+use super::hash::hex;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -42,16 +43,6 @@ pub enum KeyError {
          `head -c 32 /dev/urandom | base64 > FILE`"
     )]
     TooShort(PathBuf),
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 15)] as char);
-    }
-    out
 }
 
 impl AuditKey {
