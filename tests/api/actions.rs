@@ -109,13 +109,7 @@ async fn undo_previews_with_dry_run_and_asks_for_the_actions_confirmation(backen
 async fn an_expiry_whose_revert_fails_is_tried_again_until_it_is_reverted(backend: Backend) {
     let app = TestApp::spawn_with(Options::new(backend).scenario(Scenario::TrafficSurge)).await;
     let responder = app.signed_in(Role::Responder).await;
-    let id = accepted(
-        &responder,
-        "edge",
-        "rate-limit",
-        json!({"reason": "cap", "requests_per_second": 1500, "ttl_seconds": 60}),
-    )
-    .await;
+    let id = cap_edge_for_a_minute(&responder).await;
     app.sim().fail_next_changes(2);
     app.advance(65).await;
 
@@ -182,6 +176,12 @@ async fn a_time_limited_scale_goes_back_to_the_previous_count_by_itself(backend:
     })
     .await;
     assert_eq!(desired(&app).await, 9, "the later change stays");
+}
+
+/// An emergency rate limit on edge (1,500 req/s) that expires after 60 s; its action id.
+async fn cap_edge_for_a_minute(responder: &Session) -> i64 {
+    accepted(responder, "edge", "rate-limit", json!({"reason": "cap", "requests_per_second": 1500, "ttl_seconds": 60}))
+        .await
 }
 
 async fn act(session: &Session, gateway: &str, action: &str, body: Value) -> reqwest::Response {
@@ -436,13 +436,7 @@ async fn undo_refuses_to_overwrite_a_later_change_by_someone_else(backend: Backe
 async fn a_time_limited_rate_limit_reverts_by_itself_as_the_system(backend: Backend) {
     let app = TestApp::spawn_with(Options::new(backend).scenario(Scenario::TrafficSurge)).await;
     let responder = app.signed_in(Role::Responder).await;
-    let id = accepted(
-        &responder,
-        "edge",
-        "rate-limit",
-        json!({"reason": "cap", "requests_per_second": 1500, "ttl_seconds": 60}),
-    )
-    .await;
+    let id = cap_edge_for_a_minute(&responder).await;
     app.advance(10).await;
     assert!(app.gateway("edge").await.throttle_rate_429 > 0.5);
 
