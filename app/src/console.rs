@@ -20,8 +20,6 @@ pub trait Console: Send + Sync {
     fn session(&self) -> ApiFuture<SessionInfo>;
     /// Every gateway's current health.
     fn gateways(&self) -> ApiFuture<Vec<GatewaySummary>>;
-    /// One gateway with instances and history.
-    fn gateway(&self, id: String) -> ApiFuture<GatewayDetail>;
     /// The backend (and training scenario).
     fn fleet(&self) -> ApiFuture<FleetInfo>;
 }
@@ -30,6 +28,8 @@ pub trait Console: Send + Sync {
 /// from [`Console`] so that its code ships in the lazily loaded pages that use it, not
 /// in the first download (a trait object keeps every method it names).
 pub trait Operations: Send + Sync {
+    /// One gateway with instances, history and chart marks.
+    fn gateway(&self, id: String) -> ApiFuture<GatewayDetail>;
     /// Runs (or with `dry_run`, previews) a mitigation; `body` is the request's JSON
     /// text (reason and params). Text, not `serde_json::Value`: the browser bundle then
     /// needs no dynamic JSON tree.

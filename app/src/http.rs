@@ -105,18 +105,18 @@ impl Console for HttpConsole {
     fn gateways(&self) -> ApiFuture<Vec<GatewaySummary>> {
         boxed(fetch_json("GET", "/api/v1/gateways", None, None))
     }
-    fn gateway(&self, id: String) -> ApiFuture<GatewayDetail> {
-        boxed(async move {
-            let url = format!("/api/v1/gateways/{}", js_sys::encode_uri_component(&id));
-            fetch_json("GET", &url, None, None).await
-        })
-    }
     fn fleet(&self) -> ApiFuture<FleetInfo> {
         boxed(fetch_json("GET", "/api/v1/fleet", None, None))
     }
 }
 
 impl Operations for HttpConsole {
+    fn gateway(&self, id: String) -> ApiFuture<GatewayDetail> {
+        boxed(async move {
+            let url = format!("/api/v1/gateways/{}", js_sys::encode_uri_component(&id));
+            fetch_json("GET", &url, None, None).await
+        })
+    }
     fn act(&self, gateway: String, action: String, body: String) -> ApiFuture<ActionResponse> {
         boxed(async move {
             let url = format!(
@@ -184,6 +184,21 @@ pub async fn logout() -> ApiResult<()> {
 }
 
 /// Full page load of `path`, so the server renders it with the current session.
+/// Shows times in this browser's local offset (`local`) or UTC from now on: kept in the
+/// `gw_tz` cookie (a year), which the server reads too; then reloads the page.
+pub fn choose_zone(local: bool) {
+    use wasm_bindgen::JsCast;
+    let minutes = if local { -(js_sys::Date::new_0().get_timezone_offset() as i32) } else { 0 };
+    if let Some(window) = web_sys::window() {
+        if let Some(d) = window.document() {
+            let _ = d
+                .unchecked_into::<web_sys::HtmlDocument>()
+                .set_cookie(&format!("gw_tz={minutes}; path=/; max-age=31536000; samesite=lax"));
+        }
+        let _ = window.location().reload();
+    }
+}
+
 pub fn navigate_hard(path: &str) {
     if let Some(window) = web_sys::window() {
         let _ = window.location().set_href(path);

@@ -86,7 +86,7 @@ test('a chart says its values and times: y values, clock times, and a readout un
   await expect(times).toHaveCount(3);
   await expect(times.first()).toHaveText(/^\d\d:\d\d UTC$/);
   await expect(times.last()).toHaveText(/^\d\d:\d\d$/);
-  const svg = chart.locator('svg');
+  const svg = chart.locator('svg[role="img"]');
   const box = (await svg.boundingBox())!;
   await page.mouse.move(box.x + box.width * 0.9, box.y + box.height / 2);
   const readout = chart.getByTestId('chart-readout');

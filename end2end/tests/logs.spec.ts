@@ -85,6 +85,20 @@ test('live tail shows new matching lines as the gateways write them, until stopp
   await expect.poll(() => rows.count()).toBeGreaterThan(shown);
   await expect(waiting).toHaveText('');
 
+  // Someone reading further down (scrolled past the top of the lines, pointer elsewhere):
+  // the lines hold still too, and take the waiting ones on scrolling back up.
+  await expect.poll(() => rows.count(), { timeout: 20_000 }).toBeGreaterThan(30);
+  const top = await page.getByTestId('tail-hits').evaluate((t) => (t as HTMLElement).offsetTop);
+  await page.evaluate((y) => window.scrollTo(0, y), top + 300);
+  expect(await page.evaluate(() => !!document.elementFromPoint(0, 0)?.closest('[data-testid="tail-hits"]')),
+    'the pointer is not on the lines').toBe(false);
+  const held = await rows.first().textContent();
+  await expect(waiting).toContainText(/\d+ new lines? waits? while you read/, { timeout: 10_000 });
+  expect(await rows.first().textContent(), 'nothing replaced while scrolled into the lines').toBe(held);
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await expect(waiting).toHaveText('');
+  await expect(rows.first()).not.toHaveText(held!);
+
   await page.getByTestId('tail-toggle').click();
   await expect(page.getByTestId('tail-hits')).toHaveCount(0);
 });

@@ -1,6 +1,6 @@
 import { test, expect, Page, request as playwrightRequest } from '@playwright/test';
 import { ADMIN_PASSWORD } from '../playwright.config';
-import { signIn as signInAs } from '../support';
+import { signIn as signInAs, OwnConsole } from '../support';
 
 const PASSWORD = 'a long enough password';
 
@@ -159,4 +159,73 @@ test('a mitigation dialog is keyboard-safe: focus moves in, Tab stays inside, Es
   await page.keyboard.press('Escape');
   await expect(dialog).toBeHidden();
   await expect(scale).toBeFocused();
+});
+
+test('the charts mark the bad revision and the rollback, link to them, and are one tab stop each', async ({ page }) => {
+  const own = OwnConsole.fresh(5, ['--scenario', 'bad-deploy']);
+  const server = await own.start();
+  try {
+    await signInAs(page, 'admin', ADMIN_PASSWORD, own.base);
+    await page.goto(`${own.base}/gateways/edge`);
+    await expect(page.locator('.actions-panel[data-ready="true"]')).toBeVisible();
+    const errors = page.locator('figure.chart').nth(1);
+    // The bad revision rolled out five minutes ago: marked, and linked to its first minute of logs.
+    const rev = errors.getByTestId('chart-mark').filter({ hasText: 'rev 3 (2.15.0)' });
+    await expect(rev).toBeVisible();
+    await expect(rev).toHaveAttribute('href', /\/logs\?q=gateway%3Aedge&since=\d+&until=\d+/);
+    await expect(rev.locator('title')).toHaveText(/rolled out at \d\d:\d\d:\d\d UTC: its first minute of logs/);
+
+    // Keyboard: each chart's minutes are one tab stop; arrows move between minutes and the readout follows.
+    for (const chart of await page.locator('figure.chart').all()) {
+      await expect(chart.locator('a.minute[tabindex="0"]')).toHaveCount(1);
+      await expect(chart.locator('a.minute[tabindex="-1"]')).toHaveCount(14);
+    }
+    await page.getByRole('link', { name: "search this gateway's logs" }).focus();
+    await page.keyboard.press('Tab');
+    const first = page.locator('figure.chart').first();
+    const focusedMinute = () => page.evaluate(() => {
+      const el = document.activeElement;
+      return el?.classList.contains('minute') ? [...el.closest('svg')!.querySelectorAll('a.minute')].indexOf(el) : -1;
+    });
+    expect(await focusedMinute(), 'Tab lands on the newest minute of the first chart').toBe(14);
+    const readout = first.getByTestId('chart-readout');
+    await expect(readout).toHaveText(/^\d\d:\d\d:\d\d · req\/s/);
+    const before = (await readout.textContent())!.slice(0, 8);
+    await page.keyboard.press('ArrowLeft');
+    await page.keyboard.press('ArrowLeft');
+    expect(await focusedMinute()).toBe(12);
+    await expect(readout).not.toHaveText(new RegExp(`^${before}`));
+    await page.keyboard.press('Home');
+    expect(await focusedMinute()).toBe(0);
+    // The next Tab leaves the minutes (to a mark or the next chart), not to the next minute.
+    await page.keyboard.press('Tab');
+    expect(await focusedMinute()).toBe(-1);
+    await page.screenshot({ path: 'screenshots/chart-marks-1440.png' });
+
+    // The rollback is marked as it runs, and its mark leads to its row.
+    await page.locator('button[data-action="rollback"]').click();
+    const dialog = page.getByTestId('action-dialog');
+    await dialog.locator('input[name="reason"]').fill('2.15.0 fails 45% of requests');
+    await dialog.getByRole('button', { name: 'Preview' }).click();
+    await dialog.locator('input[name="confirm"]').fill('edge');
+    await dialog.getByRole('button', { name: 'Run' }).click();
+    await expect(dialog).toBeHidden();
+    const mark = errors.getByTestId('chart-mark').filter({ hasText: 'rollback' });
+    await expect(mark).toBeVisible();
+    const id = (await mark.getAttribute('href'))!.replace('#action-', '');
+    expect(Number(id)).toBeGreaterThan(0);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await mark.locator('text').click();
+    await expect(page).toHaveURL(new RegExp(`#action-${id}$`));
+    // Charts re-rendered by live points keep SVG links (an HTML <a> in an SVG is not drawn).
+    const svgNs = 'http://www.w3.org/2000/svg';
+    expect(await errors.locator('a.minute').first().evaluate((e) => e.namespaceURI)).toBe(svgNs);
+    expect(await mark.evaluate((e) => e.namespaceURI)).toBe(svgNs);
+    await expect(page.locator(`tr#action-${id}`)).toBeInViewport();
+    await page.setViewportSize({ width: 800, height: 900 });
+    await errors.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: 'screenshots/chart-marks-800.png' });
+  } finally {
+    await OwnConsole.stop(server);
+  }
 });

@@ -72,7 +72,11 @@ impl ServerConsole {
     /// One gateway (viewer).
     pub async fn gateway(&self, id: &str) -> Result<GatewayDetail> {
         self.caller(Role::Viewer)?;
-        self.state.health.gateway(id).await
+        let mut detail = self.state.health.gateway(id).await?;
+        if let Some(first) = detail.series.first() {
+            detail.marks = self.state.engine.chart_marks(id, first.ts_ms).await?;
+        }
+        Ok(detail)
     }
 
     /// `kubectl logs -l <gateway selector> --tail=N [--since=Ns]` for one gateway: `tail`
@@ -288,15 +292,15 @@ impl Console for ServerConsole {
     fn gateways(&self) -> ApiFuture<Vec<GatewaySummary>> {
         run(self, |c| async move { c.gateways().await })
     }
-    fn gateway(&self, id: String) -> ApiFuture<GatewayDetail> {
-        run(self, |c| async move { c.gateway(&id).await })
-    }
     fn fleet(&self) -> ApiFuture<FleetInfo> {
         run(self, |c| async move { c.fleet().await })
     }
 }
 
 impl Operations for ServerConsole {
+    fn gateway(&self, id: String) -> ApiFuture<GatewayDetail> {
+        run(self, |c| async move { c.gateway(&id).await })
+    }
     fn act(&self, gateway: String, action: String, body: String) -> ApiFuture<ActionResponse> {
         run(self, |c| async move {
             let body = serde_json::from_str(&body).map_err(|e| AppError::invalid("body", format!("not JSON: {e}")))?;

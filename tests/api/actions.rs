@@ -619,3 +619,37 @@ async fn of_two_concurrent_undos_exactly_one_runs(backend: Backend) {
     assert_eq!(entries.len(), 1, "the loser is on the record: {entries:?}");
     assert!(entries[0]["params"].as_str().unwrap().contains(&format!("\"undo_of\":{id}")));
 }
+
+/// The charts mark when the bad revision rolled out and when the rollback ran, at the
+/// charts' own times, so a responder can line a spike up with its cause.
+#[tokio::test]
+async fn the_charts_mark_the_bad_revision_and_the_rollback() {
+    let app = TestApp::spawn_with(Options::new(Backend::Sqlite).scenario(Scenario::BadDeploy)).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let detail: app::dto::GatewayDetail =
+        serde_json::from_value(admin.get_json("/api/v1/gateways/edge").await).unwrap();
+    let (first, last) = (detail.series.first().unwrap().ts_ms, detail.series.last().unwrap().ts_ms);
+    let labels: Vec<&str> = detail.marks.iter().map(|m| m.label.as_str()).collect();
+    // Only the revision rolled out during the charts' 15 minutes: older ones are off the chart.
+    assert_eq!(labels, ["rev 3 (2.15.0)"], "{:?}", detail.marks);
+    let deployed = detail.marks[0].ts_ms;
+    assert!(first < deployed && deployed < last, "{first} < {deployed} < {last}");
+    // The 5xx rate jumps right after the mark, not before.
+    let rate = |from: i64, to: i64| {
+        let p: Vec<f64> =
+            detail.series.iter().filter(|p| p.ts_ms > from && p.ts_ms <= to).map(|p| p.error_rate_5xx).collect();
+        p.iter().sum::<f64>() / p.len() as f64
+    };
+    assert!(rate(first, deployed - 1000) < 0.01 && rate(deployed + 60_000, last) > 0.3);
+
+    let id = accepted(&admin, "edge", "rollback", json!({"reason": "2.15.0 fails", "confirm": "edge"})).await;
+    app.advance(5).await;
+    let detail: app::dto::GatewayDetail =
+        serde_json::from_value(admin.get_json("/api/v1/gateways/edge").await).unwrap();
+    let rollback = detail.marks.iter().find(|m| m.action == Some(id)).expect("the rollback is marked");
+    assert_eq!(rollback.label, "rollback");
+    let now = detail.series.last().unwrap().ts_ms;
+    assert!(now - 6_000 <= rollback.ts_ms && rollback.ts_ms <= now, "marked when it ran: {} vs {now}", rollback.ts_ms);
+    // A rollback reuses the old revision: no new revision mark.
+    assert_eq!(detail.marks.iter().filter(|m| m.action.is_none()).count(), 1, "{:?}", detail.marks);
+}

@@ -189,6 +189,21 @@ pub struct GatewayDetail {
     /// first (Kubernetes only).
     #[serde(default)]
     pub events: Vec<EventRow>,
+    /// What happened to the gateway during the charts' span, oldest first: revisions
+    /// rolled out and actions taken, marked on the charts.
+    #[serde(default)]
+    pub marks: Vec<ChartMark>,
+}
+
+/// A moment marked on a gateway's charts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChartMark {
+    /// When, Unix milliseconds, on the charts' clock.
+    pub ts_ms: i64,
+    /// Short text: `rev 4 (2.15.0)` or `rollback`.
+    pub label: String,
+    /// The action's id, for an action; `None` for a revision.
+    pub action: Option<i64>,
 }
 
 /// One line found by log search.
@@ -295,6 +310,7 @@ impl GatewayDetail {
             series_step_s,
             series,
             events: Vec::new(),
+            marks: Vec::new(),
         }
     }
 

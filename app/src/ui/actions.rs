@@ -548,7 +548,7 @@ fn ActionRow(a: Memo<ActionRecord>) -> impl IntoView {
     };
     let undo_available = move || a.with(|a| a.undo_available);
     view! {
-        <tr data-action-id=id>
+        <tr data-action-id=id id=format!("action-{id}")>
             <td>{id}</td>
             <td>
                 <code>{fixed.action}</code>

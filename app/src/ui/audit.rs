@@ -5,7 +5,7 @@ use crate::client::operations;
 use crate::dto::{AuditEntry, AuditEntryDetail, AuditVerification};
 use leptos::prelude::*;
 
-pub use super::format::utc;
+use super::format::time;
 
 const FILTERS: [(&str, &str); 6] = [
     ("actor", "Actor"),
@@ -201,7 +201,7 @@ pub fn AuditPage() -> impl IntoView {
                                 <thead>
                                     <tr>
                                         <th>"#"</th>
-                                        <th>"Time (UTC)"</th>
+                                        <th>{format!("Time ({})", super::format::zone_label())}</th>
                                         <th>"Actor"</th>
                                         <th>"Kind"</th>
                                         <th>"Action"</th>
@@ -250,7 +250,7 @@ fn EntryRow(e: AuditEntry, settled: Option<String>) -> impl IntoView {
     view! {
         <tr class="entry" on:click=move |_| open.update(|o| *o = !*o)>
             <td>{e.id}</td>
-            <td><code>{utc(e.ts_ms)}</code></td>
+            <td><code>{time(e.ts_ms)}</code></td>
             <td>{e.actor}</td>
             <td>{e.kind}</td>
             <td>{e.action}</td>
@@ -363,9 +363,9 @@ fn EntryView(d: AuditEntryDetail) -> impl IntoView {
 mod tests {
     #[test]
     fn utc_formats_known_instants() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::utc(1_767_261_600_000), "2026-01-01 10:00:00");
-        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(super::super::format::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::super::format::utc(1_767_261_600_000), "2026-01-01 10:00:00");
+        assert_eq!(super::super::format::utc(951_782_400_000), "2000-02-29 00:00:00");
     }
 
     #[test]

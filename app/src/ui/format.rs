@@ -54,6 +54,62 @@ pub fn age(secs: u64) -> String {
     }
 }
 
+/// The zone the console shows times in, as minutes east of UTC (0: UTC). The person
+/// picks it (UTC or this browser's local offset); it is kept in the browser's `gw_tz`
+/// cookie so that the server renders pages in it too and hydration changes no text.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Zone(pub i32);
+
+/// The `gw_tz` offset in a `Cookie` header or `document.cookie`; 0 when absent or not a
+/// whole number of minutes within ±14 h.
+pub fn zone_in_cookies(cookies: &str) -> i32 {
+    cookies
+        .split(';')
+        .find_map(|c| c.trim().strip_prefix("gw_tz="))
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|m| m.abs() <= 14 * 60)
+        .unwrap_or(0)
+}
+
+/// The chosen zone's offset, minutes east of UTC: from the request on the server, from
+/// the cookie in the browser.
+pub fn zone() -> i32 {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        // Read once: choosing another zone reloads the page.
+        thread_local!(static ZONE: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) });
+        ZONE.with(|z| match z.get() {
+            Some(m) => m,
+            None => {
+                let m = web_sys::window()
+                    .and_then(|w| w.document())
+                    .and_then(|d| d.unchecked_into::<web_sys::HtmlDocument>().cookie().ok())
+                    .map_or(0, |c| zone_in_cookies(&c));
+                z.set(Some(m));
+                m
+            }
+        })
+    }
+    #[cfg(not(feature = "hydrate"))]
+    leptos::prelude::use_context::<Zone>().map_or(0, |z| z.0)
+}
+
+/// `UTC` or `UTC+01:00`: the name shown with every time.
+pub fn zone_label() -> String {
+    let m = zone();
+    if m == 0 {
+        return "UTC".into();
+    }
+    format!("UTC{}{:02}:{:02}", if m < 0 { '-' } else { '+' }, m.abs() / 60, m.abs() % 60)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in the chosen [`zone`] (its name is shown once, in the column
+/// header or the axis, via [`zone_label`]).
+pub fn time(ms: i64) -> String {
+    utc(ms + i64::from(zone()) * 60_000)
+}
+
 /// `YYYY-MM-DD HH:MM:SS` UTC from Unix ms, by integer arithmetic (same text on the
 /// server and in the browser, no date library in the bundle).
 pub fn utc(ms: i64) -> String {
@@ -107,6 +163,17 @@ mod tests {
         }
         assert_eq!(millis(12_345.0), "12.3 s");
         assert_eq!(rps(1234.4), "1234");
+    }
+
+    #[test]
+    fn the_zone_cookie_is_read_and_bounded() {
+        assert_eq!(zone_in_cookies("session=abc; gw_tz=60"), 60);
+        assert_eq!(zone_in_cookies("gw_tz=-330;x=1"), -330);
+        for bad in ["", "gw_tz=", "gw_tz=abc", "gw_tz=841", "gw_tz=-99999999999", "xgw_tz=60"] {
+            assert_eq!(zone_in_cookies(bad), 0, "{bad}");
+        }
+        // With no zone chosen (no context here), times are UTC and say so.
+        assert_eq!((time(0), zone_label()), ("1970-01-01 00:00:00".to_string(), "UTC".to_string()));
     }
 
     #[test]

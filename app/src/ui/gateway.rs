@@ -3,8 +3,8 @@
 use super::chart::{Line, LineChart};
 use super::format;
 use super::use_live;
-use crate::client::console;
-use crate::dto::{EventRow, GatewayDetail, GatewaySummary, Instance, SeriesPoint};
+use crate::client::operations;
+use crate::dto::{ChartMark, EventRow, GatewayDetail, GatewaySummary, Instance, SeriesPoint};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
@@ -14,7 +14,7 @@ pub fn GatewayPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let detail = Resource::new(id, |id| {
-        let c = console();
+        let c = operations();
         async move { c.gateway(id).await }
     });
     view! {
@@ -75,6 +75,25 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
         });
     });
     let log_id = gateway_id.clone();
+    // Revisions and actions to mark on the charts: the server's, plus actions that start
+    // while the page is open, marked at the chart's newest point when they first arrive.
+    let marks = RwSignal::new(detail.marks);
+    let live_actions = super::use_live_actions();
+    #[cfg(feature = "hydrate")]
+    let opened_ms = js_sys::Date::now() as i64 - 10_000;
+    #[cfg(not(feature = "hydrate"))]
+    let opened_ms = i64::MAX;
+    let marks_gateway = gateway_id.clone();
+    Effect::new(move |_| {
+        live_actions.with(|list| {
+            for a in list.iter().filter(|a| a.gateway == marks_gateway && a.created_at_ms >= opened_ms) {
+                if marks.with_untracked(|m| m.iter().all(|m| m.action != Some(a.id))) {
+                    let ts_ms = series.with_untracked(|s| s.last().map_or(0, |p| p.ts_ms));
+                    marks.update(|m| m.push(ChartMark { ts_ms, label: a.action.clone(), action: Some(a.id) }));
+                }
+            }
+        })
+    });
     let summary = move || current.with(|c| c.0.clone());
     let instances = move || current.with(|c| c.1.clone());
     view! {
@@ -93,6 +112,7 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
                 title="Request rate"
                 series
                 logs_for=log_id.clone()
+                marks
                 fmt=format::rps
                 lines=vec![Line { label: "req/s", class: "c-rps", value: |p: &SeriesPoint| p.rps }]
             />
@@ -100,6 +120,7 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
                 title="Error rates"
                 series
                 logs_for=log_id.clone()
+                marks
                 fmt=format::percent
                 lines=vec![
                     Line { label: "5xx", class: "c-5xx", value: |p: &SeriesPoint| p.error_rate_5xx },
@@ -110,6 +131,7 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
                 title="Latency"
                 series
                 logs_for=log_id.clone()
+                marks
                 fmt=format::millis
                 lines=vec![
                     Line { label: "p50", class: "c-p50", value: |p: &SeriesPoint| p.latency_ms.p50 },
@@ -221,7 +243,7 @@ fn SyntheticChecks(gateway: String) -> impl IntoView {
                                                     .map(|r| {
                                                         let title = format!(
                                                             "{}: {}",
-                                                            format::utc(r.ts),
+                                                            format::time(r.ts),
                                                             r.status.map_or_else(|| r.error.clone().unwrap_or_default(), |s| format!("HTTP {s}, {:.0} ms", r.total_ms)),
                                                         );
                                                         view! { <span class=if r.ok { "check" } else { "check failed" } title=title></span> }
@@ -261,7 +283,7 @@ fn EventTable(events: Vec<EventRow>) -> impl IntoView {
         <table class="grid" data-testid="events">
             <thead>
                 <tr>
-                    <th>"Last seen (UTC)"</th>
+                    <th>{format!("Last seen ({})", format::zone_label())}</th>
                     <th>"Type"</th>
                     <th>"Reason"</th>
                     <th>"Object"</th>
@@ -277,7 +299,7 @@ fn EventTable(events: Vec<EventRow>) -> impl IntoView {
                         view! {
                             <tr class:row-critical=warning>
                                 <td>
-                                    <code>{format::utc(e.ts_ms)}</code>
+                                    <code>{format::time(e.ts_ms)}</code>
                                 </td>
                                 <td class:warn=warning>{e.kind}</td>
                                 <td>{e.reason}</td>

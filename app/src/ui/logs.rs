@@ -34,8 +34,11 @@ pub fn LogsPage() -> impl IntoView {
     // Live tail: new matching lines over SSE, newest first, at most 200 kept on screen.
     let tailing = RwSignal::new(false);
     let live = RwSignal::new(Vec::<LogHit>::new());
-    // While the pointer is on the lines (someone is reading), new ones wait above them.
-    let paused = RwSignal::new(false);
+    // While someone reads (the pointer on the lines, or the page scrolled past their
+    // top), new ones wait above them.
+    let hovered = RwSignal::new(false);
+    let scrolled = RwSignal::new(false);
+    let paused = move || hovered.get_untracked() || scrolled.get_untracked();
     let waiting = RwSignal::new(Vec::<LogHit>::new());
     let flush = move || {
         let mut new = waiting.try_update(std::mem::take).unwrap_or_default();
@@ -57,7 +60,7 @@ pub fn LogsPage() -> impl IntoView {
             waiting.set(Vec::new());
             if on {
                 let tail = crate::http::tail_logs(&format!("q={}", encode(&q)), move |hit| {
-                    let list = if paused.get_untracked() { waiting } else { live };
+                    let list = if paused() { waiting } else { live };
                     list.update(|v| {
                         v.insert(0, hit);
                         v.truncate(200);
@@ -66,6 +69,23 @@ pub fn LogsPage() -> impl IntoView {
                 handle.set_value(tail);
             }
         });
+        // Scrolled past the top of the live lines: reading them, so they hold still.
+        let listener = window_event_listener(leptos::ev::scroll, move |_| {
+            use wasm_bindgen::JsCast;
+            let Some(window) = web_sys::window() else { return };
+            let top = window
+                .document()
+                .and_then(|d| d.query_selector("[data-testid=tail-hits]").ok().flatten())
+                .map(|t| t.unchecked_into::<web_sys::HtmlElement>().offset_top());
+            let away = top.is_some_and(|top| window.scroll_y().unwrap_or(0.0) > f64::from(top));
+            if away != scrolled.get_untracked() {
+                scrolled.set(away);
+                if !paused() {
+                    flush();
+                }
+            }
+        });
+        on_cleanup(move || listener.remove());
     }
     // The last ten searches that worked, kept in this browser (localStorage), newest
     // first: a query the server refused is not offered again.
@@ -119,7 +139,7 @@ pub fn LogsPage() -> impl IntoView {
                 {move || match waiting.with(Vec::len) {
                     0 => String::new(),
                     n => format!(
-                        "{n} new {} while you read: the list holds still under the pointer and takes them when it leaves.",
+                        "{n} new {} while you read: the list holds still while the pointer is on it or the page is scrolled into it, and takes them when you leave or scroll back up.",
                         if n == 1 { "line waits" } else { "lines wait" }
                     ),
                 }}
@@ -127,10 +147,12 @@ pub fn LogsPage() -> impl IntoView {
             <table
                 class="grid logs"
                 data-testid="tail-hits"
-                on:mouseenter=move |_| paused.set(true)
+                on:mouseenter=move |_| hovered.set(true)
                 on:mouseleave=move |_| {
-                    paused.set(false);
-                    flush();
+                    hovered.set(false);
+                    if !paused() {
+                        flush();
+                    }
                 }
             >
                 <tbody>{move || live.get().into_iter().map(|h| view! { <HitRow h /> }).collect_view()}</tbody>
@@ -178,10 +200,10 @@ pub fn LogsPage() -> impl IntoView {
                         let next = page.next_cursor.clone();
                         let zoomed = match window() {
                             (Some(since), Some(until)) => {
-                                let at = |v: &str| v.parse::<i64>().map(format::utc).unwrap_or_else(|_| v.to_string());
+                                let at = |v: &str| v.parse::<i64>().map(format::time).unwrap_or_else(|_| v.to_string());
                                 Some(format!("{} – {}", at(&since), at(&until)))
                             }
-                            (Some(since), None) => since.parse::<i64>().ok().map(|v| format!("from {}", format::utc(v))),
+                            (Some(since), None) => since.parse::<i64>().ok().map(|v| format!("from {}", format::time(v))),
                             _ => None,
                         };
                         view! {
@@ -212,7 +234,7 @@ pub fn LogsPage() -> impl IntoView {
                                             {format!(
                                                 "Older lines are no longer kept: {} dropped by retention; the oldest kept is from {}.",
                                                 page.dropped,
-                                                page.oldest_kept.map(format::utc).unwrap_or_default(),
+                                                page.oldest_kept.map(format::time).unwrap_or_default(),
                                             )}
                                         </p>
                                     }
@@ -221,7 +243,7 @@ pub fn LogsPage() -> impl IntoView {
                             <table class="grid logs" data-testid="log-hits">
                                 <thead>
                                     <tr>
-                                        <th>"Time (UTC)"</th>
+                                        <th>{format!("Time ({})", format::zone_label())}</th>
                                         <th>"Gateway"</th>
                                         <th>"Instance"</th>
                                         <th>"Level"</th>
@@ -282,7 +304,7 @@ fn Histogram(bars: Vec<HistogramBar>, q: String) -> impl IntoView {
     let axis: Vec<String> = match (bars.first(), bars.last()) {
         (Some(first), Some(last)) => {
             let end = last.start + last.width;
-            [first.start, first.start + (end - first.start) / 2, end].map(format::utc).into_iter().collect()
+            [first.start, first.start + (end - first.start) / 2, end].map(format::time).into_iter().collect()
         }
         _ => Vec::new(),
     };
@@ -302,7 +324,7 @@ fn Histogram(bars: Vec<HistogramBar>, q: String) -> impl IntoView {
                     view! {
                         <a href=href>
                             <rect x=i as f64 * slot y=h - height width=(slot - 1.0).max(0.5) height=height>
-                                <title>{format!("{} · {} lines", format::utc(b.start), b.count)}</title>
+                                <title>{format!("{} · {} lines", format::time(b.start), b.count)}</title>
                             </rect>
                         </a>
                     }
@@ -335,7 +357,7 @@ fn HitRow(h: LogHit) -> impl IntoView {
     view! {
         <tr class:row-critical={level == "error"}>
             <td>
-                <code>{format::utc(h.ts)}</code>
+                <code>{format::time(h.ts)}</code>
             </td>
             <td>{h.gateway}</td>
             <td>

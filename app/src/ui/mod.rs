@@ -15,6 +15,8 @@ mod logs;
 use crate::client::console;
 use crate::dto::{ActionRecord, LiveSnapshot, SessionInfo};
 use leptos::prelude::*;
+
+pub use format::{Zone, zone_in_cookies};
 use leptos_router::components::{Outlet, ParentRoute, Route, Router, Routes};
 use leptos_router::{Lazy, LazyRoute, lazy_route, path};
 
@@ -112,10 +114,11 @@ pub fn use_connection() -> Connection {
     use_context::<Connection>().unwrap_or_else(|| Connection(RwSignal::new(Link::default())))
 }
 
-/// `HH:MM:SS UTC` of a time in ms since the epoch.
-pub fn clock_utc(ms: f64) -> String {
-    let day = ((ms / 1000.0).floor() as i64).rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02} UTC", day / 3600, day / 60 % 60, day % 60)
+/// `HH:MM:SS UTC` (or `UTC+01:00`, the chosen zone) of a time in ms since the epoch.
+pub fn clock(ms: f64) -> String {
+    // Not through `format::time`: the first download needs no calendar arithmetic.
+    let day = ((ms / 1000.0).floor() as i64 + i64::from(format::zone()) * 60).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02} {}", day / 3600, day / 60 % 60, day % 60, format::zone_label())
 }
 
 /// "12 s", then "3 min" from a minute on.
@@ -310,6 +313,7 @@ fn Layout() -> impl IntoView {
                 <a href="/audit">"Audit trail"</a>
             </nav>
             {live_indicator(connection)}
+            {zone_switch()}
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
                     match session.await {
@@ -334,7 +338,7 @@ fn Layout() -> impl IntoView {
 
 /// "00:13:13 UTC (4 s ago)": when the page's data is from, and its age.
 fn data_from(l: &Link, since: f64) -> String {
-    format!("{} ({} ago)", clock_utc(since), age(l.now_ms - since))
+    format!("{} ({} ago)", clock(since), age(l.now_ms - since))
 }
 
 /// Shows whether live updates are flowing, and since when they are not.
@@ -362,6 +366,26 @@ fn live_indicator(c: Connection) -> impl IntoView {
                 {text}
             </span>
         }
+    }
+}
+
+/// Which zone times are shown in; a click switches between UTC and this browser's local
+/// offset and reloads, so every time on the page (server-rendered too) is in one zone.
+fn zone_switch() -> impl IntoView {
+    let utc = format::zone() == 0;
+    let switch = move |_| {
+        #[cfg(feature = "hydrate")]
+        crate::http::choose_zone(utc);
+    };
+    view! {
+        <button
+            class="btn btn-ghost zone"
+            data-testid="time-zone"
+            title=if utc { "Times are in UTC: show this browser's local time" } else { "Times are in local time: show UTC" }
+            on:click=switch
+        >
+            {format!("Times: {}", format::zone_label())}
+        </button>
     }
 }
 

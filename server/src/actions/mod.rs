@@ -287,6 +287,31 @@ impl Engine {
         store::list(&self.db, gateway, limit).await
     }
 
+    /// What to mark on a gateway's charts from `since_ms` on: revisions created (from the
+    /// fleet) and actions started (the newest 100), oldest first, on the charts' clock.
+    pub async fn chart_marks(&self, gateway: &str, since_ms: i64) -> Result<Vec<app::dto::ChartMark>> {
+        let mut marks: Vec<app::dto::ChartMark> = self
+            .fleet
+            .revision_times(gateway)
+            .into_iter()
+            .filter(|(ts_ms, _, _)| *ts_ms >= since_ms)
+            .map(|(ts_ms, n, version)| app::dto::ChartMark {
+                ts_ms,
+                label: format!("rev {n} ({version})"),
+                action: None,
+            })
+            .collect();
+        for a in store::list(&self.db, Some(gateway), 100).await? {
+            // The backend's clock when it ran, as the charts plot it.
+            let ts_ms = a.impact_before.map_or(a.created_at_ms, |r| self.fleet.ts_ms_of(r.clock_s));
+            if ts_ms >= since_ms {
+                marks.push(app::dto::ChartMark { ts_ms, label: a.action, action: Some(a.id) });
+            }
+        }
+        marks.sort_by_key(|m| m.ts_ms);
+        Ok(marks)
+    }
+
     /// `POST /api/v1/actions/{id}/undo`: runs the recorded inverse as a new action.
     pub async fn undo(self: &Arc<Self>, caller: Caller, id: i64, body: Value) -> Result<ActionResponse> {
         let stored = store::load(&self.db, id).await?;

@@ -324,6 +324,16 @@ pub trait Fleet: Send + Sync {
     fn events(&self, _gateway: &str) -> Vec<app::dto::EventRow> {
         Vec::new()
     }
+    /// When each revision of `gateway` still in history was created: (Unix ms on the
+    /// charts' clock, revision number, version), oldest first. A rollback reuses an old
+    /// revision's template, so it adds no entry here (the action marks it).
+    fn revision_times(&self, _gateway: &str) -> Vec<(i64, u32, String)> {
+        Vec::new()
+    }
+    /// The charts' time (Unix ms) of the backend clock's second `clock_s`.
+    fn ts_ms_of(&self, clock_s: i64) -> i64 {
+        clock_s * 1000
+    }
     /// Rollout progress, judged as `kubectl rollout status` does.
     fn rollout(&self, gateway: &str) -> BoxFuture<'_, FleetResult<RolloutState>>;
 }

@@ -26,10 +26,21 @@ pub async fn page(State(state): State<AppState>, user: MaybeAuthUser, req: Reque
     let options = state.leptos.clone();
     let nonce = new_nonce();
     let script_nonce = nonce.clone();
+    // The zone the person chose for times (see `app::ui::Zone`).
+    let zone = app::ui::Zone(
+        req.headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(app::ui::zone_in_cookies)
+            .find(|m| *m != 0)
+            .unwrap_or(0),
+    );
     let render = leptos_axum::render_app_to_stream_with_context(
         move || {
             provide_context(console.clone());
             provide_context(operations.clone());
+            provide_context(zone);
             // Provided after leptos_axum's own, so the hydration scripts carry this one.
             provide_context(leptos::nonce::Nonce::from_value(script_nonce.clone()));
         },

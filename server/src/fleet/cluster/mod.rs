@@ -598,6 +598,21 @@ impl Fleet for KubeFleet {
         })
     }
 
+    fn revision_times(&self, gateway: &str) -> Vec<(i64, u32, String)> {
+        let Ok((space, deployment)) = self.find(gateway) else { return Vec::new() };
+        let mut list: Vec<(i64, u32, String)> = space.read(|o| {
+            o.history(&deployment)
+                .iter()
+                .filter_map(|(n, rs)| {
+                    let created = rs.metadata.creation_timestamp.as_ref()?.0.as_millisecond();
+                    Some((created, *n, rs.spec.template.as_ref().map(view::template_version).unwrap_or_default()))
+                })
+                .collect()
+        });
+        list.sort();
+        list
+    }
+
     fn events(&self, gateway: &str) -> Vec<app::dto::EventRow> {
         let Ok((space, deployment)) = self.find(gateway) else { return Vec::new() };
         let name = deployment.metadata.name.clone().unwrap_or_default();

@@ -273,6 +273,19 @@ impl Fleet for SimFleet {
         self.lock().t
     }
 
+    fn ts_ms_of(&self, clock_s: i64) -> i64 {
+        self.lock().ts_ms(clock_s)
+    }
+
+    fn revision_times(&self, gateway: &str) -> Vec<(i64, u32, String)> {
+        let sim = self.lock();
+        let Some(gw) = sim.gateways.iter().find(|g| g.id == gateway) else { return Vec::new() };
+        let mut list: Vec<(i64, u32, String)> =
+            gw.revisions.iter().map(|r| (sim.ts_ms(r.created_t), r.number, r.version.clone())).collect();
+        list.sort();
+        list
+    }
+
     fn state(&self, gateway: &str) -> BoxFuture<'_, FleetResult<GatewayState>> {
         let result = state_of(&self.lock(), gateway);
         Box::pin(async move { result })

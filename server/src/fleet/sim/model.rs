@@ -97,7 +97,14 @@ impl Sim {
         let revisions: Vec<Revision> = versions
             .iter()
             .enumerate()
-            .map(|(i, v)| Revision { number: i as u32 + 1, version: v.to_string(), hash: self.hash(), error_prob: 0.0 })
+            .map(|(i, v)| Revision {
+                number: i as u32 + 1,
+                version: v.to_string(),
+                hash: self.hash(),
+                error_prob: 0.0,
+                // A week apart, the newest a few days before the simulation starts.
+                created_t: -((versions.len() - i) as i64 + 2) * 7 * 86_400,
+            })
             .collect();
         let target_revision = revisions.len() as u32;
         let gw = Gateway {
@@ -162,7 +169,7 @@ impl Sim {
         let gw = &mut self.gateways[i];
         let current = gw.revision(gw.target_revision).cloned().expect("target revision exists");
         let number = gw.revisions.iter().map(|r| r.number).max().unwrap_or(0) + 1;
-        gw.revisions.push(Revision { number, hash, ..current });
+        gw.revisions.push(Revision { number, hash, created_t: self.t, ..current });
         gw.target_revision = number;
     }
 
@@ -283,7 +290,13 @@ impl Sim {
                     let hash = self.hash();
                     let edge = &mut self.gateways[0];
                     let number = edge.revisions.len() as u32 + 1;
-                    edge.revisions.push(Revision { number, version: "2.15.0".into(), hash, error_prob: 0.45 });
+                    edge.revisions.push(Revision {
+                        number,
+                        version: "2.15.0".into(),
+                        hash,
+                        error_prob: 0.45,
+                        created_t: t,
+                    });
                     edge.target_revision = number;
                 }
             }

@@ -136,6 +136,8 @@ pub struct Revision {
     pub hash: String,
     /// Probability that a pod of this revision fails a request with 500.
     pub error_prob: f64,
+    /// Simulated second its ReplicaSet was created (negative: before the simulation).
+    pub created_t: i64,
 }
 
 impl Revision {
