@@ -57,11 +57,20 @@ test('an admin signs in, watches live gateway health, opens a gateway and signs 
 });
 
 test('at 800 px nothing makes the page scroll sideways: wide tables scroll in their own box, names stay', async ({ page }) => {
-  await page.setViewportSize({ width: 800, height: 900 });
   await signIn(page, 'admin', ADMIN_PASSWORD);
   await expect(page).toHaveURL(/\/$/);
   const pageWidth = () => page.evaluate(() => document.documentElement.scrollWidth);
-  for (const path of ['/', '/gateways/edge', '/audit', '/logs', '/dependencies']) {
+  const pages = ['/', '/gateways/edge', '/audit', '/logs', '/dependencies'];
+  // Every page at 1440 px as well, to look at.
+  await page.setViewportSize({ width: 1440, height: 900 });
+  for (const path of pages) {
+    await page.goto(path);
+    await expect(page.getByTestId('live-indicator')).toHaveText(/live/);
+    expect(await pageWidth(), `${path} scrolls sideways`).toBeLessThanOrEqual(1440);
+    await page.screenshot({ path: `screenshots/wide${path === '/' ? '-health' : path.replace(/\//g, '-')}-1440.png` });
+  }
+  await page.setViewportSize({ width: 800, height: 900 });
+  for (const path of pages) {
     await page.goto(path);
     await expect(page.getByTestId('live-indicator')).toHaveText(/live/);
     expect(await pageWidth(), `${path} scrolls sideways`).toBeLessThanOrEqual(800);
