@@ -18,6 +18,7 @@ pub mod logs;
 pub mod memory;
 pub mod params;
 pub mod probe;
+pub mod replicas;
 pub mod rng;
 pub mod startup;
 pub mod state;

@@ -318,6 +318,8 @@ pub struct Application {
     /// What happened to the first admin account.
     pub first_admin: FirstAdmin,
     background: Vec<JoinHandle<()>>,
+    /// Heartbeat and election; on stop it lets go of leadership and unregisters.
+    replica_task: JoinHandle<()>,
 }
 
 impl Application {
@@ -328,7 +330,18 @@ impl Application {
             .await
             .map_err(|e| StartupError::Other(format!("creating the first admin failed: {e:?}")))?;
 
+        let dialect = db::dialect(&settings.database_url).expect("checked in Settings");
+        // Registered before anything else starts: the simulator refuses a second process.
+        let fleet_name = match settings.fleet {
+            FleetKind::Sim => "sim",
+            FleetKind::Kube => "kube",
+        };
+        let replicas = crate::replicas::Replicas::join(db.clone(), dialect, &settings.database_url, fleet_name)
+            .await
+            .map_err(|e| StartupError::Other(e.to_string()))?;
+        let stopping = Arc::new(tokio::sync::watch::channel(false).0);
         let mut background = Vec::new();
+        let replica_task = replicas.spawn(stopping.subscribe());
         background.extend(settings.memory_trim.and_then(crate::memory::spawn_trimmer));
         let logs = Arc::new(crate::logs::LogStore::new(settings.log_retention));
         let (fleet, metrics, sim): (Arc<dyn Fleet>, Arc<dyn Metrics>, _) = match settings.fleet {
@@ -402,7 +415,6 @@ impl Application {
         }
         let health = Arc::new(HealthService::new(fleet.clone(), metrics));
         health.attach_probes(probes.clone());
-        let dialect = db::dialect(&settings.database_url).expect("checked in Settings");
         let (key, checkpoint_file) = audit_key(
             &settings.database_url,
             settings.audit_key_file.as_deref(),
@@ -419,7 +431,10 @@ impl Application {
             checkpoint.log();
             background.push(checkpoint.spawn(crate::audit::checkpoint::LOG_EVERY));
         }
-        let engine = Arc::new(Engine::new(db.clone(), ledger.clone(), fleet, health.clone(), settings.max_replicas));
+        let engine = Arc::new(
+            Engine::new(db.clone(), ledger.clone(), fleet, health.clone(), settings.max_replicas)
+                .with_replica(replicas.clone()),
+        );
         // Settle any action a crash left between its intent and its outcome, before
         // anyone can start a new one.
         let reconciled = engine
@@ -430,6 +445,7 @@ impl Application {
             tracing::warn!(reconciled, "settled actions interrupted by a previous stop");
         }
         background.push(engine.spawn_ttl_reverter());
+        background.push(engine.spawn_orphan_settler());
         let (live, hub) = health.spawn_live_hub();
         background.push(hub);
 
@@ -464,7 +480,7 @@ impl Application {
             logs,
             probes,
             sign_outs: tokio::sync::broadcast::channel(64).0,
-            stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            stopping,
             throttle: Default::default(),
             verifies: Arc::new(crate::auth::throttle::VerifyGate::new(
                 settings.limits.sign_ins_at_once,
@@ -475,6 +491,7 @@ impl Application {
             dummy_hash: dummy_hash.into(),
             live,
             leptos,
+            replicas: replicas.clone(),
         };
 
         let store = DbSessionStore::new(db);
@@ -483,6 +500,9 @@ impl Application {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
             loop {
                 every.tick().await;
+                if !replicas.is_leader() {
+                    continue;
+                }
                 if let Err(e) = store.delete_expired().await {
                     tracing::warn!(error = %e, "deleting expired sessions failed");
                 }
@@ -493,7 +513,13 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| StartupError::Bind { addr: settings.listen, source })?;
-        Ok(Application { listener, router, state, first_admin, background })
+        Ok(Application { listener, router, state, first_admin, background, replica_task })
+    }
+
+    /// Handles to every background task, this replica's heartbeat included (tests abort
+    /// them to stand for a process that is killed).
+    pub fn abort_handles(&self) -> Vec<tokio::task::AbortHandle> {
+        self.background.iter().chain([&self.replica_task]).map(|t| t.abort_handle()).collect()
     }
 
     /// The bound address (the real port when 0 was asked for).
@@ -503,7 +529,7 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops background work.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Application { listener, router, background, state, .. } = self;
+        let Application { listener, router, background, state, replica_task, .. } = self;
         let stopping = state.stopping.clone();
         let shutdown = async move {
             shutdown.await;
@@ -525,6 +551,8 @@ impl Application {
         for task in background {
             task.abort();
         }
+        // It ended leadership when the stop began; give its unregistering a moment.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), replica_task).await;
         result
     }
 }

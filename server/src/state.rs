@@ -49,6 +49,8 @@ pub struct AppState {
     pub live: watch::Receiver<Option<Arc<str>>>,
     /// Where the compiled site is served from.
     pub leptos: LeptosOptions,
+    /// This process among the console's replicas, and whether it leads.
+    pub replicas: Arc<crate::replicas::Replicas>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

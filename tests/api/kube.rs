@@ -174,7 +174,7 @@ async fn an_unreachable_cluster_degrades_the_console_without_taking_it_down() {
 
 /// `fleet()` with `prod:edge` bound to the ingress-nginx adapter over Ingress `payments`,
 /// and an HPA managing `prod:auth`.
-fn fleet_with_policy() -> Arc<FakeApiServer> {
+pub(crate) fn fleet_with_policy() -> Arc<FakeApiServer> {
     let fake = FakeApiServer::new();
     for mut object in
         fake::gateway("prod", "edge", 3, "1.4.0").into_iter().chain(fake::gateway("prod", "auth", 2, "2.0.0"))

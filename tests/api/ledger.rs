@@ -271,8 +271,7 @@ async fn an_exported_ledger_verifies_offline_with_the_key_and_the_checkpoint() {
     let export = admin.get("/api/v1/audit/export?format=jsonl").await.text().await.unwrap();
     let newest = export.lines().count() as i64;
     // The checkpoint file follows appends within a quarter second.
-    let db = app.stop().await;
-    let (checkpoint, key) = (db.checkpoint_path(), db.key_path());
+    let (checkpoint, key) = (app.db().checkpoint_path(), app.db().key_path());
     let recorded = || {
         let text = std::fs::read_to_string(&checkpoint).ok()?;
         serde_json::from_str::<serde_json::Value>(&text).ok()?["body"]["head_id"].as_i64()
@@ -281,6 +280,7 @@ async fn an_exported_ledger_verifies_offline_with_the_key_and_the_checkpoint() {
         (recorded() == Some(newest)).then_some(())
     })
     .await;
+    let _db = app.stop().await;
     let dir = tempfile::tempdir().unwrap();
     let run = |text: &str| {
         let file = dir.path().join("export.jsonl");

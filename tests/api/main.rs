@@ -16,5 +16,6 @@ mod ledger;
 mod live;
 mod logs;
 mod prometheus;
+mod replicas;
 mod roles;
 mod ui;

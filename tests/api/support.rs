@@ -37,6 +37,9 @@ pub struct TestDb {
     pub key_file: Option<std::path::PathBuf>,
     dir: tempfile::TempDir,
     pg_name: Option<String>,
+    /// `--audit-checkpoint-file`, when not the default beside the key (each replica
+    /// sharing a database keeps its own).
+    checkpoint: Option<std::path::PathBuf>,
 }
 
 fn pg_admin_url() -> String {
@@ -50,7 +53,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite:{}", dir.path().join("gatewarden.db").display());
-                TestDb { url, key_file: None, dir, pg_name: None }
+                TestDb { url, key_file: None, dir, pg_name: None, checkpoint: None }
             }
             Backend::Postgres => {
                 sqlx::any::install_default_drivers();
@@ -65,13 +68,21 @@ impl TestDb {
                 let key_file = dir.path().join("audit.key");
                 std::fs::write(&key_file, format!("{:032x}{:032x}\n", rand::random::<u128>(), rand::random::<u128>()))
                     .expect("write the audit key");
-                TestDb { url, key_file: Some(key_file), dir, pg_name: Some(name) }
+                TestDb { url, key_file: Some(key_file), dir, pg_name: Some(name), checkpoint: None }
             }
         }
     }
 }
 
 impl TestDb {
+    /// The same database for another replica: same URL and key, its own checkpoint file;
+    /// the database is removed when the original is dropped, not this one.
+    pub fn share(&self) -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let checkpoint = Some(dir.path().join("audit.checkpoint"));
+        TestDb { url: self.url.clone(), key_file: self.key_file.clone(), dir, pg_name: None, checkpoint }
+    }
+
     /// The directory beside the database (SQLite's file, the key, the checkpoint).
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
@@ -184,6 +195,7 @@ pub struct TestApp {
     /// The simulated fleet (none with `--fleet kube`).
     sim: Option<Arc<SimFleet>>,
     server: JoinHandle<()>,
+    tasks: Vec<tokio::task::AbortHandle>,
     db: Option<TestDb>,
 }
 
@@ -201,6 +213,11 @@ impl TestApp {
 
     /// A server on an existing database (for restarts).
     pub async fn spawn_on(db: TestDb, options: Options) -> TestApp {
+        Self::try_spawn_on(db, options).await.expect("server starts")
+    }
+
+    /// A server on an existing database, or why it refused to start.
+    pub async fn try_spawn_on(db: TestDb, options: Options) -> Result<TestApp, String> {
         // Server logs go to the test's captured output: shown only when a test fails.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,server=info").try_init();
         let settings = Settings {
@@ -236,17 +253,23 @@ impl TestApp {
             trusted_proxies: options.trusted_proxies.clone(),
             limits: options.limits.clone(),
             audit_key_file: db.key_file.clone(),
-            audit_checkpoint_file: None,
+            audit_checkpoint_file: db.checkpoint.clone(),
             memory_trim: Some(server::memory::TRIM_EVERY),
         };
-        let app = Application::build(settings).await.expect("server starts");
+        let app = Application::build(settings).await.map_err(|e| e.to_string())?;
+        let tasks = app.abort_handles();
         let addr = app.local_addr();
         let state = app.state.clone();
         let sim = state.sim.clone();
         let server = tokio::spawn(async move {
             let _ = app.run_until(std::future::pending()).await;
         });
-        TestApp { addr, state, sim, server, db: Some(db) }
+        Ok(TestApp { addr, state, sim, server, tasks, db: Some(db) })
+    }
+
+    /// Its database.
+    pub fn db(&self) -> &TestDb {
+        self.db.as_ref().expect("database")
     }
 
     /// The simulated fleet.
@@ -254,9 +277,13 @@ impl TestApp {
         self.sim.as_ref().expect("a simulated fleet")
     }
 
-    /// Stops the server and hands back its database.
+    /// Stops the server as a killed process stops (nothing of it runs on, nothing is
+    /// cleaned up) and hands back its database.
     pub async fn stop(mut self) -> TestDb {
         self.server.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
         let _ = (&mut self.server).await;
         self.db.take().expect("database")
     }
@@ -336,6 +363,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// The same session, talking to another replica (sessions are in the shared database).
+    pub fn on(&self, app: &TestApp) -> Session {
+        Session { client: self.client.clone(), csrf: self.csrf.clone(), base: format!("http://{}", app.addr) }
+    }
+
     /// Signs in as `username` at `base` (a server started some other way), asserting 200.
     pub async fn sign_in(base: &str, username: &str, password: &str) -> Session {
         let client = Client::builder().cookie_store(true).redirect(redirect::Policy::none()).build().expect("client");

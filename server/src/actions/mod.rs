@@ -26,6 +26,7 @@ use plan::{envelope, in_force, inverse_plan, no_more};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+pub use track::ORPHANS_EVERY;
 
 /// Backend seconds between the two impact readings.
 pub const IMPACT_AFTER_S: i64 = 60;
@@ -42,6 +43,9 @@ pub struct Engine {
     pause_after_intent: Option<Duration>,
     /// Largest replica count `scale` may set.
     max_replicas: u32,
+    /// This console replica: its id goes into every intent, and only the leader reverts
+    /// expired changes and settles dead replicas' intents. `None`: one process, leading.
+    replica: Option<Arc<crate::replicas::Replicas>>,
 }
 
 /// Who asks: the role the server checks, and the actor the audit trail records.
@@ -73,7 +77,26 @@ impl Engine {
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis);
         let (events, _) = tokio::sync::broadcast::channel(256);
-        Engine { db, events, ledger, fleet, health, pause_after_intent, max_replicas }
+        Engine { db, events, ledger, fleet, health, pause_after_intent, max_replicas, replica: None }
+    }
+
+    /// Runs as `replica` (see the field).
+    pub fn with_replica(mut self, replica: Arc<crate::replicas::Replicas>) -> Self {
+        self.replica = Some(replica);
+        self
+    }
+
+    /// This process does the singleton work now.
+    pub fn leads(&self) -> bool {
+        self.replica.as_ref().is_none_or(|r| r.is_leader())
+    }
+
+    /// The replicas that may still be working on an intent (this one included).
+    pub(crate) async fn alive_replicas(&self) -> Result<std::collections::HashSet<String>> {
+        match &self.replica {
+            Some(r) => r.alive().await,
+            None => Ok(Default::default()),
+        }
     }
 
     /// Action updates as they happen (status, progress, impact, undo).
@@ -197,7 +220,11 @@ impl Engine {
         let mut intent = NewEntry::new(actor.clone(), kind, Outcome::Pending);
         intent.action = action.as_str().into();
         intent.target = gateway.into();
-        intent.params = json!({ "params": params, "change": plan.change });
+        intent.params = json!({
+            "params": params,
+            "change": plan.change,
+            "replica": self.replica.as_ref().map(|r| r.id.as_str()),
+        });
         intent.reason = reason.into();
         intent.incident = incident.into();
         intent.before = Some(json!(before));

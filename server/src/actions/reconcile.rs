@@ -17,8 +17,18 @@ impl Engine {
     /// Settles intents that have no outcome (the process died between the two):
     /// compares the fleet's actual state with the intent's and records a
     /// `reconciliation` entry; the action is marked accordingly.
+    ///
+    /// Only the intents of replicas that can no longer finish them: not this one's, not a
+    /// live replica's (see `Replicas::alive`); an intent that names no replica is from a
+    /// single-process console and is settled.
     pub async fn reconcile(&self) -> Result<usize> {
-        let pending = self.ledger.unsettled_intents().await?;
+        let alive = self.alive_replicas().await?;
+        let mut pending = self.ledger.unsettled_intents().await?;
+        pending.retain(|i| {
+            let replica =
+                serde_json::from_str::<Value>(&i.params).ok().and_then(|p| p["replica"].as_str().map(String::from));
+            replica.is_none_or(|r| !alive.contains(&r))
+        });
         if !pending.is_empty() {
             // Judge on the backend's actual state: a cluster's watches list first.
             self.fleet.synced(RECONCILE_SYNC_LIMIT).await;
@@ -54,6 +64,21 @@ impl Engine {
             self.ledger.append(entry).await?;
             store::settle_interrupted(&self.db, *intent_id, if applied { "succeeded" } else { "failed" }, detail)
                 .await?;
+            // An interrupted undo or revert holds its original's claim: settle that too, or
+            // the original could never be reverted (or undone) again.
+            let inner = serde_json::from_str::<Value>(params).ok().map(|p| p["params"].clone()).unwrap_or_default();
+            let original = inner["revert_of"].as_i64().or(inner["undo_of"].as_i64());
+            if let Some(original) = original {
+                if !applied {
+                    store::release_undo(&self.db, original).await?;
+                } else if inner["revert_of"].is_i64() {
+                    store::mark_reverted(&self.db, original).await?;
+                    store::set_detail(&self.db, original, "reverted when its time limit was reached").await?;
+                } else if let Some(by) = store::id_of_intent(&self.db, *intent_id).await? {
+                    store::set_undone_by(&self.db, original, by).await?;
+                }
+                self.publish(original).await;
+            }
         }
         Ok(pending.len())
     }

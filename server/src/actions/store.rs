@@ -183,6 +183,11 @@ pub async fn claim_undo(db: &Db, id: i64) -> Result<bool> {
     Ok(claimed.rows_affected() == 1)
 }
 
+/// The action an intent started, if its row was written.
+pub async fn id_of_intent(db: &Db, intent_id: i64) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("select id from actions where intent_id = $1").bind(intent_id).fetch_optional(db).await?)
+}
+
 /// Gives up a claim whose undo did not happen.
 pub async fn release_undo(db: &Db, id: i64) -> Result<()> {
     sqlx::query("update actions set undo_claimed_at_ms = null where id = $1 and undone_by is null")

@@ -9,6 +9,9 @@ use app::dto::Progress;
 use serde_json::json;
 use std::sync::Arc;
 
+/// How often the leader looks for intents a stopped replica left unsettled.
+pub const ORPHANS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Engine {
     /// Follows a running action: rollout progress until done, then the impact reading
     /// `IMPACT_AFTER_S` backend seconds after it started.
@@ -45,8 +48,11 @@ impl Engine {
                         engine.publish(id).await;
                     }
                 }
-                if updates.changed().await.is_err() {
-                    return;
+                // On every fleet change, and at least every second: a quiet cluster sends
+                // no watch events, and a change must still go back when its time is up.
+                tokio::select! {
+                    changed = updates.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 }
             }
         });
@@ -132,13 +138,37 @@ impl Engine {
         Ok(())
     }
 
-    /// Watches the backend clock and reverts expired changes.
+    /// On the leader, every few seconds: settles the intents of replicas that died
+    /// between an intent and its outcome (their connection is gone).
+    pub fn spawn_orphan_settler(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(ORPHANS_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if engine.leads() {
+                    match engine.reconcile().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(settled = n, "settled actions of a replica that stopped mid-action"),
+                        Err(e) => tracing::warn!(error = ?e, "settling a stopped replica's actions failed; will retry"),
+                    }
+                }
+            }
+        })
+    }
+
+    /// Watches the backend clock and reverts expired changes (on the leader).
     pub fn spawn_ttl_reverter(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let engine = Arc::clone(self);
         tokio::spawn(async move {
             let mut updates = engine.fleet.updates();
             loop {
-                if let Err(e) = engine.revert_expired().await {
+                // One replica reverts: the leader (the claim in the database keeps a revert
+                // single even across a change of leader).
+                if engine.leads()
+                    && let Err(e) = engine.revert_expired().await
+                {
                     tracing::warn!(error = ?e, "reverting expired changes failed; will retry");
                 }
                 if updates.changed().await.is_err() {

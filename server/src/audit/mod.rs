@@ -249,8 +249,9 @@ fn from_row(row: &AnyRow) -> std::result::Result<AuditEntry, sqlx::Error> {
     })
 }
 
-/// Key of the PostgreSQL advisory lock that serializes appends across replicas.
-const APPEND_LOCK: i64 = 0x6761_7465_7761_7264; // "gatewar d"
+/// Key of the PostgreSQL advisory lock that serializes appends across replicas (not
+/// `replicas::LEADER_LOCK`: a test asserts they differ).
+pub const APPEND_LOCK: i64 = 0x6761_7465_7761_7264; // "gatewar d"
 /// Attempts before an append gives up racing other writers.
 const ATTEMPTS: u32 = 64;
 

@@ -70,6 +70,7 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/users", AtLeast(Admin), get(users)),
         route(Method::POST, "/users", AtLeast(Admin), post(create_user)),
         route(Method::GET, "/fleet", AtLeast(Viewer), get(fleet)),
+        route(Method::GET, "/replicas", AtLeast(Viewer), get(replicas)),
         route(Method::GET, "/dependencies", AtLeast(Viewer), get(dependencies)),
         route(Method::POST, "/probe", AtLeast(Viewer), post(probe)),
         route(Method::GET, "/synthetics", AtLeast(Viewer), get(synthetics)),
@@ -168,6 +169,11 @@ async fn create_user(
     // nothing from 422s (and an anonymous caller gets 401 before the body is read).
     let console = ServerConsole::new(state, Some(user)).with_client(client);
     Ok((StatusCode::CREATED, Json(console.create_user(body).await?)))
+}
+
+/// The console's replicas running now, oldest first, and which one leads.
+async fn replicas(State(state): State<AppState>, _user: AuthUser) -> Result<Json<Vec<crate::replicas::ReplicaInfo>>> {
+    Ok(Json(state.replicas.list().await?))
 }
 
 async fn fleet(State(state): State<AppState>, user: AuthUser) -> Result<Json<app::dto::FleetInfo>> {

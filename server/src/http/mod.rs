@@ -39,6 +39,8 @@ pub fn router(state: AppState, secure_cookies: bool) -> Router {
     let header = |name: &'static str, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(HeaderName::from_static(name), HeaderValue::from_static(value))
     };
+    // Which replica answered (issue 16): behind a load balancer, the one to look at.
+    let replica = HeaderValue::from_str(&state.replicas.id).expect("replica ids are ASCII");
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(sim_metrics))
@@ -52,6 +54,7 @@ pub fn router(state: AppState, secure_cookies: bool) -> Router {
         .layer(sessions)
         .layer(axum::middleware::from_fn_with_state(state.trusted_proxies.clone(), extract::resolve_client))
         .layer(axum::middleware::from_fn(extract::assign_id))
+        .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static("x-gatewarden-replica"), replica))
         .layer(header("x-content-type-options", "nosniff"))
         .layer(header("x-frame-options", "DENY"))
         .layer(header("referrer-policy", "same-origin"))

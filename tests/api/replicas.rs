@@ -1,0 +1,206 @@
+//! Several replicas on one PostgreSQL database (issue 16): one leads, leadership moves
+//! when the leader dies, singleton work runs once, and a live replica's in-flight actions
+//! are never settled by another. Replicas here are in-process (`TestApp`s sharing a
+//! database and one in-memory Kubernetes API server); stopping one aborts everything it
+//! runs, as a killed process would, and drops its connections.
+
+use crate::support::{Backend, Options, Session, TestApp, TestDb, eventually_within};
+use app::dto::Role;
+use serde_json::{Value, json};
+use server::fleet::cluster::fake::{self, FakeApiServer};
+use server::startup::InjectedClient;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn cluster() -> Arc<FakeApiServer> {
+    let fake = FakeApiServer::new();
+    for object in fake::gateway("prod", "edge", 3, "1.4.0") {
+        fake.insert(object);
+    }
+    fake
+}
+
+async fn replica(db: TestDb, fake: &Arc<FakeApiServer>) -> TestApp {
+    let mut options = Options::new(Backend::Postgres);
+    options.kube = Some(InjectedClient(fake.client("prod")));
+    TestApp::spawn_on(db, options).await
+}
+
+async fn replicas(session: &Session) -> Vec<Value> {
+    session.get_json("/api/v1/replicas").await.as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until the list shows `n` replicas of which exactly one leads; returns its id.
+async fn one_leader_of(session: &Session, n: usize) -> String {
+    eventually_within(Duration::from_secs(10), "exactly one leader", || async {
+        let list = replicas(session).await;
+        let leaders: Vec<&Value> = list.iter().filter(|r| r["leader"] == true).collect();
+        (list.len() == n && leaders.len() == 1).then(|| leaders[0]["id"].as_str().unwrap().to_string())
+    })
+    .await
+}
+
+fn id_of(app: &TestApp) -> String {
+    app.state.replicas.id.clone()
+}
+
+#[tokio::test]
+async fn three_replicas_on_one_database_have_exactly_one_leader_and_each_says_who_answered() {
+    let fake = cluster();
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = replica(db.share(), &fake).await;
+    let b = replica(db.share(), &fake).await;
+    let c = replica(db.share(), &fake).await;
+    let viewer = a.signed_in(Role::Viewer).await;
+    let leader = one_leader_of(&viewer, 3).await;
+    let ids = [id_of(&a), id_of(&b), id_of(&c)];
+    assert!(ids.contains(&leader));
+    // Every replica sees the same list, and names itself on its answers.
+    for app in [&a, &b, &c] {
+        let session = viewer.on(app);
+        let response = session.get("/api/v1/replicas").await;
+        assert_eq!(response.headers()["x-gatewarden-replica"], id_of(app).as_str());
+        let list: Vec<Value> = response.json().await.unwrap();
+        let mut listed: Vec<String> = list.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+        listed.sort();
+        let mut expected = ids.to_vec();
+        expected.sort();
+        assert_eq!(listed, expected);
+        assert!(list.iter().all(|r| r["version"] == env!("CARGO_PKG_VERSION") && r["fleet"] == "kube"), "{list:?}");
+    }
+    assert_eq!([&a, &b, &c].iter().filter(|app| app.state.replicas.is_leader()).count(), 1);
+    drop((b, c));
+    drop(db);
+}
+
+#[tokio::test]
+async fn when_the_leader_dies_another_leads_within_seconds_and_reverts_a_due_change_exactly_once() {
+    // edge behind an ingress-nginx Ingress: a rate limit is a JSON patch the fake applies.
+    let fake = crate::kube::fleet_with_policy();
+    let limit = || {
+        fake.get("Ingress", "prod", "payments").unwrap()["metadata"]["annotations"]["nginx.ingress.kubernetes.io/limit-rps"].clone()
+    };
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = replica(db.share(), &fake).await;
+    let viewer = a.signed_in(Role::Viewer).await;
+    one_leader_of(&viewer, 1).await;
+    // a leads (it came first); b and c follow.
+    let b = replica(db.share(), &fake).await;
+    let c = replica(db.share(), &fake).await;
+    assert_eq!(one_leader_of(&viewer, 3).await, id_of(&a));
+    let responder = b.signed_in(Role::Responder).await;
+    eventually_within(Duration::from_secs(10), "the first list", || async {
+        (responder.get_json("/api/v1/gateways").await.as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
+    let response = responder
+        .post(
+            "/api/v1/gateways/prod:edge/actions/rate-limit",
+            &json!({"reason": "card-testing bot", "requests_per_second": 100, "ttl_seconds": 60}),
+        )
+        .await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    assert_eq!(limit(), "100");
+
+    // The leader dies; then the change falls due.
+    let killed = std::time::Instant::now();
+    a.stop().await;
+    let survivor = responder.on(&c);
+    let new_leader = one_leader_of(&survivor, 2).await;
+    let failover = killed.elapsed();
+    assert!(failover < Duration::from_secs(5), "leadership moved in {failover:?}");
+    assert!([id_of(&b), id_of(&c)].contains(&new_leader));
+    sqlx::query("update actions set expires_at_s = $1 where id = $2")
+        .bind(time::OffsetDateTime::now_utc().unix_timestamp() - 1)
+        .bind(id)
+        .execute(&b.state.db)
+        .await
+        .unwrap();
+    eventually_within(Duration::from_secs(10), "the revert", || async {
+        let a = survivor.get_json(&format!("/api/v1/actions/{id}")).await;
+        a["detail"].as_str().unwrap_or_default().contains("reverted when its time limit").then_some(())
+    })
+    .await;
+    assert_eq!(limit(), Value::Null, "the limit is gone again");
+    // Once: one revert on the record, by the system, and it stays one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reverts = survivor.get_json("/api/v1/audit?kind=ttl_revert").await;
+    let entries = reverts["entries"].as_array().unwrap();
+    let intents = entries.iter().filter(|e| e["outcome"] == "pending").count();
+    assert_eq!(intents, 1, "{reverts}");
+    assert!(entries.iter().all(|e| e["actor"] == "system"));
+    drop(db);
+}
+
+#[tokio::test]
+async fn a_live_replicas_unfinished_action_is_left_alone_and_a_dead_ones_is_settled_by_the_leader() {
+    use server::audit::{Actor, Kind, NewEntry, Outcome};
+    let fake = cluster();
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = replica(db.share(), &fake).await;
+    let viewer = a.signed_in(Role::Viewer).await;
+    one_leader_of(&viewer, 1).await;
+    // a is in the middle of a restart: its intent is written, its outcome is not yet.
+    let mut intent = NewEntry::new(Actor::system(), Kind::ActionIntent, Outcome::Pending);
+    intent.action = "restart".into();
+    intent.target = "prod:edge".into();
+    intent.params = json!({"params": {}, "change": {"change": "restart"}, "replica": id_of(&a)});
+    intent.before = Some(json!({"replicas": 3, "revision": 2, "version": "1.4.0", "template": "cur2",
+        "revisions": [[1, "0.9.0"], [2, "1.4.0"]], "routes": [], "rate_limit": null,
+        "timeouts": {"request_timeout_ms": 0, "connect_timeout_ms": 0, "retries": 0},
+        "circuit_breaker": null, "services": [], "bypassed": []}));
+    a.state.ledger.append(intent).await.unwrap();
+
+    // b starts (its start-up reconciliation runs) and leads for a while: a's intent stays open.
+    let b = replica(db.share(), &fake).await;
+    one_leader_of(&viewer, 2).await;
+    tokio::time::sleep(server::actions::ORPHANS_EVERY * 2).await;
+    let settled = viewer.get_json("/api/v1/audit?kind=reconciliation").await;
+    assert_eq!(settled["entries"].as_array().unwrap().len(), 0, "a live replica's intent was settled: {settled}");
+
+    // a dies: the leader (now b) settles its intent, against the cluster, once.
+    a.stop().await;
+    let viewer = viewer.on(&b);
+    let entry = eventually_within(Duration::from_secs(10), "the reconciliation", || async {
+        let settled = viewer.get_json("/api/v1/audit?kind=reconciliation").await;
+        settled["entries"].as_array().and_then(|e| e.first().cloned())
+    })
+    .await;
+    assert_eq!(entry["actor"], "system");
+    assert!(entry["reason"].as_str().unwrap().contains("shows it was not made"), "{entry}");
+    tokio::time::sleep(server::actions::ORPHANS_EVERY * 2).await;
+    let settled = viewer.get_json("/api/v1/audit?kind=reconciliation").await;
+    assert_eq!(settled["entries"].as_array().unwrap().len(), 1, "{settled}");
+    drop(db);
+}
+
+#[tokio::test]
+async fn the_simulator_is_one_process_a_second_one_on_the_same_database_refuses_to_start() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let first = TestApp::spawn_on(db.share(), Options::new(Backend::Postgres)).await;
+    let settings_error =
+        TestApp::try_spawn_on(db.share(), Options::new(Backend::Postgres)).await.err().expect("refused");
+    assert!(settings_error.contains(&format!("replica {}", id_of(&first))), "{settings_error}");
+    assert!(settings_error.contains("the simulator is one process"), "{settings_error}");
+    // Once the first is gone (killed: its connection closes), a new one starts at once.
+    first.stop().await;
+    let second = eventually_within(Duration::from_secs(5), "a start after the first is gone", || async {
+        TestApp::try_spawn_on(db.share(), Options::new(Backend::Postgres)).await.ok()
+    })
+    .await;
+    let viewer = second.signed_in(Role::Viewer).await;
+    assert_eq!(one_leader_of(&viewer, 1).await, id_of(&second));
+    drop(db);
+}
+
+#[tokio::test]
+async fn with_sqlite_there_is_one_replica_and_it_leads() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let list = replicas(&viewer).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["id"], id_of(&app).as_str());
+    assert_eq!(list[0]["leader"], true);
+    assert_eq!(list[0]["fleet"], "sim");
+}
