@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod audit;
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod console;
 pub mod db;

@@ -340,7 +340,24 @@ impl Application {
             .await
             .map_err(|e| StartupError::Other(e.to_string()))?;
         let stopping = Arc::new(tokio::sync::watch::channel(false).0);
+        let bus = crate::bus::Bus::new(db.clone(), dialect);
         let mut background = Vec::new();
+        background.extend(bus.spawn_listener(&settings.database_url, stopping.subscribe()));
+        {
+            // The leader keeps the outbox to its last 15 minutes.
+            let (bus, replicas) = (bus.clone(), replicas.clone());
+            background.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    every.tick().await;
+                    if replicas.is_leader()
+                        && let Err(e) = bus.prune().await
+                    {
+                        tracing::warn!(error = ?e, "pruning the event outbox failed");
+                    }
+                }
+            }));
+        }
         let replica_task = replicas.spawn(stopping.subscribe());
         background.extend(settings.memory_trim.and_then(crate::memory::spawn_trimmer));
         let logs = Arc::new(crate::logs::LogStore::new(settings.log_retention));
@@ -421,6 +438,7 @@ impl Application {
             settings.audit_checkpoint_file.as_deref(),
         )?;
         let ledger = Ledger::new(db.clone(), dialect)
+            .with_bus(bus.clone())
             .with_refusal_window(settings.limits.refusal_window)
             .seal(key, checkpoint_file)
             .await
@@ -432,7 +450,7 @@ impl Application {
             background.push(checkpoint.spawn(crate::audit::checkpoint::LOG_EVERY));
         }
         let engine = Arc::new(
-            Engine::new(db.clone(), ledger.clone(), fleet, health.clone(), settings.max_replicas)
+            Engine::new(db.clone(), bus.clone(), ledger.clone(), fleet, health.clone(), settings.max_replicas)
                 .with_replica(replicas.clone()),
         );
         // Settle any action a crash left between its intent and its outcome, before
@@ -479,7 +497,7 @@ impl Application {
             sim,
             logs,
             probes,
-            sign_outs: tokio::sync::broadcast::channel(64).0,
+            bus,
             stopping,
             throttle: Default::default(),
             verifies: Arc::new(crate::auth::throttle::VerifyGate::new(

@@ -30,8 +30,8 @@ pub struct AppState {
     pub logs: Arc<crate::logs::LogStore>,
     /// Endpoint probes and synthetic checks.
     pub probes: Arc<crate::probe::Probes>,
-    /// Ids of sessions as they sign out: open event streams of theirs end.
-    pub sign_outs: tokio::sync::broadcast::Sender<String>,
+    /// Events every replica's streams carry: actions, audit entries, sign-outs.
+    pub bus: Arc<crate::bus::Bus>,
     /// Becomes true when the server stops: every open event stream ends, so a graceful
     /// stop does not wait for browsers that would never hang up.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,

@@ -204,3 +204,110 @@ async fn with_sqlite_there_is_one_replica_and_it_leads() {
     assert_eq!(list[0]["leader"], true);
     assert_eq!(list[0]["fleet"], "sim");
 }
+
+type Bytes = std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+
+/// The next SSE event named `name` on `stream`: (its id, its data). Panics after 10 s.
+async fn next_event(stream: &mut Bytes, buffer: &mut String, name: &str) -> (Option<i64>, String) {
+    use futures::StreamExt;
+    let wanted = format!("event: {name}");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                if event.lines().any(|l| l == wanted) {
+                    let id = event.lines().find_map(|l| l.strip_prefix("id: ")).and_then(|v| v.parse().ok());
+                    let data = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect::<Vec<_>>().join("\n");
+                    return (id, data);
+                }
+            }
+            let chunk = stream.next().await.expect("the stream is open").expect("a chunk");
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {name} event within 10 s"))
+}
+
+async fn open(session: &Session, last_event_id: Option<i64>) -> Bytes {
+    let mut request = session.client.get(session.url("/api/v1/events"));
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id.to_string());
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    Box::pin(response.bytes_stream())
+}
+
+#[tokio::test]
+async fn events_cross_replicas_a_sign_out_ends_streams_everywhere_and_a_reconnect_gets_what_it_missed() {
+    use futures::StreamExt;
+    let fake = crate::kube::fleet_with_policy();
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = replica(db.share(), &fake).await;
+    let b = replica(db.share(), &fake).await;
+    let c = replica(db.share(), &fake).await;
+    let responder = a.signed_in(Role::Responder).await;
+    eventually_within(Duration::from_secs(10), "the first list", || async {
+        (responder.get_json("/api/v1/gateways").await.as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
+    // A viewer watches through b.
+    let watcher = a.signed_in(Role::Viewer).await.on(&b);
+    let mut on_b = open(&watcher, None).await;
+    let mut buffer = String::new();
+    next_event(&mut on_b, &mut buffer, "snapshot").await;
+
+    // An action on a reaches b's stream, with an id.
+    let run = |limit: u32| {
+        let responder = &responder;
+        async move {
+            let response = responder
+                .post(
+                    "/api/v1/gateways/prod:edge/actions/rate-limit",
+                    &json!({"reason": "bot", "requests_per_second": limit}),
+                )
+                .await;
+            assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+            response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+        }
+    };
+    let first = run(100).await;
+    let (seen_id, data) = loop {
+        let (id, data) = next_event(&mut on_b, &mut buffer, "action").await;
+        if serde_json::from_str::<Value>(&data).unwrap()["id"] == first {
+            break (id.expect("action events carry ids"), data);
+        }
+    };
+    assert!(data.contains("\"rate-limit\""), "{data}");
+
+    // The watcher's connection drops; meanwhile a second action runs on a.
+    drop(on_b);
+    let second = run(50).await;
+    // Reconnecting to c with the last id it saw: it gets the second action first.
+    let mut on_c = open(&watcher.on(&c), Some(seen_id)).await;
+    let mut buffer = String::new();
+    let got = loop {
+        let (_, data) = next_event(&mut on_c, &mut buffer, "action").await;
+        let id = serde_json::from_str::<Value>(&data).unwrap()["id"].as_i64().unwrap();
+        if id == second {
+            break id;
+        }
+        // Only later updates of the first action may come before it.
+        assert_eq!(id, first, "replayed: {data}");
+    };
+    assert_eq!(got, second);
+
+    // Signing out through a ends the session's stream on c.
+    let mut on_b = open(&watcher.on(&b), None).await;
+    assert!(watcher.on(&a).delete("/api/v1/session").await.status().is_success());
+    for (name, stream) in [("c", &mut on_c), ("b", &mut on_b)] {
+        let ended =
+            tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(_)) = stream.next().await {} })
+                .await
+                .is_ok();
+        assert!(ended, "the stream on {name} ended with the sign-out on a");
+    }
+    drop((a, b, c));
+    drop(db);
+}

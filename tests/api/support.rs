@@ -363,6 +363,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// Absolute URL of `path` on this session's server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     /// The same session, talking to another replica (sessions are in the shared database).
     pub fn on(&self, app: &TestApp) -> Session {
         Session { client: self.client.clone(), csrf: self.csrf.clone(), base: format!("http://{}", app.addr) }

@@ -34,8 +34,8 @@ pub const IMPACT_AFTER_S: i64 = 60;
 /// Runs, tracks, undoes and reverts mitigations.
 pub struct Engine {
     db: Db,
-    /// Every change to an action, as JSON, for `GET /api/v1/events`.
-    events: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// Every change to an action goes out on it, as JSON, for `GET /api/v1/events`.
+    bus: Arc<crate::bus::Bus>,
     ledger: Arc<Ledger>,
     fleet: Arc<dyn Fleet>,
     health: Arc<HealthService>,
@@ -67,6 +67,7 @@ impl Engine {
     /// An engine over these services.
     pub fn new(
         db: Db,
+        bus: Arc<crate::bus::Bus>,
         ledger: Arc<Ledger>,
         fleet: Arc<dyn Fleet>,
         health: Arc<HealthService>,
@@ -76,8 +77,7 @@ impl Engine {
             .ok()
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis);
-        let (events, _) = tokio::sync::broadcast::channel(256);
-        Engine { db, events, ledger, fleet, health, pause_after_intent, max_replicas, replica: None }
+        Engine { db, bus, ledger, fleet, health, pause_after_intent, max_replicas, replica: None }
     }
 
     /// Runs as `replica` (see the field).
@@ -99,20 +99,15 @@ impl Engine {
         }
     }
 
-    /// Action updates as they happen (status, progress, impact, undo).
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
-        self.events.subscribe()
-    }
-
-    /// Tells subscribers about action `id`'s current record.
+    /// Tells every replica's subscribers about action `id`'s current record.
     async fn publish(&self, id: i64) {
-        if self.events.receiver_count() == 0 {
+        if !self.bus.wanted() {
             return;
         }
         match self.get(id).await {
             Ok(record) => {
                 if let Ok(json) = serde_json::to_string(&record) {
-                    let _ = self.events.send(Arc::from(json));
+                    self.bus.publish("action", &json).await;
                 }
             }
             Err(e) => tracing::warn!(error = ?e, action = id, "could not publish an action update"),

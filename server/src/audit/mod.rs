@@ -15,7 +15,7 @@
 
 pub mod checkpoint;
 mod export;
-mod hash;
+pub(crate) mod hash;
 pub mod key;
 mod refusals;
 mod seal;
@@ -263,8 +263,9 @@ pub struct Ledger {
     head: Mutex<Option<(i64, String)>>,
     /// Entries per verification page.
     verify_page: i64,
-    /// Every appended entry, as JSON, for `GET /api/v1/events`.
-    events: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
+    /// Every appended entry goes out on it, as JSON, for `GET /api/v1/events` (none: not
+    /// published, as for the offline tools).
+    bus: Option<std::sync::Arc<crate::bus::Bus>>,
     /// Repeated refusals being counted into their window's summary.
     refusals: Refusals,
     /// Signs each entry (none: entries are hash-chained only).
@@ -282,13 +283,12 @@ async fn read_head<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(executor: E)
 impl Ledger {
     /// A ledger over `db` of `dialect`.
     pub fn new(db: Db, dialect: Dialect) -> Self {
-        let (events, _) = tokio::sync::broadcast::channel(256);
         Ledger {
             db,
             dialect,
             head: Mutex::new(None),
             verify_page: VERIFY_PAGE,
-            events,
+            bus: None,
             refusals: Refusals::new(REFUSAL_WINDOW),
             key: None,
             checkpoint: None,
@@ -307,16 +307,19 @@ impl Ledger {
         self.publish(stored);
     }
 
-    /// Entries as they are appended.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<str>> {
-        self.events.subscribe()
+    /// Publishes every appended entry on `bus`.
+    pub fn with_bus(mut self, bus: std::sync::Arc<crate::bus::Bus>) -> Self {
+        self.bus = Some(bus);
+        self
     }
 
     fn publish(&self, entry: &AuditEntry) {
-        if self.events.receiver_count() > 0
+        if let Some(bus) = self.bus.as_ref().filter(|b| b.wanted())
             && let Ok(json) = serde_json::to_string(entry)
         {
-            let _ = self.events.send(std::sync::Arc::from(json));
+            // Appends are not held up by the other replicas' delivery.
+            let bus = bus.clone();
+            tokio::spawn(async move { bus.publish("audit", &json).await });
         }
     }
 

@@ -195,8 +195,8 @@ pub async fn logout(
     let id = session.id().map(|id| id.to_string());
     session.flush().await.map_err(|e| AppError::Internal(format!("session flush: {e}")))?;
     if let Some(id) = id {
-        // The session's open event streams end now.
-        let _ = state.sign_outs.send(id);
+        // The session's open event streams end now, on every replica.
+        state.bus.publish("sign_out", &crate::bus::session_tag(&id)).await;
     }
     let entry = NewEntry::new(client.actor(&user.username, user.role.as_str()), Kind::Logout, Outcome::Succeeded);
     audit_best_effort(&state, entry).await;

@@ -42,15 +42,15 @@ pub(super) async fn tail_logs(
 /// sit idle (the browser then reconnects with its cookie, and is refused if that has
 /// expired): an event stream never outlives the session that opened it.
 fn session_end(state: &AppState, session: &tower_sessions::Session) -> impl std::future::Future<Output = ()> + use<> {
-    let id = session.id().map(|id| id.to_string());
-    let mut sign_outs = state.sign_outs.subscribe();
+    let tag = session.id().map(|id| crate::bus::session_tag(&id.to_string()));
+    let mut events = state.bus.subscribe();
     let mut stopping = state.stopping.subscribe();
     async move {
         let idle = tokio::time::sleep(std::time::Duration::from_secs(auth::IDLE_TIMEOUT_MINUTES as u64 * 60));
         let signed_out = async {
             loop {
-                match sign_outs.recv().await {
-                    Ok(s) if Some(&s) == id.as_ref() => return,
+                match events.recv().await {
+                    Ok(e) if e.topic == "sign_out" && Some(&*e.payload) == tag.as_deref() => return,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
                     _ => continue,
                 }
@@ -64,10 +64,13 @@ fn session_end(state: &AppState, session: &tower_sessions::Session) -> impl std:
     }
 }
 
+/// Action and audit events carry their outbox id; a client reconnecting with
+/// `Last-Event-ID` (to this or another replica) first gets those it missed.
 pub(super) async fn events(
     user: AuthUser,
     session: tower_sessions::Session,
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     // Held as long as the stream is open: past the cap, 429 instead of one more stream.
     let permit = console(state.clone(), user).stream_permit()?;
@@ -80,27 +83,48 @@ pub(super) async fn events(
         Some((json, (rx, false)))
     })
     .filter_map(|json| async move { json.map(|j| Ok(Event::default().event("snapshot").data(&*j))) });
-    let actions = relay(state.engine.subscribe(), "action");
-    let audit = relay(state.ledger.subscribe(), "audit");
-    let stream =
-        futures::stream::select(snapshots, futures::stream::select(actions, audit)).take_until(end).map(move |event| {
-            let _held = &permit;
-            event
-        });
+    // Subscribed before the missed ones are read, so nothing falls between the two.
+    let live = state.bus.subscribe();
+    let last_seen = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|id| *id >= 0);
+    let missed = match last_seen {
+        Some(id) => state.bus.since(id).await?,
+        None => Vec::new(),
+    };
+    let replayed_up_to = missed.last().map(|e| e.id).or(last_seen).unwrap_or(0);
+    let missed = futures::stream::iter(missed.into_iter().filter_map(|e| event_of(&e)).map(Ok));
+    let relayed = relay(live, replayed_up_to);
+    let stream = futures::stream::select(snapshots, missed.chain(relayed)).take_until(end).map(move |event| {
+        let _held = &permit;
+        event
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// SSE events named `event` from a broadcast of JSON texts. A client too slow to keep
+/// The SSE event of a bus event (none for sign-outs, which only end streams).
+fn event_of(e: &crate::bus::BusEvent) -> Option<Event> {
+    matches!(e.topic.as_str(), "action" | "audit")
+        .then(|| Event::default().event(e.topic.clone()).id(e.id.to_string()).data(&*e.payload))
+}
+
+/// SSE events from the bus, after `after` (already replayed). A client too slow to keep
 /// up skips what it missed: action events carry whole records, and the audit page
 /// re-reads the trail when asked.
 fn relay(
-    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
-    event: &'static str,
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::bus::BusEvent>>,
+    after: i64,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(rx, move |mut rx| async move {
         loop {
             match rx.recv().await {
-                Ok(json) => return Some((Ok(Event::default().event(event).data(&*json)), rx)),
+                Ok(e) if e.id > after => match event_of(&e) {
+                    Some(event) => return Some((Ok(event), rx)),
+                    None => continue,
+                },
+                Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
