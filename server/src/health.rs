@@ -61,6 +61,11 @@ impl HealthService {
     }
 
     /// Why the numbers or the inventory may be stale or missing, if they may.
+    /// The fleet backend has read its initial state (for `/readyz`).
+    pub fn fleet_listed(&self) -> bool {
+        self.fleet.listed()
+    }
+
     pub fn problem(&self) -> Option<String> {
         let metrics = self.metrics_problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match (self.fleet.problem(), metrics) {

@@ -311,3 +311,29 @@ async fn events_cross_replicas_a_sign_out_ends_streams_everywhere_and_a_reconnec
     drop((a, b, c));
     drop(db);
 }
+
+#[tokio::test]
+async fn readiness_waits_for_the_clusters_first_list_and_liveness_does_not() {
+    let fake = cluster();
+    fake.set_down(true);
+    let mut options = Options::new(Backend::Sqlite);
+    options.kube = Some(InjectedClient(fake.client("prod")));
+    let app = TestApp::spawn_with(options).await;
+    let client = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let (client, url) = (client.clone(), app.url(path));
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, 200, "alive");
+    let (status, body) = get("/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("have not listed yet"), "{body}");
+    fake.set_down(false);
+    eventually_within(Duration::from_secs(15), "ready once the watches have listed", || async {
+        (get("/readyz").await == (200, "ready\n".to_string())).then_some(())
+    })
+    .await;
+}

@@ -302,6 +302,10 @@ pub trait Fleet: Send + Sync {
     fn synced(&self, _limit: std::time::Duration) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    /// The backend has read its initial state (Kubernetes: every watch has listed).
+    fn listed(&self) -> bool {
+        true
+    }
     /// Why the backend is degraded right now (watch errors, unreachable cluster), if it is.
     fn problem(&self) -> Option<String> {
         None

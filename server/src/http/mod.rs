@@ -43,6 +43,7 @@ pub fn router(state: AppState, secure_cookies: bool) -> Router {
     let replica = HeaderValue::from_str(&state.replicas.id).expect("replica ids are ASCII");
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(sim_metrics))
         .route("/login", post(session::login_form))
         .nest("/api/v1", api::router(state.clone()))
@@ -71,6 +72,24 @@ pub fn router(state: AppState, secure_cookies: bool) -> Router {
         })))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Readiness, for a load balancer: 200 only while the database answers, the fleet's
+/// watches have listed and the replica is not stopping; otherwise 503 saying which.
+/// (`/healthz` stays liveness: the process serves.)
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> (axum::http::StatusCode, &'static str) {
+    use axum::http::StatusCode;
+    if *state.stopping.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping: new streams go to another replica\n");
+    }
+    let db = tokio::time::timeout(std::time::Duration::from_secs(2), sqlx::query("select 1").execute(&state.db)).await;
+    if !matches!(db, Ok(Ok(_))) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the database does not answer\n");
+    }
+    if !state.health.fleet_listed() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the fleet's watches have not listed yet\n");
+    }
+    (StatusCode::OK, "ready\n")
 }
 
 /// Every server-rendered page's path, as the router serves them (for the role test).

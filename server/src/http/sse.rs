@@ -72,6 +72,10 @@ pub(super) async fn events(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    // A replica that is stopping takes no new streams: the browser reconnects elsewhere.
+    if *state.stopping.borrow() {
+        return Err(crate::error::AppError::Unavailable("this replica is stopping; connect again".into()));
+    }
     // Held as long as the stream is open: past the cap, 429 instead of one more stream.
     let permit = console(state.clone(), user).stream_permit()?;
     let end = session_end(&state, &session);

@@ -657,6 +657,10 @@ impl Fleet for KubeFleet {
         })
     }
 
+    fn listed(&self) -> bool {
+        Signal::lock(&self.signal.syncing).is_empty()
+    }
+
     fn problem(&self) -> Option<String> {
         let errors = Signal::lock(&self.signal.errors);
         if let Some((watch, reason)) = errors.iter().next() {
