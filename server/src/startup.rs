@@ -341,19 +341,25 @@ impl Application {
             .map_err(|e| StartupError::Other(e.to_string()))?;
         let stopping = Arc::new(tokio::sync::watch::channel(false).0);
         let bus = crate::bus::Bus::new(db.clone(), dialect);
+        let throttle = Arc::new(crate::auth::shared_throttle::Throttle::new(&db, dialect));
         let mut background = Vec::new();
         background.extend(bus.spawn_listener(&settings.database_url, stopping.subscribe()));
         {
-            // The leader keeps the outbox to its last 15 minutes.
-            let (bus, replicas) = (bus.clone(), replicas.clone());
+            // The leader keeps the outbox to its last 15 minutes and the shared sign-in
+            // counters to their window.
+            let (bus, replicas, throttle) = (bus.clone(), replicas.clone(), throttle.clone());
             background.push(tokio::spawn(async move {
                 let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
                 loop {
                     every.tick().await;
-                    if replicas.is_leader()
-                        && let Err(e) = bus.prune().await
-                    {
+                    if !replicas.is_leader() {
+                        continue;
+                    }
+                    if let Err(e) = bus.prune().await {
                         tracing::warn!(error = ?e, "pruning the event outbox failed");
+                    }
+                    if let Err(e) = throttle.sweep().await {
+                        tracing::warn!(error = ?e, "sweeping the shared sign-in counters failed");
                     }
                 }
             }));
@@ -499,7 +505,7 @@ impl Application {
             probes,
             bus,
             stopping,
-            throttle: Default::default(),
+            throttle: throttle.clone(),
             verifies: Arc::new(crate::auth::throttle::VerifyGate::new(
                 settings.limits.sign_ins_at_once,
                 settings.limits.sign_ins_queued,

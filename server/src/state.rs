@@ -2,7 +2,7 @@
 
 use crate::actions::Engine;
 use crate::audit::Ledger;
-use crate::auth::throttle::{LoginThrottle, VerifyGate};
+use crate::auth::throttle::VerifyGate;
 use crate::db::Db;
 use crate::fleet::sim::SimFleet;
 use crate::health::HealthService;
@@ -35,8 +35,8 @@ pub struct AppState {
     /// Becomes true when the server stops: every open event stream ends, so a graceful
     /// stop does not wait for browsers that would never hang up.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
-    /// Failed-login counters.
-    pub throttle: Arc<LoginThrottle>,
+    /// Failed-login counters (this process's, and with PostgreSQL every replica's).
+    pub throttle: Arc<crate::auth::shared_throttle::Throttle>,
     /// Password checks running and queued at once.
     pub verifies: Arc<VerifyGate>,
     /// Caps on streams, probes, searches and verifications.

@@ -337,3 +337,24 @@ async fn readiness_waits_for_the_clusters_first_list_and_liveness_does_not() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn wrong_passwords_spread_over_replicas_meet_one_count() {
+    let fake = cluster();
+    let db = TestDb::new(Backend::Postgres).await;
+    let apps = [replica(db.share(), &fake).await, replica(db.share(), &fake).await, replica(db.share(), &fake).await];
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..9 {
+        let app = &apps[i % 3];
+        let response = app.login(&client, "admin", "not the password").await;
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        statuses.push(response.status().as_u16());
+    }
+    // Five free failures for this account from this address in all, not five per replica.
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429, 429], "round-robin over three replicas");
+    drop(apps);
+    drop(db);
+}

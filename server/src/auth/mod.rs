@@ -3,6 +3,7 @@
 //! sign-in and sign-out handlers, the CSRF guard) lives in `http`.
 
 pub mod password;
+pub mod shared_throttle;
 pub mod store;
 pub mod throttle;
 

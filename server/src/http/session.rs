@@ -79,7 +79,7 @@ async fn authenticate(
         e.params = serde_json::json!({ "refused": why });
         e
     };
-    match state.throttle.begin(&req.username, addr) {
+    match state.throttle.begin(&req.username, addr).await {
         Verdict::Wait(retry_after_s) => {
             tracing::info!(username = %req.username, %addr, "sign-in throttled");
             refuse_best_effort(state, refusal("throttled")).await;
@@ -92,7 +92,7 @@ async fn authenticate(
         Verdict::Go(_) => {}
     }
     let Some(turn) = state.verifies.enter().await else {
-        state.throttle.abandon(&req.username, addr);
+        state.throttle.abandon(&req.username, addr).await;
         refuse_best_effort(state, refusal("busy")).await;
         return Err(AppError::TooManyRequests {
             reason: "too many sign-ins are being checked at once".into(),
@@ -111,7 +111,7 @@ async fn authenticate(
         refuse_best_effort(state, refusal("invalid credentials")).await;
         return Err(AppError::InvalidCredentials);
     };
-    state.throttle.success(&req.username, addr);
+    state.throttle.success(&req.username, addr).await;
     // Fail closed: a sign-in that cannot be recorded does not happen.
     state
         .ledger
