@@ -170,6 +170,8 @@ impl ServerConsole {
         self.caller(Role::Viewer)?;
         let mut info = self.state.fleet_info.clone();
         info.problem = self.state.health.problem();
+        info.replica = self.state.replicas.id.clone();
+        info.replicas = self.state.replicas.list().await.map_or(1, |l| l.len().max(1) as u32);
         Ok(info)
     }
 

@@ -489,10 +489,17 @@ impl Application {
                 scenario: Some(settings.sim.scenario.as_str().into()),
                 briefing: Some(settings.sim.scenario.briefing().into()),
                 problem: None,
+                replica: String::new(),
+                replicas: 1,
             },
-            FleetKind::Kube => {
-                app::dto::FleetInfo { kind: "kube".into(), scenario: None, briefing: None, problem: None }
-            }
+            FleetKind::Kube => app::dto::FleetInfo {
+                kind: "kube".into(),
+                scenario: None,
+                briefing: None,
+                problem: None,
+                replica: String::new(),
+                replicas: 1,
+            },
         };
         let state = AppState {
             fleet_info,

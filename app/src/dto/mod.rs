@@ -427,6 +427,12 @@ pub struct FleetInfo {
     /// Why the backend is degraded right now, if it is.
     #[serde(default)]
     pub problem: Option<String>,
+    /// The console replica that answered.
+    #[serde(default)]
+    pub replica: String,
+    /// Console replicas running now.
+    #[serde(default)]
+    pub replicas: u32,
 }
 
 mod changes;

@@ -40,7 +40,9 @@ pub fn HealthPage() -> impl IntoView {
                                 </aside>
                             }
                         });
+                        let served = format!("Served by replica {} of {} running.", f.replica, f.replicas);
                         view! {
+                            <p class="muted replica" data-testid="replica">{served}</p>
                             {training}
                             <BackendProblem initial=f.problem />
                         }
