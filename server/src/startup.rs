@@ -434,7 +434,14 @@ impl Application {
             }));
         }
         if settings.synthetic_interval_s > 0 {
-            background.push(probes.spawn_checks(std::time::Duration::from_secs(settings.synthetic_interval_s)));
+            let every = std::time::Duration::from_secs(settings.synthetic_interval_s);
+            // With PostgreSQL the leader checks and every replica shows its results.
+            let shared = (dialect == db::Dialect::Postgres).then(|| crate::probe::Shared {
+                db: db.clone(),
+                replicas: replicas.clone(),
+                keep: every * crate::probe::HISTORY_MAX as u32,
+            });
+            background.push(probes.spawn_checks(every, shared));
         }
         let health = Arc::new(HealthService::new(fleet.clone(), metrics));
         health.attach_probes(probes.clone());

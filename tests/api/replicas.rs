@@ -361,3 +361,78 @@ async fn wrong_passwords_spread_over_replicas_meet_one_count() {
     drop(apps);
     drop(db);
 }
+
+#[tokio::test]
+async fn the_leader_runs_the_synthetic_checks_and_every_replica_shows_the_same_results() {
+    use axum::routing::get;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let counted = hits.clone();
+    let gateway = axum::Router::new().route(
+        "/healthz",
+        get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { "ok" }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(socket, gateway).await;
+    });
+    let fake = FakeApiServer::new();
+    for mut object in fake::gateway("prod", "edge", 2, "1.4.0") {
+        if object["kind"] == "Deployment" {
+            object["metadata"]["annotations"]["gatewarden.io/probe-url"] = json!(format!("http://localhost:{port}"));
+            object["metadata"]["annotations"]["gatewarden.io/probe-paths"] = json!("/healthz");
+        }
+        fake.insert(object);
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let start = |db: TestDb| {
+        let fake = fake.clone();
+        async move {
+            let mut options = Options::new(Backend::Postgres).probe_allow(&format!("localhost:{port}"));
+            options.kube = Some(InjectedClient(fake.client("prod")));
+            TestApp::spawn_on(db, options).await
+        }
+    };
+    let a = start(db.share()).await;
+    let viewer = a.signed_in(Role::Viewer).await;
+    one_leader_of(&viewer, 1).await;
+    let b = start(db.share()).await;
+    one_leader_of(&viewer, 2).await;
+    let shared = |app: &TestApp| server::probe::Shared {
+        db: app.state.db.clone(),
+        replicas: app.state.replicas.clone(),
+        keep: Duration::from_secs(3600),
+    };
+    let synthetics = |session: Session| async move {
+        serde_json::from_value::<Vec<app::dto::SyntheticHistory>>(session.get_json("/api/v1/synthetics").await).unwrap()
+    };
+    // Both know the gateway's address once they have listed it (a probe through each works).
+    for app in [&a, &b] {
+        let session = viewer.on(app);
+        eventually_within(Duration::from_secs(10), "the gateway's address", || async {
+            let r = session.post("/api/v1/probe", &json!({"gateway": "prod:edge", "path": "/healthz"})).await;
+            r.status().is_success().then_some(())
+        })
+        .await;
+    }
+    let before = hits.load(Ordering::SeqCst);
+    let now = server::db::now_ms();
+    for round in 0..3 {
+        a.state.probes.round(now + round * 1000, Some(&shared(&a))).await;
+        b.state.probes.round(now + round * 1000, Some(&shared(&b))).await;
+    }
+    // Checked three times in all (by the leader), not six.
+    assert_eq!(hits.load(Ordering::SeqCst) - before, 3);
+    let on_a = synthetics(viewer.on(&a)).await;
+    let on_b = synthetics(viewer.on(&b)).await;
+    assert_eq!(on_a.len(), 1, "{on_a:?}");
+    assert_eq!(on_a[0].results.len(), 3);
+    assert!(on_a[0].results.iter().all(|r| r.ok && r.status == Some(200)));
+    assert_eq!(on_a, on_b, "every replica shows the same strip");
+    drop((a, b));
+    drop(db);
+}

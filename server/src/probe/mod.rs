@@ -311,8 +311,47 @@ impl Probes {
         out
     }
 
-    /// Checks every gateway's key paths once, now.
-    pub async fn check_all(&self, now_ms: i64) {
+    /// One round of synthetic checks. Alone (`shared` none) or leading: checks every key
+    /// path now (and, shared, writes the results for the other replicas). Not leading:
+    /// reads the leader's results instead, so every replica shows the same strip and the
+    /// gateways are checked once, not once per replica.
+    pub async fn round(&self, now_ms: i64, shared: Option<&Shared>) {
+        match shared {
+            None => {
+                self.check_all(now_ms).await;
+            }
+            Some(s) if s.replicas.is_leader() => {
+                let fresh = self.check_all(now_ms).await;
+                if let Err(e) = s.write(&fresh, now_ms).await {
+                    tracing::warn!(error = ?e, "could not share the synthetic checks' results");
+                }
+            }
+            Some(s) => match s.read(now_ms).await {
+                Ok(rows) => self.replace_history(rows),
+                Err(e) => tracing::warn!(error = ?e, "could not read the synthetic checks' results"),
+            },
+        }
+    }
+
+    /// The history becomes `rows` (oldest first), for the gateways still known.
+    fn replace_history(&self, rows: Vec<((String, String), CheckResult)>) {
+        let known = self.paths.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut history: HashMap<(String, String), VecDeque<CheckResult>> = HashMap::new();
+        for (key, check) in rows {
+            if !known.get(&key.0).is_some_and(|paths| paths.contains(&key.1)) {
+                continue;
+            }
+            let h = history.entry(key).or_default();
+            if h.len() == HISTORY_MAX {
+                h.pop_front();
+            }
+            h.push_back(check);
+        }
+        *self.history.lock().unwrap_or_else(|e| e.into_inner()) = history;
+    }
+
+    /// Checks every gateway's key paths once, now; returns the new results.
+    pub async fn check_all(&self, now_ms: i64) -> Vec<((String, String), CheckResult)> {
         let paths: Vec<(String, String)> = self
             .paths
             .read()
@@ -342,26 +381,82 @@ impl Probes {
         .collect()
         .await;
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, check) in results {
-            let h = history.entry(key).or_default();
+        for (key, check) in &results {
+            let h = history.entry(key.clone()).or_default();
             if h.len() == HISTORY_MAX {
                 h.pop_front();
             }
-            h.push_back(check);
+            h.push_back(check.clone());
         }
+        results
     }
 
-    /// Checks every `interval`, for as long as the console runs.
-    pub fn spawn_checks(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    /// A round every `interval`, for as long as the console runs.
+    pub fn spawn_checks(self: &Arc<Self>, interval: Duration, shared: Option<Shared>) -> tokio::task::JoinHandle<()> {
         let probes = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                probes.check_all(crate::db::now_ms()).await;
+                probes.round(crate::db::now_ms(), shared.as_ref()).await;
             }
         })
+    }
+}
+
+/// A `synthetic_checks` row: gateway, path, ts_ms, status, total_ms, ok, error.
+type CheckRow = (String, String, i64, Option<i32>, f64, i32, Option<String>);
+
+/// Synthetic check results shared through the database by several replicas.
+pub struct Shared {
+    /// The shared database.
+    pub db: crate::db::Db,
+    /// Whether this replica leads (and so checks).
+    pub replicas: Arc<crate::replicas::Replicas>,
+    /// How long results are kept: the strip's span.
+    pub keep: Duration,
+}
+
+impl Shared {
+    async fn write(&self, fresh: &[((String, String), CheckResult)], now_ms: i64) -> Result<()> {
+        for ((gateway, path), c) in fresh {
+            sqlx::query(
+                "insert into synthetic_checks (gateway, path, ts_ms, status, total_ms, ok, error) \
+                 values ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(gateway)
+            .bind(path)
+            .bind(c.ts)
+            .bind(c.status.map(i32::from))
+            .bind(c.total_ms)
+            .bind(i32::from(c.ok))
+            .bind(c.error.as_deref())
+            .execute(&self.db)
+            .await?;
+        }
+        sqlx::query("delete from synthetic_checks where ts_ms < $1")
+            .bind(now_ms - self.keep.as_millis() as i64)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    async fn read(&self, now_ms: i64) -> Result<Vec<((String, String), CheckResult)>> {
+        let rows: Vec<CheckRow> = sqlx::query_as(
+            "select gateway, path, ts_ms, status, total_ms, ok, error from synthetic_checks \
+             where ts_ms >= $1 order by ts_ms",
+        )
+        .bind(now_ms - self.keep.as_millis() as i64)
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(gateway, path, ts, status, total_ms, ok, error)| {
+                let status = status.and_then(|s| u16::try_from(s).ok());
+                ((gateway, path), CheckResult { ts, status, total_ms, ok: ok != 0, error })
+            })
+            .collect())
     }
 }
 
