@@ -124,8 +124,9 @@ pub struct ServeArgs {
     /// JSON file overriding fields of the flavor's queries (see README).
     #[arg(long, env = "GATEWARDEN_PROMETHEUS_QUERIES")]
     pub prometheus_queries: Option<std::path::PathBuf>,
-    /// Gateway pods whose logs `--fleet kube` follows at once (kubectl's default is 5).
-    #[arg(long, env = "GATEWARDEN_MAX_LOG_STREAMS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    /// Most gateway pods whose logs `--fleet kube` follows at once: every pod of every
+    /// gateway up to this ceiling (shared out across gateways past it); 0 follows none.
+    #[arg(long, env = "GATEWARDEN_MAX_LOG_STREAMS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub max_log_streams: u32,
     /// Log lines kept in memory, megabytes (the oldest go first).
     #[arg(long, env = "GATEWARDEN_LOG_RETENTION_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]

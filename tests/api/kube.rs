@@ -477,7 +477,8 @@ async fn an_interrupted_action_is_settled_against_the_clusters_state_once_the_wa
 
 #[tokio::test]
 async fn pod_logs_feed_log_search_in_kubernetes_mode() {
-    // Nine gateway pods: kubectl's five streams follow the first five, by gateway and pod.
+    // Nine gateway pods under a ceiling of five streams: shared out across the gateways
+    // (each one's first pod, then each one's second, ...).
     let fake = FakeApiServer::new();
     for object in fake::gateway("prod", "edge", 7, "1.4.0").into_iter().chain(fake::gateway("prod", "auth", 2, "2.0.0"))
     {
@@ -508,6 +509,6 @@ async fn pod_logs_feed_log_search_in_kubernetes_mode() {
     assert_eq!(
         fake.followed(),
         vec!["auth-cur2-00000", "auth-cur2-00001", "edge-cur2-00000", "edge-cur2-00001", "edge-cur2-00002"],
-        "at most five streams"
+        "at most five streams, both gateways followed"
     );
 }

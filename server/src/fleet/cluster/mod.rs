@@ -315,9 +315,7 @@ impl KubeFleet {
                 out.extend(pods.into_iter().map(|s| (gateway.clone(), space.namespace.clone(), s)));
             }
         }
-        out.sort_by(|a, b| (&a.0, &a.2.pod).cmp(&(&b.0, &b.2.pod)));
-        out.truncate(max);
-        out
+        share_out(out, max)
     }
 
     fn space(&self, namespace: &str) -> Option<&Space> {
@@ -670,6 +668,54 @@ impl Fleet for KubeFleet {
         }
         let syncing = Signal::lock(&self.signal.syncing);
         (!syncing.is_empty()).then(|| format!("still listing {} from the cluster", syncing.len()))
+    }
+}
+
+/// At most `max` log sources, shared out across gateways (each gateway's first pod, then
+/// each one's second, ...), so a ceiling below the pod count still follows every gateway.
+fn share_out<T: HasPod>(mut sources: Vec<Sourced<T>>, max: usize) -> Vec<Sourced<T>> {
+    sources.sort_by(|a, b| (&a.0, a.2.pod()).cmp(&(&b.0, b.2.pod())));
+    let mut rank = 0usize;
+    let mut ranked: Vec<(usize, Sourced<T>)> = Vec::with_capacity(sources.len());
+    for (i, s) in sources.into_iter().enumerate() {
+        rank = if i > 0 && ranked[i - 1].1.0 == s.0 { rank + 1 } else { 0 };
+        ranked.push((rank, s));
+    }
+    ranked.sort_by(|a, b| (a.0, &a.1.0, a.1.2.pod()).cmp(&(b.0, &b.1.0, b.1.2.pod())));
+    ranked.into_iter().take(max).map(|(_, s)| s).collect()
+}
+
+/// (gateway id, namespace, source) of a followed pod.
+type Sourced<T> = (Arc<str>, String, T);
+
+/// A log source's pod name (for [`share_out`]).
+trait HasPod {
+    fn pod(&self) -> &str;
+}
+
+impl HasPod for logs::Source {
+    fn pod(&self) -> &str {
+        &self.pod
+    }
+}
+
+#[cfg(test)]
+impl HasPod for &'static str {
+    fn pod(&self) -> &str {
+        self
+    }
+}
+
+#[cfg(test)]
+mod share_tests {
+    #[test]
+    fn a_ceiling_below_the_pod_count_still_follows_every_gateway() {
+        let sources = ["a-1", "a-2", "a-3", "b-1", "c-1", "c-2"]
+            .into_iter()
+            .map(|p| (std::sync::Arc::<str>::from(&p[..1]), "prod".to_string(), p))
+            .collect();
+        let picked: Vec<&str> = super::share_out(sources, 4).into_iter().map(|(_, _, p)| p).collect();
+        assert_eq!(picked, ["a-1", "b-1", "c-1", "a-2"]);
     }
 }
 
