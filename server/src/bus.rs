@@ -190,5 +190,17 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 /// outbox never holds a session id that still works.
 pub fn session_tag(session_id: &str) -> String {
     use sha2::Digest;
-    crate::audit::hash::hex(&sha2::Sha256::digest(session_id.as_bytes()))
+    format!("{:x}", sha2::Sha256::digest(session_id.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_sign_out_carries_a_hash_of_the_session_id_never_the_id() {
+        let tag = super::session_tag("secret-session-id");
+        assert_eq!(tag.len(), 64);
+        assert!(tag.chars().all(|c| c.is_ascii_hexdigit()) && !tag.contains("secret"));
+        assert_eq!(tag, super::session_tag("secret-session-id"), "the same session, the same tag");
+        assert_ne!(tag, super::session_tag("another-session-id"));
+    }
 }

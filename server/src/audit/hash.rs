@@ -44,7 +44,7 @@ pub(super) fn hash_into(e: &AuditEntry, buf: &mut Vec<u8>) -> String {
 }
 
 /// Lowercase hex of `bytes` (hashes, signatures and key ids are all written this way).
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

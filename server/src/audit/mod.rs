@@ -15,7 +15,7 @@
 
 pub mod checkpoint;
 mod export;
-pub(crate) mod hash;
+mod hash;
 pub mod key;
 mod refusals;
 mod seal;
