@@ -436,3 +436,37 @@ async fn the_leader_runs_the_synthetic_checks_and_every_replica_shows_the_same_r
     drop((a, b));
     drop(db);
 }
+
+#[tokio::test]
+async fn a_rollout_followed_by_a_replica_that_dies_is_followed_to_its_end_by_the_leader() {
+    let fake = cluster();
+    // A rollout in progress: the controller has not caught up with the spec yet.
+    fake.edit("Deployment", "prod", "edge", |d| d["status"]["observedGeneration"] = json!(1));
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = replica(db.share(), &fake).await;
+    let responder = a.signed_in(Role::Responder).await;
+    eventually_within(Duration::from_secs(10), "the first list", || async {
+        (responder.get_json("/api/v1/gateways").await.as_array().map(Vec::len) == Some(1)).then_some(())
+    })
+    .await;
+    let response =
+        responder.post("/api/v1/gateways/prod:edge/actions/restart", &json!({"reason": "stuck workers"})).await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    assert_eq!(responder.get_json(&format!("/api/v1/actions/{id}")).await["status"], "running");
+
+    // a dies mid-rollout; the rollout finishes; b, now the only replica, leads.
+    a.stop().await;
+    fake.edit("Deployment", "prod", "edge", |d| d["status"]["observedGeneration"] = json!(2));
+    let b = replica(db.share(), &fake).await;
+    let responder = responder.on(&b);
+    let done = eventually_within(Duration::from_secs(10), "the rollout's end", || async {
+        let a = responder.get_json(&format!("/api/v1/actions/{id}")).await;
+        (a["status"] == "succeeded").then_some(a)
+    })
+    .await;
+    assert_eq!(done["progress"]["updated"], 3, "{done}");
+    assert_eq!(done["progress"]["ready"], 3, "{done}");
+    drop(b);
+    drop(db);
+}

@@ -46,6 +46,14 @@ pub struct Engine {
     /// This console replica: its id goes into every intent, and only the leader reverts
     /// expired changes and settles dead replicas' intents. `None`: one process, leading.
     replica: Option<Arc<crate::replicas::Replicas>>,
+    /// Actions this process is following (progress, impact), so the leader does not adopt
+    /// one twice.
+    tracked: std::sync::Mutex<std::collections::HashSet<i64>>,
+}
+
+/// Changes that replace pods: their action runs until the rollout is done.
+fn replaces_pods(change: &Change) -> bool {
+    matches!(change, Change::Restart | Change::Rollback { .. } | Change::Scale { .. })
 }
 
 /// Who asks: the role the server checks, and the actor the audit trail records.
@@ -77,7 +85,17 @@ impl Engine {
             .ok()
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis);
-        Engine { db, bus, ledger, fleet, health, pause_after_intent, max_replicas, replica: None }
+        Engine {
+            db,
+            bus,
+            ledger,
+            fleet,
+            health,
+            pause_after_intent,
+            max_replicas,
+            replica: None,
+            tracked: Default::default(),
+        }
     }
 
     /// Runs as `replica` (see the field).
@@ -263,12 +281,11 @@ impl Engine {
             Ok(after) => {
                 outcome.after = Some(json!(after));
                 self.ledger.append(outcome).await?;
-                let replaces_pods =
-                    matches!(plan.change, Change::Restart | Change::Rollback { .. } | Change::Scale { .. });
+                let replaces_pods = replaces_pods(&plan.change);
                 let status = if replaces_pods { "running" } else { "succeeded" };
                 store::set_status(&self.db, id, status).await?;
                 self.publish(id).await;
-                self.track(id, gateway.to_string(), replaces_pods);
+                self.track(id, gateway.to_string(), replaces_pods, self.fleet.clock_s());
                 Ok(id)
             }
             Err(e) => {

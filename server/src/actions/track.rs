@@ -9,16 +9,61 @@ use app::dto::Progress;
 use serde_json::json;
 use std::sync::Arc;
 
+/// Actions older than this are not adopted from a stopped replica (their rollout and
+/// reading are long over, or will never come).
+const ADOPT_WITHIN_MS: i64 = 30 * 60 * 1000;
+
 /// How often the leader looks for intents a stopped replica left unsettled.
 pub const ORPHANS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Engine {
     /// Follows a running action: rollout progress until done, then the impact reading
-    /// `IMPACT_AFTER_S` backend seconds after it started.
-    pub(super) fn track(self: &Arc<Self>, id: i64, gateway: String, rollout: bool) {
+    /// `IMPACT_AFTER_S` backend seconds after `started` (when it ran).
+    pub(super) fn track(self: &Arc<Self>, id: i64, gateway: String, rollout: bool, started: i64) {
+        if !self.tracked.lock().unwrap_or_else(|e| e.into_inner()).insert(id) {
+            return;
+        }
         let engine = Arc::clone(self);
-        let started = self.fleet.clock_s();
         tokio::spawn(async move {
+            engine.follow(id, &gateway, rollout, started).await;
+            engine.tracked.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        });
+    }
+
+    /// On the leader: takes over following the actions of replicas that died while they
+    /// followed them (a rollout in progress, or the impact reading still to take), so their
+    /// progress and the reading still arrive. Returns how many it adopted.
+    pub async fn adopt_orphans(self: &Arc<Self>) -> Result<usize> {
+        let alive = self.alive_replicas().await?;
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "select a.id, a.gateway, i.params from actions a join audit_log i on i.id = a.intent_id \
+             where (a.status = 'running' or (a.status = 'succeeded' and a.impact_after is null)) \
+             and a.created_at_ms >= $1 \
+             and exists (select 1 from audit_log o where o.intent_id = a.intent_id)",
+        )
+        .bind(crate::db::now_ms() - ADOPT_WITHIN_MS)
+        .fetch_all(&self.db)
+        .await?;
+        let mut adopted = 0;
+        for (id, gateway, params) in rows {
+            let params: serde_json::Value = serde_json::from_str(&params).unwrap_or_default();
+            let Some(replica) = params["replica"].as_str() else { continue };
+            if alive.contains(replica) || self.tracked.lock().unwrap_or_else(|e| e.into_inner()).contains(&id) {
+                continue;
+            }
+            let stored = store::load(&self.db, id).await?;
+            let started = stored.record.impact_before.map_or_else(|| self.fleet.clock_s(), |r| r.clock_s);
+            tracing::info!(action = id, from = replica, "following an action a stopped replica was following");
+            self.track(id, gateway, super::replaces_pods(&stored.change), started);
+            adopted += 1;
+        }
+        Ok(adopted)
+    }
+
+    async fn follow(self: &Arc<Self>, id: i64, gateway: &str, rollout: bool, started: i64) {
+        let engine = self;
+        let gateway = gateway.to_string();
+        {
             let mut updates = engine.fleet.updates();
             let mut rollout_done = !rollout;
             let mut impact_taken = false;
@@ -49,13 +94,13 @@ impl Engine {
                     }
                 }
                 // On every fleet change, and at least every second: a quiet cluster sends
-                // no watch events, and a change must still go back when its time is up.
+                // no watch events, and the impact reading is still due on time.
                 tokio::select! {
                     changed = updates.changed() => if changed.is_err() { return },
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 }
             }
-        });
+        }
     }
 
     /// Reverts time-limited changes whose TTL has passed, as the system, but only if the
@@ -148,6 +193,9 @@ impl Engine {
             loop {
                 every.tick().await;
                 if engine.leads() {
+                    if let Err(e) = engine.adopt_orphans().await {
+                        tracing::warn!(error = ?e, "taking over a stopped replica's rollouts failed; will retry");
+                    }
                     match engine.reconcile().await {
                         Ok(0) => {}
                         Ok(n) => tracing::warn!(settled = n, "settled actions of a replica that stopped mid-action"),
@@ -171,8 +219,11 @@ impl Engine {
                 {
                     tracing::warn!(error = ?e, "reverting expired changes failed; will retry");
                 }
-                if updates.changed().await.is_err() {
-                    return;
+                // On every fleet change, and at least every second: a quiet cluster sends
+                // no watch events, and a change must still go back when its time is up.
+                tokio::select! {
+                    changed = updates.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 }
             }
         })
