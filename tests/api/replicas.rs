@@ -470,3 +470,35 @@ async fn a_rollout_followed_by_a_replica_that_dies_is_followed_to_its_end_by_the
     drop(b);
     drop(db);
 }
+
+#[tokio::test]
+async fn the_ledger_stays_one_chain_with_appends_racing_from_three_replicas() {
+    use server::audit::{Actor, Kind, NewEntry, Outcome};
+    let fake = cluster();
+    let db = TestDb::new(Backend::Postgres).await;
+    let apps = [replica(db.share(), &fake).await, replica(db.share(), &fake).await, replica(db.share(), &fake).await];
+    let admin = apps[0].signed_in(Role::Admin).await;
+    let before = apps[0].audit_count().await;
+    // 150 appends at once, 50 through each replica's ledger, racing for the chain's head.
+    let appends = (0..150).map(|i| {
+        let ledger = apps[i % 3].state.ledger.clone();
+        async move {
+            let mut entry = NewEntry::new(Actor::system(), Kind::Reconciliation, Outcome::Succeeded);
+            entry.reason = format!("race {i}");
+            ledger.append(entry).await.map(|e| e.id)
+        }
+    });
+    let ids: Vec<i64> = futures::future::join_all(appends).await.into_iter().map(|r| r.expect("appended")).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 150, "every append got its own place in the chain");
+    assert_eq!(apps[0].audit_count().await - before, 150);
+    // Every replica verifies the one chain (links, hashes, signatures, its own checkpoint).
+    for app in &apps {
+        let verdict = admin.on(app).get_json("/api/v1/audit/verify").await;
+        assert_eq!(verdict["ok"], true, "{verdict}");
+    }
+    drop(apps);
+    drop(db);
+}
