@@ -90,7 +90,10 @@ test('a chart says its values and times: y values, clock times, and a readout un
   await page.goto('/gateways/edge');
   await expect(page.locator('.actions-panel[data-ready="true"]')).toBeVisible();
   const chart = page.locator('figure.chart').first();
-  await expect(chart.getByTestId('y-max')).toHaveText(/\d/);
+  // Every y value says its unit.
+  await expect(chart.getByTestId('y-max')).toHaveText(/^\d+(\.\d)? req\/s$/);
+  await expect(page.locator('figure.chart').nth(1).getByTestId('y-max')).toHaveText(/%$/);
+  await expect(page.locator('figure.chart').nth(2).getByTestId('y-max')).toHaveText(/ m?s$/);
   const times = chart.getByTestId('chart-times').locator('span');
   await expect(times).toHaveCount(3);
   await expect(times.first()).toHaveText(/^\d\d:\d\d UTC$/);

@@ -32,6 +32,9 @@ pub fn LineChart(
     fmt: fn(f64) -> String,
     logs_for: String,
     marks: RwSignal<Vec<ChartMark>>,
+    /// Appended to the y-axis values when `fmt` gives none (e.g. ` req/s`).
+    #[prop(optional)]
+    unit: &'static str,
 ) -> impl IntoView {
     let lines_for_max = lines.clone();
     // Headroom above the highest value; 1.0 for an empty or all-zero chart.
@@ -215,8 +218,8 @@ pub fn LineChart(
             // listeners a tab stop of its own.
             <div class="plot" on:keydown=on_key on:focusout=move |_| hover.set(None)>
                 // The values of the top edge and of the dashed middle line.
-                <span class="y-tick y-top" data-testid="y-max">{move || fmt(y_max.get())}</span>
-                <span class="y-tick y-mid">{move || fmt(y_max.get() / 2.0)}</span>
+                <span class="y-tick y-top" data-testid="y-max">{move || format!("{}{unit}", fmt(y_max.get()))}</span>
+                <span class="y-tick y-mid">{move || format!("{}{unit}", fmt(y_max.get() / 2.0))}</span>
                 <svg
                     viewBox="0 0 600 150"
                     preserveAspectRatio="none"

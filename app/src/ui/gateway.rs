@@ -114,6 +114,7 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
                 logs_for=log_id.clone()
                 marks
                 fmt=format::rps
+                unit=" req/s"
                 lines=vec![Line { label: "req/s", class: "c-rps", value: |p: &SeriesPoint| p.rps }]
             />
             <LineChart
