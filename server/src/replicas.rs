@@ -80,6 +80,8 @@ pub struct Replicas {
     leader: watch::Sender<bool>,
     /// The pid of this replica's own PostgreSQL connection (0 until it has one).
     pid: std::sync::atomic::AtomicI64,
+    /// Replicas running at the last heartbeat (this one included).
+    running: std::sync::atomic::AtomicUsize,
 }
 
 impl Replicas {
@@ -131,6 +133,7 @@ impl Replicas {
             started_at_ms: now,
             leader: watch::channel(dialect == Dialect::Sqlite).0,
             pid: Default::default(),
+            running: std::sync::atomic::AtomicUsize::new(1),
         }))
     }
 
@@ -253,6 +256,18 @@ impl Replicas {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "replica heartbeat failed"),
         }
+        if let Ok(n) = sqlx::query_scalar::<_, i64>("select count(*) from replicas where last_seen_ms >= $1")
+            .bind(now_ms() - EXPIRY_MS)
+            .fetch_one(&self.db)
+            .await
+        {
+            self.running.store((n.max(1)) as usize, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// How many replicas were running at the last heartbeat (at least this one).
+    pub fn running(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The replicas running now (heartbeat fresh; with PostgreSQL, connection alive),

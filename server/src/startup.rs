@@ -341,7 +341,7 @@ impl Application {
             .map_err(|e| StartupError::Other(e.to_string()))?;
         let stopping = Arc::new(tokio::sync::watch::channel(false).0);
         let bus = crate::bus::Bus::new(db.clone(), dialect);
-        let throttle = Arc::new(crate::auth::shared_throttle::Throttle::new(&db, dialect));
+        let throttle = Arc::new(crate::auth::shared_throttle::Throttle::new(&db, dialect, Some(replicas.clone())));
         let mut background = Vec::new();
         background.extend(bus.spawn_listener(&settings.database_url, stopping.subscribe()));
         {

@@ -346,6 +346,11 @@ async fn wrong_passwords_spread_over_replicas_meet_one_count() {
     let fake = cluster();
     let db = TestDb::new(Backend::Postgres).await;
     let apps = [replica(db.share(), &fake).await, replica(db.share(), &fake).await, replica(db.share(), &fake).await];
+    // Each replica counts the others at its next heartbeat (alone, its own counters decide).
+    eventually_within(Duration::from_secs(5), "every replica sees three", || async {
+        apps.iter().all(|a| a.state.replicas.running() == 3).then_some(())
+    })
+    .await;
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
     for i in 0..9 {

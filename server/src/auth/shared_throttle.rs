@@ -3,12 +3,15 @@
 //!
 //! The same rules as the in-memory throttle (see `throttle.rs`), counted in the
 //! `login_throttle` table: an attacker who spreads attempts over replicas meets one count.
-//! Each decision is one short transaction that takes a transaction-scoped advisory lock,
+//! Each decision is one statement (a function a migration creates) that takes a
+//! transaction-scoped advisory lock,
 //! so two replicas' parallel attempts cannot both slip under a limit; at most
 //! [`AT_ONCE`] run per replica, so a flood cannot tie up the connection pool (the rest
 //! wait, or, after [`QUEUE_WAIT`], are told to retry). The process's own counters still
 //! answer first: an address already slowed on this replica costs the database nothing.
-//! If the database cannot be asked, the process's own counters decide alone.
+//! If the database cannot be asked, the process's own counters decide alone, as they do
+//! while this replica runs alone (its counters are then the whole count; a flood of
+//! sign-ins on one PostgreSQL replica costs the database nothing more than on SQLite).
 
 use super::throttle::{
     ACCOUNT_SLOW_AT, ACCOUNT_SLOWDOWN, FREE_PER_ADDRESS, FREE_PER_PAIR, LoginThrottle, MAX_DELAY, Verdict, WINDOW,
@@ -28,34 +31,36 @@ pub const THROTTLE_LOCK: i64 = 0x6777_7468_726f_7474;
 pub struct Throttle {
     local: LoginThrottle,
     shared: Option<(Db, tokio::sync::Semaphore)>,
+    /// The replicas: while this one runs alone, its own counters are the whole count and
+    /// the database is not asked.
+    replicas: Option<std::sync::Arc<crate::replicas::Replicas>>,
 }
 
 fn keys(account: &str, addr: IpAddr) -> [String; 3] {
     [format!("p:{addr}|{account}"), format!("a:{addr}"), format!("u:{account}")]
 }
 
-fn delay_ms(failures: i64, free: u32) -> i64 {
-    let free = i64::from(free);
-    if failures < free {
-        return 0;
-    }
-    let doublings = (failures - free).min(20) as u32;
-    ((1i64 << doublings) * 1000).min(MAX_DELAY.as_millis() as i64)
-}
-
 impl Throttle {
-    /// In memory only (SQLite: one replica), or shared through `db` (PostgreSQL).
-    pub fn new(db: &Db, dialect: Dialect) -> Self {
+    /// In memory only (SQLite: one replica), or shared through `db` (PostgreSQL) whenever
+    /// more than one of `replicas` runs.
+    pub fn new(db: &Db, dialect: Dialect, replicas: Option<std::sync::Arc<crate::replicas::Replicas>>) -> Self {
         Throttle {
             local: LoginThrottle::default(),
             shared: (dialect == Dialect::Postgres).then(|| (db.clone(), tokio::sync::Semaphore::new(AT_ONCE))),
+            replicas,
         }
+    }
+
+    /// The shared counters, when they are to be asked: PostgreSQL, and another replica runs
+    /// (or may: the count is unknown without a registry).
+    fn shared(&self) -> Option<&(Db, tokio::sync::Semaphore)> {
+        self.shared.as_ref().filter(|_| self.replicas.as_ref().is_none_or(|r| r.running() > 1))
     }
 
     /// Lets an attempt through (and counts it everywhere) or says how long to wait.
     pub async fn begin(&self, account: &str, addr: IpAddr) -> Verdict {
         let local = self.local.begin(account, addr);
-        let Some((db, turns)) = &self.shared else { return local };
+        let Some((db, turns)) = self.shared() else { return local };
         if matches!(local, Verdict::Wait(_)) {
             return local;
         }
@@ -80,7 +85,7 @@ impl Throttle {
     /// The attempt succeeded (see [`LoginThrottle::success`]).
     pub async fn success(&self, account: &str, addr: IpAddr) {
         self.local.success(account, addr);
-        if let Some((db, _)) = &self.shared {
+        if let Some((db, _)) = self.shared() {
             let [pair, address, user] = keys(&account.to_lowercase(), addr);
             let forgiven = async {
                 sqlx::query("delete from login_throttle where key = $1").bind(&pair).execute(db).await?;
@@ -99,7 +104,7 @@ impl Throttle {
     /// The attempt was never judged (see [`LoginThrottle::abandon`]).
     pub async fn abandon(&self, account: &str, addr: IpAddr) {
         self.local.abandon(account, addr);
-        if let Some((db, _)) = &self.shared {
+        if let Some((db, _)) = self.shared() {
             let [pair, address, user] = keys(&account.to_lowercase(), addr);
             let taken_back = sqlx::query(
                 "update login_throttle set failures = failures - 1 where failures > 0 and key in ($1, $2, $3)",
@@ -134,64 +139,36 @@ fn max_go(a: Verdict, b: Verdict) -> Verdict {
     }
 }
 
-/// One decision on the shared counters, in one transaction under [`THROTTLE_LOCK`].
+/// One decision on the shared counters: one round trip to `gatewarden_login_attempt` (a
+/// migration), which takes [`THROTTLE_LOCK`] for its transaction and reads the clock under
+/// it (the database's clock), so a decision that waited for the lock does not judge later
+/// attempts as future ones.
 async fn decide(db: &Db, account: &str, addr: IpAddr) -> Result<Verdict, sqlx::Error> {
     let [pair, address, user] = keys(account, addr);
-    let mut tx = db.begin().await?;
-    sqlx::query("select pg_advisory_xact_lock($1)").bind(THROTTLE_LOCK).execute(&mut *tx).await?;
-    // The clock is read under the lock: a decision that waited for it must not judge
-    // against attempts made while it waited as if they were in its future.
-    let now = now_ms();
-    let window_start = now - WINDOW.as_millis() as i64;
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "select key, last_ms, failures from login_throttle where key in ($1, $2, $3) and first_ms >= $4",
-    )
-    .bind(&pair)
-    .bind(&address)
-    .bind(&user)
-    .bind(window_start)
-    .fetch_all(&mut *tx)
-    .await?;
-    let row = |key: &str| rows.iter().find(|(k, _, _)| k == key).map(|(_, last, failures)| (*last, *failures));
-    let wait_ms = [(&pair, FREE_PER_PAIR), (&address, FREE_PER_ADDRESS)]
-        .into_iter()
-        .filter_map(|(key, free)| row(key).map(|(last, failures)| (failures, free, now - last)))
-        .filter(|(failures, free, _)| delay_ms(*failures, *free) > 0)
-        .map(|(failures, free, since)| delay_ms(failures, free) - since.max(0))
-        .max()
-        .unwrap_or(0);
-    if wait_ms > 0 {
-        tx.commit().await?;
-        return Ok(Verdict::Wait(((wait_ms + 999) / 1000).max(1) as u64));
-    }
-    let slow = row(&user).is_some_and(|(_, failures)| failures >= i64::from(ACCOUNT_SLOW_AT));
-    for key in [&pair, &address, &user] {
-        sqlx::query(
-            "insert into login_throttle (key, first_ms, last_ms, failures) values ($1, $2, $2, 1) \
-             on conflict (key) do update set \
-               failures = case when login_throttle.first_ms < $3 then 1 else login_throttle.failures + 1 end, \
-               first_ms = case when login_throttle.first_ms < $3 then $2 else login_throttle.first_ms end, \
-               last_ms = $2",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(window_start)
-        .execute(&mut *tx)
+    let window_ms = WINDOW.as_millis() as i64;
+    let answer: i64 = sqlx::query_scalar("select gatewarden_login_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+        .bind(THROTTLE_LOCK)
+        .bind(&pair)
+        .bind(&address)
+        .bind(&user)
+        .bind(window_ms)
+        .bind(i64::from(FREE_PER_PAIR))
+        .bind(i64::from(FREE_PER_ADDRESS))
+        .bind(i64::from(ACCOUNT_SLOW_AT))
+        .bind(MAX_DELAY.as_millis() as i64)
+        .fetch_one(db)
         .await?;
-    }
-    tx.commit().await?;
-    Ok(Verdict::Go(if slow { ACCOUNT_SLOWDOWN } else { Duration::ZERO }))
+    Ok(match answer {
+        ms if ms > 0 => Verdict::Wait(((ms + 999) / 1000).max(1) as u64),
+        -1 => Verdict::Go(ACCOUNT_SLOWDOWN),
+        _ => Verdict::Go(Duration::ZERO),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_shared_delays_match_the_local_ones() {
-        // 1 s after the free failures, doubling, capped at 15 min.
-        assert_eq!(super::delay_ms(4, 5), 0);
-        assert_eq!(super::delay_ms(5, 5), 1000);
-        assert_eq!(super::delay_ms(8, 5), 8000);
-        assert_eq!(super::delay_ms(40, 5), 15 * 60 * 1000);
+    fn the_throttle_lock_is_its_own() {
         assert_ne!(super::THROTTLE_LOCK, crate::audit::APPEND_LOCK);
         assert_ne!(super::THROTTLE_LOCK, crate::replicas::LEADER_LOCK);
     }
