@@ -206,6 +206,8 @@ async fn with_sqlite_there_is_one_replica_and_it_leads() {
     assert_eq!(list[0]["id"], id_of(&app).as_str());
     assert_eq!(list[0]["leader"], true);
     assert_eq!(list[0]["fleet"], "sim");
+    let page = viewer.get("/").await.text().await.unwrap();
+    assert!(page.contains(&format!("Served by replica {}, the only one running.", id_of(&app))), "{page}");
 }
 
 type Bytes = std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;

@@ -40,7 +40,10 @@ pub fn HealthPage() -> impl IntoView {
                                 </aside>
                             }
                         });
-                        let served = format!("Served by replica {} of {} running.", f.replica, f.replicas);
+                        let served = match f.replicas {
+                            1 => format!("Served by replica {}, the only one running.", f.replica),
+                            n => format!("Served by replica {} of {n} running.", f.replica),
+                        };
                         view! {
                             <p class="muted replica" data-testid="replica">{served}</p>
                             {training}
