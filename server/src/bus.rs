@@ -41,6 +41,9 @@ pub struct Bus {
     db: Db,
     dialect: Dialect,
     tx: broadcast::Sender<Arc<BusEvent>>,
+    /// Sign-outs (their session tags) apart: each open stream waits for its own, and
+    /// should not be woken by every action and audit event to find it.
+    sign_outs: broadcast::Sender<Arc<str>>,
     /// The newest id relayed to this replica's subscribers.
     last: AtomicI64,
 }
@@ -48,7 +51,13 @@ pub struct Bus {
 impl Bus {
     /// A bus over `db`.
     pub fn new(db: Db, dialect: Dialect) -> Arc<Self> {
-        Arc::new(Bus { db, dialect, tx: broadcast::channel(1024).0, last: AtomicI64::new(0) })
+        Arc::new(Bus {
+            db,
+            dialect,
+            tx: broadcast::channel(1024).0,
+            sign_outs: broadcast::channel(256).0,
+            last: AtomicI64::new(0),
+        })
     }
 
     /// Someone may receive an event now (always with PostgreSQL: another replica's
@@ -62,12 +71,26 @@ impl Bus {
         self.tx.subscribe()
     }
 
+    /// Session tags (see [`session_tag`]) as their sessions sign out, on any replica.
+    pub fn sign_outs(&self) -> broadcast::Receiver<Arc<str>> {
+        self.sign_outs.subscribe()
+    }
+
+    /// Hands a relayed event to this replica's subscribers of its kind.
+    fn deliver(&self, e: BusEvent) {
+        if e.topic == "sign_out" {
+            let _ = self.sign_outs.send(e.payload);
+        } else {
+            let _ = self.tx.send(Arc::new(e));
+        }
+    }
+
     /// Sends `payload` on `topic` to every replica's subscribers.
     pub async fn publish(&self, topic: &str, payload: &str) {
         match self.dialect {
             Dialect::Sqlite => {
                 let id = self.last.fetch_add(1, Ordering::SeqCst) + 1;
-                let _ = self.tx.send(Arc::new(BusEvent { id, topic: topic.into(), payload: Arc::from(payload) }));
+                self.deliver(BusEvent { id, topic: topic.into(), payload: Arc::from(payload) });
             }
             Dialect::Postgres => {
                 let sent = sqlx::query(
@@ -163,7 +186,7 @@ impl Bus {
             Ok(events) => {
                 for e in events {
                     self.last.fetch_max(e.id, Ordering::SeqCst);
-                    let _ = self.tx.send(Arc::new(e));
+                    self.deliver(e);
                 }
             }
             Err(e) => tracing::warn!(error = ?e, "reading the event outbox failed"),

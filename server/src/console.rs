@@ -171,7 +171,8 @@ impl ServerConsole {
         let mut info = self.state.fleet_info.clone();
         info.problem = self.state.health.problem();
         info.replica = self.state.replicas.id.clone();
-        info.replicas = self.state.replicas.list().await.map_or(1, |l| l.len().max(1) as u32);
+        // As counted at the last heartbeat: no query per page.
+        info.replicas = self.state.replicas.running() as u32;
         Ok(info)
     }
 

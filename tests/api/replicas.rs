@@ -69,7 +69,12 @@ async fn three_replicas_on_one_database_have_exactly_one_leader_and_each_says_wh
         assert!(list.iter().all(|r| r["version"] == env!("CARGO_PKG_VERSION") && r["fleet"] == "kube"), "{list:?}");
     }
     assert_eq!([&a, &b, &c].iter().filter(|app| app.state.replicas.is_leader()).count(), 1);
-    // The health page says which replica served it and how many run.
+    // The health page says which replica served it and how many run (as counted at its
+    // replica's last heartbeat).
+    eventually_within(Duration::from_secs(5), "b counts three", || async {
+        (b.state.replicas.running() == 3).then_some(())
+    })
+    .await;
     let page = viewer.on(&b).get("/").await.text().await.unwrap();
     assert!(page.contains(&format!("Served by replica {} of 3 running.", id_of(&b))), "{page}");
     drop((b, c));

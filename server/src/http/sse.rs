@@ -43,14 +43,14 @@ pub(super) async fn tail_logs(
 /// expired): an event stream never outlives the session that opened it.
 fn session_end(state: &AppState, session: &tower_sessions::Session) -> impl std::future::Future<Output = ()> + use<> {
     let tag = session.id().map(|id| crate::bus::session_tag(&id.to_string()));
-    let mut events = state.bus.subscribe();
+    let mut sign_outs = state.bus.sign_outs();
     let mut stopping = state.stopping.subscribe();
     async move {
         let idle = tokio::time::sleep(std::time::Duration::from_secs(auth::IDLE_TIMEOUT_MINUTES as u64 * 60));
         let signed_out = async {
             loop {
-                match events.recv().await {
-                    Ok(e) if e.topic == "sign_out" && Some(&*e.payload) == tag.as_deref() => return,
+                match sign_outs.recv().await {
+                    Ok(t) if Some(&*t) == tag.as_deref() => return,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
                     _ => continue,
                 }
