@@ -175,30 +175,7 @@ async fn an_unreachable_cluster_degrades_the_console_without_taking_it_down() {
 /// `fleet()` with `prod:edge` bound to the ingress-nginx adapter over Ingress `payments`,
 /// and an HPA managing `prod:auth`.
 pub(crate) fn fleet_with_policy() -> Arc<FakeApiServer> {
-    let fake = FakeApiServer::new();
-    for mut object in
-        fake::gateway("prod", "edge", 3, "1.4.0").into_iter().chain(fake::gateway("prod", "auth", 2, "2.0.0"))
-    {
-        if object["kind"] == "Deployment" && object["metadata"]["name"] == "edge" {
-            object["metadata"]["annotations"]["gatewarden.io/adapter"] = json!("ingress-nginx");
-            object["metadata"]["annotations"]["gatewarden.io/routes"] = json!("payments");
-        }
-        fake.insert(object);
-    }
-    fake.insert(json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": "payments", "namespace": "prod", "resourceVersion": "5",
-                     "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "30", "team": "payments"}},
-        "spec": {"ingressClassName": "nginx", "rules": [{"http": {"paths": [{"path": "/payments", "pathType": "Prefix",
-                 "backend": {"service": {"name": "payments", "port": {"number": 80}}}}]}}]}
-    }));
-    fake.insert(json!({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "auth-hpa", "namespace": "prod", "resourceVersion": "3"},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "auth"},
-                 "minReplicas": 2, "maxReplicas": 6}
-    }));
-    fake
+    fake::with_policy()
 }
 
 #[tokio::test]

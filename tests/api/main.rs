@@ -15,6 +15,7 @@ mod kube;
 mod ledger;
 mod live;
 mod logs;
+mod processes;
 mod prometheus;
 mod replicas;
 mod roles;

@@ -215,10 +215,10 @@ async fn with_sqlite_there_is_one_replica_and_it_leads() {
     assert!(page.contains(&format!("Served by replica {}, the only one running.", id_of(&app))), "{page}");
 }
 
-type Bytes = std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+pub(crate) type Bytes = std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
 
 /// The next SSE event named `name` on `stream`: (its id, its data). Panics after 10 s.
-async fn next_event(stream: &mut Bytes, buffer: &mut String, name: &str) -> (Option<i64>, String) {
+pub(crate) async fn next_event(stream: &mut Bytes, buffer: &mut String, name: &str) -> (Option<i64>, String) {
     use futures::StreamExt;
     let wanted = format!("event: {name}");
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -239,7 +239,7 @@ async fn next_event(stream: &mut Bytes, buffer: &mut String, name: &str) -> (Opt
     .unwrap_or_else(|_| panic!("no {name} event within 10 s"))
 }
 
-async fn open(session: &Session, last_event_id: Option<i64>) -> Bytes {
+pub(crate) async fn open(session: &Session, last_event_id: Option<i64>) -> Bytes {
     let mut request = session.client.get(session.url("/api/v1/events"));
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id.to_string());

@@ -373,6 +373,11 @@ impl Session {
         Session { client: self.client.clone(), csrf: self.csrf.clone(), base: format!("http://{}", app.addr) }
     }
 
+    /// The same session, talking to the server at `base` (another replica's process).
+    pub fn at(&self, base: &str) -> Session {
+        Session { client: self.client.clone(), csrf: self.csrf.clone(), base: base.to_string() }
+    }
+
     /// Signs in as `username` at `base` (a server started some other way), asserting 200.
     pub async fn sign_in(base: &str, username: &str, password: &str) -> Session {
         let client = Client::builder().cookie_store(true).redirect(redirect::Policy::none()).build().expect("client");

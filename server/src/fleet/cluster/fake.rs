@@ -33,6 +33,11 @@ pub struct FakeApiServer {
     down: AtomicBool,
     /// Milliseconds every request waits before it is answered.
     delay_ms: std::sync::atomic::AtomicU64,
+    /// While set, writes wait (before they are recorded) until it is cleared.
+    writes_held: AtomicBool,
+    writes_released: tokio::sync::Notify,
+    /// Lines per second each followed log goes on writing (HTTP only).
+    log_rate: std::sync::atomic::AtomicU32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,6 +105,21 @@ impl FakeApiServer {
         self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Makes every write wait, unrecorded and unapplied, until `false` releases them (an
+    /// API server that is slow to answer writes while reads stay fast).
+    pub fn hold_writes(&self, hold: bool) {
+        self.writes_held.store(hold, Ordering::SeqCst);
+        if !hold {
+            self.writes_released.notify_waiters();
+        }
+    }
+
+    /// Over HTTP, each followed log then goes on with `per_second` access lines a
+    /// second (0: it stays open and quiet, as a real kubelet's follow does).
+    pub fn set_log_rate(&self, per_second: u32) {
+        self.log_rate.store(per_second, Ordering::SeqCst);
+    }
+
     /// The pods whose logs were followed (`follow=true`), sorted.
     pub fn followed(&self) -> Vec<String> {
         lock(&self.followed).iter().cloned().collect()
@@ -118,6 +138,58 @@ impl FakeApiServer {
             async move { server.answer(request).await }
         });
         kube::Client::new(service, namespace)
+    }
+
+    /// Serves this API server over plain HTTP on `listener`, for `gatewarden` processes
+    /// given a kubeconfig that points at it. While it is down, requests get a 503. A
+    /// followed log stays open after its lines, as a kubelet's does (see
+    /// [`Self::set_log_rate`]).
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let handler = move |request: axum::extract::Request| {
+            let server = Arc::clone(&self);
+            async move {
+                let follow = request.uri().path().ends_with("/log")
+                    && request.uri().query().unwrap_or_default().split('&').any(|p| p == "follow=true");
+                let pod = request.uri().path().rsplit('/').nth(1).unwrap_or_default().to_string();
+                let (parts, body) = request.into_parts();
+                let bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+                let request = Request::from_parts(parts, Body::from(bytes));
+                let response = match server.answer(request).await {
+                    Ok(response) => response,
+                    Err(e) => {
+                        let mut response = Response::new(axum::body::Body::from(e.to_string()));
+                        *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                        return response;
+                    }
+                };
+                if !follow {
+                    return response.map(axum::body::Body::new);
+                }
+                let (parts, body) = response.into_parts();
+                let first = body.collect_bytes().await.unwrap_or_default();
+                let rate = server.log_rate.load(Ordering::SeqCst);
+                let more = futures::stream::unfold(0u64, move |n| {
+                    let pod = pod.clone();
+                    async move {
+                        if rate == 0 {
+                            std::future::pending::<()>().await;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(1) / rate).await;
+                        let line = format!(
+                            "10.1.{}.{} \"GET /api/orders/{n} HTTP/1.1\" {} {}ms pod={pod}\n",
+                            n % 250,
+                            n % 200,
+                            if n % 50 == 0 { 502 } else { 200 },
+                            n % 90
+                        );
+                        Some((Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(line)), n + 1))
+                    }
+                });
+                let stream = futures::StreamExt::chain(futures::stream::once(async { Ok(first) }), more);
+                Response::from_parts(parts, axum::body::Body::from_stream(stream))
+            }
+        };
+        axum::serve(listener, axum::Router::new().fallback(handler)).await
     }
 
     async fn answer(&self, request: Request<Body>) -> Result<Response<Body>, std::io::Error> {
@@ -139,6 +211,13 @@ impl FakeApiServer {
         let json_patch = request.headers().get("content-type").is_some_and(|v| v == "application/json-patch+json");
         let dry_run = query.split('&').any(|p| p == "dryRun=All");
         if method != "GET" {
+            loop {
+                let released = self.writes_released.notified();
+                if !self.writes_held.load(Ordering::SeqCst) {
+                    break;
+                }
+                released.await;
+            }
             let bytes = request.into_body().collect_bytes().await.unwrap_or_default();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             lock(&self.writes).push(Write { method: method.clone(), uri, body: body.clone() });
@@ -292,4 +371,32 @@ pub fn gateway(namespace: &str, name: &str, replicas: u32, version: &str) -> Vec
         }));
     }
     objects
+}
+
+/// A cluster in namespace `prod`: gateways `edge` (3 pods, ingress-nginx, routing the
+/// `payments` Ingress, so a rate limit is a JSON patch of that Ingress) and `auth`
+/// (2 pods, scaled by an HPA).
+pub fn with_policy() -> Arc<FakeApiServer> {
+    let fake = FakeApiServer::new();
+    for mut object in gateway("prod", "edge", 3, "1.4.0").into_iter().chain(gateway("prod", "auth", 2, "2.0.0")) {
+        if object["kind"] == "Deployment" && object["metadata"]["name"] == "edge" {
+            object["metadata"]["annotations"]["gatewarden.io/adapter"] = json!("ingress-nginx");
+            object["metadata"]["annotations"]["gatewarden.io/routes"] = json!("payments");
+        }
+        fake.insert(object);
+    }
+    fake.insert(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "payments", "namespace": "prod", "resourceVersion": "5",
+                     "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "30", "team": "payments"}},
+        "spec": {"ingressClassName": "nginx", "rules": [{"http": {"paths": [{"path": "/payments", "pathType": "Prefix",
+                 "backend": {"service": {"name": "payments", "port": {"number": 80}}}}]}}]}
+    }));
+    fake.insert(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "auth-hpa", "namespace": "prod", "resourceVersion": "3"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "auth"},
+                 "minReplicas": 2, "maxReplicas": 6}
+    }));
+    fake
 }
