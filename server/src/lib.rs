@@ -9,6 +9,7 @@ pub mod bus;
 pub mod config;
 pub mod console;
 pub mod db;
+pub mod dns;
 pub mod error;
 pub mod files;
 pub mod fleet;

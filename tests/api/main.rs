@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod cli;
 mod dependencies;
+mod dns;
 mod gateways;
 mod hostile;
 mod input;

@@ -1,0 +1,164 @@
+//! The DNS layer of the bypass (issue 17) against a real authoritative server: Debian's
+//! BIND 9 (`named`), started here on a loopback port with a zone, a TSIG key and an
+//! update policy that lets that key change A records in the zone.
+
+use server::dns::{Dns, DnsError, RecordSet, TsigKey};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ZONE: &str = "gw.test.";
+
+/// A `named` serving `gw.test` from a temporary directory.
+struct Named {
+    addr: SocketAddr,
+    key: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free for both TCP and UDP on 127.0.0.1.
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn tsig_keygen(name: &str) -> String {
+    let out = Command::new("tsig-keygen")
+        .args(["-a", "hmac-sha256", name])
+        .output()
+        .expect("tsig-keygen (Debian's bind9 package; the README's test command installs it)");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl Named {
+    /// Starts `named` and waits until it serves the zone (it listens before the zone has
+    /// loaded, answering SERVFAIL meanwhile).
+    async fn start() -> Named {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let key = tsig_keygen("gatewarden");
+        std::fs::write(dir.path().join("key.conf"), &key).unwrap();
+        std::fs::write(
+            dir.path().join("zone"),
+            "$TTL 300\n@ IN SOA ns.gw.test. admin.gw.test. 1 60 60 600 60\n@ IN NS ns.gw.test.\nns IN A 127.0.0.1\n\
+             payments 300 IN A 127.0.1.1\npayments-direct 60 IN A 127.0.2.1\nbilling 120 IN A 127.0.1.1\n\
+             billing 120 IN A 127.0.1.2\n",
+        )
+        .unwrap();
+        let port = free_port();
+        std::fs::write(
+            dir.path().join("named.conf"),
+            format!(
+                "include \"{d}/key.conf\";\n\
+                 options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; listen-on port {port} {{ 127.0.0.1; }};\n\
+                 listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; }};\n\
+                 controls {{ }};\n\
+                 zone \"gw.test\" {{ type primary; file \"{d}/zone\"; update-policy {{ grant gatewarden zonesub A; }}; }};\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("named")
+            .args(["-g", "-c"])
+            .arg(dir.path().join("named.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("named (Debian's bind9 package; the README's test command installs it)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "named did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let named = Named { addr, key, child, _dir: dir };
+        while named.dns().read("ns.gw.test.").await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "named did not serve the zone");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        named
+    }
+
+    fn dns(&self) -> Dns {
+        Dns::new(self.addr, ZONE, Some(TsigKey::parse(&self.key).unwrap())).unwrap()
+    }
+}
+
+fn set(name: &str, ttl: u32, values: &[&str]) -> RecordSet {
+    RecordSet { name: name.into(), rtype: "A".into(), ttl, values: values.iter().map(|v| v.to_string()).collect() }
+}
+
+#[tokio::test]
+async fn a_signed_swap_changes_the_record_and_the_swap_back_restores_it_exactly() {
+    let named = Named::start().await;
+    let dns = named.dns();
+    let before = dns.read("payments.gw.test.").await.unwrap().expect("the record exists");
+    assert_eq!(before, set("payments.gw.test.", 300, &["127.0.1.1"]));
+    let direct = dns.read("payments-direct.gw.test.").await.unwrap().unwrap();
+    // Clients go to the service's own address, with the direct record's values.
+    let bypassed = RecordSet { name: before.name.clone(), ttl: 60, ..direct };
+    dns.swap(&before, &bypassed).await.unwrap();
+    assert_eq!(dns.read("payments.gw.test.").await.unwrap().unwrap(), bypassed);
+    // And back: the exact records and TTL it had.
+    dns.swap(&bypassed, &before).await.unwrap();
+    assert_eq!(dns.read("payments.gw.test.").await.unwrap().unwrap(), before);
+    // A set of two is read and swapped whole.
+    let billing = dns.read("billing.gw.test.").await.unwrap().unwrap();
+    assert_eq!(billing, set("billing.gw.test.", 120, &["127.0.1.1", "127.0.1.2"]));
+    dns.swap(&billing, &set("billing.gw.test.", 30, &["127.0.2.9"])).await.unwrap();
+    assert_eq!(dns.read("billing.gw.test.").await.unwrap().unwrap(), set("billing.gw.test.", 30, &["127.0.2.9"]));
+    assert_eq!(dns.read("nothing-here.gw.test.").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_refused_and_changes_nothing() {
+    let named = Named::start().await;
+    let right = named.dns();
+    let before = right.read("payments.gw.test.").await.unwrap().unwrap();
+    // The same key name with another secret; then a key the server does not know.
+    for key in [tsig_keygen("gatewarden"), tsig_keygen("someone-else")] {
+        let wrong = Dns::new(named.addr, ZONE, Some(TsigKey::parse(&key).unwrap())).unwrap();
+        let e = wrong.swap(&before, &set("payments.gw.test.", 60, &["127.0.2.1"])).await.unwrap_err();
+        assert!(matches!(e, DnsError::Refused(_)), "{e:?}");
+        assert!(e.to_string().contains("TSIG key"), "{e}");
+        assert_eq!(right.read("payments.gw.test.").await.unwrap().unwrap(), before, "nothing changed");
+    }
+    // No key at all: the update policy refuses it.
+    let unsigned = Dns::new(named.addr, ZONE, None).unwrap();
+    let e = unsigned.swap(&before, &set("payments.gw.test.", 60, &["127.0.2.1"])).await.unwrap_err();
+    assert!(matches!(e, DnsError::Refused(_)), "{e:?}");
+    assert_eq!(right.read("payments.gw.test.").await.unwrap().unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_record_changed_behind_the_consoles_back_is_not_overwritten() {
+    let named = Named::start().await;
+    let dns = named.dns();
+    let read = dns.read("payments.gw.test.").await.unwrap().unwrap();
+    // Someone else moves it after the console read it.
+    let theirs = set("payments.gw.test.", 300, &["127.0.9.9"]);
+    dns.swap(&read, &theirs).await.unwrap();
+    let e = dns.swap(&read, &set("payments.gw.test.", 60, &["127.0.2.1"])).await.unwrap_err();
+    assert!(matches!(e, DnsError::Changed(_)), "{e:?}");
+    assert!(e.to_string().contains("changed on the DNS server since it was read"), "{e}");
+    assert_eq!(dns.read("payments.gw.test.").await.unwrap().unwrap(), theirs, "theirs stays");
+    // A server that does not answer: a clear error within the exchange timeout.
+    let outside = Dns::new("127.0.0.1:9".parse().unwrap(), ZONE, None).unwrap();
+    let started = Instant::now();
+    let e = outside.read("payments.gw.test.").await.unwrap_err();
+    assert!(matches!(e, DnsError::Unreachable(..)), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(6), "gives up within the exchange timeout");
+}
