@@ -359,6 +359,18 @@ async fn main() {
         }
     }
     println!("200 gateway pods, 5 lines/s each (1,000 lines/s), followed by each of 2 replicas:");
+    for r in &two {
+        let (client, _) = session(r.port).await;
+        let all: serde_json::Value = client
+            .get(format!("http://127.0.0.1:{}/api/v1/logs?q=orders&limit=1", r.port))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        println!("  replica on {}: {} lines held after ~95 s", r.port, all["total"]);
+    }
     for (i, &pid) in pids.iter().enumerate() {
         println!(
             "  replica {i}: RSS {} MB after 90 s, CPU {:.1} % of one core over 30 s",

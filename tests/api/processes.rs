@@ -369,3 +369,110 @@ async fn a_live_processes_unfinished_action_survives_anothers_start_up_and_is_se
     drop(cluster);
     drop(db);
 }
+
+#[tokio::test]
+async fn a_leader_killed_in_the_middle_of_a_revert_leaves_it_to_the_next_which_reverts_once() {
+    let fake = crate::kube::fleet_with_policy();
+    let limit = || {
+        fake.get("Ingress", "prod", "payments").unwrap()["metadata"]["annotations"]["nginx.ingress.kubernetes.io/limit-rps"].clone()
+    };
+    let cluster = Cluster::serve(Arc::clone(&fake)).await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut a = Process::start(&db, &cluster, 0).await;
+    let admin = Session::sign_in(&a.base, "admin", ADMIN_PASSWORD).await;
+    the_one_leader(&admin, &[&a.id]).await;
+    let b = Process::start(&db, &cluster, 1).await;
+    let on_b = admin.at(&b.base);
+    assert_eq!(the_one_leader(&on_b, &[&a.id, &b.id]).await, a.id, "the first one leads");
+    gateways_listed(&on_b, 2).await;
+    let id = rate_limit(&on_b, 100, Some(60)).await;
+
+    // The API server holds writes; the change falls due; the leader (a) starts its revert:
+    // the intent is on the record, the patch waits.
+    cluster.fake.hold_writes(true);
+    let mut pg = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("update actions set expires_at_s = $1 where id = $2")
+        .bind(time::OffsetDateTime::now_utc().unix_timestamp() - 1)
+        .bind(id)
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    eventually_within(Duration::from_secs(10), "a's revert intent", || async {
+        let reverts = on_b.get_json("/api/v1/audit?kind=ttl_revert").await;
+        reverts["entries"].as_array().is_some_and(|e| e.iter().any(|e| e["outcome"] == "pending")).then_some(())
+    })
+    .await;
+
+    // a dies mid-revert; its patch never lands.
+    a.kill().await;
+    cluster.fake.fail_held_writes();
+    assert_eq!(limit(), "100", "the change is still in force");
+    // b leads, settles a's interrupted revert as not made, and reverts the change itself.
+    eventually_within(Duration::from_secs(20), "the revert by b", || async {
+        let action = on_b.get_json(&format!("/api/v1/actions/{id}")).await;
+        action["detail"].as_str().unwrap_or_default().contains("reverted when its time limit").then_some(())
+    })
+    .await;
+    assert_eq!(limit(), Value::Null, "the limit is gone from the Ingress");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reverts = on_b.get_json("/api/v1/audit?kind=ttl_revert").await;
+    let entries = reverts["entries"].as_array().unwrap();
+    // Two tries on the record (a's, settled as not made, and b's, which succeeded), and
+    // one patch that reached the cluster.
+    assert_eq!(entries.iter().filter(|e| e["outcome"] == "pending").count(), 2, "{reverts}");
+    let mut endings: Vec<&str> = reverts["settled"].as_object().unwrap().values().filter_map(Value::as_str).collect();
+    endings.sort();
+    assert_eq!(endings, ["failed", "succeeded"], "a's try settled as failed, b's succeeded: {reverts}");
+    let settled = on_b.get_json("/api/v1/audit?kind=reconciliation").await;
+    let settled = settled["entries"].as_array().unwrap();
+    assert_eq!(settled.len(), 1, "{settled:?}");
+    assert!(settled[0]["reason"].as_str().unwrap().contains("not made"), "{settled:?}");
+    let patches = fake
+        .writes()
+        .iter()
+        .filter(|w| w.method == "PATCH" && w.uri.contains("/ingresses/payments") && !w.uri.contains("dryRun"))
+        .count();
+    assert_eq!(patches, 2, "the limit's patch and one revert patch: {:?}", fake.writes());
+    drop(b);
+    drop(cluster);
+    drop(db);
+}
+
+#[tokio::test]
+async fn sigterm_ends_the_leaders_streams_and_hands_leadership_over_at_once() {
+    use futures::StreamExt;
+    let cluster = Cluster::serve(crate::kube::fleet_with_policy()).await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut a = Process::start(&db, &cluster, 0).await;
+    let admin = Session::sign_in(&a.base, "admin", ADMIN_PASSWORD).await;
+    the_one_leader(&admin, &[&a.id]).await;
+    let b = Process::start(&db, &cluster, 1).await;
+    let on_b = admin.at(&b.base);
+    assert_eq!(the_one_leader(&on_b, &[&a.id, &b.id]).await, a.id);
+    let mut stream = open(&admin, None).await;
+    let mut buffer = String::new();
+    next_event(&mut stream, &mut buffer, "snapshot").await;
+
+    // Kubernetes stops a pod with SIGTERM.
+    let signalled = Instant::now();
+    let pid = a.child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let ended = tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(_)) = stream.next().await {} })
+        .await
+        .is_ok();
+    assert!(ended, "the stream on the stopping replica ended, so its browser reconnects elsewhere");
+    eventually_within(Duration::from_secs(5), "b leading", || async {
+        let list = on_b.get_json("/api/v1/replicas").await;
+        list.as_array()?.iter().any(|r| r["id"] == b.id.as_str() && r["leader"] == true).then_some(())
+    })
+    .await;
+    let handed_over = signalled.elapsed();
+    // Leadership is released when the stop begins, not found stale a heartbeat later.
+    assert!(handed_over < Duration::from_millis(2500), "b led {handed_over:?} after the SIGTERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), a.child.wait()).await.expect("a exits").unwrap();
+    assert!(status.success(), "a clean exit: {status}");
+    eprintln!("leadership handed over {handed_over:?} after SIGTERM");
+    drop(b);
+    drop(cluster);
+    drop(db);
+}

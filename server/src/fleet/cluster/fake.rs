@@ -36,6 +36,8 @@ pub struct FakeApiServer {
     /// While set, writes wait (before they are recorded) until it is cleared.
     writes_held: AtomicBool,
     writes_released: tokio::sync::Notify,
+    /// Bumped by [`FakeApiServer::fail_held_writes`]: writes that waited across a bump fail.
+    fail_epoch: std::sync::atomic::AtomicU64,
     /// Lines per second each followed log goes on writing (HTTP only).
     log_rate: std::sync::atomic::AtomicU32,
 }
@@ -112,6 +114,14 @@ impl FakeApiServer {
         if !hold {
             self.writes_released.notify_waiters();
         }
+    }
+
+    /// Stops holding writes and fails the ones held so far (a 503 over HTTP, a refused
+    /// connection in process), unrecorded and unapplied: the requests of a client that
+    /// died while they waited never land.
+    pub fn fail_held_writes(&self) {
+        self.fail_epoch.fetch_add(1, Ordering::SeqCst);
+        self.hold_writes(false);
     }
 
     /// Over HTTP, each followed log then goes on with `per_second` access lines a
@@ -211,12 +221,18 @@ impl FakeApiServer {
         let json_patch = request.headers().get("content-type").is_some_and(|v| v == "application/json-patch+json");
         let dry_run = query.split('&').any(|p| p == "dryRun=All");
         if method != "GET" {
+            let epoch = self.fail_epoch.load(Ordering::SeqCst);
+            let mut waited = false;
             loop {
                 let released = self.writes_released.notified();
                 if !self.writes_held.load(Ordering::SeqCst) {
                     break;
                 }
+                waited = true;
                 released.await;
+            }
+            if waited && self.fail_epoch.load(Ordering::SeqCst) != epoch {
+                return Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "held write failed"));
             }
             let bytes = request.into_body().collect_bytes().await.unwrap_or_default();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
