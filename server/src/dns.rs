@@ -351,6 +351,42 @@ impl Dns {
     }
 }
 
+/// Whether `server` answers `expected`'s name with `expected`'s type and values (the TTL
+/// is left out: a resolver counts it down).
+pub async fn serves(dns: &Dns, server: SocketAddr, expected: &RecordSet) -> bool {
+    matches!(dns.read_at(server, &expected.name).await,
+        Ok(Some(set)) if set.rtype == expected.rtype && set.values == expected.values)
+}
+
+/// Asks every one of `servers` until each answers with `expected` or `deadline` passes,
+/// reporting after each round which do (`progress`). `Ok(elapsed)` when all do;
+/// otherwise the servers that still did not.
+pub async fn wait_served(
+    dns: &Dns,
+    servers: &[SocketAddr],
+    expected: &RecordSet,
+    deadline: Duration,
+    mut progress: impl FnMut(&[(SocketAddr, bool)]),
+) -> Result<Duration, Vec<SocketAddr>> {
+    let started = tokio::time::Instant::now();
+    let mut every = tokio::time::interval(Duration::from_millis(500));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let answers =
+            futures::future::join_all(servers.iter().map(|&at| async move { (at, serves(dns, at, expected).await) }))
+                .await;
+        progress(&answers);
+        let pending: Vec<SocketAddr> = answers.iter().filter(|(_, ok)| !ok).map(|(at, _)| *at).collect();
+        if pending.is_empty() {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() >= deadline {
+            return Err(pending);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

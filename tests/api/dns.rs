@@ -45,9 +45,15 @@ fn tsig_keygen(name: &str) -> String {
 }
 
 impl Named {
-    /// Starts `named` and waits until it serves the zone (it listens before the zone has
-    /// loaded, answering SERVFAIL meanwhile).
+    /// Starts `named` as the zone's primary and waits until it serves the zone (it listens
+    /// before the zone has loaded, answering SERVFAIL meanwhile).
     async fn start() -> Named {
+        Self::start_on(free_port(), None, None).await
+    }
+
+    /// `named` on `port`: a primary that notifies a secondary on port `notify` of every
+    /// change, or (with `primary`) a secondary that transfers the zone from that port.
+    async fn start_on(port: u16, notify: Option<u16>, primary: Option<u16>) -> Named {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let key = tsig_keygen("gatewarden");
@@ -59,15 +65,26 @@ impl Named {
              billing 120 IN A 127.0.1.2\n",
         )
         .unwrap();
-        let port = free_port();
+        let zone = match (notify, primary) {
+            (_, Some(primary)) => format!(
+                "zone \"gw.test\" {{ type secondary; file \"{d}/secondary\"; primaries {{ 127.0.0.1 port {primary}; }}; }};\n"
+            ),
+            (Some(secondary), None) => format!(
+                "zone \"gw.test\" {{ type primary; file \"{d}/zone\"; update-policy {{ grant gatewarden zonesub A; }};\n\
+                 notify explicit; also-notify {{ 127.0.0.1 port {secondary}; }}; allow-transfer {{ 127.0.0.1; }}; }};\n"
+            ),
+            (None, None) => format!(
+                "zone \"gw.test\" {{ type primary; file \"{d}/zone\"; update-policy {{ grant gatewarden zonesub A; }}; }};\n"
+            ),
+        };
         std::fs::write(
             dir.path().join("named.conf"),
             format!(
                 "include \"{d}/key.conf\";\n\
                  options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; listen-on port {port} {{ 127.0.0.1; }};\n\
-                 listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; }};\n\
-                 controls {{ }};\n\
-                 zone \"gw.test\" {{ type primary; file \"{d}/zone\"; update-policy {{ grant gatewarden zonesub A; }}; }};\n"
+                 listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; notify-source 127.0.0.1;\n\
+                 transfer-source 127.0.0.1; }};\n\
+                 controls {{ }};\n{zone}"
             ),
         )
         .unwrap();
@@ -80,13 +97,9 @@ impl Named {
             .expect("named (Debian's bind9 package; the README's test command installs it)");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let started = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "named did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
         let named = Named { addr, key, child, _dir: dir };
-        while named.dns().read("ns.gw.test.").await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "named did not serve the zone");
+        while named.dns().read("payments.gw.test.").await.ok().flatten().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(20), "named on {addr} did not serve the zone");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         named
@@ -161,4 +174,37 @@ async fn a_record_changed_behind_the_consoles_back_is_not_overwritten() {
     let e = outside.read("payments.gw.test.").await.unwrap_err();
     assert!(matches!(e, DnsError::Unreachable(..)), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(6), "gives up within the exchange timeout");
+}
+
+#[tokio::test]
+async fn propagation_is_followed_until_every_authoritative_server_serves_the_new_answer() {
+    // A primary that notifies its secondary of every change, as a real zone's would.
+    let (primary_port, secondary_port) = loop {
+        let (a, b) = (free_port(), free_port());
+        if a != b {
+            break (a, b);
+        }
+    };
+    let primary = Named::start_on(primary_port, Some(secondary_port), None).await;
+    let secondary = Named::start_on(secondary_port, None, Some(primary_port)).await;
+    let dns = primary.dns();
+    let before = dns.read("payments.gw.test.").await.unwrap().unwrap();
+    let after = set("payments.gw.test.", 60, &["127.0.2.1"]);
+    dns.swap(&before, &after).await.unwrap();
+    let servers = [primary.addr, secondary.addr];
+    let mut rounds = Vec::new();
+    let took = server::dns::wait_served(&dns, &servers, &after, Duration::from_secs(15), |answers| {
+        rounds.push(answers.iter().filter(|(_, ok)| *ok).count())
+    })
+    .await
+    .expect("both serve the new answer");
+    assert_eq!(rounds.last(), Some(&2), "{rounds:?}");
+    assert_eq!(dns.read_at(secondary.addr, "payments.gw.test.").await.unwrap().unwrap().values, ["127.0.2.1"]);
+    eprintln!("propagated to the secondary in {took:?} ({} rounds)", rounds.len());
+
+    // A server that never gets the change (stopped): the wait gives up and names it.
+    drop(secondary);
+    dns.swap(&after, &before).await.unwrap();
+    let pending = server::dns::wait_served(&dns, &servers, &before, Duration::from_secs(1), |_| {}).await.unwrap_err();
+    assert_eq!(pending, [servers[1]]);
 }
