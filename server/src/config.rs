@@ -196,6 +196,16 @@ pub struct ServeArgs {
     /// burst otherwise); 0: never.
     #[arg(long, env = "GATEWARDEN_MEMORY_TRIM_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub memory_trim_seconds: u64,
+    /// The primary DNS server of `--dns-zone` (ADDR:PORT), which accepts RFC 2136 updates:
+    /// `bypass` with `method: dns` changes services' records there.
+    #[arg(long, env = "GATEWARDEN_DNS_SERVER", requires = "dns_zone")]
+    pub dns_server: Option<std::net::SocketAddr>,
+    /// The zone whose `<service>.<zone>` records a DNS bypass changes.
+    #[arg(long, env = "GATEWARDEN_DNS_ZONE", requires = "dns_server")]
+    pub dns_zone: Option<String>,
+    /// The TSIG key that signs updates, as `tsig-keygen` writes it (BIND's `key` statement).
+    #[arg(long, env = "GATEWARDEN_DNS_TSIG_KEY_FILE", requires = "dns_server")]
+    pub dns_tsig_key_file: Option<std::path::PathBuf>,
     /// Public URL; an https URL marks session cookies Secure.
     #[arg(long, env = "GATEWARDEN_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -72,6 +72,9 @@ pub struct Settings {
     pub audit_checkpoint_file: Option<std::path::PathBuf>,
     /// Time between two returns of freed memory to the system (none: never).
     pub memory_trim: Option<std::time::Duration>,
+    /// `--dns-server`, `--dns-zone`, `--dns-tsig-key-file`: services' records a DNS bypass
+    /// changes (none: only route bypasses).
+    pub dns: Option<crate::dns::Dns>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -237,8 +240,21 @@ impl Settings {
         };
         let admin_password_file =
             args.admin_password_file.clone().unwrap_or_else(|| default_admin_password_file(&args.database_url));
+        let dns = match (&args.dns_server, &args.dns_zone) {
+            (Some(server), Some(zone)) => {
+                let key = args
+                    .dns_tsig_key_file
+                    .as_deref()
+                    .map(crate::dns::TsigKey::load)
+                    .transpose()
+                    .map_err(|e| StartupError::Config(format!("--dns-tsig-key-file {e}")))?;
+                Some(crate::dns::Dns::new(*server, zone, key).map_err(StartupError::Config)?)
+            }
+            _ => None,
+        };
         let now_ms = db::now_ms();
         Ok(Settings {
+            dns,
             memory_trim: (args.memory_trim_seconds > 0)
                 .then(|| std::time::Duration::from_secs(args.memory_trim_seconds)),
             audit_key_file: args.audit_key_file,
@@ -403,6 +419,19 @@ impl Application {
                 };
                 (fleet, metrics, None)
             }
+        };
+        // With --dns-server, each service's public record comes with its gateway's state and
+        // a DNS bypass changes it (in the simulator, each service's direct address is its own).
+        let fleet: Arc<dyn Fleet> = match (&settings.dns, &sim) {
+            (Some(dns), Some(sim)) => {
+                let direct = crate::fleet::dns::simulated_direct_targets(sim.service_names());
+                let follower = Arc::clone(sim);
+                let moved: crate::fleet::dns::OnMoved = Arc::new(move |gateway, service, direct, old_ttl| {
+                    follower.dns_moved(gateway, service, direct, old_ttl)
+                });
+                Arc::new(crate::fleet::dns::DnsFleet::new(fleet, dns.clone(), direct, Some(moved)))
+            }
+            _ => fleet,
         };
         if let Some(sim) = &sim {
             // Each simulated gateway answers on its own local port.

@@ -26,6 +26,11 @@ fn bad_flags_and_unusable_databases_exit_2_with_a_message() {
     assert_one_line_error(&["--max-replicas", "0"], "--max-replicas");
     assert_one_line_error(&["--listen", "not-an-address"], "not-an-address");
     assert_one_line_error(&["--database-url", "mysql://x/y"], "unsupported database URL");
+    assert_one_line_error(&["--dns-server", "127.0.0.1:53"], "--dns-zone");
+    assert_one_line_error(
+        &["--dns-server", "127.0.0.1:53", "--dns-zone", "gw.test", "--dns-tsig-key-file", "/nonexistent/key"],
+        "cannot read the TSIG key file /nonexistent/key",
+    );
     assert_one_line_error(
         &["--database-url", "sqlite:/nonexistent-dir/sub/gw.db", "--listen", "127.0.0.1:0"],
         "cannot open database",

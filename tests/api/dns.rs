@@ -2,7 +2,12 @@
 //! BIND 9 (`named`), started here on a loopback port with a zone, a TSIG key and an
 //! update policy that lets that key change A records in the zone.
 
+use crate::support::{Backend, Options, Session, TestApp, assert_error};
+use app::dto::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 use server::dns::{Dns, DnsError, RecordSet, TsigKey};
+use server::fleet::sim::Scenario;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -207,4 +212,166 @@ async fn propagation_is_followed_until_every_authoritative_server_serves_the_new
     dns.swap(&after, &before).await.unwrap();
     let pending = server::dns::wait_served(&dns, &servers, &before, Duration::from_secs(1), |_| {}).await.unwrap_err();
     assert_eq!(pending, [servers[1]]);
+}
+
+async fn bypass_app(dns: Dns) -> TestApp {
+    let mut options = Options::new(Backend::Sqlite).scenario(Scenario::AuthFailure);
+    options.dns = Some(dns);
+    TestApp::spawn_with(options).await
+}
+
+async fn bypass(admin: &Session, body: Value) -> reqwest::Response {
+    admin.post("/api/v1/gateways/edge/actions/bypass", &body).await
+}
+
+#[tokio::test]
+async fn an_admin_bypasses_payments_by_dns_and_undo_restores_the_record_exactly() {
+    let named = Named::start().await;
+    let dns = named.dns();
+    let original = dns.read("payments.gw.test.").await.unwrap().unwrap();
+    let app = bypass_app(named.dns()).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let body = |extra: Value| {
+        let mut b = json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge"});
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b
+    };
+
+    // The preview shows the RRset before and after, and when clients will have moved.
+    let preview: Value = bypass(&admin, body(json!({"dry_run": true}))).await.json().await.unwrap();
+    let change = &preview["preview"]["changes"][0];
+    assert_eq!(change["field"], "DNS payments.gw.test. A", "{preview}");
+    assert_eq!(change["before"], "payments.gw.test. 300 IN A 127.0.1.1");
+    assert_eq!(change["after"], "payments.gw.test. 60 IN A 127.0.2.7", "payments' own loopback address");
+    let warnings = preview["preview"]["warnings"].to_string();
+    assert!(warnings.contains("all within 300 s"), "{warnings}");
+    assert_eq!(dns.read("payments.gw.test.").await.unwrap().unwrap(), original, "a preview changes nothing");
+
+    let response = bypass(&admin, body(json!({}))).await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let bypassed = dns.read("payments.gw.test.").await.unwrap().unwrap();
+    assert_eq!(bypassed, set("payments.gw.test.", 60, &["127.0.2.7"]));
+    let action = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+    assert_eq!(action["status"], "succeeded", "{action}");
+
+    // Undo puts back exactly what was there: records and TTL.
+    let undo =
+        admin.post(&format!("/api/v1/actions/{id}/undo"), &json!({"reason": "auth is back", "confirm": "edge"})).await;
+    assert_eq!(undo.status(), 202, "{}", undo.text().await.unwrap());
+    assert_eq!(dns.read("payments.gw.test.").await.unwrap().unwrap(), original);
+
+    // Again; then someone moves the record behind the console's back: undo refuses and
+    // leaves theirs, on the record.
+    let id = bypass(&admin, body(json!({}))).await.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let theirs = set("payments.gw.test.", 300, &["127.0.9.9"]);
+    dns.swap(&bypassed, &theirs).await.unwrap();
+    let undo = admin.post(&format!("/api/v1/actions/{id}/undo"), &json!({"reason": "done", "confirm": "edge"})).await;
+    let message = assert_error(undo, StatusCode::CONFLICT, "conflict").await;
+    assert!(message.contains("changed since"), "{message}");
+    assert_eq!(dns.read("payments.gw.test.").await.unwrap().unwrap(), theirs);
+    let audit = admin.get_json("/api/v1/audit?action=bypass").await;
+    assert!(audit["entries"].as_array().unwrap().len() >= 4, "{audit}");
+}
+
+#[tokio::test]
+async fn a_dns_bypass_with_a_key_the_server_refuses_is_a_502_on_the_record_and_changes_nothing() {
+    let named = Named::start().await;
+    let original = named.dns().read("payments.gw.test.").await.unwrap().unwrap();
+    let wrong = Dns::new(named.addr, ZONE, Some(TsigKey::parse(&tsig_keygen("gatewarden")).unwrap())).unwrap();
+    let app = bypass_app(wrong).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let response =
+        bypass(&admin, json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge"}))
+            .await;
+    let message = assert_error(response, StatusCode::BAD_GATEWAY, "backend_refused").await;
+    assert!(message.contains("refused the console's TSIG key gatewarden"), "{message}");
+    assert_eq!(named.dns().read("payments.gw.test.").await.unwrap().unwrap(), original, "nothing changed");
+    let audit = admin.get_json("/api/v1/audit?action=bypass").await;
+    let outcomes: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["failed", "pending"], "the intent before, the failure after: {audit}");
+}
+
+#[tokio::test]
+async fn without_a_dns_server_a_dns_bypass_says_what_to_configure_and_route_stays_the_default() {
+    let app = TestApp::spawn_with(Options::new(Backend::Sqlite).scenario(Scenario::AuthFailure)).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let response = bypass(
+        &admin,
+        json!({"reason": "r", "service": "payments", "method": "dns", "confirm": "edge", "dry_run": true}),
+    )
+    .await;
+    let message = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert!(message.contains("--dns-server and --dns-zone"), "{message}");
+    let response =
+        bypass(&admin, json!({"reason": "r", "service": "payments", "method": "carrier-pigeon", "confirm": "edge"}))
+            .await;
+    assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    let preview: Value =
+        bypass(&admin, json!({"reason": "r", "service": "payments", "confirm": "edge", "dry_run": true}))
+            .await
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(preview["preview"]["changes"][0]["after"], "direct", "a route bypass: {preview}");
+}
+
+#[tokio::test]
+async fn after_a_dns_bypass_clients_move_as_caches_expire_not_at_once() {
+    let named = Named::start().await;
+    let app = bypass_app(named.dns()).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let before = app.gateway("edge").await;
+    // Payments' clients through edge fail at its broken auth layer (those through partner
+    // do not): `failing` is the share of them that fails.
+    let served = app.sim().client_success("payments").unwrap();
+    assert!(served < 0.5, "payments fails through edge's broken auth layer: {served}");
+    let failing = 1.0 - served;
+    let response =
+        bypass(&admin, json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge"}))
+            .await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    // The old record's TTL is 300 s: a tenth of the way in, about a tenth of edge's
+    // payments clients have moved; 180 s in, about 60 %; after 300 s, all.
+    let moved = |success: f64| (success - served) / failing;
+    app.advance(30).await;
+    let early = moved(app.sim().client_success("payments").unwrap());
+    assert!((0.03..0.25).contains(&early), "30 s in: {early:.2} moved");
+    app.advance(150).await;
+    let half = moved(app.sim().client_success("payments").unwrap());
+    assert!((0.45..0.75).contains(&half), "180 s in: {half:.2} moved");
+    app.advance(150).await;
+    let all = app.sim().client_success("payments").unwrap();
+    assert!(all > 0.99, "every cache has expired: {all}");
+    let after = app.gateway("edge").await;
+    assert!(after.rps < before.rps * 0.97, "payments no longer passes the gateway: {} -> {}", before.rps, after.rps);
+}
+
+#[tokio::test]
+async fn a_dns_bypass_with_a_time_limit_puts_the_record_back_exactly_when_it_expires() {
+    let named = Named::start().await;
+    let dns = named.dns();
+    let original = dns.read("payments.gw.test.").await.unwrap().unwrap();
+    let app = bypass_app(named.dns()).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let response = bypass(
+        &admin,
+        json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge",
+               "ttl_seconds": 60}),
+    )
+    .await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    assert_eq!(dns.read("payments.gw.test.").await.unwrap().unwrap().values, ["127.0.2.7"]);
+    app.advance(61).await;
+    crate::support::eventually("the revert", || async {
+        let action = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+        action["detail"].as_str().unwrap_or_default().contains("reverted when its time limit").then_some(())
+    })
+    .await;
+    assert_eq!(dns.read("payments.gw.test.").await.unwrap().unwrap(), original, "records and TTL as they were");
+    let reverts = admin.get_json("/api/v1/audit?kind=ttl_revert").await;
+    assert_eq!(reverts["entries"].as_array().unwrap().len(), 1, "{reverts}");
+    assert_eq!(reverts["entries"][0]["actor"], "system");
 }

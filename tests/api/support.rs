@@ -143,6 +143,8 @@ pub struct Options {
     pub limits: server::limits::Limits,
     /// Served over https (`--public-url https://...`).
     pub https: bool,
+    /// `--dns-server`, `--dns-zone`, `--dns-tsig-key-file`.
+    pub dns: Option<server::dns::Dns>,
 }
 
 impl Options {
@@ -157,6 +159,7 @@ impl Options {
             trusted_proxies: Vec::new(),
             limits: Default::default(),
             https: false,
+            dns: None,
         }
     }
     /// Starting in `scenario`.
@@ -252,6 +255,7 @@ impl TestApp {
             prometheus: None,
             trusted_proxies: options.trusted_proxies.clone(),
             limits: options.limits.clone(),
+            dns: options.dns.clone(),
             audit_key_file: db.key_file.clone(),
             audit_checkpoint_file: db.checkpoint.clone(),
             memory_trim: Some(server::memory::TRIM_EVERY),

@@ -70,7 +70,7 @@ impl ActionName {
             Change::RateLimit { .. } => ActionName::RateLimit,
             Change::Timeouts { .. } => ActionName::Timeouts,
             Change::CircuitBreaker { .. } => ActionName::CircuitBreaker,
-            Change::Bypass { .. } => ActionName::Bypass,
+            Change::Bypass { .. } | Change::DnsRecord { .. } => ActionName::Bypass,
         }
     }
 }
@@ -407,7 +407,12 @@ pub fn plan(
             let service = one_of(&mut params, "service", &state.services, "service", gateway)?
                 .ok_or_else(|| AppError::invalid("service", "is required"))?;
             let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            let methods = ["route".to_string(), "dns".to_string()];
+            let method = one_of(&mut params, "method", &methods, "bypass method", gateway)?;
             no_more(&params)?;
+            if method.as_deref() == Some("dns") {
+                return dns_bypass(gateway, state, service, ttl_s);
+            }
             if state.bypassed.contains(&service) {
                 return Err(AppError::invalid("service", format!("{service} already bypasses {gateway}")));
             }
@@ -428,6 +433,62 @@ pub fn plan(
         }
     };
     Ok(plan)
+}
+
+/// A bypass through DNS: `<service>.<zone>` changes from what it serves now (the
+/// gateway's address) to the service's own, with the RRset read now as the update's
+/// prerequisite.
+fn dns_bypass(gateway: &str, state: &GatewayState, service: String, ttl_s: Option<i64>) -> Result<Plan> {
+    let Some(record) = state.dns.iter().find(|r| r.service == service) else {
+        return Err(AppError::invalid(
+            "method",
+            if state.dns.is_empty() {
+                "dns needs the console to manage DNS (--dns-server and --dns-zone)".to_string()
+            } else {
+                format!("{service} has no direct target to point its DNS record at")
+            },
+        ));
+    };
+    let direct = record.direct.clone();
+    let Some(current) = record.current.clone() else {
+        return Err(AppError::Conflict(match &record.problem {
+            Some(problem) => format!("{} cannot be read: {problem}", direct.name),
+            None => format!("{} has no A, AAAA or CNAME record on the DNS server to change", direct.name),
+        }));
+    };
+    if current.values == direct.values && current.rtype == direct.rtype {
+        return Err(AppError::invalid("service", format!("{} already points at {service} directly", current.name)));
+    }
+    if current.rtype != direct.rtype {
+        return Err(AppError::Conflict(format!(
+            "{} is a {} record and {service}'s direct target is a {} record; one update swaps records of one type",
+            current.name, current.rtype, direct.rtype
+        )));
+    }
+    let lines = |set: &crate::dns::RecordSet| set.lines().join("; ");
+    Ok(Plan {
+        preview: Preview {
+            summary: format!("Point {} at {service} directly, around {gateway}", current.name),
+            changes: vec![FieldChange {
+                field: format!("DNS {} {}", current.name, current.rtype),
+                before: lines(&current),
+                after: lines(&direct),
+            }],
+            confirm_required: true,
+            undo: Some(format!("restore {} exactly ({})", current.name, lines(&current))),
+            warnings: vec![
+                format!(
+                    "Clients move as their resolvers' caches expire: all within {} s (the old record's TTL); \
+                     until then some still go through {gateway}.",
+                    current.ttl
+                ),
+                format!("While bypassed, {service} gets no authentication, WAF or rate limiting from the gateway."),
+            ],
+        },
+        change: Change::DnsRecord { service: service.clone(), from: current.clone(), to: direct.clone() },
+        inverse: Some(Change::DnsRecord { service, from: direct, to: current }),
+        ttl_s,
+    })
 }
 
 /// kubectl refuses to restart or roll back a paused Deployment; so do we, before any
@@ -585,6 +646,9 @@ pub fn in_force(change: &Change, state: &GatewayState) -> bool {
         Change::Timeouts { policy } => &state.timeouts == policy,
         Change::CircuitBreaker { policy } => &state.circuit_breaker == policy,
         Change::Bypass { service, enabled } => state.bypassed.contains(service) == *enabled,
+        Change::DnsRecord { service, to, .. } => {
+            state.dns.iter().any(|r| &r.service == service && r.current.as_ref() == Some(to))
+        }
         Change::Restart | Change::Rollback { .. } => false,
     }
 }

@@ -5,6 +5,7 @@
 //! PromQL backend can answer. The simulator implements both.
 
 pub mod cluster;
+pub mod dns;
 pub mod prometheus;
 pub mod sim;
 
@@ -177,6 +178,26 @@ pub struct GatewayState {
     /// `spec.paused`: restart and rollback are refused, as kubectl refuses them.
     #[serde(default)]
     pub paused: bool,
+    /// Each service's public DNS record and where a DNS bypass points it, when the console
+    /// manages DNS (`--dns-server`); empty otherwise. Not serialized: a DNS change carries
+    /// its records itself, and the audit's snapshots stay the gateway's.
+    #[serde(skip)]
+    pub dns: Vec<ServiceRecord>,
+}
+
+/// A service's public record (`<service>.<zone>`) and its direct target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    /// The downstream service.
+    pub service: String,
+    /// Its record as the zone's primary serves it now (`None`: no A, AAAA or CNAME there,
+    /// or the server could not be asked: see `problem`).
+    pub current: Option<crate::dns::RecordSet>,
+    /// Its own address, where clients go while it bypasses the gateway.
+    pub direct: crate::dns::RecordSet,
+    /// Why `current` is unknown, when the server could not be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// A change to a gateway, in backend-neutral terms; each backend knows how to make it.
@@ -216,6 +237,16 @@ pub enum Change {
     CircuitBreaker {
         /// The breaker.
         policy: Option<BreakerPolicy>,
+    },
+    /// Point a service's public DNS record somewhere else (a DNS bypass, or its undo):
+    /// `from` must still be what the zone serves.
+    DnsRecord {
+        /// The downstream service.
+        service: String,
+        /// The RRset the change was planned against.
+        from: crate::dns::RecordSet,
+        /// The RRset it becomes.
+        to: crate::dns::RecordSet,
     },
     /// Route a service's clients around the gateway (or back through it).
     Bypass {

@@ -400,6 +400,9 @@ impl KubeFleet {
                 .await?;
                 Ok(Sent::Autoscaler(Box::new(sent)))
             }
+            Change::DnsRecord { .. } => {
+                Err(FleetError::Unsupported("DNS records are changed only with --dns-server and --dns-zone".into()))
+            }
             Change::RateLimit { .. }
             | Change::Timeouts { .. }
             | Change::CircuitBreaker { .. }

@@ -337,6 +337,7 @@ impl Objects<'_> {
             bypassed: vec![],
             autoscaler: self.autoscaler(deployment),
             paused: spec.and_then(|s| s.paused).unwrap_or(false),
+            dns: Vec::new(),
         }
     }
 }

@@ -79,6 +79,32 @@ impl SimFleet {
         self.sim.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `service`'s public record now points at the service itself (`direct`) or back at
+    /// `gateway`, replacing one whose TTL was `old_ttl_s`: its clients follow over that
+    /// long, as their caches expire.
+    pub fn dns_moved(&self, gateway: &str, service: &str, direct: bool, old_ttl_s: u32) {
+        let mut sim = self.lock();
+        let t = sim.t;
+        if let Some(i) = sim.gateway_index(gateway) {
+            let moves = &mut sim.gateways[i].dns_moves;
+            // A move back before the first finished starts from where clients are.
+            let from = moves.iter().find(|m| m.service == service).map_or(0.0, |m| m.direct_share(t));
+            moves.retain(|m| m.service != service);
+            let over_s = i64::from(old_ttl_s.max(1));
+            // Shift the start so that the share continues from `from` instead of jumping.
+            let done = if direct { from } else { 1.0 - from };
+            let at = t - (done * over_s as f64).round() as i64;
+            moves.push(parts::DnsMove { service: service.to_string(), at, over_s, direct });
+        }
+        drop(sim);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Every downstream service's name.
+    pub fn service_names(&self) -> Vec<String> {
+        self.lock().services.iter().map(|s| s.name.to_string()).collect()
+    }
+
     /// Sends the simulated gateways' log lines (the history so far, then each new
     /// second's) to `store`.
     pub fn attach_logs(&self, store: Arc<crate::logs::LogStore>) {
@@ -319,6 +345,9 @@ impl Fleet for SimFleet {
                 Some(_) if matches!(change, Change::Autoscale { .. }) => {
                     Err(FleetError::Unsupported("the simulated fleet has no autoscalers".into()))
                 }
+                Some(_) if matches!(change, Change::DnsRecord { .. }) => {
+                    Err(FleetError::Unsupported("DNS records are changed only with --dns-server and --dns-zone".into()))
+                }
                 Some(i) => {
                     match change {
                         Change::Restart => sim.restart(i),
@@ -338,7 +367,7 @@ impl Fleet for SimFleet {
                                 b.sort();
                             }
                         }
-                        Change::Autoscale { .. } => {}
+                        Change::Autoscale { .. } | Change::DnsRecord { .. } => {}
                     }
                     state_of(&sim, gateway)
                 }
@@ -388,6 +417,7 @@ fn state_of(sim: &Sim, gateway: &str) -> FleetResult<GatewayState> {
         bypassed: gw.bypassed.clone(),
         autoscaler: None,
         paused: false,
+        dns: Vec::new(),
     })
 }
 

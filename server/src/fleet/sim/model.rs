@@ -132,6 +132,7 @@ impl Sim {
             breaker: None,
             ejected_until: Vec::new(),
             bypassed: Vec::new(),
+            dns_moves: Vec::new(),
             auth_broken: false,
         };
         self.gateways.push(gw);
@@ -405,6 +406,7 @@ impl Sim {
         let timeouts = gw.timeouts.clone();
         let breaker = gw.breaker.clone();
         let bypassed = gw.bypassed.clone();
+        let dns_moves = gw.dns_moves.clone();
         let ejected: Vec<(&'static str, i64)> =
             gw.ejected_until.iter().filter(|(_, until)| *until > t).copied().collect();
         if let Some(l) = &limit {
@@ -439,7 +441,7 @@ impl Sim {
         for (ri, r) in routes.iter().enumerate() {
             let k = self.services.iter().position(|x| x.name == r.service).expect("routes name known services");
             let noise = 1.0 + 0.06 * (self.rng.f64() + self.rng.f64() - 1.0);
-            let offered = self.rng.round(r.baseline_rps * daily * surge * noise);
+            let mut offered = self.rng.round(r.baseline_rps * daily * surge * noise);
             let svc = &self.services[k];
             let attempt_fail = svc.fail;
             let mean = r.latency_ms * svc.latency_mult;
@@ -450,6 +452,16 @@ impl Sim {
                 ok[k] += offered as f64 * (1.0 - attempt_fail);
                 flows.push(None);
                 continue;
+            }
+            // Clients whose resolvers already hold a DNS bypass's answer go straight to
+            // the service; the others still come through the gateway.
+            let share = dns_moves.iter().find(|m| m.service == r.service).map_or(0.0, |m| m.direct_share(t));
+            if share > 0.0 {
+                let direct = self.rng.round(offered as f64 * share).min(offered);
+                load[k] += direct as f64;
+                asked[k] += direct as f64;
+                ok[k] += direct as f64 * (1.0 - attempt_fail);
+                offered -= direct;
             }
             let over_quota = offered.saturating_sub(r.quota_rps as u64);
             // A few clients always exceed their own limits.

@@ -256,8 +256,33 @@ pub struct Gateway {
     pub ejected_until: Vec<(&'static str, i64)>,
     /// Services whose clients go around this gateway.
     pub bypassed: Vec<String>,
+    /// Services whose public DNS record was pointed elsewhere: their clients move as
+    /// their resolvers' caches expire.
+    pub dns_moves: Vec<DnsMove>,
     /// The auth layer fails every request.
     pub auth_broken: bool,
+}
+
+/// A service's DNS record changed at second `at`: clients that cached the old answer
+/// follow within `over_s` (the old record's TTL), evenly spread, as caches expire.
+#[derive(Clone, Debug)]
+pub struct DnsMove {
+    /// The downstream service.
+    pub service: String,
+    /// When the record changed (simulated second).
+    pub at: i64,
+    /// The old record's TTL.
+    pub over_s: i64,
+    /// Towards the service itself (`true`) or back through the gateway.
+    pub direct: bool,
+}
+
+impl DnsMove {
+    /// The share of the service's clients going straight to it at second `t`.
+    pub fn direct_share(&self, t: i64) -> f64 {
+        let moved = ((t - self.at) as f64 / self.over_s.max(1) as f64).clamp(0.0, 1.0);
+        if self.direct { moved } else { 1.0 - moved }
+    }
 }
 
 /// A downstream service, shared by every gateway that routes to it.
