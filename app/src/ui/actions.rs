@@ -87,7 +87,12 @@ const SPECS: &[Spec] = &[
             TTL,
         ],
     },
-    Spec { action: "bypass", label: "Bypass gateway", role: Role::Admin, fields: &[text("service", "Service"), TTL] },
+    Spec {
+        action: "bypass",
+        label: "Bypass gateway",
+        role: Role::Admin,
+        fields: &[text("service", "Service"), text("method", "How: route or dns (blank: route)"), TTL],
+    },
 ];
 
 /// The signed-in session, provided by the layout.
