@@ -110,6 +110,28 @@ impl Named {
         named
     }
 
+    /// Stops `named` (the zone and its journal stay on disk).
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port, from what it had written.
+    async fn restart(&mut self) {
+        self.child = Command::new("named")
+            .args(["-g", "-c"])
+            .arg(self._dir.path().join("named.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("named starts again");
+        let started = Instant::now();
+        while self.dns().read("payments.gw.test.").await.ok().flatten().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(20), "named did not come back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn dns(&self) -> Dns {
         Dns::new(self.addr, ZONE, Some(TsigKey::parse(&self.key).unwrap())).unwrap()
     }
@@ -374,4 +396,46 @@ async fn a_dns_bypass_with_a_time_limit_puts_the_record_back_exactly_when_it_exp
     let reverts = admin.get_json("/api/v1/audit?kind=ttl_revert").await;
     assert_eq!(reverts["entries"].as_array().unwrap().len(), 1, "{reverts}");
     assert_eq!(reverts["entries"][0]["actor"], "system");
+}
+
+#[tokio::test]
+async fn an_expiry_while_the_dns_server_is_down_is_retried_not_abandoned() {
+    let mut named = Named::start().await;
+    let original = named.dns().read("payments.gw.test.").await.unwrap().unwrap();
+    let app = bypass_app(named.dns()).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let response = bypass(
+        &admin,
+        json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge",
+               "ttl_seconds": 60}),
+    )
+    .await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+
+    // The DNS server is down when the time limit passes: the revert waits and says why
+    // (it was not "changed since"), and an undo is refused with the reason.
+    named.stop();
+    app.advance(61).await;
+    let detail = crate::support::eventually("the revert to wait", || async {
+        let action = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+        let detail = action["detail"].as_str().unwrap_or_default().to_string();
+        detail.starts_with("revert pending").then_some(detail)
+    })
+    .await;
+    assert!(detail.contains("did not answer"), "{detail}");
+    let undo = admin.post(&format!("/api/v1/actions/{id}/undo"), &json!({"reason": "now", "confirm": "edge"})).await;
+    let message = assert_error(undo, StatusCode::BAD_GATEWAY, "backend_refused").await;
+    assert!(message.contains("cannot be undone now"), "{message}");
+
+    // Back up: the next try puts the record back exactly.
+    named.restart().await;
+    assert_eq!(named.dns().read("payments.gw.test.").await.unwrap().unwrap().values, ["127.0.2.7"]);
+    app.advance(10).await;
+    crate::support::eventually("the revert", || async {
+        let action = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+        action["detail"].as_str().unwrap_or_default().contains("reverted when its time limit").then_some(())
+    })
+    .await;
+    assert_eq!(named.dns().read("payments.gw.test.").await.unwrap().unwrap(), original);
 }

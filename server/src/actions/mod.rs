@@ -382,6 +382,10 @@ impl Engine {
         let inverse = stored.inverse.clone().expect("undo_available implies an inverse");
         let gateway = stored.record.gateway.clone();
         let state = self.fleet.state(&gateway).await?;
+        if let Some(problem) = plan::unreadable(&stored.change, &state) {
+            self.ledger.refuse(refuse("what it set cannot be read")).await?;
+            return Err(AppError::BadGateway(format!("action {id} cannot be undone now: {problem}; nothing was done")));
+        }
         // Undo restores what was there before only if what the action set is still there:
         // otherwise it would silently overwrite someone else's later change.
         if !matches!(stored.change, Change::Restart | Change::Rollback { .. }) && !in_force(&stored.change, &state) {

@@ -633,6 +633,17 @@ pub fn took_effect(change: &Change, before: &GatewayState, now: &GatewayState) -
     }
 }
 
+/// Why `state` cannot tell whether `change` is in force (a DNS record the server did not
+/// give), if it cannot: then nothing may be concluded from `in_force`.
+pub fn unreadable(change: &Change, state: &GatewayState) -> Option<String> {
+    match change {
+        Change::DnsRecord { service, .. } => {
+            state.dns.iter().find(|r| &r.service == service).and_then(|r| r.problem.clone())
+        }
+        _ => None,
+    }
+}
+
 /// Whether `change` sets what the gateway runs now (a time-limited change is ours to
 /// revert only then). Revision changes are never "in force" this way: see `took_effect`.
 pub fn in_force(change: &Change, state: &GatewayState) -> bool {

@@ -38,7 +38,13 @@ impl Engine {
                 .ok()
                 .and_then(|p| serde_json::from_value(p["change"].clone()).ok());
             let before: Option<GatewayState> = serde_json::from_str(before).ok();
-            let now = self.fleet.state(gateway).await.ok();
+            // A state that cannot show the change (its DNS record was not read) is no look.
+            let now = self
+                .fleet
+                .state(gateway)
+                .await
+                .ok()
+                .filter(|n| change.as_ref().is_none_or(|c| super::plan::unreadable(c, n).is_none()));
             let applied = match (&change, &before, &now) {
                 (Some(c), Some(b), Some(n)) => took_effect(c, b, n),
                 _ => false,

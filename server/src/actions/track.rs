@@ -138,6 +138,18 @@ impl Engine {
                 return Ok(());
             }
         };
+        if let Some(problem) = super::plan::unreadable(&stored.change, &state) {
+            // Whether it is still in force cannot be told: try again later, on the record.
+            let mut entry = NewEntry::new(Actor::system(), Kind::TtlRevert, Outcome::Failed);
+            entry.action = action.as_str().into();
+            entry.target = gateway.clone();
+            entry.reason = format!("time limit reached; what it set could not be read: {problem}");
+            entry.params = json!({ "revert_of": id });
+            self.ledger.append(entry).await?;
+            store::revert_failed(&self.db, id, now, &problem).await?;
+            self.publish(id).await;
+            return Ok(());
+        }
         if !in_force(&stored.change, &state) {
             tracing::info!(action = id, "TTL passed but the change was replaced since; not reverting");
             store::mark_reverted(&self.db, id).await?;
