@@ -128,19 +128,8 @@ fn watch(http: reqwest::Client, port: u16, arrivals: Arc<std::sync::Mutex<Vec<In
 
 /// Serves `fake` over HTTP; a kubeconfig pointing at it, in `dir`.
 async fn serve(fake: &Arc<FakeApiServer>, dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_addr = api.local_addr().unwrap();
-    tokio::spawn(Arc::clone(fake).serve(api));
     let kubeconfig = dir.join(name);
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: b\nclusters:\n- name: b\n  cluster:\n    server: \
-             http://{api_addr}\ncontexts:\n- name: b\n  context:\n    cluster: b\n    user: b\n    namespace: prod\n\
-             users:\n- name: b\n  user: {{}}\n"
-        ),
-    )
-    .unwrap();
+    fake.serve_with_kubeconfig(&kubeconfig).await.expect("the API server listens");
     kubeconfig
 }
 

@@ -370,6 +370,18 @@ async fn after_a_dns_bypass_clients_move_as_caches_expire_not_at_once() {
     assert!(after.rps < before.rps * 0.97, "payments no longer passes the gateway: {} -> {}", before.rps, after.rps);
 }
 
+/// A DNS bypass of payments with a 60 s time limit, accepted; its action id.
+async fn bypass_payments_for_a_minute(admin: &Session) -> i64 {
+    let response = bypass(
+        admin,
+        json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge",
+               "ttl_seconds": 60}),
+    )
+    .await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
 #[tokio::test]
 async fn a_dns_bypass_with_a_time_limit_puts_the_record_back_exactly_when_it_expires() {
     let named = Named::start().await;
@@ -377,14 +389,7 @@ async fn a_dns_bypass_with_a_time_limit_puts_the_record_back_exactly_when_it_exp
     let original = dns.read("payments.gw.test.").await.unwrap().unwrap();
     let app = bypass_app(named.dns()).await;
     let admin = app.signed_in(Role::Admin).await;
-    let response = bypass(
-        &admin,
-        json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge",
-               "ttl_seconds": 60}),
-    )
-    .await;
-    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
-    let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let id = bypass_payments_for_a_minute(&admin).await;
     assert_eq!(dns.read("payments.gw.test.").await.unwrap().unwrap().values, ["127.0.2.7"]);
     app.advance(61).await;
     crate::support::eventually("the revert", || async {
@@ -404,14 +409,7 @@ async fn an_expiry_while_the_dns_server_is_down_is_retried_not_abandoned() {
     let original = named.dns().read("payments.gw.test.").await.unwrap().unwrap();
     let app = bypass_app(named.dns()).await;
     let admin = app.signed_in(Role::Admin).await;
-    let response = bypass(
-        &admin,
-        json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge",
-               "ttl_seconds": 60}),
-    )
-    .await;
-    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
-    let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let id = bypass_payments_for_a_minute(&admin).await;
 
     // The DNS server is down when the time limit passes: the revert waits and says why
     // (it was not "changed since"), and an undo is refused with the reason.

@@ -23,20 +23,9 @@ struct Cluster {
 
 impl Cluster {
     async fn serve(fake: Arc<FakeApiServer>) -> Cluster {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(Arc::clone(&fake).serve(listener));
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: t\n  cluster:\n    server: \
-                 http://{addr}\ncontexts:\n- name: t\n  context:\n    cluster: t\n    user: t\n    namespace: prod\n\
-                 users:\n- name: t\n  user: {{}}\n"
-            ),
-        )
-        .unwrap();
+        fake.serve_with_kubeconfig(&kubeconfig).await.unwrap();
         Cluster { fake, kubeconfig, dir }
     }
 }

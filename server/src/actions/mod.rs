@@ -382,18 +382,24 @@ impl Engine {
         let inverse = stored.inverse.clone().expect("undo_available implies an inverse");
         let gateway = stored.record.gateway.clone();
         let state = self.fleet.state(&gateway).await?;
-        if let Some(problem) = plan::unreadable(&stored.change, &state) {
-            self.ledger.refuse(refuse("what it set cannot be read")).await?;
-            return Err(AppError::BadGateway(format!("action {id} cannot be undone now: {problem}; nothing was done")));
-        }
         // Undo restores what was there before only if what the action set is still there:
         // otherwise it would silently overwrite someone else's later change.
-        if !matches!(stored.change, Change::Restart | Change::Rollback { .. }) && !in_force(&stored.change, &state) {
-            self.ledger.refuse(refuse("changed since; undoing would overwrite that change")).await?;
-            return Err(AppError::Conflict(format!(
-                "{gateway} no longer has what action {id} set: it was changed since, and undoing would overwrite \
-                 that change; nothing was done"
-            )));
+        let sets_a_value = !matches!(stored.change, Change::Restart | Change::Rollback { .. });
+        match in_force(&stored.change, &state) {
+            Err(problem) => {
+                self.ledger.refuse(refuse("what it set cannot be read")).await?;
+                return Err(AppError::BadGateway(format!(
+                    "action {id} cannot be undone now: {problem}; nothing was done"
+                )));
+            }
+            Ok(false) if sets_a_value => {
+                self.ledger.refuse(refuse("changed since; undoing would overwrite that change")).await?;
+                return Err(AppError::Conflict(format!(
+                    "{gateway} no longer has what action {id} set: it was changed since, and undoing would \
+                     overwrite that change; nothing was done"
+                )));
+            }
+            _ => {}
         }
         let mut plan = inverse_plan(&stored.record, inverse);
         // Undoing a rollback or a bypass (or anything that needed a typed confirmation)

@@ -2,7 +2,7 @@
 //! preview and its inverse out. Nothing here reads or writes anything.
 
 use crate::error::{AppError, Result};
-use crate::fleet::{BreakerPolicy, Change, GatewayState, RateLimitPolicy, TimeoutPolicy};
+use crate::fleet::{BreakerPolicy, Change, GatewayState, RateLimitPolicy, ServiceRecord, TimeoutPolicy};
 use app::dto::{ActionRecord, FieldChange, Preview, Role};
 use serde_json::{Map, Value};
 
@@ -620,34 +620,26 @@ fn plan_autoscale(
     })
 }
 
-/// Whether `change` is visible in `state` (used to settle interrupted intents).
-pub fn took_effect(change: &Change, before: &GatewayState, now: &GatewayState) -> bool {
+/// Whether `change` is visible in `state` (used to settle interrupted intents); `Err` as
+/// for [`in_force`].
+pub fn took_effect(change: &Change, before: &GatewayState, now: &GatewayState) -> std::result::Result<bool, String> {
     match change {
         // These make a new revision; the others set a value that is simply in force or not.
-        Change::Restart => now.revision > before.revision,
+        Change::Restart => Ok(now.revision > before.revision),
         Change::Rollback { revision } => {
             let version = before.revisions.iter().find(|(n, _)| n == revision).map(|(_, v)| v);
-            now.revision > before.revision && Some(&now.version) == version
+            Ok(now.revision > before.revision && Some(&now.version) == version)
         }
         _ => in_force(change, now),
     }
 }
 
-/// Why `state` cannot tell whether `change` is in force (a DNS record the server did not
-/// give), if it cannot: then nothing may be concluded from `in_force`.
-pub fn unreadable(change: &Change, state: &GatewayState) -> Option<String> {
-    match change {
-        Change::DnsRecord { service, .. } => {
-            state.dns.iter().find(|r| &r.service == service).and_then(|r| r.problem.clone())
-        }
-        _ => None,
-    }
-}
-
 /// Whether `change` sets what the gateway runs now (a time-limited change is ours to
 /// revert only then). Revision changes are never "in force" this way: see `took_effect`.
-pub fn in_force(change: &Change, state: &GatewayState) -> bool {
-    match change {
+/// `Err(why)` when `state` cannot show it (a DNS record the server did not give): then
+/// nothing may be concluded, least of all "changed since".
+pub fn in_force(change: &Change, state: &GatewayState) -> std::result::Result<bool, String> {
+    Ok(match change {
         Change::Scale { replicas } => state.replicas == *replicas,
         Change::Autoscale { min_replicas, max_replicas } => state
             .autoscaler
@@ -657,11 +649,13 @@ pub fn in_force(change: &Change, state: &GatewayState) -> bool {
         Change::Timeouts { policy } => &state.timeouts == policy,
         Change::CircuitBreaker { policy } => &state.circuit_breaker == policy,
         Change::Bypass { service, enabled } => state.bypassed.contains(service) == *enabled,
-        Change::DnsRecord { service, to, .. } => {
-            state.dns.iter().any(|r| &r.service == service && r.current.as_ref() == Some(to))
-        }
+        Change::DnsRecord { service, to, .. } => match state.dns.iter().find(|r| &r.service == service) {
+            Some(ServiceRecord { problem: Some(why), .. }) => return Err(why.clone()),
+            Some(record) => record.current.as_ref() == Some(to),
+            None => false,
+        },
         Change::Restart | Change::Rollback { .. } => false,
-    }
+    })
 }
 
 /// The plan that undoes `record` (an action whose recorded inverse is `inverse`): its

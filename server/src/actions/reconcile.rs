@@ -38,24 +38,21 @@ impl Engine {
                 .ok()
                 .and_then(|p| serde_json::from_value(p["change"].clone()).ok());
             let before: Option<GatewayState> = serde_json::from_str(before).ok();
-            // A state that cannot show the change (its DNS record was not read) is no look.
-            let now = self
-                .fleet
-                .state(gateway)
-                .await
-                .ok()
-                .filter(|n| change.as_ref().is_none_or(|c| super::plan::unreadable(c, n).is_none()));
-            let applied = match (&change, &before, &now) {
-                (Some(c), Some(b), Some(n)) => took_effect(c, b, n),
-                _ => false,
+            let now = self.fleet.state(gateway).await.ok();
+            // `None`: not looked (the gateway, or what the change set, could not be read).
+            let verdict = match (&change, &before, &now) {
+                (Some(c), Some(b), Some(n)) => took_effect(c, b, n).ok(),
+                (_, _, Some(_)) => Some(false),
+                _ => None,
             };
-            let detail = match (&now, applied) {
-                (_, true) => "interrupted after the change was made; the fleet shows it in force",
-                (Some(_), false) => "interrupted before the change took effect; the fleet shows it was not made",
+            let applied = verdict == Some(true);
+            let detail = match verdict {
+                Some(true) => "interrupted after the change was made; the fleet shows it in force",
+                Some(false) => "interrupted before the change took effect; the fleet shows it was not made",
                 // Never claim "not made" without having looked.
-                (None, false) => {
-                    "interrupted; the gateway could not be read at start-up, so whether the change was made is \
-                     unknown: check it before acting again"
+                None => {
+                    "interrupted; the gateway (or what the change set) could not be read when it was settled, so \
+                     whether the change was made is unknown: check it before acting again"
                 }
             };
             let mut entry = NewEntry::new(

@@ -122,15 +122,29 @@ impl Engine {
         let stored = store::load(&self.db, id).await?;
         let gateway = stored.record.gateway.clone();
         let action = ActionName::of_change(&stored.change);
-        let state = match self.fleet.state(&gateway).await {
-            Ok(state) => state,
-            Err(e) => {
-                // Nothing was tried: say so on the record, then wait and try again.
-                let why = crate::error::AppError::from(e).to_api().message;
+        // Nothing is tried unless the gateway, and what the change set, can be read: then
+        // it says so on the record, waits and tries again.
+        let read = match self.fleet.state(&gateway).await {
+            Ok(state) => in_force(&stored.change, &state)
+                .map(|in_force| (state, in_force))
+                .map_err(|why| format!("what it set could not be read: {why}")),
+            Err(e) => Err(format!("{gateway} could not be read: {}", crate::error::AppError::from(e).to_api().message)),
+        };
+        let state = match read {
+            Ok((state, true)) => state,
+            Ok((_, false)) => {
+                tracing::info!(action = id, "TTL passed but the change was replaced since; not reverting");
+                store::mark_reverted(&self.db, id).await?;
+                store::set_detail(&self.db, id, "not reverted: it was changed since, and the newer setting stays")
+                    .await?;
+                self.publish(id).await;
+                return Ok(());
+            }
+            Err(why) => {
                 let mut entry = NewEntry::new(Actor::system(), Kind::TtlRevert, Outcome::Failed);
                 entry.action = action.as_str().into();
                 entry.target = gateway.clone();
-                entry.reason = format!("time limit reached; {gateway} could not be read: {why}");
+                entry.reason = format!("time limit reached; {why}");
                 entry.params = json!({ "revert_of": id });
                 self.ledger.append(entry).await?;
                 store::revert_failed(&self.db, id, now, &why).await?;
@@ -138,25 +152,6 @@ impl Engine {
                 return Ok(());
             }
         };
-        if let Some(problem) = super::plan::unreadable(&stored.change, &state) {
-            // Whether it is still in force cannot be told: try again later, on the record.
-            let mut entry = NewEntry::new(Actor::system(), Kind::TtlRevert, Outcome::Failed);
-            entry.action = action.as_str().into();
-            entry.target = gateway.clone();
-            entry.reason = format!("time limit reached; what it set could not be read: {problem}");
-            entry.params = json!({ "revert_of": id });
-            self.ledger.append(entry).await?;
-            store::revert_failed(&self.db, id, now, &problem).await?;
-            self.publish(id).await;
-            return Ok(());
-        }
-        if !in_force(&stored.change, &state) {
-            tracing::info!(action = id, "TTL passed but the change was replaced since; not reverting");
-            store::mark_reverted(&self.db, id).await?;
-            store::set_detail(&self.db, id, "not reverted: it was changed since, and the newer setting stays").await?;
-            self.publish(id).await;
-            return Ok(());
-        }
         let Some(inverse) = stored.inverse.clone() else {
             store::mark_reverted(&self.db, id).await?;
             return Ok(());

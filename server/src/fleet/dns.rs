@@ -116,8 +116,10 @@ impl Fleet for DnsFleet {
                     self.state(gateway).await
                 }
                 other => {
-                    let state = self.inner.apply(gateway, other, before).await?;
-                    Ok(self.with_records(state).await)
+                    // Nothing in DNS changed: the records read for `before` still hold.
+                    let mut state = self.inner.apply(gateway, other, before).await?;
+                    state.dns = before.dns.clone();
+                    Ok(state)
                 }
             }
         })

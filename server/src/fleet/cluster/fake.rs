@@ -150,6 +150,22 @@ impl FakeApiServer {
         kube::Client::new(service, namespace)
     }
 
+    /// Serves this API server over HTTP on a free loopback port, in the background, and
+    /// writes a kubeconfig at `path` that points at it (namespace `prod`).
+    pub async fn serve_with_kubeconfig(self: &Arc<Self>, path: &std::path::Path) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(Arc::clone(self).serve(listener));
+        std::fs::write(
+            path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster:\n    \
+                 server: http://{addr}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    \
+                 namespace: prod\nusers:\n- name: fake\n  user: {{}}\n"
+            ),
+        )
+    }
+
     /// Serves this API server over plain HTTP on `listener`, for `gatewarden` processes
     /// given a kubeconfig that points at it. While it is down, requests get a 503. A
     /// followed log stays open after its lines, as a kubelet's does (see
