@@ -75,7 +75,10 @@ test('live tail shows new matching lines as the gateways write them, until stopp
   await expect(rows.first()).toContainText('429', { timeout: 10_000 });
   await expect(rows.first()).toContainText('edge');
 
-  // Someone reading (the pointer on the lines): new lines wait above, counted.
+  // Someone reading (the pointer on the lines): new lines wait above, counted. A window
+  // tall enough for the lines, so that hovering them does not scroll the page past their
+  // top (which holds them too, by itself, and made this test flaky).
+  await page.setViewportSize({ width: 1280, height: 1600 });
   await page.getByTestId('tail-hits').hover();
   const shown = await rows.count();
   const waiting = page.getByTestId('tail-waiting');
@@ -84,6 +87,7 @@ test('live tail shows new matching lines as the gateways write them, until stopp
   await page.mouse.move(0, 0);
   await expect.poll(() => rows.count()).toBeGreaterThan(shown);
   await expect(waiting).toHaveText('');
+  await page.setViewportSize({ width: 1280, height: 720 });
 
   // Someone reading further down (scrolled past the top of the lines, pointer elsewhere):
   // the lines hold still too, and take the waiting ones on scrolling back up.
