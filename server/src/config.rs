@@ -206,6 +206,21 @@ pub struct ServeArgs {
     /// The TSIG key that signs updates, as `tsig-keygen` writes it (BIND's `key` statement).
     #[arg(long, env = "GATEWARDEN_DNS_TSIG_KEY_FILE", requires = "dns_server")]
     pub dns_tsig_key_file: Option<std::path::PathBuf>,
+    /// A name server of the zone (ADDR:PORT) to ask after a DNS change until it serves the
+    /// new record; by default, those the zone's NS records name, on --dns-server's port.
+    /// Repeatable.
+    #[arg(long, env = "GATEWARDEN_DNS_CHECK_SERVER", value_delimiter = ',', requires = "dns_server")]
+    pub dns_check_server: Vec<std::net::SocketAddr>,
+    /// A recursive resolver (ADDR:PORT) asked too after a DNS change, besides the zone's
+    /// name servers: the change is served everywhere once it answers with the new record
+    /// (after its cached copy of the old one expires). Repeatable.
+    #[arg(long, env = "GATEWARDEN_DNS_CHECK_RESOLVER", value_delimiter = ',', requires = "dns_server")]
+    pub dns_check_resolver: Vec<std::net::SocketAddr>,
+    /// Seconds a DNS change may take until every server asked serves it; after that its
+    /// action fails (the record stays changed, and undo puts it back).
+    #[arg(long, env = "GATEWARDEN_DNS_PROPAGATION_DEADLINE", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub dns_propagation_deadline: u64,
     /// Public URL; an https URL marks session cookies Secure.
     #[arg(long, env = "GATEWARDEN_PUBLIC_URL")]
     pub public_url: Option<String>,

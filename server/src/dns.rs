@@ -218,14 +218,33 @@ pub struct Dns {
     pub zone: String,
     /// `--dns-tsig-key-file`.
     pub key: Option<TsigKey>,
+    /// The zone's name servers to ask after a change (`--dns-check-server`); none: those
+    /// its NS records name (see [`Dns::authoritative`]).
+    pub name_servers: Vec<SocketAddr>,
+    /// Recursive resolvers asked too after a change (`--dns-check-resolver`): they serve
+    /// the new answer once their cached copy of the old one expires.
+    pub resolvers: Vec<SocketAddr>,
+    /// How long a change may take to be served everywhere asked before its action fails
+    /// (`--dns-propagation-deadline`; with resolvers, at least the old record's TTL + 30 s).
+    pub deadline: Duration,
 }
+
+/// `--dns-propagation-deadline`'s default.
+pub const PROPAGATION_DEADLINE: Duration = Duration::from_secs(120);
 
 impl Dns {
     /// A zone `zone` on `server`.
     pub fn new(server: SocketAddr, zone: &str, key: Option<TsigKey>) -> Result<Dns, String> {
         let mut name = Name::from_str(zone).map_err(|e| format!("--dns-zone {zone}: {e}"))?;
         name.set_fqdn(true);
-        Ok(Dns { server, zone: name.to_ascii(), key })
+        Ok(Dns {
+            server,
+            zone: name.to_ascii(),
+            key,
+            name_servers: Vec::new(),
+            resolvers: Vec::new(),
+            deadline: PROPAGATION_DEADLINE,
+        })
     }
 
     /// `service` as a name in the zone (`payments` -> `payments.example.com.`).
@@ -288,6 +307,55 @@ impl Dns {
             }
         }
         Ok(None)
+    }
+
+    /// The zone's authoritative servers, as its NS records on the primary name them, each
+    /// on the primary's port (a test zone on a loopback port lists loopback addresses), and
+    /// the primary itself first (it may be a hidden primary no NS record names). A name
+    /// server whose address is not in the zone is looked up with the system's resolver;
+    /// one that cannot be found is left out, and says so in the log.
+    pub async fn authoritative(&self) -> Result<Vec<SocketAddr>, DnsError> {
+        let mut client = self.client(self.server, false).await?;
+        let zone = Name::from_str(&self.zone).map_err(|e| DnsError::Invalid(e.to_string()))?;
+        let response = tokio::time::timeout(EXCHANGE_TIMEOUT, client.query(zone, DNSClass::IN, RecordType::NS))
+            .await
+            .map_err(|_| DnsError::Unreachable(self.server, "no answer within 5 s".into()))?
+            .map_err(|e| DnsError::Unreachable(self.server, describe(&e)))?;
+        let names: Vec<String> = response
+            .answers()
+            .iter()
+            .filter(|r| r.record_type() == RecordType::NS)
+            .map(|r| r.data().to_string())
+            .collect();
+        let port = self.server.port();
+        let mut servers = vec![self.server];
+        for ns in names {
+            let mut found = Vec::new();
+            for rtype in [RecordType::A, RecordType::AAAA] {
+                let Ok(owner) = Name::from_str(&ns) else { break };
+                if let Ok(Ok(answer)) =
+                    tokio::time::timeout(EXCHANGE_TIMEOUT, client.query(owner, DNSClass::IN, rtype)).await
+                {
+                    found.extend(answer.answers().iter().filter_map(|r| match r.data() {
+                        RData::A(a) => Some(SocketAddr::new(a.0.into(), port)),
+                        RData::AAAA(a) => Some(SocketAddr::new(a.0.into(), port)),
+                        _ => None,
+                    }));
+                }
+            }
+            if found.is_empty() {
+                match tokio::net::lookup_host((ns.trim_end_matches('.'), port)).await {
+                    Ok(addrs) => found.extend(addrs),
+                    Err(e) => tracing::warn!(name_server = %ns, error = %e, "a name server of the zone has no address"),
+                }
+            }
+            for at in found {
+                if !servers.contains(&at) {
+                    servers.push(at);
+                }
+            }
+        }
+        Ok(servers)
     }
 
     /// The RRset at `name` on the primary.

@@ -150,7 +150,20 @@ impl HealthService {
             series,
         );
         detail.events = self.fleet.events(id);
+        detail.bypasses = self.bypasses(id);
         Ok(detail)
+    }
+
+    /// The services bypassing gateway `id` now, with their clients' numbers both ways.
+    fn bypasses(&self, id: &str) -> Vec<app::dto::BypassedService> {
+        self.fleet
+            .bypasses(id)
+            .into_iter()
+            .filter_map(|(service, how)| {
+                let impact = self.fleet.service_impact(id, &service)?;
+                Some(app::dto::BypassedService { service, how: how.into(), impact })
+            })
+            .collect()
     }
 
     /// The gateway's recent pod log lines.
@@ -195,6 +208,7 @@ impl HealthService {
                 summary: summarize(inv, w, checks.get(&inv.id).copied()),
                 point: w.point(),
                 instances: with_instances.then(|| inv.instances.clone()),
+                bypasses: self.bypasses(&inv.id),
             })
             .collect();
         Ok(LiveSnapshot { ts_ms, gateways, backend_problem: self.problem() })

@@ -248,7 +248,11 @@ impl Settings {
                     .map(crate::dns::TsigKey::load)
                     .transpose()
                     .map_err(|e| StartupError::Config(format!("--dns-tsig-key-file {e}")))?;
-                Some(crate::dns::Dns::new(*server, zone, key).map_err(StartupError::Config)?)
+                let mut dns = crate::dns::Dns::new(*server, zone, key).map_err(StartupError::Config)?;
+                dns.name_servers = args.dns_check_server.clone();
+                dns.resolvers = args.dns_check_resolver.clone();
+                dns.deadline = std::time::Duration::from_secs(args.dns_propagation_deadline);
+                Some(dns)
             }
             _ => None,
         };
@@ -424,7 +428,14 @@ impl Application {
         // a DNS bypass changes it (in the simulator, each service's direct address is its own).
         let fleet: Arc<dyn Fleet> = match (&settings.dns, &sim) {
             (Some(dns), Some(sim)) => {
-                let direct = crate::fleet::dns::simulated_direct_targets(sim.service_names());
+                // Each service answers on its own loopback address: its direct target.
+                let at = crate::fleet::dns::simulated_direct_addresses(sim.service_names());
+                let (tasks, listening) = sim
+                    .serve_services(&at)
+                    .await
+                    .map_err(|e| StartupError::Other(format!("starting the simulated services' listeners: {e}")))?;
+                background.extend(tasks);
+                let direct = crate::fleet::dns::simulated_direct_targets(listening);
                 let follower = Arc::clone(sim);
                 let moved: crate::fleet::dns::OnMoved = Arc::new(move |gateway, service, direct, old_ttl| {
                     follower.dns_moved(gateway, service, direct, old_ttl)
@@ -493,7 +504,8 @@ impl Application {
         }
         let engine = Arc::new(
             Engine::new(db.clone(), bus.clone(), ledger.clone(), fleet, health.clone(), settings.max_replicas)
-                .with_replica(replicas.clone()),
+                .with_replica(replicas.clone())
+                .with_probes(probes.clone()),
         );
         // Settle any action a crash left between its intent and its outcome, before
         // anyone can start a new one.

@@ -110,6 +110,80 @@ impl Named {
         named
     }
 
+    /// A primary and a secondary on two ports of 127.0.0.1, the primary notifying the
+    /// secondary of every change (after BIND's notify delay of 5 s). The zone's NS records
+    /// name 127.0.0.1 and 127.0.0.2, as a real zone's two name servers would be named (on
+    /// one port); BIND cannot listen on 127.0.0.2 unless it is configured on `lo`, so the
+    /// secondary is not there but on the second port.
+    async fn start_pair() -> (Named, Named) {
+        let (port, second) = loop {
+            let (a, b) = (free_port(), free_port());
+            if a != b {
+                break (a, b);
+            }
+        };
+        let key = tsig_keygen("gatewarden");
+        let conf = |dir: &std::path::Path, port: u16, zone: String| {
+            let ip = "127.0.0.1";
+            let d = dir.display();
+            std::fs::write(dir.join("key.conf"), &key).unwrap();
+            std::fs::write(
+                dir.join("named.conf"),
+                format!(
+                    "include \"{d}/key.conf\";\n\
+                     options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; listen-on port {port} {{ {ip}; }};\n\
+                     listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; notify-source {ip};\n\
+                     transfer-source {ip}; }};\ncontrols {{ }};\n{zone}"
+                ),
+            )
+            .unwrap();
+        };
+        let (primary_dir, secondary_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(
+            primary_dir.path().join("zone"),
+            "$TTL 300\n@ IN SOA ns1.gw.test. admin.gw.test. 1 60 60 600 60\n@ IN NS ns1.gw.test.\n\
+             @ IN NS ns2.gw.test.\nns1 IN A 127.0.0.1\nns2 IN A 127.0.0.2\npayments 300 IN A 127.0.1.1\n",
+        )
+        .unwrap();
+        let d = primary_dir.path().display();
+        conf(
+            primary_dir.path(),
+            port,
+            format!(
+                "zone \"gw.test\" {{ type primary; file \"{d}/zone\"; update-policy {{ grant gatewarden zonesub A; }};\n\
+                 notify explicit; also-notify {{ 127.0.0.1 port {second}; }}; allow-transfer {{ 127.0.0.1; }}; }};\n"
+            ),
+        );
+        let d = secondary_dir.path().display();
+        conf(
+            secondary_dir.path(),
+            second,
+            format!(
+                "zone \"gw.test\" {{ type secondary; file \"{d}/secondary\"; primaries {{ 127.0.0.1 port {port}; }}; }};\n"
+            ),
+        );
+        let mut pair = Vec::new();
+        for (port, dir) in [(port, primary_dir), (second, secondary_dir)] {
+            let child = Command::new("named")
+                .args(["-g", "-c"])
+                .arg(dir.path().join("named.conf"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("named (Debian's bind9 package; the README's test command installs it)");
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let named = Named { addr, key: key.clone(), child, _dir: dir };
+            let started = Instant::now();
+            while named.dns().read_at(addr, "payments.gw.test.").await.ok().flatten().is_none() {
+                assert!(started.elapsed() < Duration::from_secs(20), "named on {addr} did not serve the zone");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            pair.push(named);
+        }
+        let secondary = pair.pop().unwrap();
+        (pair.pop().unwrap(), secondary)
+    }
+
     /// Stops `named` (the zone and its journal stay on disk).
     fn stop(&mut self) {
         let _ = self.child.kill();
@@ -236,6 +310,117 @@ async fn propagation_is_followed_until_every_authoritative_server_serves_the_new
     assert_eq!(pending, [servers[1]]);
 }
 
+#[tokio::test]
+async fn the_zones_name_servers_are_found_from_its_ns_records() {
+    let (primary, _secondary) = Named::start_pair().await;
+    let ns2: SocketAddr = format!("127.0.0.2:{}", primary.addr.port()).parse().unwrap();
+    assert_eq!(primary.dns().authoritative().await.unwrap(), [primary.addr, ns2], "ns1 is the primary itself");
+    // A bypass waits for both; nothing answers at 127.0.0.2, so it fails when its deadline
+    // passes, naming that server (the record itself is changed on the primary).
+    let mut dns = primary.dns();
+    dns.deadline = Duration::from_secs(2);
+    let app = bypass_app(dns).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let response =
+        bypass(&admin, json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge"}))
+            .await;
+    let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let action = crate::support::eventually_within(Duration::from_secs(15), "the deadline", || async {
+        let action = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+        (action["status"] != "running").then_some(action)
+    })
+    .await;
+    assert_eq!(action["status"], "failed", "{action}");
+    let detail = action["detail"].as_str().unwrap();
+    assert!(detail.starts_with(&format!("not served by {ns2} after 2 s (1 of 2 serve it)")), "{detail}");
+    assert!(detail.ends_with("the primary has the new record, and undo puts the old one back"), "{detail}");
+    assert_eq!(action["undo_available"], true, "the record was changed on the primary, and can be put back");
+    assert_eq!(primary.dns().read("payments.gw.test.").await.unwrap().unwrap().values, ["127.0.2.7"]);
+    let single = Named::start().await;
+    assert_eq!(single.dns().authoritative().await.unwrap(), [single.addr], "ns.gw.test is the primary itself");
+}
+
+#[tokio::test]
+async fn a_dns_bypass_runs_until_every_name_server_serves_it_and_the_record_says_how_long_it_took() {
+    let (primary, mut secondary) = Named::start_pair().await;
+    let mut dns = primary.dns();
+    dns.deadline = Duration::from_secs(8);
+    // `--dns-check-server`: the zone's NS records name 127.0.0.2, where no server listens.
+    dns.name_servers = vec![secondary.addr];
+    let app = bypass_app(dns).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let mut events = Events { stream: crate::replicas::open(&admin, None).await, buffer: String::new() };
+    let response =
+        bypass(&admin, json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge"}))
+            .await;
+    assert_eq!(response.status(), 202);
+    let started = response.json::<Value>().await.unwrap();
+    assert_eq!(started["status"], "running", "served by the primary only, so far: {started}");
+    let id = started["id"].as_i64().unwrap();
+
+    // While the secondary has not picked it up (BIND notifies after 5 s), the action says
+    // who serves it and who does not, live.
+    let waiting = events
+        .next_action(|a| a["id"] == id && a["detail"].as_str().unwrap_or_default().starts_with("propagating"))
+        .await;
+    assert_eq!(waiting["status"], "running");
+    assert_eq!(
+        waiting["detail"],
+        format!("propagating: 1 of 2 DNS servers serve the new record; waiting for {}", secondary.addr)
+    );
+    let done = events.next_action(|a| a["id"] == id && a["status"] != "running").await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let detail = done["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("served by all 2 DNS servers asked ({}, {}) after ", primary.addr, secondary.addr)),
+        "{detail}"
+    );
+    let on_record = admin.get_json("/api/v1/audit?kind=propagation").await;
+    let entry = &on_record["entries"][0];
+    assert_eq!((entry["outcome"].as_str(), entry["actor"].as_str()), (Some("succeeded"), Some("system")), "{entry}");
+    let params: Value = serde_json::from_str(entry["params"].as_str().unwrap()).unwrap();
+    let elapsed = params["elapsed_ms"].as_u64().unwrap();
+    assert!((4_000..8_000).contains(&elapsed), "BIND notifies after 5 s: {elapsed} ms");
+    assert_eq!(entry["intent_id"], admin.get_json(&format!("/api/v1/actions/{id}")).await["intent_id"]);
+
+    // The secondary stops: the undo is made on the primary, never served by the
+    // secondary, and fails when the deadline passes, saying who did not serve it.
+    secondary.stop();
+    let undo =
+        admin.post(&format!("/api/v1/actions/{id}/undo"), &json!({"reason": "auth is back", "confirm": "edge"})).await;
+    assert_eq!(undo.status(), 202);
+    let undo_id = undo.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let failed = events.next_action(|a| a["id"] == undo_id && a["status"] != "running").await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let detail = failed["detail"].as_str().unwrap();
+    assert!(detail.starts_with(&format!("not served by {} after 8 s (1 of 2 serve it)", secondary.addr)), "{detail}");
+    assert!(detail.ends_with("the primary has the new record"), "{detail}");
+    assert_eq!(primary.dns().read("payments.gw.test.").await.unwrap().unwrap().values, ["127.0.1.1"]);
+    let on_record = admin.get_json("/api/v1/audit?kind=propagation").await;
+    assert_eq!(on_record["entries"][0]["outcome"], "failed", "{on_record}");
+    let params: Value = serde_json::from_str(on_record["entries"][0]["params"].as_str().unwrap()).unwrap();
+    assert_eq!(params["pending"], json!([secondary.addr.to_string()]));
+}
+
+/// The signed-in user's event stream.
+struct Events {
+    stream: crate::replicas::Bytes,
+    buffer: String,
+}
+
+impl Events {
+    /// The next `action` event whose record matches `wanted`.
+    async fn next_action(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let (_, data) = crate::replicas::next_event(&mut self.stream, &mut self.buffer, "action").await;
+            let record: Value = serde_json::from_str(&data).unwrap();
+            if wanted(&record) {
+                return record;
+            }
+        }
+    }
+}
+
 async fn bypass_app(dns: Dns) -> TestApp {
     let mut options = Options::new(Backend::Sqlite).scenario(Scenario::AuthFailure);
     options.dns = Some(dns);
@@ -274,8 +459,14 @@ async fn an_admin_bypasses_payments_by_dns_and_undo_restores_the_record_exactly(
     let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
     let bypassed = dns.read("payments.gw.test.").await.unwrap().unwrap();
     assert_eq!(bypassed, set("payments.gw.test.", 60, &["127.0.2.7"]));
-    let action = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+    // The zone has one name server, the primary: served everywhere at once.
+    let action = crate::support::eventually("the propagation", || async {
+        let action = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+        (action["status"] != "running").then_some(action)
+    })
+    .await;
     assert_eq!(action["status"], "succeeded", "{action}");
+    assert!(action["detail"].as_str().unwrap().starts_with("served by the one DNS server asked"), "{action}");
 
     // Undo puts back exactly what was there: records and TTL.
     let undo =
@@ -415,7 +606,7 @@ async fn an_expiry_while_the_dns_server_is_down_is_retried_not_abandoned() {
     // (it was not "changed since"), and an undo is refused with the reason.
     named.stop();
     app.advance(61).await;
-    let detail = crate::support::eventually("the revert to wait", || async {
+    let detail = crate::support::eventually_within(Duration::from_secs(15), "the revert to wait", || async {
         let action = admin.get_json(&format!("/api/v1/actions/{id}")).await;
         let detail = action["detail"].as_str().unwrap_or_default().to_string();
         detail.starts_with("revert pending").then_some(detail)
@@ -436,4 +627,119 @@ async fn an_expiry_while_the_dns_server_is_down_is_retried_not_abandoned() {
     })
     .await;
     assert_eq!(named.dns().read("payments.gw.test.").await.unwrap().unwrap(), original);
+}
+
+#[tokio::test]
+async fn a_direct_target_that_fails_its_preflight_is_refused_on_the_record_unless_an_admin_says_why_to_go_ahead() {
+    let named = Named::start().await;
+    let dns = named.dns();
+    let original = dns.read("payments.gw.test.").await.unwrap().unwrap();
+    let app = bypass_app(named.dns()).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let body = |extra: Value| {
+        let mut b = json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge"});
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b
+    };
+
+    // Payments answers its health path on its own address: the preview says so.
+    let preview: Value = bypass(&admin, body(json!({"dry_run": true}))).await.json().await.unwrap();
+    let first = preview["preview"]["warnings"][0].as_str().unwrap();
+    assert!(first.starts_with("Preflight passed: GET http://payments.gw.test:"), "{first}");
+    assert!(first.contains("/healthz at 127.0.2.7:") && first.contains("answered 200"), "{first}");
+
+    // Payments itself goes down: sending its clients there would not help them.
+    app.sim().fail_service("payments", 0.9, 3600);
+    for extra in [json!({}), json!({"dry_run": true})] {
+        let response = bypass(&admin, body(extra)).await;
+        let message = assert_error(response, StatusCode::CONFLICT, "conflict").await;
+        assert!(message.starts_with("preflight failed: GET http://payments.gw.test:"), "{message}");
+        assert!(message.contains("answered 503, not 2xx; nothing was changed"), "{message}");
+    }
+    assert_eq!(dns.read("payments.gw.test.").await.unwrap().unwrap(), original, "nothing changed");
+    let denied = admin.get_json("/api/v1/audit?action=bypass&outcome=denied").await;
+    let refused = denied["entries"][0]["params"].as_str().unwrap();
+    assert!(refused.contains("preflight failed") && refused.contains("answered 503"), "{denied}");
+
+    // `force` must say why; then it goes ahead, and the record says what was overridden.
+    for bad in [json!({"force": "x"}), json!({"force": true})] {
+        assert_error(bypass(&admin, body(bad)).await, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    }
+    let route =
+        bypass(&admin, json!({"reason": "r", "service": "payments", "confirm": "edge", "force": "because"})).await;
+    assert_error(route, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    let forced = bypass(&admin, body(json!({"force": "its health check is broken, orders still go through"}))).await;
+    assert_eq!(forced.status(), 202, "{}", forced.text().await.unwrap());
+    let forced: Value = forced.json().await.unwrap();
+    let first = forced["preview"]["warnings"][0].as_str().unwrap();
+    assert!(
+        first.starts_with(
+            "Preflight failed and is overridden (force: its health check is broken, orders still go through): GET"
+        ),
+        "{first}"
+    );
+    assert_eq!(dns.read("payments.gw.test.").await.unwrap().unwrap().values, ["127.0.2.7"]);
+    let intents = admin.get_json("/api/v1/audit?action=bypass&kind=action_intent&outcome=pending").await;
+    assert!(intents["entries"][0]["after_state"].as_str().unwrap().contains("Preflight failed and is overridden"));
+}
+
+#[tokio::test]
+async fn the_impact_reading_and_the_gateway_page_show_a_bypassed_services_own_clients_both_ways() {
+    let named = Named::start().await;
+    let app = bypass_app(named.dns()).await;
+    let admin = app.signed_in(Role::Admin).await;
+    // Edge's auth layer fails every request: orders is bypassed inside the gateway (at
+    // once), payments by its DNS record (its clients follow as caches expire, over 300 s).
+    let mut ids = Vec::new();
+    for (service, method) in [("orders", "route"), ("payments", "dns")] {
+        let response = bypass(
+            &admin,
+            json!({"reason": "auth layer down", "service": service, "method": method, "confirm": "edge"}),
+        )
+        .await;
+        assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+        ids.push(response.json::<Value>().await.unwrap()["id"].as_i64().unwrap());
+    }
+    let before = |a: &Value| a["impact_before"]["service"].clone();
+    for id in &ids {
+        let action = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+        let service = before(&action);
+        assert!(service["success"].as_f64().unwrap() < 0.05, "everything fails through edge: {action}");
+        assert_eq!(service["direct_share"], 0.0);
+    }
+    app.advance(61).await;
+    let after = |id: i64| {
+        let admin = &admin;
+        async move {
+            crate::support::eventually("the impact reading", || async {
+                let action = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+                (!action["impact_after"].is_null()).then(|| action["impact_after"]["service"].clone())
+            })
+            .await
+        }
+    };
+    // A minute on, every client of orders goes direct; about a fifth of payments' do.
+    let (orders, payments) = (after(ids[0]).await, after(ids[1]).await);
+    assert_eq!(orders["direct_share"], 1.0, "{orders}");
+    assert!(orders["success"].as_f64().unwrap() > 0.99, "{orders}");
+    let moved = payments["direct_share"].as_f64().unwrap();
+    assert!((0.15..0.26).contains(&moved), "61 of 300 s: {payments}");
+    assert!((payments["success"].as_f64().unwrap() - moved).abs() < 0.03, "only those moved are served: {payments}");
+
+    // The gateway page says the same, live, with each way's success and latency.
+    let detail = admin.get_json("/api/v1/gateways/edge").await;
+    assert_eq!(detail["status"], "critical", "everything else still fails through the broken auth layer");
+    let bypasses = detail["bypasses"].as_array().unwrap();
+    let of = |name: &str| bypasses.iter().find(|b| b["service"] == name).cloned().unwrap();
+    let (orders, payments) = (of("orders"), of("payments"));
+    assert_eq!((orders["how"].as_str(), payments["how"].as_str()), (Some("route"), Some("dns")));
+    assert!(orders["impact"]["via_gateway_success"].is_null(), "none of orders' clients pass edge: {orders}");
+    assert!(orders["impact"]["direct_p99_ms"].as_f64().unwrap() > 0.0);
+    let p = &payments["impact"];
+    assert!(p["direct_success"].as_f64().unwrap() > 0.99, "{payments}");
+    assert!(p["via_gateway_success"].as_f64().unwrap() < 0.05, "{payments}");
+    assert!(p["via_gateway_p99_ms"].as_f64().is_some() && p["direct_p99_ms"].as_f64().is_some(), "{payments}");
+    let live = app.state.health.snapshot().await.unwrap();
+    let edge = live.gateways.iter().find(|g| g.summary.id == "edge").unwrap();
+    assert_eq!(edge.bypasses.len(), 2, "the live feed carries them too");
 }

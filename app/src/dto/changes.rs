@@ -20,8 +20,8 @@ pub struct AuditEntry {
     pub user_agent: String,
     /// Request id (also sent as `x-request-id`).
     pub request_id: String,
-    /// `action_intent`, `action_outcome`, `undo`, `ttl_revert`, `reconciliation`, `login`,
-    /// `login_failure`, `logout` or `user_change`.
+    /// `action_intent`, `action_outcome`, `undo`, `ttl_revert`, `reconciliation`,
+    /// `propagation`, `login`, `login_failure`, `logout`, `user_change` or `audit_key`.
     pub kind: String,
     /// Action name (`restart`, `scale`, ...) or "".
     pub action: String,
@@ -134,6 +134,35 @@ pub struct Preview {
     pub warnings: Vec<String>,
 }
 
+/// A service as its own clients see it, through one gateway and around it (a bypass):
+/// what tells a responder whether bypassing the gateway helped that service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceImpact {
+    /// Share of its clients' requests that went straight to it, not through the gateway.
+    pub direct_share: f64,
+    /// Share of all its clients' requests that succeeded, both ways.
+    pub success: f64,
+    /// Success of the requests through the gateway (`None`: none came that way).
+    pub via_gateway_success: Option<f64>,
+    /// p99 latency through the gateway, ms.
+    pub via_gateway_p99_ms: Option<f64>,
+    /// Success of the requests straight to it (`None`: none went that way).
+    pub direct_success: Option<f64>,
+    /// p99 latency straight to it, ms.
+    pub direct_p99_ms: Option<f64>,
+}
+
+/// A service that bypasses a gateway now, and how its clients fare.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BypassedService {
+    /// The service.
+    pub service: String,
+    /// `route` (inside the gateway) or `dns` (its public record).
+    pub how: String,
+    /// Its clients, both ways.
+    pub impact: ServiceImpact,
+}
+
 /// The numbers a responder watches, at one moment.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImpactReading {
@@ -147,6 +176,9 @@ pub struct ImpactReading {
     pub throttle_rate_429: f64,
     /// p99 latency, ms.
     pub p99_ms: f64,
+    /// For a bypass: the bypassed service as its own clients see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceImpact>,
 }
 
 /// Rollout progress of an action that replaces pods.

@@ -193,6 +193,10 @@ pub struct GatewayDetail {
     /// rolled out and actions taken, marked on the charts.
     #[serde(default)]
     pub marks: Vec<ChartMark>,
+    /// Services that bypass the gateway now (route or DNS), with their own clients'
+    /// success and latency both ways.
+    #[serde(default)]
+    pub bypasses: Vec<BypassedService>,
 }
 
 /// A moment marked on a gateway's charts.
@@ -311,6 +315,7 @@ impl GatewayDetail {
             series,
             events: Vec::new(),
             marks: Vec::new(),
+            bypasses: Vec::new(),
         }
     }
 
@@ -343,6 +348,9 @@ pub struct GatewayLive {
     pub instances: Option<Vec<Instance>>,
     /// The newest series point.
     pub point: SeriesPoint,
+    /// Services bypassing the gateway now, as on [`GatewayDetail`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bypasses: Vec<BypassedService>,
 }
 
 /// Payload of the `snapshot` event on `GET /api/v1/events`.

@@ -14,6 +14,8 @@ struct Field {
     label: &'static str,
     /// Sent as a number (else as text).
     number: bool,
+    /// A choice of these (value, label), instead of free input; the first is the default.
+    choices: &'static [(&'static str, &'static str)],
 }
 
 /// A runbook action as the UI offers it.
@@ -25,11 +27,11 @@ struct Spec {
 }
 
 const fn num(name: &'static str, label: &'static str) -> Field {
-    Field { name, label, number: true }
+    Field { name, label, number: true, choices: &[] }
 }
 
 const fn text(name: &'static str, label: &'static str) -> Field {
-    Field { name, label, number: false }
+    Field { name, label, number: false, choices: &[] }
 }
 
 const TTL: Field = num("ttl_seconds", "Revert after (s, optional)");
@@ -91,7 +93,17 @@ const SPECS: &[Spec] = &[
         action: "bypass",
         label: "Bypass gateway",
         role: Role::Admin,
-        fields: &[text("service", "Service"), text("method", "How: route or dns (blank: route)"), TTL],
+        fields: &[
+            text("service", "Service"),
+            Field {
+                name: "method",
+                label: "How",
+                number: false,
+                choices: &[("", "Route around it inside the gateway"), ("dns", "Point the service's DNS record at it")],
+            },
+            text("force", "If its direct target fails the preflight, go ahead anyway because (DNS only)"),
+            TTL,
+        ],
     },
 ];
 
@@ -265,12 +277,21 @@ fn ActionDialog(
                     .iter()
                     .zip(values)
                     .map(|(f, v)| {
-                        view! {
-                            <label>
-                                {f.label}
-                                <input name=f.name bind:value=v />
-                            </label>
-                        }
+                        let input = if f.choices.is_empty() {
+                            view! { <input name=f.name bind:value=v /> }.into_any()
+                        } else {
+                            view! {
+                                <select name=f.name bind:value=v>
+                                    {f
+                                        .choices
+                                        .iter()
+                                        .map(|(value, label)| view! { <option value=*value>{*label}</option> })
+                                        .collect_view()}
+                                </select>
+                            }
+                                .into_any()
+                        };
+                        view! { <label>{f.label} {input}</label> }
                     })
                     .collect_view()}
                 <label>
@@ -367,6 +388,8 @@ fn RunNotice(notice: RwSignal<Option<(i64, String)>>) -> impl IntoView {
                     .and_then(|a| a.progress)
                     .map(|p| format!(" · {}/{} updated, {} ready", p.updated, p.desired, p.ready))
             };
+            // What it is waiting for, or why it ended as it did (a DNS change propagating).
+            let detail = move || record().map(|a| a.detail).filter(|d| !d.is_empty()).map(|d| format!(" · {d}"));
             let show = move |_| {
                 #[cfg(feature = "hydrate")]
                 if let Some(row) = web_sys::window()
@@ -378,7 +401,7 @@ fn RunNotice(notice: RwSignal<Option<(i64, String)>>) -> impl IntoView {
             };
             view! {
                 <div class=class role="status" data-testid="run-notice">
-                    <span>{format!("#{id} {summary}: ")}<strong>{status}</strong>{progress}</span>
+                    <span>{format!("#{id} {summary}: ")}<strong>{status}</strong>{progress}{detail}</span>
                     <button class="btn btn-ghost" type="button" on:click=show>"Show"</button>
                     <button class="btn btn-ghost" type="button" aria-label="Dismiss" on:click=move |_| notice.set(None)>
                         "×"
@@ -506,12 +529,21 @@ fn ActionRow(a: Memo<ActionRecord>) -> impl IntoView {
                 Some(x) => format!("{} → {}", f(&b), f(x)),
                 None => f(&b),
             };
-            format!(
+            let gateway = format!(
                 "5xx {} · 429 {} · p99 {}",
                 pair(|r| format::percent(r.error_rate_5xx)),
                 pair(|r| format::percent(r.throttle_rate_429)),
                 pair(|r| format::millis(r.p99_ms))
-            )
+            );
+            // A bypass: how the bypassed service's own clients fare, both ways.
+            match b.service {
+                Some(_) => format!(
+                    "{gateway} · its clients ok {} · going direct {}",
+                    pair(|r| format::percent(r.service.unwrap_or_default().success)),
+                    pair(|r| format::percent(r.service.unwrap_or_default().direct_share))
+                ),
+                None => gateway,
+            }
         }
         _ => String::new(),
     };
@@ -564,6 +596,7 @@ fn ActionRow(a: Memo<ActionRecord>) -> impl IntoView {
             <td>
                 <span class=badge data-testid="action-status">{status}</span>
                 <span class="muted">{progress}</span>
+                <div class="muted detail" data-testid="action-detail">{move || a.with(|a| a.detail.clone())}</div>
             </td>
             <td class="muted impact">{impact}</td>
             <td>

@@ -4,7 +4,7 @@ use super::chart::{Line, LineChart};
 use super::format;
 use super::use_live;
 use crate::client::operations;
-use crate::dto::{ChartMark, EventRow, GatewayDetail, GatewaySummary, Instance, SeriesPoint};
+use crate::dto::{BypassedService, ChartMark, EventRow, GatewayDetail, GatewaySummary, Instance, SeriesPoint};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
@@ -42,6 +42,15 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
     let gateway_id = detail.id.clone();
     let step_ms = i64::from(detail.series_step_s) * 1000;
     let initial = (detail.summary(), detail.instances);
+    let bypasses = {
+        let (id, initial) = (id.clone(), detail.bypasses);
+        Memo::new(move |_| {
+            live.with(|s| match s.as_ref().and_then(|s| s.gateways.iter().find(|g| g.summary.id == id)) {
+                Some(g) => g.bypasses.clone(),
+                None => initial.clone(),
+            })
+        })
+    };
     let events = detail.events;
     let series = RwSignal::new(detail.series);
     let current = {
@@ -102,6 +111,7 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
             " / "
         </p>
         {move || view! { <SummaryHeader s=summary() /> }}
+        {move || bypasses.with(|b| (!b.is_empty()).then(|| view! { <Bypasses list=b.clone() /> }))}
         <p class="muted">
             "Click a minute of a chart for its log lines, or "
             <a href=format!("/logs?q=gateway%3A{}", log_id)>"search this gateway's logs"</a>
@@ -200,6 +210,54 @@ fn SummaryHeader(s: GatewaySummary) -> impl IntoView {
                 />
             </div>
         </div>
+    }
+}
+
+/// The services whose clients go around this gateway now, and how those clients fare
+/// both ways: the gateway's own numbers count only what still passes through it.
+#[component]
+fn Bypasses(list: Vec<BypassedService>) -> impl IntoView {
+    let way = |success: Option<f64>, p99: Option<f64>| match (success, p99) {
+        (Some(s), Some(p)) => format!("{} ok · p99 {}", format::percent(s), format::millis(p)),
+        (Some(s), None) => format!("{} ok", format::percent(s)),
+        _ => "none".to_string(),
+    };
+    view! {
+        <section class="card bypasses" data-testid="bypasses">
+            <h2>"Bypassing this gateway"</h2>
+            <p class="muted">"Their clients, both ways. The numbers above count only what still comes through the gateway."</p>
+            <table class="grid">
+                <thead>
+                    <tr>
+                        <th>"Service"</th>
+                        <th>"How"</th>
+                        <th>"Clients going direct"</th>
+                        <th>"Direct"</th>
+                        <th>"Through the gateway"</th>
+                        <th>"All its clients"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {list
+                        .into_iter()
+                        .map(|b| {
+                            let i = b.impact;
+                            let name = b.service.clone();
+                            view! {
+                                <tr data-service=b.service>
+                                    <td>{name}</td>
+                                    <td>{if b.how == "dns" { "DNS record" } else { "route" }}</td>
+                                    <td>{format::percent(i.direct_share)}</td>
+                                    <td>{way(i.direct_success, i.direct_p99_ms)}</td>
+                                    <td>{way(i.via_gateway_success, i.via_gateway_p99_ms)}</td>
+                                    <td data-testid="bypass-success">{format!("{} ok", format::percent(i.success))}</td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </section>
     }
 }
 

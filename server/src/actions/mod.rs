@@ -49,6 +49,8 @@ pub struct Engine {
     /// Actions this process is following (progress, impact), so the leader does not adopt
     /// one twice.
     tracked: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// Where a DNS bypass's preflight goes through the probe guard (none: not checked).
+    probes: Option<Arc<crate::probe::Probes>>,
 }
 
 /// Changes that replace pods: their action runs until the rollout is done.
@@ -95,7 +97,28 @@ impl Engine {
             max_replicas,
             replica: None,
             tracked: Default::default(),
+            probes: None,
         }
+    }
+
+    /// Checks DNS bypasses' direct targets with `probes` before clients are sent there.
+    pub fn with_probes(mut self, probes: Arc<crate::probe::Probes>) -> Self {
+        self.probes = Some(probes);
+        self
+    }
+
+    /// A DNS bypass's preflight, when `change` sends a service's clients to its direct
+    /// target: `Ok(sentence)` when the target answers its health path, `Err(why)` when not.
+    /// `None`: nothing to check (no bypass towards the service, or no way to check it).
+    async fn preflight(&self, change: &Change, state: &GatewayState) -> Option<std::result::Result<String, String>> {
+        let Change::DnsRecord { service, to, .. } = change else { return None };
+        let record = state.dns.iter().find(|r| &r.service == service && &r.direct == to)?;
+        let probes = self.probes.as_ref()?;
+        let Some(url) = &record.health else {
+            return Some(Err(format!("{service} has no health URL configured for its direct target")));
+        };
+        let target = to.values.first()?;
+        Some(probes.preflight(url, target).await)
     }
 
     /// Runs as `replica` (see the field).
@@ -132,15 +155,24 @@ impl Engine {
         }
     }
 
-    async fn reading(&self, gateway: &str) -> Option<ImpactReading> {
+    /// The gateway's numbers now, and for a bypass the bypassed service's own (its
+    /// clients through the gateway and around it).
+    async fn reading(&self, gateway: &str, change: &Change) -> Option<ImpactReading> {
         let list = self.health.gateways().await.ok()?;
         let g = list.into_iter().find(|g| g.id == gateway)?;
+        let service = match change {
+            Change::Bypass { service, .. } | Change::DnsRecord { service, .. } => {
+                self.fleet.service_impact(gateway, service)
+            }
+            _ => None,
+        };
         Some(ImpactReading {
             clock_s: self.fleet.clock_s(),
             rps: g.rps,
             error_rate_5xx: g.error_rate_5xx,
             throttle_rate_429: g.throttle_rate_429,
             p99_ms: g.latency_ms.p99,
+            service,
         })
     }
 
@@ -165,7 +197,25 @@ impl Engine {
         let request = envelope(body)?;
         let planned = async {
             let state = self.fleet.state(gateway).await?;
-            let plan = plan(action, gateway, request.params.clone(), &state, self.max_replicas)?;
+            let mut plan = plan(action, gateway, request.params.clone(), &state, self.max_replicas)?;
+            // Clients are sent to a direct target only if it answers (or an admin says why
+            // to go ahead anyway); the result is in the preview, and so in the intent.
+            if let Some(checked) = self.preflight(&plan.change, &state).await {
+                let force = request.params.get("force").and_then(Value::as_str).map(str::trim);
+                let line = match (checked, force) {
+                    (Ok(passed), _) => passed,
+                    (Err(why), Some(force)) => {
+                        format!("Preflight failed and is overridden (force: {force}): {why}.")
+                    }
+                    (Err(why), None) => {
+                        return Err(AppError::Conflict(format!(
+                            "preflight failed: {why}; nothing was changed (an admin may set force, saying why, to \
+                             go ahead anyway)"
+                        )));
+                    }
+                };
+                plan.preview.warnings.insert(0, line);
+            }
             if request.dry_run {
                 // The backend validates the change too (Kubernetes: dryRun=All), so a
                 // preview fails the way the real change would.
@@ -247,7 +297,7 @@ impl Engine {
             tracing::error!(error = ?e, "audit intent not written; action not run");
             AppError::Unavailable("the audit ledger is unavailable, so nothing was changed".into())
         })?;
-        let impact_before = self.reading(gateway).await;
+        let impact_before = self.reading(gateway, &plan.change).await;
         let expires_at_s = plan.ttl_s.map(|t| self.fleet.clock_s() + t);
         let id = store::insert(
             &self.db,
@@ -282,10 +332,12 @@ impl Engine {
                 outcome.after = Some(json!(after));
                 self.ledger.append(outcome).await?;
                 let replaces_pods = replaces_pods(&plan.change);
-                let status = if replaces_pods { "running" } else { "succeeded" };
-                store::set_status(&self.db, id, status).await?;
+                // A change others still have to pick up (a DNS record) runs until they do.
+                let propagation = self.fleet.propagation(&plan.change);
+                let status = if replaces_pods || propagation.is_some() { "running" } else { "succeeded" };
+                store::set_applied(&self.db, id, status).await?;
                 self.publish(id).await;
-                self.track(id, gateway.to_string(), replaces_pods, self.fleet.clock_s());
+                self.track(id, gateway.to_string(), plan.change.clone(), propagation, self.fleet.clock_s());
                 Ok(id)
             }
             Err(e) => {

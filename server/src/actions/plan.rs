@@ -409,6 +409,20 @@ pub fn plan(
             let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
             let methods = ["route".to_string(), "dns".to_string()];
             let method = one_of(&mut params, "method", &methods, "bypass method", gateway)?;
+            // Why to go ahead although the direct target failed its preflight (read by the
+            // engine, which runs the preflight).
+            match params.remove("force") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(why))
+                    if method.as_deref() == Some("dns") && (3..=500).contains(&why.trim().len()) => {}
+                Some(Value::String(_)) if method.as_deref() == Some("dns") => {
+                    return Err(AppError::invalid("force", "must say why, in 3 to 500 characters"));
+                }
+                Some(Value::String(_)) => {
+                    return Err(AppError::invalid("force", "only a DNS bypass has a preflight to override"));
+                }
+                Some(_) => return Err(AppError::invalid("force", "must be a string: why to go ahead anyway")),
+            }
             no_more(&params)?;
             if method.as_deref() == Some("dns") {
                 return dns_bypass(gateway, state, service, ttl_s);

@@ -11,7 +11,7 @@ use sqlx::Row;
 
 /// The columns `from_row` reads.
 const COLUMNS: &str = "id, gateway, action, params, change, inverse, actor, actor_role, reason, incident, \
-     status, detail, preview, progress, impact_before, impact_after, undone_by, undo_of, expires_at_s, reverted, \
+     status, detail, preview, progress, impact_before, impact_after, undone_by, undo_of, expires_at_s, reverted, applied, \
      intent_id, created_at_ms, undo_claimed_at_ms";
 
 /// An action as stored: what the API shows, plus the change and its inverse.
@@ -52,6 +52,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Stored> {
     let inverse: Option<Change> = json_col("inverse")?.map(|s| parse_json(&s)).transpose()?;
     let undone_by: Option<i64> = row.try_get("undone_by")?;
     let reverted: i64 = row.try_get("reverted")?;
+    let applied: i64 = row.try_get("applied")?;
     // An undo or a revert under way holds the claim: no second one can start.
     let claimed: Option<i64> = row.try_get("undo_claimed_at_ms")?;
     let status: String = row.try_get("status")?;
@@ -67,7 +68,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Stored> {
             && undone_by.is_none()
             && reverted == 0
             && claimed.is_none()
-            && status != "failed",
+            && (status != "failed" || applied == 1),
         status,
         detail: row.try_get("detail")?,
         preview: parse_json(&row.try_get::<String, _>("preview")?)?,
@@ -132,9 +133,20 @@ pub async fn list(db: &Db, gateway: Option<&str>, limit: i64) -> Result<Vec<Acti
     rows.iter().map(|r| from_row(r).map(|s| s.record)).collect()
 }
 
-/// Sets the status.
-pub async fn set_status(db: &Db, id: i64, status: &str) -> Result<()> {
-    sqlx::query("update actions set status = $1 where id = $2").bind(status).bind(id).execute(db).await?;
+/// Records that the backend made the change, and the status that follows.
+pub async fn set_applied(db: &Db, id: i64, status: &str) -> Result<()> {
+    sqlx::query("update actions set status = $1, applied = 1 where id = $2").bind(status).bind(id).execute(db).await?;
+    Ok(())
+}
+
+/// Sets the status and the detail line.
+pub async fn set_status_detail(db: &Db, id: i64, status: &str, detail: &str) -> Result<()> {
+    sqlx::query("update actions set status = $1, detail = $2 where id = $3")
+        .bind(status)
+        .bind(detail)
+        .bind(id)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
@@ -209,7 +221,7 @@ pub async fn set_undone_by(db: &Db, id: i64, undone_by: i64) -> Result<()> {
 pub async fn due_for_revert(db: &Db, now_s: i64) -> Result<Vec<i64>> {
     Ok(sqlx::query_as::<_, (i64,)>(
         "select id from actions where expires_at_s is not null and expires_at_s <= $1 and reverted = 0 \
-         and undone_by is null and status in ('succeeded', 'running') \
+         and undone_by is null and (status in ('succeeded', 'running') or applied = 1) \
          and (revert_next_at_s is null or revert_next_at_s <= $1)",
     )
     .bind(now_s)
@@ -251,11 +263,14 @@ pub async fn mark_reverted(db: &Db, id: i64) -> Result<()> {
 
 /// Settles the still-running action of an interrupted intent.
 pub async fn settle_interrupted(db: &Db, intent_id: i64, status: &str, detail: &str) -> Result<()> {
-    sqlx::query("update actions set status = $1, detail = $2 where intent_id = $3 and status = 'running'")
-        .bind(status)
-        .bind(detail)
-        .bind(intent_id)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "update actions set status = $1, detail = $2, applied = case when $1 = 'succeeded' then 1 else applied end \
+         where intent_id = $3 and status = 'running'",
+    )
+    .bind(status)
+    .bind(detail)
+    .bind(intent_id)
+    .execute(db)
+    .await?;
     Ok(())
 }

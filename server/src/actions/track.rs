@@ -5,9 +5,19 @@ use super::plan::{ActionName, in_force, inverse_plan};
 use super::{Engine, IMPACT_AFTER_S, store};
 use crate::audit::{Actor, Kind, NewEntry, Outcome};
 use crate::error::Result;
+use crate::fleet::{Change, Propagation};
 use app::dto::Progress;
 use serde_json::json;
 use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// The next round of a propagation, or never when there is none to follow.
+async fn next_round(propagation: &mut Option<UnboundedReceiver<Propagation>>) -> Option<Propagation> {
+    match propagation {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Actions older than this are not adopted from a stopped replica (their rollout and
 /// reading are long over, or will never come).
@@ -17,15 +27,23 @@ const ADOPT_WITHIN_MS: i64 = 30 * 60 * 1000;
 pub const ORPHANS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Engine {
-    /// Follows a running action: rollout progress until done, then the impact reading
-    /// `IMPACT_AFTER_S` backend seconds after `started` (when it ran).
-    pub(super) fn track(self: &Arc<Self>, id: i64, gateway: String, rollout: bool, started: i64) {
+    /// Follows a running action: rollout progress until done, propagation until served
+    /// everywhere asked (or its deadline), and the impact reading `IMPACT_AFTER_S` backend
+    /// seconds after `started` (when it ran).
+    pub(super) fn track(
+        self: &Arc<Self>,
+        id: i64,
+        gateway: String,
+        change: Change,
+        propagation: Option<UnboundedReceiver<Propagation>>,
+        started: i64,
+    ) {
         if !self.tracked.lock().unwrap_or_else(|e| e.into_inner()).insert(id) {
             return;
         }
         let engine = Arc::clone(self);
         tokio::spawn(async move {
-            engine.follow(id, &gateway, rollout, started).await;
+            engine.follow(id, &gateway, &change, propagation, started).await;
             engine.tracked.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         });
     }
@@ -54,21 +72,32 @@ impl Engine {
             let stored = store::load(&self.db, id).await?;
             let started = stored.record.impact_before.map_or_else(|| self.fleet.clock_s(), |r| r.clock_s);
             tracing::info!(action = id, from = replica, "following an action a stopped replica was following");
-            self.track(id, gateway, super::replaces_pods(&stored.change), started);
+            // A propagation still running is followed again from the start (its deadline too).
+            let propagation =
+                (stored.record.status == "running").then(|| self.fleet.propagation(&stored.change)).flatten();
+            self.track(id, gateway, stored.change, propagation, started);
             adopted += 1;
         }
         Ok(adopted)
     }
 
-    async fn follow(self: &Arc<Self>, id: i64, gateway: &str, rollout: bool, started: i64) {
+    async fn follow(
+        self: &Arc<Self>,
+        id: i64,
+        gateway: &str,
+        change: &Change,
+        mut propagation: Option<UnboundedReceiver<Propagation>>,
+        started: i64,
+    ) {
         let engine = self;
+        let rollout = super::replaces_pods(change);
         let gateway = gateway.to_string();
         {
             let mut updates = engine.fleet.updates();
             let mut rollout_done = !rollout;
             let mut impact_taken = false;
             let mut last_progress = None;
-            while !(rollout_done && impact_taken) {
+            while !(rollout_done && impact_taken && propagation.is_none()) {
                 if !rollout_done && let Ok(r) = engine.fleet.rollout(&gateway).await {
                     let progress = Progress { desired: r.desired, updated: r.updated, ready: r.ready, total: r.total };
                     rollout_done = r.done || r.failed.is_some();
@@ -88,7 +117,7 @@ impl Engine {
                 // One reading, IMPACT_AFTER_S after the change, however long the rollout runs.
                 if !impact_taken && engine.fleet.clock_s() >= started + IMPACT_AFTER_S {
                     impact_taken = true;
-                    if let Some(after) = engine.reading(&gateway).await {
+                    if let Some(after) = engine.reading(&gateway, change).await {
                         let _ = store::set_impact_after(&engine.db, id, &after).await;
                         engine.publish(id).await;
                     }
@@ -98,9 +127,83 @@ impl Engine {
                 tokio::select! {
                     changed = updates.changed() => if changed.is_err() { return },
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    round = next_round(&mut propagation) => match round {
+                        Some(round) => {
+                            if round.finished.is_some() {
+                                propagation = None;
+                            }
+                            if let Err(e) = engine.propagated(id, &gateway, round).await {
+                                tracing::warn!(action = id, error = ?e, "recording a propagation round failed");
+                            }
+                        }
+                        None => propagation = None,
+                    },
                 }
             }
         }
+    }
+
+    /// Records one round of a change's propagation: the detail line while it goes on;
+    /// at the end, the status and an entry on the record with who serves it and how long
+    /// it took (or who still did not when the deadline passed).
+    async fn propagated(&self, id: i64, gateway: &str, round: Propagation) -> Result<()> {
+        let asked = round.serving.len() + round.pending.len();
+        let Some(finished) = round.finished else {
+            let detail = format!(
+                "propagating: {} of {asked} DNS servers serve the new record; waiting for {}",
+                round.serving.len(),
+                round.pending.join(", ")
+            );
+            store::set_detail(&self.db, id, &detail).await?;
+            self.publish(id).await;
+            return Ok(());
+        };
+        let stored = store::load(&self.db, id).await?;
+        let (status, outcome, detail) = match (finished, &round.problem) {
+            (Ok(took), _) => (
+                "succeeded",
+                Outcome::Succeeded,
+                format!(
+                    "served by {} asked ({}) after {:.1} s",
+                    if asked == 1 { "the one DNS server".to_string() } else { format!("all {asked} DNS servers") },
+                    round.serving.join(", "),
+                    took.as_secs_f64()
+                ),
+            ),
+            (Err(_), Some(problem)) => (
+                "failed",
+                Outcome::Failed,
+                format!("made on the primary, but its propagation could not be followed: {problem}"),
+            ),
+            (Err(deadline), None) => (
+                "failed",
+                Outcome::Failed,
+                format!(
+                    "not served by {} after {} s ({} of {asked} serve it); the primary has the new record{}",
+                    round.pending.join(", "),
+                    deadline.as_secs(),
+                    round.serving.len(),
+                    if stored.inverse.is_some() { ", and undo puts the old one back" } else { "" }
+                ),
+            ),
+        };
+        let mut entry = NewEntry::new(Actor::system(), Kind::Propagation, outcome);
+        entry.action = stored.record.action.clone();
+        entry.target = gateway.into();
+        entry.intent_id = Some(stored.record.intent_id);
+        entry.incident = stored.record.incident.clone();
+        entry.reason = detail.clone();
+        entry.params = json!({
+            "action_id": id,
+            "serving": round.serving,
+            "pending": round.pending,
+            "elapsed_ms": finished.ok().map(|d| d.as_millis() as u64),
+            "deadline_s": finished.err().map(|d| d.as_secs()),
+        });
+        self.ledger.append(entry).await?;
+        store::set_status_detail(&self.db, id, status, &detail).await?;
+        self.publish(id).await;
+        Ok(())
     }
 
     /// Reverts time-limited changes whose TTL has passed, as the system, but only if the

@@ -55,6 +55,9 @@ pub enum Kind {
     TtlRevert,
     /// Start-up found an intent without an outcome and settled it.
     Reconciliation,
+    /// A change others had to pick up (a DNS record) was served everywhere asked, or was
+    /// not by its deadline; links to its intent.
+    Propagation,
     /// A successful sign-in.
     Login,
     /// A refused sign-in.
@@ -76,6 +79,7 @@ impl Kind {
             Kind::Undo => "undo",
             Kind::TtlRevert => "ttl_revert",
             Kind::Reconciliation => "reconciliation",
+            Kind::Propagation => "propagation",
             Kind::Login => "login",
             Kind::LoginFailure => "login_failure",
             Kind::Logout => "logout",

@@ -3,30 +3,52 @@
 //! carries each service's record as the zone's primary serves it, and a
 //! [`Change::DnsRecord`] is made on the DNS server (a compare-and-swap, see `crate::dns`).
 
-use super::{Change, Fleet, FleetError, FleetResult, GatewayInventory, GatewayState, RolloutState, ServiceRecord};
+use super::{
+    Change, Fleet, FleetError, FleetResult, GatewayInventory, GatewayState, Propagation, RolloutState, ServiceRecord,
+};
 use crate::dns::{Dns, DnsError, RecordSet};
 use futures::future::BoxFuture;
 use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 
-/// Where a service's clients go while it bypasses the gateway: its direct RRset, if it
-/// has one.
-pub type DirectTargets = Arc<dyn Fn(&Dns, &str) -> Option<RecordSet> + Send + Sync>;
+/// A service's direct target: the RRset its clients get while it bypasses the gateway,
+/// and the URL (on its public name) that must answer before they are sent there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Direct {
+    /// The RRset.
+    pub record: RecordSet,
+    /// `http(s)://<public name>[:port]<health path>`, asked at the RRset's address.
+    pub health: Option<String>,
+}
 
-/// The simulator's direct targets: each service answers on a loopback address of its own,
-/// `127.0.2.N` (N: the service's place among every service name, sorted, from 1), with a
-/// 60 s TTL.
-pub fn simulated_direct_targets(services: Vec<String>) -> DirectTargets {
+/// Where a service's clients go while it bypasses the gateway, if it has such a place.
+pub type DirectTargets = Arc<dyn Fn(&Dns, &str) -> Option<Direct> + Send + Sync>;
+
+/// The simulator's direct addresses: each service answers on a loopback address of its
+/// own, `127.0.2.N` (N: the service's place among every service name, sorted, from 1).
+pub fn simulated_direct_addresses(services: Vec<String>) -> Vec<(String, std::net::IpAddr)> {
     let mut services = services;
     services.sort();
     services.dedup();
+    services
+        .into_iter()
+        .take(254)
+        .enumerate()
+        .map(|(i, s)| (s, std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 2, i as u8 + 1))))
+        .collect()
+}
+
+/// The simulator's direct targets: each service's own listener (`listening`, from
+/// `SimFleet::serve_services` on [`simulated_direct_addresses`]), an A record with a 60 s
+/// TTL, and its `/healthz` on the listener's port.
+pub fn simulated_direct_targets(listening: Vec<(String, std::net::SocketAddr)>) -> DirectTargets {
     Arc::new(move |dns: &Dns, service: &str| {
-        let n = services.iter().position(|s| s == service)? + 1;
-        (n < 255).then(|| RecordSet {
-            name: dns.name_of(service),
-            rtype: "A".into(),
-            ttl: 60,
-            values: vec![format!("127.0.2.{n}")],
+        let (_, at) = listening.iter().find(|(s, _)| s == service)?;
+        let name = dns.name_of(service);
+        Some(Direct {
+            health: Some(format!("http://{}:{}/healthz", name.trim_end_matches('.'), at.port())),
+            record: RecordSet { name, rtype: "A".into(), ttl: 60, values: vec![at.ip().to_string()] },
         })
     })
 }
@@ -53,7 +75,7 @@ impl DnsFleet {
     /// DNS server that does not answer delays an action by that much, no more).
     async fn with_records(&self, mut state: GatewayState) -> GatewayState {
         let reads = state.services.iter().filter_map(|service| {
-            let direct = (self.direct)(&self.dns, service)?;
+            let Direct { record: direct, health } = (self.direct)(&self.dns, service)?;
             Some(async move {
                 let read = tokio::time::timeout(READ_BUDGET, self.dns.read(&direct.name)).await;
                 let (current, problem) = match read {
@@ -61,7 +83,7 @@ impl DnsFleet {
                     Ok(Err(e)) => (None, Some(e.to_string())),
                     Err(_) => (None, Some(format!("the DNS server at {} did not answer within 2 s", self.dns.server))),
                 };
-                ServiceRecord { service: service.clone(), current, direct, problem }
+                ServiceRecord { service: service.clone(), current, direct, health, problem }
             })
         });
         state.dns = futures::future::join_all(reads).await;
@@ -110,7 +132,7 @@ impl Fleet for DnsFleet {
                 Change::DnsRecord { service, from, to } => {
                     self.dns.swap(from, to).await.map_err(fleet_error)?;
                     if let Some(moved) = &self.moved {
-                        let direct = (self.direct)(&self.dns, service).is_some_and(|d| d.values == to.values);
+                        let direct = (self.direct)(&self.dns, service).is_some_and(|d| d.record.values == to.values);
                         moved(gateway, service, direct, from.ttl);
                     }
                     self.state(gateway).await
@@ -171,4 +193,72 @@ impl Fleet for DnsFleet {
     fn rollout(&self, gateway: &str) -> BoxFuture<'_, FleetResult<RolloutState>> {
         self.inner.rollout(gateway)
     }
+    fn service_impact(&self, gateway: &str, service: &str) -> Option<app::dto::ServiceImpact> {
+        self.inner.service_impact(gateway, service)
+    }
+    fn bypasses(&self, gateway: &str) -> Vec<(String, &'static str)> {
+        self.inner.bypasses(gateway)
+    }
+    fn propagation(&self, change: &Change) -> Option<tokio::sync::mpsc::UnboundedReceiver<Propagation>> {
+        let Change::DnsRecord { from, to, .. } = change else {
+            return self.inner.propagation(change);
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (dns, old_ttl, expected) = (self.dns.clone(), from.ttl, to.clone());
+        tokio::spawn(async move { follow(&dns, old_ttl, &expected, tx).await });
+        Some(rx)
+    }
+}
+
+/// Asks the zone's authoritative servers (and `--dns-check-resolver`s) until each serves
+/// `expected` or the deadline passes, reporting each round that differs from the last.
+async fn follow(dns: &Dns, old_ttl: u32, expected: &crate::dns::RecordSet, tx: UnboundedSender<Propagation>) {
+    let listed = (!dns.name_servers.is_empty()).then(|| {
+        let mut servers = vec![dns.server];
+        servers.extend(dns.name_servers.iter().copied().filter(|s| *s != dns.server));
+        servers
+    });
+    let found = match listed {
+        Some(servers) => Ok(servers),
+        None => dns.authoritative().await,
+    };
+    let mut servers = match found {
+        Ok(servers) => servers,
+        Err(e) => {
+            let _ = tx.send(Propagation {
+                serving: vec![],
+                pending: vec![dns.server.to_string()],
+                finished: Some(Err(std::time::Duration::ZERO)),
+                problem: Some(format!("the zone's name servers could not be listed: {e}")),
+            });
+            return;
+        }
+    };
+    let mut deadline = dns.deadline;
+    if !dns.resolvers.is_empty() {
+        // A resolver serves its cached copy of the old record until that expires.
+        deadline = deadline.max(std::time::Duration::from_secs(u64::from(old_ttl) + 30));
+        let extra: Vec<std::net::SocketAddr> = dns.resolvers.iter().copied().filter(|r| !servers.contains(r)).collect();
+        servers.extend(extra);
+    }
+    let mut last = None;
+    let split = |answers: &[(std::net::SocketAddr, bool)]| {
+        let names = |ok: bool| answers.iter().filter(|a| a.1 == ok).map(|a| a.0.to_string()).collect::<Vec<_>>();
+        (names(true), names(false))
+    };
+    let done = crate::dns::wait_served(dns, &servers, expected, deadline, |answers| {
+        let (serving, pending) = split(answers);
+        if last.as_ref() != Some(&(serving.clone(), pending.clone())) && !pending.is_empty() {
+            let _ = tx.send(Propagation {
+                serving: serving.clone(),
+                pending: pending.clone(),
+                finished: None,
+                problem: None,
+            });
+        }
+        last = Some((serving, pending));
+    })
+    .await;
+    let (serving, pending) = last.unwrap_or_default();
+    let _ = tx.send(Propagation { serving, pending, finished: Some(done.map_err(|_| deadline)), problem: None });
 }

@@ -195,6 +195,10 @@ pub struct ServiceRecord {
     pub current: Option<crate::dns::RecordSet>,
     /// Its own address, where clients go while it bypasses the gateway.
     pub direct: crate::dns::RecordSet,
+    /// The URL that must answer at `direct` before clients are sent there (a DNS
+    /// bypass's preflight): the service's health path on its public name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
     /// Why `current` is unknown, when the server could not be asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -288,6 +292,22 @@ pub enum FleetError {
 /// Result of a backend call.
 pub type FleetResult<T> = Result<T, FleetError>;
 
+/// One round of following a change that others still have to pick up after the backend
+/// made it (a DNS record the zone's other servers serve after a transfer).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Propagation {
+    /// Who was asked and already serves the change (`127.0.0.2:53`).
+    pub serving: Vec<String>,
+    /// Who was asked and does not yet (or did not answer).
+    pub pending: Vec<String>,
+    /// On the last round: how long it took everyone (`Ok`), or that the deadline passed
+    /// with `pending` still not serving it (`Err(deadline)`). A problem before any
+    /// round (no server to ask) is `Err` with nothing serving or pending.
+    pub finished: Option<Result<std::time::Duration, std::time::Duration>>,
+    /// Why following it could not start, when it could not.
+    pub problem: Option<String>,
+}
+
 /// The gateways and their instances.
 pub trait Fleet: Send + Sync {
     /// Every gateway, sorted by id (shared: a large fleet's inventory is built once per
@@ -371,6 +391,21 @@ pub trait Fleet: Send + Sync {
     }
     /// Rollout progress, judged as `kubectl rollout status` does.
     fn rollout(&self, gateway: &str) -> BoxFuture<'_, FleetResult<RolloutState>>;
+    /// For a change made that others still have to pick up: follows it, one report per
+    /// round that differs from the last, the final one `finished`. `None`: nothing to
+    /// follow (the change is in effect once `apply` returns).
+    fn propagation(&self, _change: &Change) -> Option<tokio::sync::mpsc::UnboundedReceiver<Propagation>> {
+        None
+    }
+    /// How `service`'s clients fare through `gateway` and around it. `None`: the backend
+    /// cannot tell (a cluster's metrics see the gateway's side only).
+    fn service_impact(&self, _gateway: &str, _service: &str) -> Option<app::dto::ServiceImpact> {
+        None
+    }
+    /// The services bypassing `gateway` now, and how (`route` or `dns`).
+    fn bypasses(&self, _gateway: &str) -> Vec<(String, &'static str)> {
+        Vec::new()
+    }
 }
 
 /// Gateway traffic numbers.

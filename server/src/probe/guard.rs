@@ -218,6 +218,16 @@ impl Guard {
         Ok(())
     }
 
+    /// Checks a service's direct target (the address a DNS bypass sends its clients to,
+    /// from the console's configuration, never from a request): anywhere but a link-local
+    /// (metadata) address, and on this host only for the simulator or when listed.
+    pub fn check_direct(&self, addr: SocketAddr) -> Result<()> {
+        if metadata(addr.ip()) {
+            return Err(refuse(format!("{addr} is a link-local address (cloud metadata lives there); never probed")));
+        }
+        self.own_on_this_host(addr, "the direct target")
+    }
+
     /// Checks `url` for a probe; `own` is the gateway's own address when probing a gateway
     /// (the only non-public address besides those listed exactly).
     pub async fn check(&self, url: &Url, own: Option<&Own>) -> Result<Target> {

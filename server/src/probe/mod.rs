@@ -282,6 +282,36 @@ impl Probes {
         }
     }
 
+    /// A DNS bypass's preflight: `GET url` (the service's health path on its public name)
+    /// sent to `target` (the direct RRset's first value: an address, or a name resolved
+    /// here), so https is checked against the public name's certificate. `Ok` with a
+    /// sentence when it answers 2xx, `Err` with one saying what it did instead.
+    pub async fn preflight(&self, url: &str, target: &str) -> std::result::Result<String, String> {
+        let url = Url::parse(url).map_err(|e| format!("the health URL {url} is not a URL: {e}"))?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        let host = target.trim_end_matches('.');
+        let started = Instant::now();
+        let addr = match host.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, port),
+            Err(_) => tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((host, port)))
+                .await
+                .map_err(|_| format!("resolving the direct target {host} took longer than 5 s"))?
+                .map_err(|e| format!("the direct target {host} does not resolve: {e}"))?
+                .next()
+                .ok_or_else(|| format!("the direct target {host} has no address"))?,
+        };
+        self.guard.check_direct(addr).map_err(|e| e.to_api().message)?;
+        let (result, _) = fetch(&Target { url: url.clone(), addr, dns: started.elapsed() }).await;
+        let asked = format!("GET {url} at {addr}");
+        match (result.status, result.error) {
+            (Some(status), None) if (200..300).contains(&status) => {
+                Ok(format!("Preflight passed: {asked} answered {status} in {:.0} ms.", result.timings.total_ms))
+            }
+            (Some(status), _) => Err(format!("{asked} answered {status}, not 2xx")),
+            (None, error) => Err(format!("{asked} failed: {}", error.unwrap_or_else(|| "no answer".into()))),
+        }
+    }
+
     /// The latest check of each key path, per gateway: [passing, checked].
     pub fn tallies(&self) -> HashMap<String, [u32; 2]> {
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());

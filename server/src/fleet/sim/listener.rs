@@ -152,3 +152,58 @@ impl SimFleet {
         Ok(tasks)
     }
 }
+
+/// One downstream service's own listener: where its clients go while a DNS bypass sends
+/// them around the gateway (its direct target).
+struct ServiceListener {
+    fleet: Arc<SimFleet>,
+    service: String,
+}
+
+impl SimFleet {
+    /// What `service` itself answers to `path`, without any gateway in front: `/healthz`
+    /// is 200 while fewer than half its requests fail (503 otherwise), any other path 200
+    /// or 503 by its current failure rate. `None`: no such service.
+    pub fn service_answer(&self, service: &str, path: &str, rng: &mut SplitMix64) -> Option<u16> {
+        let sim = self.lock();
+        let s = sim.services.iter().find(|s| s.name == service)?;
+        let up = if path == "/healthz" { s.fail < 0.5 } else { rng.f64() >= s.fail };
+        Some(if up { 200 } else { 503 })
+    }
+
+    /// Starts a listener for each `(service, address)` on a free port of that address
+    /// (loopback addresses such as 127.0.2.7 need no set-up on Linux). Returns the tasks
+    /// and where each service answers.
+    pub async fn serve_services(
+        self: &Arc<Self>,
+        at: &[(String, std::net::IpAddr)],
+    ) -> std::io::Result<(Vec<tokio::task::JoinHandle<()>>, Vec<(String, SocketAddr)>)> {
+        let (mut tasks, mut listening) = (Vec::new(), Vec::new());
+        for (service, ip) in at {
+            let socket = tokio::net::TcpListener::bind((*ip, 0)).await?;
+            listening.push((service.clone(), socket.local_addr()?));
+            let state = Arc::new(ServiceListener { fleet: Arc::clone(self), service: service.clone() });
+            let app = Router::new().fallback(service_handle).with_state(state);
+            let name = service.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(socket, app).await {
+                    tracing::warn!(service = %name, error = %e, "simulated service listener stopped");
+                }
+            }));
+        }
+        Ok((tasks, listening))
+    }
+}
+
+async fn service_handle(State(l): State<Arc<ServiceListener>>, request: Request) -> Response {
+    let mut rng = SplitMix64::new(crate::db::now_ms() as u64);
+    let path = request.uri().path().to_string();
+    let Some(status) = l.fleet.service_answer(&l.service, &path, &mut rng) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::json!({ "service": l.service, "path": path, "status": status.as_u16() });
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert("server", HeaderValue::from_static("gatewarden-sim"));
+    response
+}

@@ -100,6 +100,66 @@ impl SimFleet {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// Makes `service` itself fail a share `p` of its requests, at once and for the next
+    /// `seconds` (an outage of the service, not of any gateway).
+    pub fn fail_service(&self, service: &str, p: f64, seconds: i64) {
+        let mut sim = self.lock();
+        let t = sim.t;
+        if let Some(svc) = sim.services.iter_mut().find(|s| s.name == service) {
+            svc.blip = Some((p, t + seconds));
+            svc.fail = svc.fail.max(p);
+        }
+        drop(sim);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// How `service`'s clients that would come through `gateway` fared last second,
+    /// through it and around it (p99 through it over its recent seconds).
+    pub fn service_impact(&self, gateway: &str, service: &str) -> Option<app::dto::ServiceImpact> {
+        let sim = self.lock();
+        let gw = sim.gateways.iter().find(|g| g.id == gateway)?;
+        let flow = gw.service_flows.iter().find(|f| f.service == service)?;
+        let total = flow.via.0 + flow.direct.0;
+        if total <= 0.0 {
+            return None;
+        }
+        let mut buckets = [0u64; histogram::NB];
+        for second in &gw.route_recent {
+            for (route, s) in gw.routes.iter().zip(second) {
+                if route.service == service {
+                    for (b, n) in buckets.iter_mut().zip(s.buckets.iter()) {
+                        *b += n;
+                    }
+                }
+            }
+        }
+        let share = |(n, ok): (f64, f64)| (n > 0.0).then(|| ok / n);
+        // A log-normal's 99th percentile: exp(mu + 2.326 sigma), mean = exp(mu + sigma^2 / 2).
+        let sigma = model::LATENCY_SIGMA;
+        let direct_p99 = flow.direct_mean_ms.max(0.01).ln() - sigma * sigma / 2.0 + 2.326 * sigma;
+        Some(app::dto::ServiceImpact {
+            direct_share: flow.direct.0 / total,
+            success: (flow.via.1 + flow.direct.1) / total,
+            via_gateway_success: share(flow.via),
+            via_gateway_p99_ms: (flow.via.0 > 0.0 && buckets.iter().any(|n| *n > 0))
+                .then(|| histogram::quantile(0.99, &buckets)),
+            direct_success: share(flow.direct),
+            direct_p99_ms: (flow.direct.0 > 0.0).then(|| direct_p99.exp()),
+        })
+    }
+
+    /// The services bypassing `gateway` now: inside it (`route`), or by their public
+    /// record (`dns`, while any of their clients go around it).
+    pub fn bypasses(&self, gateway: &str) -> Vec<(String, &'static str)> {
+        let sim = self.lock();
+        let Some(gw) = sim.gateways.iter().find(|g| g.id == gateway) else { return vec![] };
+        let mut out: Vec<(String, &'static str)> = gw.bypassed.iter().map(|s| (s.clone(), "route")).collect();
+        out.extend(
+            gw.dns_moves.iter().filter(|m| m.direct || m.direct_share(sim.t) > 0.0).map(|m| (m.service.clone(), "dns")),
+        );
+        out
+    }
+
     /// Every downstream service's name.
     pub fn service_names(&self) -> Vec<String> {
         self.lock().services.iter().map(|s| s.name.to_string()).collect()
@@ -255,6 +315,12 @@ fn window(seconds: &[&Second], ts_ms: i64) -> HealthWindow {
 }
 
 impl Fleet for SimFleet {
+    fn service_impact(&self, gateway: &str, service: &str) -> Option<app::dto::ServiceImpact> {
+        SimFleet::service_impact(self, gateway, service)
+    }
+    fn bypasses(&self, gateway: &str) -> Vec<(String, &'static str)> {
+        SimFleet::bypasses(self, gateway)
+    }
     fn inventory(&self) -> BoxFuture<'_, FleetResult<Arc<Vec<GatewayInventory>>>> {
         let sim = self.lock();
         let t = sim.t;

@@ -11,7 +11,7 @@ use crate::rng::SplitMix64;
 use std::collections::VecDeque;
 
 /// Log-normal shape of per-request latency.
-const LATENCY_SIGMA: f64 = 0.5;
+pub(super) const LATENCY_SIGMA: f64 = 0.5;
 
 /// The whole simulation. Deterministic: the same config and the same calls give the
 /// same state, to the last request.
@@ -133,6 +133,7 @@ impl Sim {
             ejected_until: Vec::new(),
             bypassed: Vec::new(),
             dns_moves: Vec::new(),
+            service_flows: Vec::new(),
             auth_broken: false,
         };
         self.gateways.push(gw);
@@ -415,6 +416,16 @@ impl Sim {
         }
         let request_timeout = f64::from(timeouts.request_timeout_ms);
         let connect_timeout = f64::from(timeouts.connect_timeout_ms.min(timeouts.request_timeout_ms));
+        let mut service_flows: Vec<ServiceFlow> = Vec::new();
+        fn flow_of(flows: &mut Vec<ServiceFlow>, service: &'static str, mean_ms: f64) -> usize {
+            match flows.iter().position(|f| f.service == service) {
+                Some(k) => k,
+                None => {
+                    flows.push(ServiceFlow { service, direct_mean_ms: mean_ms, ..Default::default() });
+                    flows.len() - 1
+                }
+            }
+        }
 
         /// What one route's admitted requests do upstream.
         struct Flow {
@@ -445,11 +456,14 @@ impl Sim {
             let svc = &self.services[k];
             let attempt_fail = svc.fail;
             let mean = r.latency_ms * svc.latency_mult;
+            let f = flow_of(&mut service_flows, r.service, mean);
             if bypassed.iter().any(|b| b == r.service) {
                 // Clients go straight to the service: no gateway, no auth, no limits.
                 load[k] += offered as f64;
                 asked[k] += offered as f64;
                 ok[k] += offered as f64 * (1.0 - attempt_fail);
+                service_flows[f].direct.0 += offered as f64;
+                service_flows[f].direct.1 += offered as f64 * (1.0 - attempt_fail);
                 flows.push(None);
                 continue;
             }
@@ -461,6 +475,8 @@ impl Sim {
                 load[k] += direct as f64;
                 asked[k] += direct as f64;
                 ok[k] += direct as f64 * (1.0 - attempt_fail);
+                service_flows[f].direct.0 += direct as f64;
+                service_flows[f].direct.1 += direct as f64 * (1.0 - attempt_fail);
                 offered -= direct;
             }
             let over_quota = offered.saturating_sub(r.quota_rps as u64);
@@ -552,6 +568,14 @@ impl Sim {
             histogram::spread_lognormal(upstream_failed, f.hold_ms * wait, LATENCY_SIGMA, &mut s.buckets);
             s.buckets[histogram::bucket_of(GATEWAY_TIMEOUT_MS)] += queued_out;
         }
+        // Through the gateway, a request served (2xx, or the client's own 4xx) succeeded.
+        for (ri, r) in routes.iter().enumerate() {
+            if let Some(f) = service_flows.iter_mut().find(|f| f.service == r.service) {
+                f.via.0 += per[ri].total as f64;
+                f.via.1 += (per[ri].c2xx + per[ri].c4xx) as f64;
+            }
+        }
+        self.gateways[i].service_flows = service_flows;
         per
     }
 }

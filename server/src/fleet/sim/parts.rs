@@ -261,6 +261,22 @@ pub struct Gateway {
     pub dns_moves: Vec<DnsMove>,
     /// The auth layer fails every request.
     pub auth_broken: bool,
+    /// Last second, per downstream service: its clients' requests through this gateway
+    /// and around it (a bypass), and how they fared.
+    pub service_flows: Vec<ServiceFlow>,
+}
+
+/// One second of a service's clients that would come through one gateway.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceFlow {
+    /// The service.
+    pub service: &'static str,
+    /// Requests that came through the gateway, and how many of them succeeded.
+    pub via: (f64, f64),
+    /// Requests that went straight to the service (bypass), and how many succeeded.
+    pub direct: (f64, f64),
+    /// Mean latency of a request straight to the service, ms.
+    pub direct_mean_ms: f64,
 }
 
 /// A service's DNS record changed at second `at`: clients that cached the old answer
