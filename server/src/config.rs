@@ -80,6 +80,15 @@ pub enum FleetKind {
     Kube,
 }
 
+/// Where services' public records live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DnsProvider {
+    /// The zone's primary, changed with RFC 2136 UPDATEs signed with TSIG (`--dns-server`).
+    Rfc2136,
+    /// external-dns `DNSEndpoint`s in the cluster (`--fleet kube`).
+    ExternalDns,
+}
+
 /// `gatewarden serve` flags; each has an environment variable too.
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
@@ -196,6 +205,14 @@ pub struct ServeArgs {
     /// burst otherwise); 0: never.
     #[arg(long, env = "GATEWARDEN_MEMORY_TRIM_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub memory_trim_seconds: u64,
+    /// Where a DNS bypass changes services' records: `rfc2136` (on `--dns-server`) or
+    /// `external-dns` (the DNSEndpoint a Service's `gatewarden.io/dns-endpoint` names).
+    #[arg(long, env = "GATEWARDEN_DNS_PROVIDER", value_enum, default_value = "rfc2136")]
+    pub dns_provider: DnsProvider,
+    /// external-dns' `--txt-owner-id`: a DNSEndpoint endpoint labelled with another
+    /// `owner` is left alone.
+    #[arg(long, env = "GATEWARDEN_EXTERNAL_DNS_OWNER_ID")]
+    pub external_dns_owner_id: Option<String>,
     /// The primary DNS server of `--dns-zone` (ADDR:PORT), which accepts RFC 2136 updates:
     /// `bypass` with `method: dns` changes services' records there.
     #[arg(long, env = "GATEWARDEN_DNS_SERVER", requires = "dns_zone")]

@@ -75,6 +75,9 @@ pub struct Settings {
     /// `--dns-server`, `--dns-zone`, `--dns-tsig-key-file`: services' records a DNS bypass
     /// changes (none: only route bypasses).
     pub dns: Option<crate::dns::Dns>,
+    /// `--dns-provider external-dns` (with `--fleet kube`): records in DNSEndpoints, the
+    /// owner id (`--external-dns-owner-id`) and how long publication may take.
+    pub external_dns: Option<(Option<String>, std::time::Duration)>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -256,9 +259,28 @@ impl Settings {
             }
             _ => None,
         };
+        let external_dns = match args.dns_provider {
+            crate::config::DnsProvider::ExternalDns if args.fleet != FleetKind::Kube => {
+                return Err(StartupError::Config(
+                    "--dns-provider external-dns needs --fleet kube (external-dns publishes DNSEndpoints from a cluster)"
+                        .into(),
+                ));
+            }
+            crate::config::DnsProvider::ExternalDns if dns.is_some() => {
+                return Err(StartupError::Config(
+                    "--dns-provider external-dns and --dns-server are two places for the same records: give one".into(),
+                ));
+            }
+            crate::config::DnsProvider::ExternalDns => Some((
+                args.external_dns_owner_id.clone(),
+                std::time::Duration::from_secs(args.dns_propagation_deadline),
+            )),
+            crate::config::DnsProvider::Rfc2136 => None,
+        };
         let now_ms = db::now_ms();
         Ok(Settings {
             dns,
+            external_dns,
             memory_trim: (args.memory_trim_seconds > 0)
                 .then(|| std::time::Duration::from_secs(args.memory_trim_seconds)),
             audit_key_file: args.audit_key_file,
@@ -387,6 +409,7 @@ impl Application {
         let replica_task = replicas.spawn(stopping.subscribe());
         background.extend(settings.memory_trim.and_then(crate::memory::spawn_trimmer));
         let logs = Arc::new(crate::logs::LogStore::new(settings.log_retention));
+        let mut kube_client = None;
         let (fleet, metrics, sim): (Arc<dyn Fleet>, Arc<dyn Metrics>, _) = match settings.fleet {
             FleetKind::Sim => {
                 let sim = SimFleet::new(settings.sim.clone());
@@ -408,6 +431,7 @@ impl Application {
                     }
                     None => cluster::connect(&settings.kube).await.map_err(StartupError::Config)?,
                 };
+                kube_client = Some(client.clone());
                 let (fleet, tasks) = KubeFleet::start(client, &namespaces, &settings.kube.selector);
                 fleet.set_log_budget(cluster::logs::Budget {
                     per_pod: settings.limits.pod_log_bytes as i64,
@@ -426,8 +450,20 @@ impl Application {
         };
         // With --dns-server, each service's public record comes with its gateway's state and
         // a DNS bypass changes it (in the simulator, each service's direct address is its own).
-        let fleet: Arc<dyn Fleet> = match (&settings.dns, &sim) {
-            (Some(dns), Some(sim)) => {
+        use crate::fleet::cluster::dnsendpoint;
+        use crate::fleet::dns::{DnsFleet, Rfc2136};
+        let fleet: Arc<dyn Fleet> = match (&settings.dns, &sim, &kube_client, &settings.external_dns) {
+            // In a cluster, records and direct targets come from the downstream Services'
+            // annotations; the record lives on the zone's primary or in a DNSEndpoint.
+            (Some(dns), None, Some(client), _) => {
+                let direct = dnsendpoint::service_direct_targets(client.clone());
+                Arc::new(DnsFleet::new(fleet, Arc::new(Rfc2136::new(dns.clone(), direct)), None))
+            }
+            (None, None, Some(client), Some((owner, deadline))) => {
+                let records = dnsendpoint::ExternalDns::new(client.clone(), owner.clone(), *deadline);
+                Arc::new(DnsFleet::new(fleet, Arc::new(records), None))
+            }
+            (Some(dns), Some(sim), _, _) => {
                 // Each service answers on its own loopback address: its direct target.
                 let at = crate::fleet::dns::simulated_direct_addresses(sim.service_names());
                 let (tasks, listening) = sim
@@ -435,12 +471,12 @@ impl Application {
                     .await
                     .map_err(|e| StartupError::Other(format!("starting the simulated services' listeners: {e}")))?;
                 background.extend(tasks);
-                let direct = crate::fleet::dns::simulated_direct_targets(listening);
+                let direct = crate::fleet::dns::simulated_direct_targets(dns, listening);
                 let follower = Arc::clone(sim);
                 let moved: crate::fleet::dns::OnMoved = Arc::new(move |gateway, service, direct, old_ttl| {
                     follower.dns_moved(gateway, service, direct, old_ttl)
                 });
-                Arc::new(crate::fleet::dns::DnsFleet::new(fleet, dns.clone(), direct, Some(moved)))
+                Arc::new(DnsFleet::new(fleet, Arc::new(Rfc2136::new(dns.clone(), direct)), Some(moved)))
             }
             _ => fleet,
         };

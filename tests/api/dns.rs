@@ -743,3 +743,53 @@ async fn the_impact_reading_and_the_gateway_page_show_a_bypassed_services_own_cl
     let edge = live.gateways.iter().find(|g| g.summary.id == "edge").unwrap();
     assert_eq!(edge.bypasses.len(), 2, "the live feed carries them too");
 }
+
+#[tokio::test]
+async fn in_a_cluster_the_services_annotations_name_its_record_and_direct_target_on_the_zones_primary() {
+    use axum::routing::get;
+    use server::fleet::cluster::fake;
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(socket, axum::Router::new().route("/healthz", get(|| async { "ok" }))).await;
+    });
+    let named = Named::start().await;
+    let original = named.dns().read("payments.gw.test.").await.unwrap().unwrap();
+    let cluster = fake::with_policy();
+    cluster.insert(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "payments", "namespace": "prod", "annotations": {
+            "gatewarden.io/dns-name": "payments.gw.test",
+            "gatewarden.io/direct-target": "127.0.0.1",
+            "gatewarden.io/direct-health-url": format!("http://payments.gw.test:{port}/healthz")}},
+        "spec": {"type": "ClusterIP"}
+    }));
+    let mut options = Options::new(Backend::Sqlite);
+    options.kube = Some(server::startup::InjectedClient(cluster.client("prod")));
+    options.dns = Some(named.dns());
+    options.probe_allow = vec![format!("127.0.0.1:{port}")];
+    let app = TestApp::spawn_with(options).await;
+    let admin = app.signed_in(Role::Admin).await;
+    crate::support::eventually_within(Duration::from_secs(10), "the first list", || async {
+        let list = admin.get_json("/api/v1/gateways").await;
+        (list.as_array().is_some_and(|l| l.len() == 2)).then_some(())
+    })
+    .await;
+    let response = admin
+        .post(
+            "/api/v1/gateways/prod:edge/actions/bypass",
+            &json!({"reason": "edge down", "service": "payments", "method": "dns", "confirm": "edge"}),
+        )
+        .await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let reply: Value = response.json().await.unwrap();
+    let (id, preview) = (reply["id"].as_i64().unwrap(), &reply["preview"]);
+    assert_eq!(preview["changes"][0]["after"], "payments.gw.test. 60 IN A 127.0.0.1", "{preview}");
+    assert_eq!(
+        named.dns().read("payments.gw.test.").await.unwrap().unwrap(),
+        set("payments.gw.test.", 60, &["127.0.0.1"])
+    );
+    let undo = admin.post(&format!("/api/v1/actions/{id}/undo"), &json!({"reason": "back", "confirm": "edge"})).await;
+    assert_eq!(undo.status(), 202, "{}", undo.text().await.unwrap());
+    assert_eq!(named.dns().read("payments.gw.test.").await.unwrap().unwrap(), original);
+}

@@ -489,3 +489,90 @@ async fn pod_logs_feed_log_search_in_kubernetes_mode() {
         "at most five streams, both gateways followed"
     );
 }
+
+#[tokio::test]
+async fn in_a_cluster_a_dns_bypass_patches_the_dns_endpoint_waits_for_external_dns_and_undo_restores_it() {
+    use axum::routing::get;
+    // Payments' own load balancer, where its clients go around the gateway.
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(socket, axum::Router::new().route("/healthz", get(|| async { "ok" }))).await;
+    });
+    let fake = fleet_with_policy();
+    fake.insert(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "payments", "namespace": "prod", "annotations": {
+            "gatewarden.io/dns-name": "payments.example.com",
+            "gatewarden.io/direct-health-url": format!("http://payments.example.com:{port}/healthz"),
+            "gatewarden.io/dns-endpoint": "public-records"}},
+        "spec": {"type": "LoadBalancer"},
+        "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}
+    }));
+    let endpoint = json!({"dnsName": "payments.example.com", "recordType": "A", "targets": ["203.0.113.10"],
+                          "recordTTL": 300, "labels": {"owner": "prod-cluster"}});
+    fake.insert(json!({
+        "apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint",
+        "metadata": {"name": "public-records", "namespace": "prod", "resourceVersion": "7", "generation": 1},
+        "spec": {"endpoints": [endpoint]},
+        "status": {"observedGeneration": 1}
+    }));
+    let mut options = Options::new(Backend::Sqlite);
+    options.kube = Some(InjectedClient(fake.client("prod")));
+    options.external_dns = Some((Some("prod-cluster".into()), Duration::from_secs(30)));
+    // The direct target is on this host: the probe guard lets it be asked only when listed.
+    options.probe_allow = vec![format!("127.0.0.1:{port}")];
+    let app = TestApp::spawn_with(options).await;
+    let admin = app.signed_in(Role::Admin).await;
+    within("the first list", || async { (gateway_ids(&admin).await.len() == 2).then_some(()) }).await;
+    let body = json!({"reason": "edge down", "service": "payments", "method": "dns", "confirm": "edge"});
+    let mut dry = body.clone();
+    dry["dry_run"] = json!(true);
+
+    // The preview: the endpoint before and after, the preflight, and external-dns' sync.
+    let preview = admin.post("/api/v1/gateways/prod:edge/actions/bypass", &dry).await;
+    assert_eq!(preview.status(), 200, "{}", preview.text().await.unwrap());
+    let preview: Value = preview.json().await.unwrap();
+    let change = &preview["preview"]["changes"][0];
+    assert_eq!(change["before"], "payments.example.com. 300 IN A 203.0.113.10");
+    assert_eq!(change["after"], "payments.example.com. 60 IN A 127.0.0.1");
+    let warnings = preview["preview"]["warnings"].to_string();
+    assert!(
+        warnings
+            .contains(&format!("Preflight passed: GET http://payments.example.com:{port}/healthz at 127.0.0.1:{port}"))
+    );
+    assert!(warnings.contains("external-dns publishes it at its next sync"), "{warnings}");
+    let writes = fake.writes();
+    assert!(writes.last().unwrap().uri.contains("dnsendpoints/public-records?&dryRun=All"), "a dry-run PATCH");
+    assert_eq!(fake.get("DNSEndpoint", "prod", "public-records").unwrap()["spec"]["endpoints"][0], endpoint);
+
+    // Run: the endpoint changes; the action waits for external-dns to publish it.
+    let response = admin.post("/api/v1/gateways/prod:edge/actions/bypass", &body).await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let changed = fake.get("DNSEndpoint", "prod", "public-records").unwrap();
+    assert_eq!(changed["spec"]["endpoints"][0]["targets"], json!(["127.0.0.1"]));
+    assert_eq!(changed["spec"]["endpoints"][0]["recordTTL"], 60);
+    assert_eq!(changed["metadata"]["generation"], 2);
+    let waiting = within("the wait", || async {
+        let a = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+        (a["detail"] == "propagating: waiting for external-dns to publish the new record").then_some(a)
+    })
+    .await;
+    assert_eq!(waiting["status"], "running");
+    // external-dns syncs: it records the generation it published.
+    fake.edit("DNSEndpoint", "prod", "public-records", |o| o["status"]["observedGeneration"] = json!(2));
+    let done = within("the publication", || async {
+        let a = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+        (a["status"] != "running").then_some(a)
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(done["detail"].as_str().unwrap().starts_with("published by external-dns after"), "{done}");
+
+    // Undo: the endpoint exactly as it was.
+    let undo =
+        admin.post(&format!("/api/v1/actions/{id}/undo"), &json!({"reason": "edge back", "confirm": "edge"})).await;
+    assert_eq!(undo.status(), 202, "{}", undo.text().await.unwrap());
+    assert_eq!(fake.get("DNSEndpoint", "prod", "public-records").unwrap()["spec"]["endpoints"][0], endpoint);
+}

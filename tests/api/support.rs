@@ -145,6 +145,8 @@ pub struct Options {
     pub https: bool,
     /// `--dns-server`, `--dns-zone`, `--dns-tsig-key-file`.
     pub dns: Option<server::dns::Dns>,
+    /// `--dns-provider external-dns`: (owner id, publication deadline).
+    pub external_dns: Option<(Option<String>, std::time::Duration)>,
 }
 
 impl Options {
@@ -160,6 +162,7 @@ impl Options {
             limits: Default::default(),
             https: false,
             dns: None,
+            external_dns: None,
         }
     }
     /// Starting in `scenario`.
@@ -256,6 +259,7 @@ impl TestApp {
             trusted_proxies: options.trusted_proxies.clone(),
             limits: options.limits.clone(),
             dns: options.dns.clone(),
+            external_dns: options.external_dns.clone(),
             audit_key_file: db.key_file.clone(),
             audit_checkpoint_file: db.checkpoint.clone(),
             memory_trim: Some(server::memory::TRIM_EVERY),

@@ -333,7 +333,7 @@ impl Engine {
                 self.ledger.append(outcome).await?;
                 let replaces_pods = replaces_pods(&plan.change);
                 // A change others still have to pick up (a DNS record) runs until they do.
-                let propagation = self.fleet.propagation(&plan.change);
+                let propagation = self.fleet.propagation(gateway, &plan.change);
                 let status = if replaces_pods || propagation.is_some() { "running" } else { "succeeded" };
                 store::set_applied(&self.db, id, status).await?;
                 self.publish(id).await;

@@ -497,7 +497,10 @@ fn dns_bypass(gateway: &str, state: &GatewayState, service: String, ttl_s: Optio
                     current.ttl
                 ),
                 format!("While bypassed, {service} gets no authentication, WAF or rate limiting from the gateway."),
-            ],
+            ]
+            .into_iter()
+            .chain(record.note.clone())
+            .collect(),
         },
         change: Change::DnsRecord { service: service.clone(), from: current.clone(), to: direct.clone() },
         inverse: Some(Change::DnsRecord { service, from: direct, to: current }),

@@ -74,7 +74,7 @@ impl Engine {
             tracing::info!(action = id, from = replica, "following an action a stopped replica was following");
             // A propagation still running is followed again from the start (its deadline too).
             let propagation =
-                (stored.record.status == "running").then(|| self.fleet.propagation(&stored.change)).flatten();
+                (stored.record.status == "running").then(|| self.fleet.propagation(&gateway, &stored.change)).flatten();
             self.track(id, gateway, stored.change, propagation, started);
             adopted += 1;
         }
@@ -149,17 +149,34 @@ impl Engine {
     async fn propagated(&self, id: i64, gateway: &str, round: Propagation) -> Result<()> {
         let asked = round.serving.len() + round.pending.len();
         let Some(finished) = round.finished else {
-            let detail = format!(
-                "propagating: {} of {asked} DNS servers serve the new record; waiting for {}",
-                round.serving.len(),
-                round.pending.join(", ")
-            );
+            let detail = match &round.by {
+                Some(by) => format!("propagating: waiting for {by} to publish the new record"),
+                None => format!(
+                    "propagating: {} of {asked} DNS servers serve the new record; waiting for {}",
+                    round.serving.len(),
+                    round.pending.join(", ")
+                ),
+            };
             store::set_detail(&self.db, id, &detail).await?;
             self.publish(id).await;
             return Ok(());
         };
         let stored = store::load(&self.db, id).await?;
         let (status, outcome, detail) = match (finished, &round.problem) {
+            (Ok(took), _) if round.by.is_some() => (
+                "succeeded",
+                Outcome::Succeeded,
+                format!("published by {} after {:.1} s", round.by.as_deref().unwrap_or_default(), took.as_secs_f64()),
+            ),
+            (Err(deadline), None) if round.by.is_some() => (
+                "failed",
+                Outcome::Failed,
+                format!(
+                    "not published by {} after {} s; the change is made, and undo puts the old record back",
+                    round.by.as_deref().unwrap_or_default(),
+                    deadline.as_secs()
+                ),
+            ),
             (Ok(took), _) => (
                 "succeeded",
                 Outcome::Succeeded,

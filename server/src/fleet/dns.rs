@@ -9,7 +9,7 @@ use super::{
 use crate::dns::{Dns, DnsError, RecordSet};
 use futures::future::BoxFuture;
 use std::sync::Arc;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 
 /// A service's direct target: the RRset its clients get while it bypasses the gateway,
@@ -22,8 +22,9 @@ pub struct Direct {
     pub health: Option<String>,
 }
 
-/// Where a service's clients go while it bypasses the gateway, if it has such a place.
-pub type DirectTargets = Arc<dyn Fn(&Dns, &str) -> Option<Direct> + Send + Sync>;
+/// Where a service's clients go while it bypasses the gateway, if it has such a place:
+/// (namespace, service) → its direct target.
+pub type DirectTargets = Arc<dyn Fn(&str, &str) -> BoxFuture<'static, Option<Direct>> + Send + Sync>;
 
 /// The simulator's direct addresses: each service answers on a loopback address of its
 /// own, `127.0.2.N` (N: the service's place among every service name, sorted, from 1).
@@ -40,16 +41,19 @@ pub fn simulated_direct_addresses(services: Vec<String>) -> Vec<(String, std::ne
 }
 
 /// The simulator's direct targets: each service's own listener (`listening`, from
-/// `SimFleet::serve_services` on [`simulated_direct_addresses`]), an A record with a 60 s
-/// TTL, and its `/healthz` on the listener's port.
-pub fn simulated_direct_targets(listening: Vec<(String, std::net::SocketAddr)>) -> DirectTargets {
-    Arc::new(move |dns: &Dns, service: &str| {
-        let (_, at) = listening.iter().find(|(s, _)| s == service)?;
-        let name = dns.name_of(service);
-        Some(Direct {
-            health: Some(format!("http://{}:{}/healthz", name.trim_end_matches('.'), at.port())),
-            record: RecordSet { name, rtype: "A".into(), ttl: 60, values: vec![at.ip().to_string()] },
-        })
+/// `SimFleet::serve_services` on [`simulated_direct_addresses`]) under `<service>.<zone>`,
+/// an A record with a 60 s TTL, and its `/healthz` on the listener's port.
+pub fn simulated_direct_targets(dns: &Dns, listening: Vec<(String, std::net::SocketAddr)>) -> DirectTargets {
+    let dns = dns.clone();
+    Arc::new(move |_namespace: &str, service: &str| {
+        let found = listening.iter().find(|(s, _)| s == service).map(|(_, at)| {
+            let name = dns.name_of(service);
+            Direct {
+                health: Some(format!("http://{}:{}/healthz", name.trim_end_matches('.'), at.port())),
+                record: RecordSet { name, rtype: "A".into(), ttl: 60, values: vec![at.ip().to_string()] },
+            }
+        });
+        Box::pin(async move { found })
     })
 }
 
@@ -57,36 +61,125 @@ pub fn simulated_direct_targets(listening: Vec<(String, std::net::SocketAddr)>) 
 /// old record's TTL). The simulator moves its clients with it.
 pub type OnMoved = Arc<dyn Fn(&str, &str, bool, u32) + Send + Sync>;
 
+/// Where services' public records live, and how they change.
+pub trait Records: Send + Sync {
+    /// `service`'s record, direct target and health URL (`None`: it takes no part in DNS
+    /// bypasses); a record that cannot be read says why in `problem`.
+    fn read<'a>(&'a self, namespace: &'a str, service: &'a str) -> BoxFuture<'a, Option<ServiceRecord>>;
+    /// Swaps `from` for `to`, refusing (409) when the record is no longer `from`;
+    /// `dry_run`: only validates (where the store can).
+    fn swap<'a>(
+        &'a self,
+        namespace: &'a str,
+        service: &'a str,
+        from: &'a RecordSet,
+        to: &'a RecordSet,
+        dry_run: bool,
+    ) -> BoxFuture<'a, FleetResult<()>>;
+    /// Follows a change made until it is served (or published) everywhere it must be.
+    fn follow(
+        &self,
+        namespace: &str,
+        service: &str,
+        from: &RecordSet,
+        to: &RecordSet,
+    ) -> UnboundedReceiver<Propagation>;
+}
+
+/// Records on the zone's primary, changed with RFC 2136 UPDATEs (`--dns-server`).
+pub struct Rfc2136 {
+    dns: Dns,
+    direct: DirectTargets,
+}
+
+impl Rfc2136 {
+    /// The zone `dns`, services' direct targets from `direct`.
+    pub fn new(dns: Dns, direct: DirectTargets) -> Self {
+        Rfc2136 { dns, direct }
+    }
+}
+
+impl Records for Rfc2136 {
+    fn read<'a>(&'a self, namespace: &'a str, service: &'a str) -> BoxFuture<'a, Option<ServiceRecord>> {
+        Box::pin(async move {
+            let Direct { record: direct, health } = (self.direct)(namespace, service).await?;
+            let read = tokio::time::timeout(READ_BUDGET, self.dns.read(&direct.name)).await;
+            let (current, problem) = match read {
+                Ok(Ok(current)) => (current, None),
+                Ok(Err(e)) => (None, Some(e.to_string())),
+                Err(_) => (None, Some(format!("the DNS server at {} did not answer within 2 s", self.dns.server))),
+            };
+            Some(ServiceRecord { service: service.into(), current, direct, health, problem, note: None })
+        })
+    }
+
+    fn swap<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _service: &'a str,
+        from: &'a RecordSet,
+        to: &'a RecordSet,
+        dry_run: bool,
+    ) -> BoxFuture<'a, FleetResult<()>> {
+        Box::pin(async move {
+            if dry_run {
+                // The UPDATE's prerequisite is the check; there is no dry run in RFC 2136.
+                return Ok(());
+            }
+            self.dns.swap(from, to).await.map_err(fleet_error)
+        })
+    }
+
+    fn follow(
+        &self,
+        _namespace: &str,
+        _service: &str,
+        from: &RecordSet,
+        to: &RecordSet,
+    ) -> UnboundedReceiver<Propagation> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (dns, old_ttl, expected) = (self.dns.clone(), from.ttl, to.clone());
+        tokio::spawn(async move { follow(&dns, old_ttl, &expected, tx).await });
+        rx
+    }
+}
+
+/// The namespace of `gateway` in `fleet`'s inventory ("" when unknown).
+async fn namespace_of(fleet: &dyn Fleet, gateway: &str) -> String {
+    match fleet.inventory().await {
+        Ok(list) => list.iter().find(|g| g.id == gateway).map(|g| g.namespace.clone()).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
 /// The wrapper.
 pub struct DnsFleet {
     inner: Arc<dyn Fleet>,
-    dns: Dns,
-    direct: DirectTargets,
+    records: Arc<dyn Records>,
     moved: Option<OnMoved>,
 }
 
 impl DnsFleet {
-    /// `inner`, with its services' records on `dns`; `moved` hears of every change made.
-    pub fn new(inner: Arc<dyn Fleet>, dns: Dns, direct: DirectTargets, moved: Option<OnMoved>) -> Self {
-        DnsFleet { inner, dns, direct, moved }
+    /// `inner`, with its services' records in `records`; `moved` hears of every change
+    /// made.
+    pub fn new(inner: Arc<dyn Fleet>, records: Arc<dyn Records>, moved: Option<OnMoved>) -> Self {
+        DnsFleet { inner, records, moved }
+    }
+
+    /// The namespace of `gateway` (its services' too), from the inventory.
+    async fn namespace(&self, gateway: &str) -> String {
+        namespace_of(&*self.inner, gateway).await
     }
 
     /// `state` with each service's record, read at once, all within [`READ_BUDGET`] (a
     /// DNS server that does not answer delays an action by that much, no more).
-    async fn with_records(&self, mut state: GatewayState) -> GatewayState {
-        let reads = state.services.iter().filter_map(|service| {
-            let Direct { record: direct, health } = (self.direct)(&self.dns, service)?;
-            Some(async move {
-                let read = tokio::time::timeout(READ_BUDGET, self.dns.read(&direct.name)).await;
-                let (current, problem) = match read {
-                    Ok(Ok(current)) => (current, None),
-                    Ok(Err(e)) => (None, Some(e.to_string())),
-                    Err(_) => (None, Some(format!("the DNS server at {} did not answer within 2 s", self.dns.server))),
-                };
-                ServiceRecord { service: service.clone(), current, direct, health, problem }
-            })
+    async fn with_records(&self, gateway: &str, mut state: GatewayState) -> GatewayState {
+        let namespace = self.namespace(gateway).await;
+        let reads = state.services.iter().map(|service| {
+            let namespace = namespace.as_str();
+            async move { tokio::time::timeout(READ_BUDGET, self.records.read(namespace, service)).await.ok().flatten() }
         });
-        state.dns = futures::future::join_all(reads).await;
+        state.dns = futures::future::join_all(reads).await.into_iter().flatten().collect();
         state
     }
 }
@@ -118,7 +211,7 @@ impl Fleet for DnsFleet {
         let gateway = gateway.to_string();
         Box::pin(async move {
             let state = self.inner.state(&gateway).await?;
-            Ok(self.with_records(state).await)
+            Ok(self.with_records(&gateway, state).await)
         })
     }
     fn apply<'a>(
@@ -130,9 +223,10 @@ impl Fleet for DnsFleet {
         Box::pin(async move {
             match change {
                 Change::DnsRecord { service, from, to } => {
-                    self.dns.swap(from, to).await.map_err(fleet_error)?;
+                    let namespace = self.namespace(gateway).await;
+                    self.records.swap(&namespace, service, from, to, false).await?;
                     if let Some(moved) = &self.moved {
-                        let direct = (self.direct)(&self.dns, service).is_some_and(|d| d.record.values == to.values);
+                        let direct = before.dns.iter().any(|r| &r.service == service && &r.direct == to);
                         moved(gateway, service, direct, from.ttl);
                     }
                     self.state(gateway).await
@@ -153,8 +247,10 @@ impl Fleet for DnsFleet {
         before: &'a GatewayState,
     ) -> BoxFuture<'a, FleetResult<()>> {
         match change {
-            // The UPDATE's prerequisite is the check; there is no dry run in RFC 2136.
-            Change::DnsRecord { .. } => Box::pin(async { Ok(()) }),
+            Change::DnsRecord { service, from, to } => Box::pin(async move {
+                let namespace = self.namespace(gateway).await;
+                self.records.swap(&namespace, service, from, to, true).await
+            }),
             other => self.inner.check(gateway, other, before),
         }
     }
@@ -199,13 +295,22 @@ impl Fleet for DnsFleet {
     fn bypasses(&self, gateway: &str) -> Vec<(String, &'static str)> {
         self.inner.bypasses(gateway)
     }
-    fn propagation(&self, change: &Change) -> Option<tokio::sync::mpsc::UnboundedReceiver<Propagation>> {
-        let Change::DnsRecord { from, to, .. } = change else {
-            return self.inner.propagation(change);
+    fn propagation(&self, gateway: &str, change: &Change) -> Option<UnboundedReceiver<Propagation>> {
+        let Change::DnsRecord { service, from, to } = change else {
+            return self.inner.propagation(gateway, change);
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let (dns, old_ttl, expected) = (self.dns.clone(), from.ttl, to.clone());
-        tokio::spawn(async move { follow(&dns, old_ttl, &expected, tx).await });
+        let (inner, records) = (Arc::clone(&self.inner), Arc::clone(&self.records));
+        let (gateway, service, from, to) = (gateway.to_string(), service.clone(), from.clone(), to.clone());
+        tokio::spawn(async move {
+            let namespace = namespace_of(&*inner, &gateway).await;
+            let mut rounds = records.follow(&namespace, &service, &from, &to);
+            while let Some(round) = rounds.recv().await {
+                if tx.send(round).is_err() {
+                    return;
+                }
+            }
+        });
         Some(rx)
     }
 }
@@ -230,6 +335,7 @@ async fn follow(dns: &Dns, old_ttl: u32, expected: &crate::dns::RecordSet, tx: U
                 pending: vec![dns.server.to_string()],
                 finished: Some(Err(std::time::Duration::ZERO)),
                 problem: Some(format!("the zone's name servers could not be listed: {e}")),
+                by: None,
             });
             return;
         }
@@ -254,11 +360,13 @@ async fn follow(dns: &Dns, old_ttl: u32, expected: &crate::dns::RecordSet, tx: U
                 pending: pending.clone(),
                 finished: None,
                 problem: None,
+                by: None,
             });
         }
         last = Some((serving, pending));
     })
     .await;
     let (serving, pending) = last.unwrap_or_default();
-    let _ = tx.send(Propagation { serving, pending, finished: Some(done.map_err(|_| deadline)), problem: None });
+    let _ =
+        tx.send(Propagation { serving, pending, finished: Some(done.map_err(|_| deadline)), problem: None, by: None });
 }

@@ -202,6 +202,9 @@ pub struct ServiceRecord {
     /// Why `current` is unknown, when the server could not be asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// What the preview must add about how the change is published (external-dns' sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A change to a gateway, in backend-neutral terms; each backend knows how to make it.
@@ -306,6 +309,9 @@ pub struct Propagation {
     pub finished: Option<Result<std::time::Duration, std::time::Duration>>,
     /// Why following it could not start, when it could not.
     pub problem: Option<String>,
+    /// Who publishes the change, when that is not a set of DNS servers asked one by one
+    /// (`external-dns`): the detail then says "waiting for" / "published by" it.
+    pub by: Option<String>,
 }
 
 /// The gateways and their instances.
@@ -394,7 +400,11 @@ pub trait Fleet: Send + Sync {
     /// For a change made that others still have to pick up: follows it, one report per
     /// round that differs from the last, the final one `finished`. `None`: nothing to
     /// follow (the change is in effect once `apply` returns).
-    fn propagation(&self, _change: &Change) -> Option<tokio::sync::mpsc::UnboundedReceiver<Propagation>> {
+    fn propagation(
+        &self,
+        _gateway: &str,
+        _change: &Change,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<Propagation>> {
         None
     }
     /// How `service`'s clients fare through `gateway` and around it. `None`: the backend

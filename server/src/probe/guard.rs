@@ -305,6 +305,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_direct_target_may_be_anywhere_but_metadata_and_on_this_host_only_for_the_simulator_or_when_listed() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let guard = Guard::new(vec![Allowed::parse("127.0.0.1:8443").unwrap()]);
+        assert!(guard.check_direct(addr("203.0.113.7:443")).is_ok());
+        assert!(guard.check_direct(addr("10.1.2.3:443")).is_ok(), "a private load balancer is a direct target too");
+        assert!(guard.check_direct(addr("127.0.0.1:8443")).is_ok(), "listed");
+        let e = guard.check_direct(addr("127.0.0.1:9000")).unwrap_err().to_api().message;
+        assert!(e.contains("the direct target is 127.0.0.1:9000, on the console's own host"), "{e}");
+        let e = guard.check_direct(addr("169.254.169.254:80")).unwrap_err().to_api().message;
+        assert!(e.contains("metadata"), "{e}");
+        let sim = Guard::new(vec![]).own_addresses_on_this_host();
+        assert!(sim.check_direct(addr("127.0.2.7:41234")).is_ok(), "the simulator's own listeners");
+        assert!(sim.check_direct(addr("169.254.169.254:80")).is_err());
+    }
+
+    #[test]
     fn inside_addresses_are_forbidden_in_every_spelling() {
         for bad in [
             "127.0.0.1",

@@ -56,6 +56,8 @@ pub fn collection(kind: &str, namespace: &str) -> String {
         "Ingress" => format!("/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses"),
         "Event" => format!("/api/v1/namespaces/{namespace}/events"),
         "EndpointSlice" => format!("/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"),
+        "Service" => format!("/api/v1/namespaces/{namespace}/services"),
+        "DNSEndpoint" => format!("/apis/externaldns.k8s.io/v1alpha1/namespaces/{namespace}/dnsendpoints"),
         other => format!("/unknown/{other}"),
     }
 }
@@ -345,6 +347,12 @@ impl FakeApiServer {
         }
         let version = updated["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
         updated["metadata"]["resourceVersion"] = json!((version + 1).to_string());
+        // A change to the spec is a new generation, as the API server counts them.
+        if updated["spec"] != object["spec"]
+            && let Some(generation) = object["metadata"]["generation"].as_i64()
+        {
+            updated["metadata"]["generation"] = json!(generation + 1);
+        }
         if !dry_run {
             *object = updated.clone();
         }

@@ -8,6 +8,7 @@
 
 pub mod adapter;
 mod deps;
+pub mod dnsendpoint;
 #[doc(hidden)]
 pub mod fake;
 pub mod logs;

@@ -7,6 +7,7 @@
 //! writes), `logs` (pod logs and the follow feed). This file holds the verifier.
 
 mod adapter;
+mod dnsendpoint;
 mod logs;
 mod ops;
 mod view;
