@@ -793,3 +793,69 @@ async fn in_a_cluster_the_services_annotations_name_its_record_and_direct_target
     assert_eq!(undo.status(), 202, "{}", undo.text().await.unwrap());
     assert_eq!(named.dns().read("payments.gw.test.").await.unwrap().unwrap(), original);
 }
+
+/// An https server on 127.0.0.1 whose certificate (self-signed, made by Debian's openssl)
+/// names `name`; its port.
+async fn tls_server(name: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", &format!("/CN={name}"), "-addext", &format!("subjectAltName=DNS:{name}")])
+        .arg("-keyout")
+        .arg(dir.path().join("key.pem"))
+        .arg("-out")
+        .arg(dir.path().join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.path().join("cert.pem")).unwrap().map(|c| c.unwrap()).collect();
+    let key = PrivateKeyDer::from_pem_file(dir.path().join("key.pem")).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = socket.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let mut buf = [0u8; 1024];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_https_direct_target_must_hold_a_certificate_valid_for_the_public_name() {
+    use server::probe::{Allowed, Guard, Probes};
+    let port = tls_server("payments.example.com").await;
+    let probes = Probes::new(Guard::new(vec![Allowed::parse(&format!("127.0.0.1:{port}")).unwrap()]));
+    // The target answers on the public name, but with a certificate no client trusts:
+    // clients sent there would fail, so the preflight does.
+    let url = format!("https://payments.example.com:{port}/healthz");
+    let e = probes.preflight(&url, "127.0.0.1").await.unwrap_err();
+    assert!(e.starts_with(&format!("GET {url} at 127.0.0.1:{port} failed:")), "{e}");
+    assert!(e.to_ascii_lowercase().contains("certificate"), "{e}");
+    // And a target on the console's own host that is not listed is not asked at all.
+    let unlisted = Probes::new(Guard::new(vec![]));
+    let e = unlisted.preflight(&url, "127.0.0.1").await.unwrap_err();
+    assert!(e.contains("on the console's own host"), "{e}");
+}
