@@ -67,7 +67,7 @@ impl Named {
             dir.path().join("zone"),
             "$TTL 300\n@ IN SOA ns.gw.test. admin.gw.test. 1 60 60 600 60\n@ IN NS ns.gw.test.\nns IN A 127.0.0.1\n\
              payments 300 IN A 127.0.1.1\npayments-direct 60 IN A 127.0.2.1\nbilling 120 IN A 127.0.1.1\n\
-             billing 120 IN A 127.0.1.2\n",
+             billing 120 IN A 127.0.1.2\ncart 4 IN A 127.0.1.1\n",
         )
         .unwrap();
         let zone = match (notify, primary) {
@@ -858,4 +858,79 @@ async fn an_https_direct_target_must_hold_a_certificate_valid_for_the_public_nam
     let unlisted = Probes::new(Guard::new(vec![]));
     let e = unlisted.preflight(&url, "127.0.0.1").await.unwrap_err();
     assert!(e.contains("on the console's own host"), "{e}");
+}
+
+/// A caching resolver (BIND) that forwards every question to `upstream`.
+fn start_resolver(upstream: SocketAddr) -> (SocketAddr, Child, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    std::fs::write(
+        dir.path().join("named.conf"),
+        format!(
+            "options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; listen-on port {port} {{ 127.0.0.1; }};\n\
+             listen-on-v6 {{ none; }}; recursion yes; allow-recursion {{ 127.0.0.1; }}; dnssec-validation no;\n\
+             forward only; forwarders {{ {} port {}; }}; }};\ncontrols {{ }};\n",
+            upstream.ip(),
+            upstream.port()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("named")
+        .args(["-g", "-c"])
+        .arg(dir.path().join("named.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("named");
+    (format!("127.0.0.1:{port}").parse().unwrap(), child, dir)
+}
+
+#[tokio::test]
+async fn a_resolver_asked_too_serves_the_change_only_when_its_cached_copy_expires() {
+    let named = Named::start().await;
+    let (resolver, mut child, _dir) = start_resolver(named.addr);
+    let dns = named.dns();
+    // The resolver caches cart's record (TTL 4 s) on the first question.
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(cached)) = dns.read_at(resolver, "cart.gw.test.").await {
+            assert_eq!(cached.values, ["127.0.1.1"]);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the resolver never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut with_resolver = named.dns();
+    with_resolver.resolvers = vec![resolver];
+    let app = bypass_app(with_resolver).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let response =
+        bypass(&admin, json!({"reason": "auth layer down", "service": "cart", "method": "dns", "confirm": "edge"}))
+            .await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let waiting = crate::support::eventually("the primary to serve it", || async {
+        let a = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+        a["detail"].as_str().unwrap_or_default().starts_with("propagating").then_some(a)
+    })
+    .await;
+    assert_eq!(
+        waiting["detail"],
+        format!("propagating: 1 of 2 DNS servers serve the new record; waiting for {resolver}"),
+        "the resolver still answers from its cache"
+    );
+    let done = crate::support::eventually_within(Duration::from_secs(20), "the cache to expire", || async {
+        let a = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+        (a["status"] != "running").then_some(a)
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let entry = &admin.get_json("/api/v1/audit?kind=propagation").await["entries"][0];
+    let params: Value = serde_json::from_str(entry["params"].as_str().unwrap()).unwrap();
+    let elapsed = params["elapsed_ms"].as_u64().unwrap();
+    assert!((1_000..12_000).contains(&elapsed), "about the 4 s the resolver may keep its copy: {elapsed} ms");
+    assert_eq!(dns.read_at(resolver, "cart.gw.test.").await.unwrap().unwrap().values, ["127.0.2.2"]);
+    let _ = child.kill();
+    let _ = child.wait();
 }
