@@ -166,6 +166,17 @@ impl HealthService {
             .collect()
     }
 
+    /// The charts' clock now (Unix ms of the backend's current second: simulated time
+    /// for the simulator).
+    pub fn chart_now_ms(&self) -> i64 {
+        self.fleet.ts_ms_of(self.fleet.clock_s())
+    }
+
+    /// Gateway `id`'s recent series (as on its page), oldest first.
+    pub async fn series(&self, id: &str) -> Result<Vec<app::dto::SeriesPoint>> {
+        Ok(self.metrics.series(id).await?.1)
+    }
+
     /// The gateway's recent pod log lines.
     pub async fn logs(&self, id: &str, tail: i64, since_seconds: Option<i64>) -> Result<Vec<app::dto::PodLogLine>> {
         Ok(self.fleet.logs(id, tail, since_seconds).await?)

@@ -15,6 +15,7 @@ pub mod files;
 pub mod fleet;
 pub mod health;
 pub mod http;
+pub mod incidents;
 pub mod limits;
 pub mod logs;
 pub mod memory;

@@ -585,12 +585,19 @@ impl Application {
                 replicas: 1,
             },
         };
+        let incidents =
+            Arc::new(crate::incidents::Incidents::new(db.clone(), ledger.clone(), bus.clone(), health.clone()));
+        {
+            let replicas = replicas.clone();
+            background.push(incidents.spawn_status_watch(move || replicas.is_leader(), health.updates()));
+        }
         let state = AppState {
             fleet_info,
             db: db.clone(),
             health,
             ledger,
             engine,
+            incidents,
             sim,
             logs,
             probes,

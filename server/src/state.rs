@@ -22,6 +22,8 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     /// The mitigation engine.
     pub engine: Arc<Engine>,
+    /// Incidents: declared, worked, closed.
+    pub incidents: Arc<crate::incidents::Incidents>,
     /// Which backend, and the training scenario.
     pub fleet_info: app::dto::FleetInfo,
     /// The simulated fleet, when that is the backend.

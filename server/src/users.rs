@@ -50,7 +50,12 @@ pub async fn find_by_username(db: &Db, username: &str) -> Result<Option<UserRow>
         .transpose()
 }
 
-/// The account with `id`.
+/// Whether an account named `username` exists.
+pub async fn exists(db: &Db, username: &str) -> Result<bool> {
+    Ok(find_by_username(db, username).await?.is_some())
+}
+
+/// The account with `id`, if any.
 pub async fn find_by_id(db: &Db, id: i64) -> Result<Option<UserRow>> {
     sqlx::query_as::<_, Row>("select id, username, password_hash, role, created_at from users where id = $1")
         .bind(id)

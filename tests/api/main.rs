@@ -11,6 +11,7 @@ mod dependencies;
 mod dns;
 mod gateways;
 mod hostile;
+mod incidents;
 mod input;
 mod kube;
 mod ledger;

@@ -429,6 +429,32 @@ impl Session {
         self.client.post(format!("{}{path}", self.base)).json(body).send().await.expect("request")
     }
 
+    /// PATCH JSON with the CSRF header.
+    pub async fn patch(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .patch(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// PUT (no body) with the CSRF header.
+    pub async fn put(&self, path: &str) -> Response {
+        self.client
+            .put(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The signed-in user's name.
+    pub async fn username(&self) -> String {
+        self.get_json("/api/v1/session").await["username"].as_str().expect("a username").to_string()
+    }
+
     /// DELETE with the CSRF header.
     pub async fn delete(&self, path: &str) -> Response {
         self.client

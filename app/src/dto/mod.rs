@@ -444,6 +444,8 @@ pub struct FleetInfo {
 }
 
 mod changes;
+mod incidents;
 mod map;
 pub use changes::*;
+pub use incidents::*;
 pub use map::*;

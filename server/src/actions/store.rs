@@ -121,6 +121,15 @@ pub async fn load(db: &Db, id: i64) -> Result<Stored> {
     from_row(&row)
 }
 
+/// The actions taken for incident `key`, oldest first (at most 500).
+pub async fn for_incident(db: &Db, key: &str) -> Result<Vec<ActionRecord>> {
+    let rows = sqlx::query(&format!("select {COLUMNS} from actions where incident = $1 order by id limit 500"))
+        .bind(key)
+        .fetch_all(db)
+        .await?;
+    rows.iter().map(|r| from_row(r).map(|s| s.record)).collect()
+}
+
 /// Recent actions, newest first, optionally for one gateway (`limit` 1 to 500).
 pub async fn list(db: &Db, gateway: Option<&str>, limit: i64) -> Result<Vec<ActionRecord>> {
     let rows = sqlx::query(&format!(

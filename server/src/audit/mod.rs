@@ -58,6 +58,10 @@ pub enum Kind {
     /// A change others had to pick up (a DNS record) was served everywhere asked, or was
     /// not by its deadline; links to its intent.
     Propagation,
+    /// An incident was declared or changed, or a note was added (`action` says which).
+    Incident,
+    /// A gateway named by an open incident changed status (with the numbers then).
+    GatewayStatus,
     /// A successful sign-in.
     Login,
     /// A refused sign-in.
@@ -80,6 +84,8 @@ impl Kind {
             Kind::TtlRevert => "ttl_revert",
             Kind::Reconciliation => "reconciliation",
             Kind::Propagation => "propagation",
+            Kind::Incident => "incident",
+            Kind::GatewayStatus => "gateway_status",
             Kind::Login => "login",
             Kind::LoginFailure => "login_failure",
             Kind::Logout => "logout",
@@ -224,11 +230,13 @@ const INSERT: &str = "insert into audit_log (id, ts_ms, actor, actor_role, clien
      kind, action, target, params, reason, incident, outcome, intent_id, before_state, after_state, prev_hash, hash, mac) \
      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)";
 
-const COLUMNS: &str = "id, ts_ms, actor, actor_role, client_addr, user_agent, request_id, kind, action, target, \
+/// The ledger's columns, in the order [`from_row`] reads them.
+pub const COLUMNS: &str = "id, ts_ms, actor, actor_role, client_addr, user_agent, request_id, kind, action, target, \
      params, reason, incident, outcome, intent_id, before_state, after_state, prev_hash, hash, mac";
 
 /// An entry from a row of [`COLUMNS`], read by column name.
-fn from_row(row: &AnyRow) -> std::result::Result<AuditEntry, sqlx::Error> {
+/// One ledger row as the API shows it.
+pub fn from_row(row: &AnyRow) -> std::result::Result<AuditEntry, sqlx::Error> {
     Ok(AuditEntry {
         id: row.try_get("id")?,
         ts_ms: row.try_get("ts_ms")?,

@@ -21,7 +21,7 @@ use axum::http::Method;
 use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use axum::{Json, Router, middleware};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -82,6 +82,18 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/audit/verify", AtLeast(Viewer), get(audit_verify)),
         route(Method::GET, "/audit/export", AtLeast(Viewer), get(audit_export)),
         route(Method::GET, "/audit/{id}", AtLeast(Viewer), get(audit_entry)),
+        route(Method::POST, "/incidents", AtLeast(Responder), post(declare_incident)),
+        route(Method::GET, "/incidents", AtLeast(Viewer), get(list_incidents)),
+        route(Method::GET, "/incidents/{id}", AtLeast(Viewer), get(get_incident)),
+        route(Method::PATCH, "/incidents/{id}", AtLeast(Responder), patch(update_incident)),
+        route(Method::POST, "/incidents/{id}/notes", AtLeast(Responder), post(note_incident)),
+        route(Method::GET, "/incidents/{id}/timeline", AtLeast(Viewer), get(incident_timeline)),
+        route(Method::GET, "/incidents/{id}/postmortem.json", AtLeast(Viewer), get(postmortem_json)),
+        route(Method::GET, "/incidents/{id}/checklist", AtLeast(Viewer), get(checklist)),
+        route(Method::POST, "/incidents/{id}/checklist/{step}", AtLeast(Responder), post(mark_step)),
+        route(Method::GET, "/incidents/{id}/postmortem.md", AtLeast(Viewer), get(postmortem_md)),
+        route(Method::PUT, "/incidents/{id}/timeline/{entry}/star", AtLeast(Responder), put(star_entry)),
+        route(Method::DELETE, "/incidents/{id}/timeline/{entry}/star", AtLeast(Responder), delete(unstar_entry)),
     ]
 }
 
@@ -227,6 +239,115 @@ async fn audit_search(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<AuditPage>> {
     Ok(Json(console(state, user).audit_page(&Params::from(q)).await?))
+}
+
+async fn declare_incident(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, Json<app::dto::Incident>)> {
+    Ok((StatusCode::CREATED, Json(console(state, user).with_client(client).declare_incident(body).await?)))
+}
+
+async fn list_incidents(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<app::dto::IncidentList>> {
+    Ok(Json(console(state, user).incidents(&Params::from(q)).await?))
+}
+
+async fn get_incident(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<app::dto::Incident>> {
+    Ok(Json(console(state, user).incident(id).await?))
+}
+
+async fn update_incident(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<app::dto::Incident>> {
+    Ok(Json(console(state, user).with_client(client).update_incident(id, body).await?))
+}
+
+async fn note_incident(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, Json<app::dto::AuditEntry>)> {
+    Ok((StatusCode::CREATED, Json(console(state, user).with_client(client).note_incident(id, body).await?)))
+}
+
+async fn incident_timeline(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<app::dto::Timeline>> {
+    Ok(Json(console(state, user).incident_timeline(id).await?))
+}
+
+async fn checklist(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<app::dto::Checklist>> {
+    Ok(Json(console(state, user).checklist(id).await?))
+}
+
+async fn mark_step(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path((id, step)): Path<(i64, String)>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<app::dto::Checklist>> {
+    Ok(Json(console(state, user).with_client(client).mark_step(id, &step, body).await?))
+}
+
+async fn postmortem_json(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<app::dto::Postmortem>> {
+    Ok(Json(console(state, user).postmortem(id).await?))
+}
+
+async fn postmortem_md(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>) -> Result<Response> {
+    let postmortem = console(state, user).postmortem(id).await?;
+    let name = format!("attachment; filename=\"{}-postmortem.md\"", postmortem.incident.key);
+    Ok((
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, name)],
+        crate::incidents::postmortem::markdown(&postmortem),
+    )
+        .into_response())
+}
+
+async fn star_entry(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path((id, entry)): Path<(i64, i64)>,
+) -> Result<StatusCode> {
+    console(state, user).with_client(client).star_incident_entry(id, entry, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unstar_entry(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path((id, entry)): Path<(i64, i64)>,
+) -> Result<StatusCode> {
+    console(state, user).with_client(client).star_incident_entry(id, entry, false).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn audit_entry(

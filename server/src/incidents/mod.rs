@@ -1,0 +1,481 @@
+//! Incidents (issue 18): declared, led, worked and closed by a team.
+//!
+//! The `incidents` table holds what lists and filters need (status, severity, roles,
+//! milestones); every change is also a ledger entry whose `incident` is the incident's
+//! key (`INC-<id>`), as are the actions, undos, reverts and notes that name it. The
+//! timeline is read from the ledger, so it cannot tell a different story than the audit
+//! trail. Milestones are the status changes, timed and attributed; "acknowledged" is the
+//! first thing anyone does about the incident after declaring it.
+
+use crate::audit::{Actor, Kind, Ledger, NewEntry, Outcome};
+use crate::db::{Db, now_ms};
+use crate::error::{AppError, Result};
+use app::dto::{AuditEntry, Incident, Milestone, Timeline, TimelineEntry};
+use serde_json::{Map, Value, json};
+use sqlx::Row;
+
+pub mod checklist;
+pub mod postmortem;
+pub mod watch;
+use std::sync::Arc;
+
+/// Severities, worst first.
+pub const SEVERITIES: [&str; 4] = ["sev1", "sev2", "sev3", "sev4"];
+/// Statuses, in the order an incident usually goes through them.
+pub const STATUSES: [&str; 5] = ["investigating", "identified", "mitigated", "resolved", "closed"];
+/// Longest title, in characters.
+pub const TITLE_MAX: usize = 200;
+/// Longest summary or note, in characters.
+pub const TEXT_MAX: usize = 5000;
+/// Most gateways one incident is about.
+pub const GATEWAYS_MAX: usize = 20;
+/// Longest user name in a role.
+const NAME_MAX: usize = 64;
+/// Most timeline entries returned (the newest, in order).
+pub const TIMELINE_MAX: i64 = 2000;
+
+/// `INC-<id>`.
+pub fn key(id: i64) -> String {
+    format!("INC-{id}")
+}
+
+/// The id in `INC-<id>`.
+pub fn id_of(key: &str) -> Option<i64> {
+    key.strip_prefix("INC-")?.parse().ok().filter(|id| *id > 0)
+}
+
+/// List filters (`GET /api/v1/incidents`).
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    /// Exact status.
+    pub status: Option<String>,
+    /// Exact severity.
+    pub severity: Option<String>,
+    /// About this gateway.
+    pub gateway: Option<String>,
+    /// Open (not resolved or closed) or not.
+    pub open: Option<bool>,
+}
+
+/// The incidents service.
+pub struct Incidents {
+    db: Db,
+    ledger: Arc<Ledger>,
+    bus: Arc<crate::bus::Bus>,
+    health: Arc<crate::health::HealthService>,
+}
+
+/// A JSON body as an object of fields, or 422.
+fn fields(body: Value) -> Result<Map<String, Value>> {
+    match body {
+        Value::Object(map) => Ok(map),
+        _ => Err(AppError::invalid("body", "must be a JSON object")),
+    }
+}
+
+/// An optional text field of at most `max` characters, trimmed.
+fn text(map: &mut Map<String, Value>, field: &'static str, max: usize) -> Result<Option<String>> {
+    match map.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() > max => {
+            Err(AppError::invalid(field, format!("must be at most {max} characters")))
+        }
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        Some(_) => Err(AppError::invalid(field, "must be a string")),
+    }
+}
+
+/// One of `allowed`, or 422 listing them.
+fn one_of(value: Option<String>, field: &'static str, allowed: &[&str]) -> Result<Option<String>> {
+    match value {
+        Some(v) if !allowed.contains(&v.as_str()) => {
+            Err(AppError::invalid(field, format!("must be one of {}", allowed.join(", "))))
+        }
+        other => Ok(other),
+    }
+}
+
+/// No field left over, or 422 naming the first.
+fn no_more(map: &Map<String, Value>) -> Result<()> {
+    match map.keys().next() {
+        Some(k) => {
+            Err(AppError::invalid("body", format!("unknown field '{}'", k.chars().take(64).collect::<String>())))
+        }
+        None => Ok(()),
+    }
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Incident> {
+    let id: i64 = row.try_get("id")?;
+    let declared_at_ms: i64 = row.try_get("declared_at_ms")?;
+    let milestones: Vec<Milestone> = serde_json::from_str(&row.try_get::<String, _>("milestones")?)
+        .map_err(|e| AppError::Internal(format!("incident {id}: milestones: {e}")))?;
+    let gateways: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("gateways")?)
+        .map_err(|e| AppError::Internal(format!("incident {id}: gateways: {e}")))?;
+    let acknowledged_at_ms: Option<i64> = row.try_get("acknowledged_at_ms")?;
+    let first =
+        |status: &str| milestones.iter().find(|m| m.status == status).map(|m| (m.at_ms - declared_at_ms) / 1000);
+    Ok(Incident {
+        id,
+        key: key(id),
+        title: row.try_get("title")?,
+        severity: row.try_get("severity")?,
+        summary: row.try_get("summary")?,
+        status: row.try_get("status")?,
+        gateways,
+        commander: row.try_get("commander")?,
+        scribe: row.try_get("scribe")?,
+        declared_by: row.try_get("declared_by")?,
+        declared_at_ms,
+        acknowledged_at_ms,
+        time_to_acknowledge_s: acknowledged_at_ms.map(|at| (at - declared_at_ms) / 1000),
+        time_to_mitigate_s: first("mitigated"),
+        time_to_resolve_s: first("resolved"),
+        milestones,
+    })
+}
+
+const COLUMNS: &str = "id, title, severity, summary, status, gateways, commander, scribe, declared_by, declared_at_ms, \
+                       acknowledged_at_ms, milestones";
+
+impl Incidents {
+    /// Incidents in `db`, their changes on `ledger`, announced on `bus`.
+    pub fn new(
+        db: Db,
+        ledger: Arc<Ledger>,
+        bus: Arc<crate::bus::Bus>,
+        health: Arc<crate::health::HealthService>,
+    ) -> Self {
+        Incidents { db, ledger, bus, health }
+    }
+
+    async fn publish(&self, incident: &Incident) {
+        if self.bus.wanted()
+            && let Ok(json) = serde_json::to_string(incident)
+        {
+            self.bus.publish("incident", &json).await;
+        }
+    }
+
+    /// `POST /api/v1/incidents`: `{title, severity, summary?, gateways?}`; `gateways`
+    /// must be gateways the console knows. The declarer commands it.
+    pub async fn declare(&self, actor: Actor, body: Value) -> Result<Incident> {
+        let known: Vec<String> = self.health.gateways().await?.into_iter().map(|g| g.id).collect();
+        let mut map = fields(body)?;
+        let title = text(&mut map, "title", TITLE_MAX)?.filter(|t| !t.is_empty());
+        let title = title.ok_or_else(|| AppError::invalid("title", "is required: one line that says what is wrong"))?;
+        let severity = one_of(text(&mut map, "severity", 8)?, "severity", &SEVERITIES)?
+            .ok_or_else(|| AppError::invalid("severity", "is required: sev1 (worst) to sev4"))?;
+        let summary = text(&mut map, "summary", TEXT_MAX)?.unwrap_or_default();
+        let gateways = match map.remove("gateways") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(list)) if list.len() > GATEWAYS_MAX => {
+                return Err(AppError::invalid("gateways", format!("at most {GATEWAYS_MAX} gateways")));
+            }
+            Some(Value::Array(list)) => {
+                let mut ids = Vec::new();
+                for v in list {
+                    let id = v.as_str().ok_or_else(|| AppError::invalid("gateways", "must be gateway ids"))?;
+                    if !known.iter().any(|k| k == id) {
+                        return Err(AppError::invalid(
+                            "gateways",
+                            format!("no gateway '{}'", id.chars().take(64).collect::<String>()),
+                        ));
+                    }
+                    if !ids.iter().any(|i| i == id) {
+                        ids.push(id.to_string());
+                    }
+                }
+                ids
+            }
+            Some(_) => return Err(AppError::invalid("gateways", "must be a list of gateway ids")),
+        };
+        no_more(&map)?;
+        let now = now_ms();
+        let milestones = vec![Milestone {
+            status: "investigating".into(),
+            at_ms: now,
+            by: actor.name.clone(),
+            chart_ms: Some(self.health.chart_now_ms()),
+        }];
+        let row = sqlx::query(
+            "insert into incidents (title, severity, summary, status, gateways, commander, scribe, declared_by, \
+             declared_at_ms, acknowledged_at_ms, milestones) \
+             values ($1, $2, $3, 'investigating', $4, $5, '', $5, $6, null, $7) returning id",
+        )
+        .bind(&title)
+        .bind(&severity)
+        .bind(&summary)
+        .bind(json!(gateways).to_string())
+        .bind(&actor.name)
+        .bind(now)
+        .bind(json!(milestones).to_string())
+        .fetch_one(&self.db)
+        .await?;
+        let id: i64 = row.try_get("id")?;
+        let mut entry = NewEntry::new(actor, Kind::Incident, Outcome::Succeeded);
+        entry.action = "declare".into();
+        entry.target = key(id);
+        entry.incident = key(id);
+        entry.reason = title.clone();
+        entry.params = json!({"severity": severity, "gateways": gateways, "summary": summary});
+        self.ledger.append(entry).await?;
+        let incident = self.get(id).await?;
+        self.publish(&incident).await;
+        Ok(incident)
+    }
+
+    /// One incident, or 404.
+    pub async fn get(&self, id: i64) -> Result<Incident> {
+        let row = sqlx::query(&format!("select {COLUMNS} from incidents where id = $1"))
+            .bind(id)
+            .fetch_optional(&self.db)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no incident {}", key(id))))?;
+        from_row(&row)
+    }
+
+    /// The newest incidents (at most 200) that pass `filter`.
+    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<Incident>> {
+        let rows = sqlx::query(&format!(
+            "select {COLUMNS} from incidents where ($1 = '' or status = $1) and ($2 = '' or severity = $2) \
+             and ($3 = 0 or ($3 = 1 and status not in ('resolved', 'closed')) or ($3 = 2 and status in ('resolved', 'closed'))) \
+             order by id desc limit 200"
+        ))
+        .bind(filter.status.as_deref().unwrap_or(""))
+        .bind(filter.severity.as_deref().unwrap_or(""))
+        .bind(match filter.open {
+            None => 0i64,
+            Some(true) => 1,
+            Some(false) => 2,
+        })
+        .fetch_all(&self.db)
+        .await?;
+        let mut list = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        if let Some(g) = &filter.gateway {
+            list.retain(|i| i.gateways.iter().any(|x| x == g));
+        }
+        Ok(list)
+    }
+
+    /// The open incidents about `gateway`, newest first.
+    pub async fn open_for(&self, gateway: &str) -> Result<Vec<Incident>> {
+        self.list(&ListFilter { gateway: Some(gateway.into()), open: Some(true), ..Default::default() }).await
+    }
+
+    /// Records that someone acted on incident `key` (`INC-<id>`) at `at_ms`, if nobody had.
+    pub async fn acknowledge(&self, key: &str, at_ms: i64) -> Result<()> {
+        let Some(id) = id_of(key) else { return Ok(()) };
+        sqlx::query("update incidents set acknowledged_at_ms = $1 where id = $2 and acknowledged_at_ms is null")
+            .bind(at_ms)
+            .bind(id)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// `PATCH /api/v1/incidents/{id}`: any of `status`, `severity`, `summary`,
+    /// `commander`, `scribe`, with an optional `reason`. Each change is a ledger entry;
+    /// a closed incident changes no more.
+    pub async fn update(&self, actor: Actor, id: i64, body: Value) -> Result<Incident> {
+        let mut map = fields(body)?;
+        let status = one_of(text(&mut map, "status", 16)?, "status", &STATUSES)?;
+        let severity = one_of(text(&mut map, "severity", 8)?, "severity", &SEVERITIES)?;
+        let summary = text(&mut map, "summary", TEXT_MAX)?;
+        let commander = text(&mut map, "commander", NAME_MAX)?;
+        let scribe = text(&mut map, "scribe", NAME_MAX)?;
+        let reason = text(&mut map, "reason", 1000)?.unwrap_or_default();
+        no_more(&map)?;
+        if commander.as_deref() == Some("") {
+            return Err(AppError::invalid("commander", "an incident always has a commander"));
+        }
+        for (field, name) in [("commander", &commander), ("scribe", &scribe)] {
+            if let Some(name) = name.as_deref().filter(|n| !n.is_empty())
+                && !crate::users::exists(&self.db, name).await?
+            {
+                return Err(AppError::invalid(field, format!("no user '{name}'")));
+            }
+        }
+        let before = self.get(id).await?;
+        if before.status == "closed" {
+            return Err(AppError::Conflict(format!("{} is closed; it changes no more", before.key)));
+        }
+        if status.as_deref() == Some("closed") && before.status != "resolved" {
+            return Err(AppError::Conflict(format!("{} can be closed only once it is resolved", before.key)));
+        }
+        let now = now_ms();
+        let mut changes: Vec<(&str, String, String)> = Vec::new();
+        let mut milestones = before.milestones.clone();
+        if let Some(s) = status.filter(|s| *s != before.status) {
+            milestones.push(Milestone {
+                status: s.clone(),
+                at_ms: now,
+                by: actor.name.clone(),
+                chart_ms: Some(self.health.chart_now_ms()),
+            });
+            changes.push(("status", before.status.clone(), s));
+        }
+        for (field, old, new) in [
+            ("severity", &before.severity, severity),
+            ("summary", &before.summary, summary),
+            ("commander", &before.commander, commander),
+            ("scribe", &before.scribe, scribe),
+        ] {
+            if let Some(new) = new.filter(|n| n != old) {
+                changes.push((field, old.clone(), new));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(before);
+        }
+        let value = |field: &str| changes.iter().find(|c| c.0 == field).map(|c| c.2.clone());
+        let updated = sqlx::query(
+            "update incidents set status = coalesce($1, status), severity = coalesce($2, severity), \
+             summary = coalesce($3, summary), commander = coalesce($4, commander), scribe = coalesce($5, scribe), \
+             milestones = $6, acknowledged_at_ms = coalesce(acknowledged_at_ms, $7) \
+             where id = $8 and status = $9",
+        )
+        .bind(value("status"))
+        .bind(value("severity"))
+        .bind(value("summary"))
+        .bind(value("commander"))
+        .bind(value("scribe"))
+        .bind(json!(milestones).to_string())
+        .bind(now)
+        .bind(id)
+        .bind(&before.status)
+        .execute(&self.db)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(AppError::Conflict(format!("{} changed at the same moment; try again", before.key)));
+        }
+        for (field, from, to) in &changes {
+            let mut entry = NewEntry::new(actor.clone(), Kind::Incident, Outcome::Succeeded);
+            entry.action = (*field).into();
+            entry.target = before.key.clone();
+            entry.incident = before.key.clone();
+            entry.reason = reason.clone();
+            entry.params = json!({"from": from, "to": to});
+            self.ledger.append(entry).await?;
+        }
+        let incident = self.get(id).await?;
+        self.publish(&incident).await;
+        Ok(incident)
+    }
+
+    /// `POST /api/v1/incidents/{id}/notes`: `{text}` on the timeline.
+    pub async fn note(&self, actor: Actor, id: i64, body: Value) -> Result<AuditEntry> {
+        let mut map = fields(body)?;
+        let note = text(&mut map, "text", TEXT_MAX)?.filter(|t| !t.is_empty());
+        let note = note.ok_or_else(|| AppError::invalid("text", "is required"))?;
+        no_more(&map)?;
+        let incident = self.get(id).await?;
+        let mut entry = NewEntry::new(actor, Kind::Incident, Outcome::Succeeded);
+        entry.action = "note".into();
+        entry.target = incident.key.clone();
+        entry.incident = incident.key.clone();
+        entry.reason = note;
+        let appended = self.ledger.append(entry).await?;
+        self.acknowledge(&incident.key, appended.ts_ms).await?;
+        Ok(appended)
+    }
+
+    /// Stars (or unstars) ledger entry `entry` on incident `id`'s timeline.
+    pub async fn star(&self, actor: &Actor, id: i64, entry: i64, starred: bool) -> Result<()> {
+        let incident = self.get(id).await?;
+        let on_timeline: Option<(i64,)> = sqlx::query_as("select id from audit_log where id = $1 and incident = $2")
+            .bind(entry)
+            .bind(&incident.key)
+            .fetch_optional(&self.db)
+            .await?;
+        if on_timeline.is_none() {
+            return Err(AppError::NotFound(format!("no entry {entry} on {}'s timeline", incident.key)));
+        }
+        if starred {
+            sqlx::query(
+                "insert into incident_stars (incident_id, entry_id, starred_by, starred_at_ms) values ($1, $2, $3, $4) \
+                 on conflict (incident_id, entry_id) do nothing",
+            )
+            .bind(id)
+            .bind(entry)
+            .bind(&actor.name)
+            .bind(now_ms())
+            .execute(&self.db)
+            .await?;
+        } else {
+            sqlx::query("delete from incident_stars where incident_id = $1 and entry_id = $2")
+                .bind(id)
+                .bind(entry)
+                .execute(&self.db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Incident `id`'s timeline: every ledger entry that names it, oldest first (at most
+    /// the newest [`TIMELINE_MAX`]).
+    pub async fn timeline(&self, id: i64) -> Result<Timeline> {
+        let incident = self.get(id).await?;
+        let rows = sqlx::query(&format!(
+            "select {} from audit_log where incident = $1 order by id desc limit $2",
+            crate::audit::COLUMNS
+        ))
+        .bind(&incident.key)
+        .bind(TIMELINE_MAX)
+        .fetch_all(&self.db)
+        .await?;
+        let starred: Vec<(i64,)> = sqlx::query_as("select entry_id from incident_stars where incident_id = $1")
+            .bind(id)
+            .fetch_all(&self.db)
+            .await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows.iter().rev() {
+            let entry = crate::audit::from_row(row)?;
+            entries.push(TimelineEntry {
+                text: describe(&entry),
+                starred: starred.iter().any(|(s,)| *s == entry.id),
+                entry,
+            });
+        }
+        Ok(Timeline { entries })
+    }
+}
+
+/// One ledger entry as a sentence on a timeline.
+pub fn describe(e: &AuditEntry) -> String {
+    let params: Value = serde_json::from_str(&e.params).unwrap_or_default();
+    let p = |k: &str| params[k].as_str().unwrap_or_default().to_string();
+    let because = if e.reason.is_empty() { String::new() } else { format!(": {}", e.reason) };
+    match (e.kind.as_str(), e.action.as_str()) {
+        ("incident", "declare") => format!("{} declared {} ({}){because}", e.actor, e.target, p("severity")),
+        ("incident", "note") => format!("{} noted: {}", e.actor, e.reason),
+        ("incident", "status") => format!("{} moved it from {} to {}{because}", e.actor, p("from"), p("to")),
+        ("incident", "commander") => format!("{} handed command from {} to {}{because}", e.actor, p("from"), p("to")),
+        ("incident", "scribe") if p("to").is_empty() => format!("{} left nobody as scribe{because}", e.actor),
+        ("incident", "scribe") => format!("{} made {} the scribe{because}", e.actor, p("to")),
+        ("incident", "severity") => {
+            format!("{} changed the severity from {} to {}{because}", e.actor, p("from"), p("to"))
+        }
+        ("incident", "summary") => format!("{} rewrote the summary", e.actor),
+        ("incident", "step") => {
+            let title = checklist::title_of(&p("step")).unwrap_or("a runbook step");
+            match p("state").as_str() {
+                "done" => format!("{} ticked \"{title}\"{because}", e.actor),
+                "not_applicable" => format!("{} marked \"{title}\" not applicable{because}", e.actor),
+                _ => format!("{} reopened \"{title}\"", e.actor),
+            }
+        }
+        ("action_intent", _) if e.outcome == "denied" => {
+            format!("{} was refused {} on {}", e.actor, e.action, e.target)
+        }
+        ("action_intent", _) => format!("{} ran {} on {}{because}", e.actor, e.action, e.target),
+        ("action_outcome", _) => format!("{} on {} {}", e.action, e.target, e.outcome),
+        ("undo", _) => format!("{} undid {} on {}{because}", e.actor, e.action, e.target),
+        ("ttl_revert", _) => {
+            format!("{} on {} reverted when its time limit passed ({})", e.action, e.target, e.outcome)
+        }
+        ("propagation", _) => format!("{} on {}: {}", e.action, e.target, e.reason),
+        ("gateway_status", _) => format!("{} went from {} to {}{because}", e.target, p("from"), p("to")),
+        (kind, _) => format!("{} {kind} {} {}{because}", e.actor, e.action, e.target),
+    }
+}

@@ -1,0 +1,75 @@
+//! Gateway status transitions on the timelines of the incidents that name them: the
+//! leader compares each gateway's status after every fleet change (at least every 2 s)
+//! with the last it saw, and a change of a gateway named by an open incident becomes a
+//! ledger entry for that incident, with the numbers then.
+
+use super::Incidents;
+use crate::audit::{Actor, Kind, NewEntry, Outcome};
+use crate::error::Result;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+impl Incidents {
+    /// One look: records the transitions since `last` (and updates it).
+    pub async fn record_transitions(&self, last: &mut HashMap<String, &'static str>) -> Result<usize> {
+        let gateways = self.health.gateways().await?;
+        let mut recorded = 0;
+        let mut open = None;
+        for g in gateways {
+            let now = g.status.as_str();
+            let before = last.insert(g.id.clone(), now);
+            let Some(before) = before.filter(|b| *b != now) else { continue };
+            // Open incidents are read only when something changed.
+            if open.is_none() {
+                open = Some(self.list(&super::ListFilter { open: Some(true), ..Default::default() }).await?);
+            }
+            for incident in open.iter().flatten().filter(|i| i.gateways.contains(&g.id)) {
+                let mut entry = NewEntry::new(Actor::system(), Kind::GatewayStatus, Outcome::Succeeded);
+                entry.target = g.id.clone();
+                entry.incident = incident.key.clone();
+                entry.reason = format!(
+                    "{:.0} req/s, 5xx {:.2}%, 429 {:.2}%, p99 {:.0} ms",
+                    g.rps,
+                    g.error_rate_5xx * 100.0,
+                    g.throttle_rate_429 * 100.0,
+                    g.latency_ms.p99
+                );
+                entry.params = json!({
+                    "from": before, "to": now, "rps": g.rps, "error_rate_5xx": g.error_rate_5xx,
+                    "throttle_rate_429": g.throttle_rate_429, "p99_ms": g.latency_ms.p99,
+                });
+                self.ledger.append(entry).await?;
+                recorded += 1;
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// On the leader (`leads`), after every fleet change and at least every 2 s: records
+    /// transitions. A new leader starts from what it sees (a change during the hand-over
+    /// is not recorded).
+    pub fn spawn_status_watch(
+        self: &Arc<Self>,
+        leads: impl Fn() -> bool + Send + 'static,
+        mut updates: tokio::sync::watch::Receiver<u64>,
+    ) -> tokio::task::JoinHandle<()> {
+        let incidents = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut last = HashMap::new();
+            loop {
+                if leads() {
+                    if let Err(e) = incidents.record_transitions(&mut last).await {
+                        tracing::warn!(error = ?e, "recording gateway status changes on incident timelines failed");
+                    }
+                } else {
+                    last.clear();
+                }
+                tokio::select! {
+                    changed = updates.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,320 @@
+//! Incidents (issue 18): declared, worked and closed by a team, on the record.
+
+use crate::support::*;
+use app::dto::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+crate::both_databases!(
+    an_incident_goes_from_declared_to_closed_with_timed_attributed_milestones_and_a_timeline,
+    the_postmortem_of_a_bad_deploy_has_its_rollback_with_its_impact_and_the_milestones,
+);
+
+async fn declare(session: &Session, body: Value) -> reqwest::Response {
+    session.post("/api/v1/incidents", &body).await
+}
+
+async fn an_incident_goes_from_declared_to_closed_with_timed_attributed_milestones_and_a_timeline(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (viewer, responder, admin) =
+        (app.signed_in(Role::Viewer).await, app.signed_in(Role::Responder).await, app.signed_in(Role::Admin).await);
+    let responder_name = responder.username().await;
+
+    // A viewer may read but not declare; the refusal is on the record.
+    let refused = declare(&viewer, json!({"title": "edge 5xx", "severity": "sev2"})).await;
+    assert_error(refused, StatusCode::FORBIDDEN, "forbidden").await;
+    let denied = admin.get_json("/api/v1/audit?kind=incident&outcome=denied").await;
+    assert_eq!(denied["entries"][0]["action"], "declare", "{denied}");
+
+    let created = declare(
+        &responder,
+        json!({"title": "edge answers 5xx", "severity": "sev2", "summary": "auth layer?", "gateways": ["edge"]}),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let incident: Value = created.json().await.unwrap();
+    assert_eq!(incident["key"], "INC-1");
+    assert_eq!(incident["status"], "investigating");
+    assert_eq!(incident["commander"], responder_name.as_str(), "the declarer commands it");
+    assert_eq!(incident["gateways"], json!(["edge"]));
+    assert!(incident["acknowledged_at_ms"].is_null());
+    let id = incident["id"].as_i64().unwrap();
+    let path = format!("/api/v1/incidents/{id}");
+    assert_eq!(viewer.get_json(&path).await["title"], "edge answers 5xx");
+
+    // Someone acts on it: a note acknowledges it; an action names it.
+    let note = responder.post(&format!("{path}/notes"), &json!({"text": "5xx on every route since 10:02"})).await;
+    assert_eq!(note.status(), StatusCode::CREATED);
+    let acked = viewer.get_json(&path).await;
+    assert!(acked["time_to_acknowledge_s"].as_i64().unwrap() >= 0, "{acked}");
+    let restart = responder
+        .post("/api/v1/gateways/edge/actions/restart", &json!({"reason": "clear bad pods", "incident": "INC-1"}))
+        .await;
+    assert_eq!(restart.status(), StatusCode::ACCEPTED);
+
+    // Hand-overs and status changes, each attributed.
+    let admin_name = admin.username().await;
+    let viewer_name = viewer.username().await;
+    let handed = responder
+        .patch(&path, &json!({"commander": admin_name, "scribe": viewer_name, "reason": "shift change"}))
+        .await;
+    assert_eq!(handed.status(), StatusCode::OK);
+    let unknown = responder.patch(&path, &json!({"scribe": "nobody-here"})).await;
+    assert_error(unknown, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    let early = admin.patch(&path, &json!({"status": "closed"})).await;
+    let message = assert_error(early, StatusCode::CONFLICT, "conflict").await;
+    assert!(message.contains("only once it is resolved"), "{message}");
+    for status in ["identified", "mitigated", "resolved"] {
+        let r = admin.patch(&path, &json!({"status": status, "reason": format!("now {status}")})).await;
+        assert_eq!(r.status(), StatusCode::OK, "{status}");
+    }
+    let open = viewer.get_json("/api/v1/incidents?open=true").await;
+    assert_eq!(open["incidents"].as_array().unwrap().len(), 0, "resolved is not open: {open}");
+    assert_eq!(
+        viewer.get_json("/api/v1/incidents?open=false&severity=sev2&gateway=edge").await["incidents"][0]["id"],
+        id
+    );
+    let closed = admin.patch(&path, &json!({"status": "closed"})).await;
+    assert_eq!(closed.status(), StatusCode::OK);
+    let after = admin.patch(&path, &json!({"summary": "too late"})).await;
+    assert_error(after, StatusCode::CONFLICT, "conflict").await;
+
+    let incident = viewer.get_json(&path).await;
+    let milestones: Vec<(&str, &str)> = incident["milestones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["status"].as_str().unwrap(), m["by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        milestones,
+        [
+            ("investigating", responder_name.as_str()),
+            ("identified", admin_name.as_str()),
+            ("mitigated", admin_name.as_str()),
+            ("resolved", admin_name.as_str()),
+            ("closed", admin_name.as_str())
+        ]
+    );
+    assert!(incident["time_to_mitigate_s"].as_i64().is_some() && incident["time_to_resolve_s"].as_i64().is_some());
+    assert_eq!(
+        (incident["commander"].as_str(), incident["scribe"].as_str()),
+        (Some(&*admin_name), Some(&*viewer_name))
+    );
+
+    // The timeline is the ledger's entries for INC-1, in order, as sentences.
+    let timeline = viewer.get_json(&format!("{path}/timeline")).await;
+    let texts: Vec<&str> =
+        timeline["entries"].as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap()).collect();
+    assert_eq!(texts[0], format!("{responder_name} declared INC-1 (sev2): edge answers 5xx"));
+    assert_eq!(texts[1], format!("{responder_name} noted: 5xx on every route since 10:02"));
+    assert_eq!(texts[2], format!("{responder_name} ran restart on edge: clear bad pods"));
+    assert!(texts.contains(&"restart on edge succeeded"), "{texts:?}");
+    assert!(
+        texts.contains(&&*format!(
+            "{responder_name} handed command from {responder_name} to {admin_name}: shift change"
+        ))
+    );
+    assert!(texts.contains(&&*format!("{admin_name} moved it from mitigated to resolved: now resolved")));
+    assert_eq!(texts.last().unwrap(), &format!("{admin_name} moved it from resolved to closed"));
+    // The ledger verifies with these entries in it.
+    let verified = viewer.get_json("/api/v1/audit/verify").await;
+    assert_eq!(verified["ok"], true, "{verified}");
+}
+
+#[tokio::test]
+async fn bad_incident_input_is_refused_with_the_field_and_creates_nothing() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let long = |n: usize| "x".repeat(n);
+    for (body, field) in [
+        (json!("a string"), "body"),
+        (json!({"severity": "sev1"}), "title"),
+        (json!({"title": long(201), "severity": "sev1"}), "title"),
+        (json!({"title": "t", "severity": "sev9"}), "severity"),
+        (json!({"title": "t", "severity": "sev1", "summary": long(5001)}), "summary"),
+        (json!({"title": "t", "severity": "sev1", "gateways": ["nope"]}), "gateways"),
+        (json!({"title": "t", "severity": "sev1", "gateways": vec!["edge"; 21]}), "gateways"),
+        (json!({"title": "t", "severity": "sev1", "gateways": "edge"}), "gateways"),
+        (json!({"title": "t", "severity": "sev1", "owner": "me"}), "body"),
+    ] {
+        let message =
+            assert_error(declare(&responder, body.clone()).await, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+        assert!(message.starts_with(&format!("{field}: ")), "{body}: {message}");
+    }
+    assert_eq!(responder.get_json("/api/v1/incidents").await["incidents"], json!([]), "nothing was created");
+    for q in ["status=bogus", "severity=sev0", "open=maybe"] {
+        let r = responder.get(&format!("/api/v1/incidents?{q}")).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{q}");
+    }
+    let id = declare(&responder, json!({"title": "t", "severity": "sev3"})).await.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let note = responder.post(&format!("/api/v1/incidents/{id}/notes"), &json!({"text": long(5001)})).await;
+    assert_eq!(note.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let missing = responder.get("/api/v1/incidents/999").await;
+    assert_error(missing, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_timeline_entry_can_be_starred_for_the_postmortem_only_on_its_own_incident() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let first = declare(&responder, json!({"title": "one", "severity": "sev3"})).await.json::<Value>().await.unwrap();
+    let second = declare(&responder, json!({"title": "two", "severity": "sev3"})).await.json::<Value>().await.unwrap();
+    let (a, b) = (first["id"].as_i64().unwrap(), second["id"].as_i64().unwrap());
+    let note: Value = responder
+        .post(&format!("/api/v1/incidents/{a}/notes"), &json!({"text": "the key clue"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entry = note["id"].as_i64().unwrap();
+    let star = responder.put(&format!("/api/v1/incidents/{a}/timeline/{entry}/star")).await;
+    assert_eq!(star.status(), StatusCode::NO_CONTENT);
+    let timeline = viewer.get_json(&format!("/api/v1/incidents/{a}/timeline")).await;
+    let starred: Vec<bool> =
+        timeline["entries"].as_array().unwrap().iter().map(|e| e["starred"].as_bool().unwrap()).collect();
+    assert_eq!(starred, [false, true]);
+    let elsewhere = responder.put(&format!("/api/v1/incidents/{b}/timeline/{entry}/star")).await;
+    assert_error(elsewhere, StatusCode::NOT_FOUND, "not_found").await;
+    let by_viewer = viewer.put(&format!("/api/v1/incidents/{a}/timeline/{entry}/star")).await;
+    assert_error(by_viewer, StatusCode::FORBIDDEN, "forbidden").await;
+    let unstar = responder.delete(&format!("/api/v1/incidents/{a}/timeline/{entry}/star")).await;
+    assert_eq!(unstar.status(), StatusCode::NO_CONTENT);
+    let timeline = viewer.get_json(&format!("/api/v1/incidents/{a}/timeline")).await;
+    assert!(timeline["entries"].as_array().unwrap().iter().all(|e| e["starred"] == false));
+}
+
+async fn the_postmortem_of_a_bad_deploy_has_its_rollback_with_its_impact_and_the_milestones(backend: Backend) {
+    let app = TestApp::spawn_with(Options::new(backend).scenario(server::fleet::sim::Scenario::BadDeploy)).await;
+    let (responder, admin) = (app.signed_in(Role::Responder).await, app.signed_in(Role::Admin).await);
+    let incident: Value = declare(
+        &responder,
+        json!({"title": "edge fails after 2.15.0", "severity": "sev1", "summary": "45% 5xx", "gateways": ["edge"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = incident["id"].as_i64().unwrap();
+    app.advance(30).await;
+    let rollback = admin
+        .post(
+            "/api/v1/gateways/edge/actions/rollback",
+            &json!({"reason": "2.15.0 fails requests", "confirm": "edge", "incident": "INC-1"}),
+        )
+        .await;
+    assert_eq!(rollback.status(), StatusCode::ACCEPTED, "{}", rollback.text().await.unwrap());
+    admin.patch(&format!("/api/v1/incidents/{id}"), &json!({"status": "mitigated"})).await;
+    // The rollout runs, the reading 60 s after the rollback is taken, then it is resolved.
+    for _ in 0..9 {
+        app.advance(10).await;
+    }
+    eventually("the impact reading", || async {
+        let a = admin.get_json("/api/v1/actions?gateway=edge").await;
+        let rollback = a.as_array()?.iter().find(|a| a["action"] == "rollback")?.clone();
+        (!rollback["impact_after"].is_null()).then_some(())
+    })
+    .await;
+    admin.patch(&format!("/api/v1/incidents/{id}"), &json!({"status": "resolved", "reason": "5xx back to 0"})).await;
+
+    let json = admin.get_json(&format!("/api/v1/incidents/{id}/postmortem.json")).await;
+    assert_eq!(json["actions"][0]["action"], "rollback", "{json}");
+    assert_eq!(json["actions"][0]["status"], "succeeded");
+    let before = json["actions"][0]["impact_before"]["error_rate_5xx"].as_f64().unwrap();
+    let after = json["actions"][0]["impact_after"]["error_rate_5xx"].as_f64().unwrap();
+    assert!(before > 0.1 && after < before / 4.0, "the rollback cut the 5xx share: {before} -> {after}");
+    let edge = &json["impact"][0];
+    assert_eq!(edge["gateway"], "edge");
+    assert!(edge["points"].as_u64().unwrap() >= 2, "the window holds series points: {edge}");
+    assert!(edge["error_rate_5xx"][1].as_f64().unwrap() > 0.1, "the peak 5xx share over the window: {edge}");
+
+    let response = admin.get(&format!("/api/v1/incidents/{id}/postmortem.md")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/markdown"));
+    assert!(response.headers()["content-disposition"].to_str().unwrap().contains("INC-1-postmortem.md"));
+    let md = response.text().await.unwrap();
+    assert!(md.starts_with("# Postmortem: INC-1 — edge fails after 2.15.0\n"), "{md}");
+    assert!(md.contains("| Severity | sev1 |"), "{md}");
+    assert!(md.contains("| Time to mitigate |") && md.contains("| Time to resolve |"), "{md}");
+    assert!(md.contains("\n## Impact\n") && md.contains("| edge | "), "{md}");
+    let row = md.lines().find(|l| l.contains("| rollback |")).expect("the rollback's row");
+    assert!(row.contains("2.15.0 fails requests") && row.contains("| succeeded |"), "{row}");
+    assert_eq!(row.matches("5xx ").count(), 2, "the readings before and 60 s after: {row}");
+    for status in ["investigating", "mitigated", "resolved"] {
+        assert!(md.contains(&format!("\n| {status} | ")), "milestone {status}: {md}");
+    }
+    assert!(md.contains("declared INC-1 (sev1)") && md.contains("ran rollback on edge"), "{md}");
+    // The gateway's own recovery is on the timeline, with the numbers then.
+    let recovered = md.lines().find(|l| l.contains("edge went from critical to")).expect("a status change of edge");
+    assert!(recovered.contains("req/s, 5xx "), "{recovered}");
+    assert!(md.contains("\n## Causes\n") && md.contains("\n## Action items\n"), "{md}");
+}
+
+#[tokio::test]
+async fn the_runbook_is_a_checklist_ticked_by_the_actions_it_names_or_by_hand_with_who_and_when() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (viewer, responder) = (app.signed_in(Role::Viewer).await, app.signed_in(Role::Responder).await);
+    let name = responder.username().await;
+    let id = declare(&responder, json!({"title": "edge slow", "severity": "sev3", "gateways": ["edge"]}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/v1/incidents/{id}/checklist");
+    let checklist = viewer.get_json(&path).await;
+    let steps = checklist["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 12, "Diagnosis 1-5, four immediate actions, three short-term fixes");
+    assert!(steps.iter().all(|s| s["mark"].is_null()));
+    let step = |c: &Value, id: &str| c["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).cloned().unwrap();
+    assert_eq!(step(&checklist, "immediate-1")["opens"], "/gateways/edge?action=restart&incident=INC-1");
+    let logs = step(&checklist, "diagnosis-3")["opens"].as_str().unwrap().to_string();
+    assert!(logs.starts_with("/logs?q=gateway%3Aedge+%28error+OR+exception+OR+failed%29&since="), "{logs}");
+
+    // A restart for the incident ticks "Restart unhealthy gateway instances" once it is done.
+    let restart = responder
+        .post("/api/v1/gateways/edge/actions/restart", &json!({"reason": "stuck pods", "incident": "INC-1"}))
+        .await;
+    let action = restart.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    for _ in 0..12 {
+        app.advance(10).await;
+    }
+    let ticked = eventually("the rollout to finish", || async {
+        let c = viewer.get_json(&path).await;
+        let s = step(&c, "immediate-1");
+        (!s["mark"].is_null()).then_some(s)
+    })
+    .await;
+    assert_eq!(ticked["mark"]["action_id"], action);
+    assert_eq!(ticked["mark"]["by"], name.as_str());
+
+    // By hand, with a note; not applicable needs a reason; both are on the timeline.
+    let done = responder.post(&format!("{path}/diagnosis-3"), &json!({"state": "done", "note": "auth errors"})).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    let bare = responder.post(&format!("{path}/immediate-2"), &json!({"state": "not_applicable"})).await;
+    assert_error(bare, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    let na = responder
+        .post(&format!("{path}/immediate-2"), &json!({"state": "not_applicable", "note": "load is normal"}))
+        .await;
+    let checklist: Value = na.json().await.unwrap();
+    assert_eq!(step(&checklist, "immediate-2")["mark"]["state"], "not_applicable");
+    assert_eq!(step(&checklist, "diagnosis-3")["mark"]["note"], "auth errors");
+    let unknown = responder.post(&format!("{path}/diagnosis-9"), &json!({"state": "done"})).await;
+    assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
+    let by_viewer = viewer.post(&format!("{path}/diagnosis-1"), &json!({"state": "done"})).await;
+    assert_error(by_viewer, StatusCode::FORBIDDEN, "forbidden").await;
+    let timeline = viewer.get_json(&format!("/api/v1/incidents/{id}/timeline")).await;
+    let texts: Vec<&str> =
+        timeline["entries"].as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap()).collect();
+    assert!(texts.contains(&&*format!("{name} ticked \"Check gateway logs for errors\": auth errors")), "{texts:?}");
+    assert!(
+        texts.contains(&&*format!(
+            "{name} marked \"Scale up gateway instances to handle load\" not applicable: load is normal"
+        )),
+        "{texts:?}"
+    );
+}
