@@ -30,7 +30,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `${bin} --listen 127.0.0.1:${port} --database-url sqlite:${dbDir}/gw.db --site-root target/site --scenario traffic-surge --sim-speed 4 --log-retention-mb 2`,
+    command: `${bin} --listen 127.0.0.1:${port} --database-url sqlite:${dbDir}/gw.db --site-root target/site --scenario traffic-surge --sim-speed 4 --log-retention-mb 2 --require-approval=`,
     cwd: path.resolve(__dirname, '..'),
     url: `http://127.0.0.1:${port}/healthz`,
     env: { GATEWARDEN_ADMIN_PASSWORD: ADMIN_PASSWORD, RUST_LOG: 'warn' },

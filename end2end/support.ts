@@ -33,7 +33,8 @@ export class OwnConsole {
     const child = spawn(
       bin,
       ['--listen', `127.0.0.1:${this.port}`, '--database-url', `sqlite:${this.dir}/gw.db`, '--site-root', 'target/site',
-        '--synthetic-interval-s', '0', ...this.args],
+        // Approvals off unless a spec asks for them (they are on by default).
+        '--synthetic-interval-s', '0', '--require-approval=', ...this.args],
       { cwd: path.resolve(__dirname, '..'), env: { ...process.env, GATEWARDEN_ADMIN_PASSWORD: ADMIN_PASSWORD, RUST_LOG: 'warn' } },
     );
     return new Promise((resolve, reject) => {

@@ -205,6 +205,15 @@ pub struct ServeArgs {
     /// burst otherwise); 0: never.
     #[arg(long, env = "GATEWARDEN_MEMORY_TRIM_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub memory_trim_seconds: u64,
+    /// Actions that need a second person's approval: restart, scale, scale-down (a scale
+    /// to below half the current count), rollback, rate-limit, timeouts,
+    /// circuit-breaker, bypass. An empty value turns approvals off.
+    #[arg(long, env = "GATEWARDEN_REQUIRE_APPROVAL", value_delimiter = ',', default_value = "rollback,bypass")]
+    pub require_approval: Vec<String>,
+    /// Seconds a request for approval waits before it lapses.
+    #[arg(long, env = "GATEWARDEN_APPROVAL_EXPIRY_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub approval_expiry_seconds: u64,
     /// Where a DNS bypass changes services' records: `rfc2136` (on `--dns-server`) or
     /// `external-dns` (the DNSEndpoint a Service's `gatewarden.io/dns-endpoint` names).
     #[arg(long, env = "GATEWARDEN_DNS_PROVIDER", value_enum, default_value = "rfc2136")]

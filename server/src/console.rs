@@ -187,6 +187,42 @@ impl ServerConsole {
         Ok(response)
     }
 
+    /// `GET /api/v1/approvals` (viewer): `status`, and `for=me` for what waits for the
+    /// caller.
+    pub async fn approvals(&self, q: &Params) -> Result<app::dto::ApprovalList> {
+        self.caller(Role::Viewer)?;
+        let status = q.text("status");
+        const STATUSES: [&str; 7] =
+            ["awaiting_approval", "approved", "denied", "expired", "refused", "break_glass", "reviewed"];
+        if let Some(s) = status.filter(|s| !STATUSES.contains(s)) {
+            return Err(AppError::invalid("status", format!("no status '{}'", s.chars().take(32).collect::<String>())));
+        }
+        let for_me = match q.text("for") {
+            None => false,
+            Some("me") => true,
+            Some(_) => return Err(AppError::invalid("for", "must be 'me'")),
+        };
+        self.state.engine.approvals(&self.acting()?, status, for_me).await
+    }
+
+    /// `GET /api/v1/approvals/{id}` (viewer).
+    pub async fn approval(&self, id: i64) -> Result<app::dto::Approval> {
+        self.caller(Role::Viewer)?;
+        self.state.engine.approval(id).await
+    }
+
+    /// `POST /api/v1/approvals/{id}/approve | deny | review` (responder; the engine checks
+    /// the action's role and that the caller is not the requester).
+    pub async fn decide(&self, id: i64, how: &str, body: serde_json::Value) -> Result<app::dto::Approval> {
+        self.caller(Role::Responder)?;
+        let caller = self.acting()?;
+        match how {
+            "approve" => self.state.engine.approve(caller, id, body).await,
+            "deny" => self.state.engine.deny(caller, id, body).await,
+            _ => self.state.engine.review(caller, id, body).await,
+        }
+    }
+
     /// `POST /api/v1/incidents` (responder).
     pub async fn declare_incident(&self, body: serde_json::Value) -> Result<app::dto::Incident> {
         let actor = self.acting_at_least(Role::Responder, "declare", "incident").await?;

@@ -78,6 +78,8 @@ pub struct Settings {
     /// `--dns-provider external-dns` (with `--fleet kube`): records in DNSEndpoints, the
     /// owner id (`--external-dns-owner-id`) and how long publication may take.
     pub external_dns: Option<(Option<String>, std::time::Duration)>,
+    /// `--require-approval` (empty: off) and `--approval-expiry-seconds`.
+    pub approvals: (Vec<String>, std::time::Duration),
 }
 
 impl std::fmt::Debug for Settings {
@@ -277,8 +279,19 @@ impl Settings {
             )),
             crate::config::DnsProvider::Rfc2136 => None,
         };
+        let kinds: Vec<String> =
+            args.require_approval.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
+        const KINDS: [&str; 8] =
+            ["restart", "scale", "scale-down", "rollback", "rate-limit", "timeouts", "circuit-breaker", "bypass"];
+        if let Some(bad) = kinds.iter().find(|k| !KINDS.contains(&k.as_str())) {
+            return Err(StartupError::Config(format!(
+                "--require-approval: no action '{bad}' (use {}, or an empty value for none)",
+                KINDS.join(", ")
+            )));
+        }
         let now_ms = db::now_ms();
         Ok(Settings {
+            approvals: (kinds, std::time::Duration::from_secs(args.approval_expiry_seconds)),
             dns,
             external_dns,
             memory_trim: (args.memory_trim_seconds > 0)
@@ -541,7 +554,8 @@ impl Application {
         let engine = Arc::new(
             Engine::new(db.clone(), bus.clone(), ledger.clone(), fleet, health.clone(), settings.max_replicas)
                 .with_replica(replicas.clone())
-                .with_probes(probes.clone()),
+                .with_probes(probes.clone())
+                .with_approvals(settings.approvals.0.clone(), settings.approvals.1),
         );
         // Settle any action a crash left between its intent and its outcome, before
         // anyone can start a new one.

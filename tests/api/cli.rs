@@ -27,6 +27,9 @@ fn bad_flags_and_unusable_databases_exit_2_with_a_message() {
     assert_one_line_error(&["--listen", "not-an-address"], "not-an-address");
     assert_one_line_error(&["--database-url", "mysql://x/y"], "unsupported database URL");
     assert_one_line_error(&["--dns-server", "127.0.0.1:53"], "--dns-zone");
+    assert_one_line_error(&["--require-approval", "rollback,reboot"], "--require-approval: no action 'reboot'");
+    assert_one_line_error(&["--approval-expiry-seconds", "5"], "--approval-expiry-seconds");
+    assert_one_line_error(&["--dns-provider", "external-dns"], "--dns-provider external-dns needs --fleet kube");
     assert_one_line_error(
         &["--dns-server", "127.0.0.1:53", "--dns-zone", "gw.test", "--dns-tsig-key-file", "/nonexistent/key"],
         "cannot read the TSIG key file /nonexistent/key",

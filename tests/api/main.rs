@@ -4,6 +4,7 @@
 mod support;
 
 mod actions;
+mod approvals;
 mod audit;
 mod auth;
 mod cli;

@@ -147,6 +147,11 @@ pub struct Options {
     pub dns: Option<server::dns::Dns>,
     /// `--dns-provider external-dns`: (owner id, publication deadline).
     pub external_dns: Option<(Option<String>, std::time::Duration)>,
+    /// `--require-approval` (none by default here; the server's default is rollback and
+    /// bypass, which the approval tests set).
+    pub require_approval: Vec<String>,
+    /// `--approval-expiry-seconds`.
+    pub approval_expiry: std::time::Duration,
 }
 
 impl Options {
@@ -163,6 +168,8 @@ impl Options {
             https: false,
             dns: None,
             external_dns: None,
+            require_approval: Vec::new(),
+            approval_expiry: std::time::Duration::from_secs(900),
         }
     }
     /// Starting in `scenario`.
@@ -260,6 +267,7 @@ impl TestApp {
             limits: options.limits.clone(),
             dns: options.dns.clone(),
             external_dns: options.external_dns.clone(),
+            approvals: (options.require_approval.clone(), options.approval_expiry),
             audit_key_file: db.key_file.clone(),
             audit_checkpoint_file: db.checkpoint.clone(),
             memory_trim: Some(server::memory::TRIM_EVERY),

@@ -246,4 +246,53 @@ pub struct ActionResponse {
     pub status: String,
     /// What it changes (always present).
     pub preview: Preview,
+    /// When it needs a second person: the request waiting for them (`status` is then
+    /// `awaiting_approval` and nothing changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// A request that waits for a second person (two-person approval), or a break-glass
+/// action that waits for review.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    /// Its id.
+    pub id: i64,
+    /// Gateway id.
+    pub gateway: String,
+    /// The action (`rollback`, `bypass`, ...).
+    pub action: String,
+    /// What needs approval: the action, or `scale-down`.
+    pub kind: String,
+    /// The requester's reason.
+    pub reason: String,
+    /// Incident key or "".
+    pub incident: String,
+    /// Who asked.
+    pub requester: String,
+    /// `awaiting_approval`, `approved`, `denied`, `expired`, `refused` (the gateway changed
+    /// since the preview), `break_glass` (ran without approval, awaiting review) or
+    /// `reviewed`.
+    pub status: String,
+    /// The exact change it is bound to.
+    pub preview: Preview,
+    /// When asked, Unix ms.
+    pub created_at_ms: i64,
+    /// When the request lapses, Unix ms.
+    pub expires_at_ms: i64,
+    /// Who approved, denied or reviewed it ("" until someone did).
+    pub decided_by: String,
+    /// When, Unix ms.
+    pub decided_at_ms: Option<i64>,
+    /// Why.
+    pub decision_reason: String,
+    /// The action it ran as, once it ran.
+    pub action_id: Option<i64>,
+}
+
+/// `GET /api/v1/approvals`: newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalList {
+    /// The approvals.
+    pub approvals: Vec<Approval>,
 }

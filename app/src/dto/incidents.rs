@@ -52,6 +52,27 @@ pub struct Incident {
     pub time_to_mitigate_s: Option<i64>,
     /// Seconds from the declaration to the first `resolved`.
     pub time_to_resolve_s: Option<i64>,
+    /// What must not be forgotten (a break-glass action to review); only on
+    /// `GET /api/v1/incidents/{id}`.
+    #[serde(default)]
+    pub followups: Vec<Followup>,
+}
+
+/// Something an incident must not forget.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Followup {
+    /// Its id.
+    pub id: i64,
+    /// What to do.
+    pub text: String,
+    /// Not done yet.
+    pub open: bool,
+    /// When it was opened, Unix ms.
+    pub created_at_ms: i64,
+    /// Who closed it ("" while open).
+    pub closed_by: String,
+    /// When, Unix ms.
+    pub closed_at_ms: Option<i64>,
 }
 
 /// `GET /api/v1/incidents`: newest first.
@@ -101,6 +122,8 @@ pub struct Postmortem {
     pub timeline: Vec<TimelineEntry>,
     /// Whether `timeline` is the starred entries only.
     pub starred_only: bool,
+    /// Actions run by break-glass for it, and whether someone reviewed them.
+    pub break_glass: Vec<super::Approval>,
 }
 
 /// `GET /api/v1/incidents/{id}/timeline`: oldest first.

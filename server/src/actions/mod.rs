@@ -10,6 +10,7 @@
 //! `track` follows running actions and reverts expired ones; `reconcile` settles
 //! interrupted intents at start-up.
 
+pub mod approval;
 pub mod plan;
 mod reconcile;
 pub mod store;
@@ -51,6 +52,9 @@ pub struct Engine {
     tracked: std::sync::Mutex<std::collections::HashSet<i64>>,
     /// Where a DNS bypass's preflight goes through the probe guard (none: not checked).
     probes: Option<Arc<crate::probe::Probes>>,
+    /// Kinds of action that need a second person (`--require-approval`), and how long a
+    /// request waits for one.
+    approvals: approval::Rules,
 }
 
 /// Changes that replace pods: their action runs until the rollout is done.
@@ -98,7 +102,15 @@ impl Engine {
             replica: None,
             tracked: Default::default(),
             probes: None,
+            approvals: approval::Rules::default(),
         }
+    }
+
+    /// Requires a second person's approval for `kinds` (action names, or `scale-down`),
+    /// requests lapsing after `expiry`.
+    pub fn with_approvals(mut self, kinds: Vec<String>, expiry: Duration) -> Self {
+        self.approvals = approval::Rules { kinds, expiry };
+        self
     }
 
     /// Checks DNS bypasses' direct targets with `probes` before clients are sent there.
@@ -185,45 +197,25 @@ impl Engine {
         body: Value,
     ) -> Result<ActionResponse> {
         let action = ActionName::parse(name).ok_or_else(|| AppError::NotFound(format!("no action '{name}'")))?;
-        if let Err(refused) = caller.require(action.role()) {
+        // A caller below the action's role may still ask for it when it needs a second
+        // person (who must hold the role); that is decided once it is planned.
+        let may_run = caller.require(action.role()).is_ok();
+        let may_ask = self.approvals.may_apply_to(action) && approval::may_request(caller.role);
+        let asked_why: String = body.get("reason").and_then(Value::as_str).unwrap_or("").chars().take(1000).collect();
+        let refuse_role = |why: String| {
             let mut entry = NewEntry::new(caller.actor.clone(), Kind::ActionIntent, Outcome::Denied);
             entry.action = action.as_str().into();
             entry.target = gateway.into();
-            entry.reason = body.get("reason").and_then(Value::as_str).unwrap_or("").chars().take(1000).collect();
-            entry.params = json!({ "refused": format!("role {} below {}", caller.role, action.role()) });
-            self.ledger.refuse(entry).await?;
-            return Err(refused);
+            entry.reason = asked_why.clone();
+            entry.params = json!({ "refused": why });
+            entry
+        };
+        if !may_run && !may_ask {
+            self.ledger.refuse(refuse_role(format!("role {} below {}", caller.role, action.role()))).await?;
+            return Err(caller.require(action.role()).expect_err("below the role"));
         }
         let request = envelope(body)?;
-        let planned = async {
-            let state = self.fleet.state(gateway).await?;
-            let mut plan = plan(action, gateway, request.params.clone(), &state, self.max_replicas)?;
-            // Clients are sent to a direct target only if it answers (or an admin says why
-            // to go ahead anyway); the result is in the preview, and so in the intent.
-            if let Some(checked) = self.preflight(&plan.change, &state).await {
-                let force = request.params.get("force").and_then(Value::as_str).map(str::trim);
-                let line = match (checked, force) {
-                    (Ok(passed), _) => passed,
-                    (Err(why), Some(force)) => {
-                        format!("Preflight failed and is overridden (force: {force}): {why}.")
-                    }
-                    (Err(why), None) => {
-                        return Err(AppError::Conflict(format!(
-                            "preflight failed: {why}; nothing was changed (an admin may set force, saying why, to \
-                             go ahead anyway)"
-                        )));
-                    }
-                };
-                plan.preview.warnings.insert(0, line);
-            }
-            if request.dry_run {
-                // The backend validates the change too (Kubernetes: dryRun=All), so a
-                // preview fails the way the real change would.
-                self.fleet.check(gateway, &plan.change, &state).await?;
-            }
-            Ok((state, plan))
-        };
-        let (state, plan) = match planned.await {
+        let (state, mut plan) = match self.plan_now(action, gateway, &request.params, request.dry_run).await {
             Ok(planned) => planned,
             // Bad input changes nothing and is not a refusal; anything else refused after
             // the role check (a paused rollout, an autoscaler in charge, the cluster's dry
@@ -239,13 +231,41 @@ impl Engine {
                 return Err(e);
             }
         };
+        let needs_approval = self.needs_approval(action, &plan, &state);
+        if !may_run && (needs_approval.is_none() || request.break_glass) {
+            let why = if request.break_glass { "break-glass by a role that may not run it" } else { "role below" };
+            self.ledger.refuse(refuse_role(format!("{why}: {} below {}", caller.role, action.role()))).await?;
+            return Err(caller.require(action.role()).expect_err("below the role"));
+        }
         if request.dry_run {
-            return Ok(ActionResponse { id: None, status: "preview".into(), preview: plan.preview });
+            if let Some(kind) = needs_approval {
+                plan.preview.warnings.push(format!(
+                    "A {kind} needs a second person: running it asks for their approval, and nothing changes until \
+                     they give it (or set break_glass to run it now, on the record for review)."
+                ));
+            }
+            return Ok(ActionResponse { id: None, status: "preview".into(), preview: plan.preview, approval: None });
         }
         if plan.preview.confirm_required {
             self.confirmed(gateway, request.confirm.as_deref(), "this change").await?;
         }
-        let params = Value::Object(request.params);
+        if let Some(kind) = needs_approval
+            && !request.break_glass
+        {
+            let approval = self.request_approval(&caller.actor, gateway, action, kind, &request, &plan, &state).await?;
+            return Ok(ActionResponse {
+                id: None,
+                status: "awaiting_approval".into(),
+                preview: plan.preview,
+                approval: Some(approval),
+            });
+        }
+        let break_glass = needs_approval.filter(|_| request.break_glass);
+        let mut params = Value::Object(request.params.clone());
+        if break_glass.is_some() {
+            params["break_glass"] = json!(true);
+        }
+        let actor = caller.actor.clone();
         let id = self
             .execute(
                 caller.actor,
@@ -260,8 +280,46 @@ impl Engine {
                 &state,
             )
             .await?;
+        if let Some(kind) = break_glass {
+            self.record_break_glass(&actor, gateway, action, kind, &request, &plan, id).await?;
+        }
         let record = self.get(id).await?;
-        Ok(ActionResponse { id: Some(id), status: record.status, preview: plan.preview })
+        Ok(ActionResponse { id: Some(id), status: record.status, preview: plan.preview, approval: None })
+    }
+
+    /// Reads the gateway and plans `action` with `params` against it: validation, the
+    /// preflight of a DNS bypass, and with `dry_run` the backend's own check.
+    async fn plan_now(
+        &self,
+        action: ActionName,
+        gateway: &str,
+        params: &serde_json::Map<String, Value>,
+        dry_run: bool,
+    ) -> Result<(GatewayState, Plan)> {
+        let state = self.fleet.state(gateway).await?;
+        let mut plan = plan(action, gateway, params.clone(), &state, self.max_replicas)?;
+        // Clients are sent to a direct target only if it answers (or an admin says why
+        // to go ahead anyway); the result is in the preview, and so in the intent.
+        if let Some(checked) = self.preflight(&plan.change, &state).await {
+            let force = params.get("force").and_then(Value::as_str).map(str::trim);
+            let line = match (checked, force) {
+                (Ok(passed), _) => passed,
+                (Err(why), Some(force)) => format!("Preflight failed and is overridden (force: {force}): {why}."),
+                (Err(why), None) => {
+                    return Err(AppError::Conflict(format!(
+                        "preflight failed: {why}; nothing was changed (an admin may set force, saying why, to go \
+                         ahead anyway)"
+                    )));
+                }
+            };
+            plan.preview.warnings.insert(0, line);
+        }
+        if dry_run {
+            // The backend validates the change too (Kubernetes: dryRun=All), so a
+            // preview fails the way the real change would.
+            self.fleet.check(gateway, &plan.change, &state).await?;
+        }
+        Ok((state, plan))
     }
 
     /// Audits the intent, applies the change, audits the outcome, stores the action and
@@ -460,7 +518,7 @@ impl Engine {
             matches!(action, ActionName::Rollback | ActionName::Bypass) || stored.record.preview.confirm_required;
         if request.dry_run {
             self.fleet.check(&gateway, &plan.change, &state).await?;
-            return Ok(ActionResponse { id: None, status: "preview".into(), preview: plan.preview });
+            return Ok(ActionResponse { id: None, status: "preview".into(), preview: plan.preview, approval: None });
         }
         if plan.preview.confirm_required {
             self.confirmed(&gateway, request.confirm.as_deref(), &format!("undoing action {id}")).await?;
@@ -497,6 +555,6 @@ impl Engine {
         store::set_undone_by(&self.db, id, new_id).await?;
         self.publish(id).await;
         let record = self.get(new_id).await?;
-        Ok(ActionResponse { id: Some(new_id), status: record.status, preview: plan.preview })
+        Ok(ActionResponse { id: Some(new_id), status: record.status, preview: plan.preview, approval: None })
     }
 }

@@ -99,6 +99,9 @@ pub struct Envelope {
     pub dry_run: bool,
     /// The typed confirmation.
     pub confirm: Option<String>,
+    /// Run at once although the action needs a second person's approval (audited as
+    /// break-glass, reviewed afterwards).
+    pub break_glass: bool,
     /// The action's own parameters.
     pub params: Map<String, Value>,
 }
@@ -132,7 +135,12 @@ pub fn envelope(body: Value) -> Result<Envelope> {
         Some(_) => return Err(AppError::invalid("dry_run", "must be true or false")),
     };
     let confirm = text(&mut map, "confirm")?;
-    Ok(Envelope { reason, incident, dry_run, confirm, params: map })
+    let break_glass = match map.remove("break_glass") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(AppError::invalid("break_glass", "must be true or false")),
+    };
+    Ok(Envelope { reason, incident, dry_run, confirm, break_glass, params: map })
 }
 
 /// Reads an optional whole number within `range`.

@@ -323,6 +323,9 @@ impl Engine {
                     if let Err(e) = engine.adopt_orphans().await {
                         tracing::warn!(error = ?e, "taking over a stopped replica's rollouts failed; will retry");
                     }
+                    if let Err(e) = engine.expire_approvals().await {
+                        tracing::warn!(error = ?e, "settling lapsed approval requests failed; will retry");
+                    }
                     match engine.reconcile().await {
                         Ok(0) => {}
                         Ok(n) => tracing::warn!(settled = n, "settled actions of a replica that stopped mid-action"),

@@ -62,6 +62,9 @@ pub enum Kind {
     Incident,
     /// A gateway named by an open incident changed status (with the numbers then).
     GatewayStatus,
+    /// A step of a two-person approval: request, approve, deny, refuse, expire,
+    /// break-glass, review (`params.step`).
+    Approval,
     /// A successful sign-in.
     Login,
     /// A refused sign-in.
@@ -86,6 +89,7 @@ impl Kind {
             Kind::Propagation => "propagation",
             Kind::Incident => "incident",
             Kind::GatewayStatus => "gateway_status",
+            Kind::Approval => "approval",
             Kind::Login => "login",
             Kind::LoginFailure => "login_failure",
             Kind::Logout => "logout",

@@ -82,6 +82,11 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/audit/verify", AtLeast(Viewer), get(audit_verify)),
         route(Method::GET, "/audit/export", AtLeast(Viewer), get(audit_export)),
         route(Method::GET, "/audit/{id}", AtLeast(Viewer), get(audit_entry)),
+        route(Method::GET, "/approvals", AtLeast(Viewer), get(list_approvals)),
+        route(Method::GET, "/approvals/{id}", AtLeast(Viewer), get(get_approval)),
+        route(Method::POST, "/approvals/{id}/approve", AtLeast(Responder), post(approve)),
+        route(Method::POST, "/approvals/{id}/deny", AtLeast(Responder), post(deny)),
+        route(Method::POST, "/approvals/{id}/review", AtLeast(Responder), post(review)),
         route(Method::POST, "/incidents", AtLeast(Responder), post(declare_incident)),
         route(Method::GET, "/incidents", AtLeast(Viewer), get(list_incidents)),
         route(Method::GET, "/incidents/{id}", AtLeast(Viewer), get(get_incident)),
@@ -200,7 +205,8 @@ async fn run_action(
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<ActionResponse>)> {
     let response = console(state, user).with_client(client).act(&gateway, &action, body).await?;
-    let status = if response.id.is_some() { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let status =
+        if response.id.is_some() || response.approval.is_some() { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((status, Json(response)))
 }
 
@@ -229,7 +235,8 @@ async fn undo_action(
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<ActionResponse>)> {
     let response = console(state, user).with_client(client).undo(id, body).await?;
-    let status = if response.id.is_some() { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let status =
+        if response.id.is_some() || response.approval.is_some() { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((status, Json(response)))
 }
 
@@ -239,6 +246,52 @@ async fn audit_search(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<AuditPage>> {
     Ok(Json(console(state, user).audit_page(&Params::from(q)).await?))
+}
+
+async fn list_approvals(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<app::dto::ApprovalList>> {
+    Ok(Json(console(state, user).approvals(&Params::from(q)).await?))
+}
+
+async fn get_approval(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<app::dto::Approval>> {
+    Ok(Json(console(state, user).approval(id).await?))
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<app::dto::Approval>> {
+    Ok(Json(console(state, user).with_client(client).decide(id, "approve", body).await?))
+}
+
+async fn deny(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<app::dto::Approval>> {
+    Ok(Json(console(state, user).with_client(client).decide(id, "deny", body).await?))
+}
+
+async fn review(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<app::dto::Approval>> {
+    Ok(Json(console(state, user).with_client(client).decide(id, "review", body).await?))
 }
 
 async fn declare_incident(

@@ -110,7 +110,7 @@ pub(super) async fn events(
 
 /// The SSE event of a bus event (none for sign-outs, which only end streams).
 fn event_of(e: &crate::bus::BusEvent) -> Option<Event> {
-    matches!(e.topic.as_str(), "action" | "audit")
+    matches!(e.topic.as_str(), "action" | "audit" | "approval" | "incident")
         .then(|| Event::default().event(e.topic.clone()).id(e.id.to_string()).data(&*e.payload))
 }
 

@@ -132,6 +132,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Incident> {
         time_to_mitigate_s: first("mitigated"),
         time_to_resolve_s: first("resolved"),
         milestones,
+        followups: Vec::new(),
     })
 }
 
@@ -232,7 +233,9 @@ impl Incidents {
             .fetch_optional(&self.db)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no incident {}", key(id))))?;
-        from_row(&row)
+        let mut incident = from_row(&row)?;
+        incident.followups = crate::actions::approval::followups(&self.db, &incident.key).await?;
+        Ok(incident)
     }
 
     /// The newest incidents (at most 200) that pass `filter`.
@@ -475,6 +478,19 @@ pub fn describe(e: &AuditEntry) -> String {
             format!("{} on {} reverted when its time limit passed ({})", e.action, e.target, e.outcome)
         }
         ("propagation", _) => format!("{} on {}: {}", e.action, e.target, e.reason),
+        ("approval", _) => {
+            let (who, what) = (p("requester"), format!("{} on {}", e.action, e.target));
+            match p("step").as_str() {
+                "request" => format!("{} asked for a second person's approval of {what}{because}", e.actor),
+                "approve" => format!("{} approved {who}'s {what}{because}", e.actor),
+                "deny" => format!("{} denied {who}'s {what}{because}", e.actor),
+                "refuse" => format!("{who}'s {what} was not run{because}"),
+                "expire" => format!("{who}'s request for {what} lapsed unanswered"),
+                "break_glass" => format!("{} ran {what} by break-glass, without approval{because}", e.actor),
+                "review" => format!("{} reviewed the break-glass {what}{because}", e.actor),
+                _ => format!("{} {what}: {}", e.actor, p("step")),
+            }
+        }
         ("gateway_status", _) => format!("{} went from {} to {}{because}", e.target, p("from"), p("to")),
         (kind, _) => format!("{} {kind} {} {}{because}", e.actor, e.action, e.target),
     }

@@ -41,7 +41,12 @@ impl Incidents {
         let timeline = self.timeline(id).await?.entries;
         let starred_only = timeline.iter().any(|e| e.starred);
         let timeline = timeline.into_iter().filter(|e| e.starred || !starred_only).collect();
-        Ok(Postmortem { incident, impact, actions, timeline, starred_only })
+        let break_glass = crate::actions::approval::for_incident(&self.db, &incident.key)
+            .await?
+            .into_iter()
+            .filter(|a| a.status == "break_glass" || a.status == "reviewed")
+            .collect();
+        Ok(Postmortem { incident, impact, actions, timeline, starred_only, break_glass })
     }
 }
 
@@ -178,6 +183,35 @@ pub fn markdown(p: &Postmortem) -> String {
                 reading(&a.impact_after)
             );
         }
+    }
+
+    let _ = writeln!(md, "\n## Break-glass\n");
+    if p.break_glass.is_empty() {
+        let _ = writeln!(md, "No action ran without its approval.");
+    }
+    for a in &p.break_glass {
+        let review = match a.status.as_str() {
+            "reviewed" => format!("reviewed by {}: {}", a.decided_by, a.decision_reason),
+            _ => "**not reviewed yet**".to_string(),
+        };
+        let _ = writeln!(
+            md,
+            "- action #{} ({} on {}) by {}: {} — {review}",
+            a.action_id.unwrap_or_default(),
+            a.action,
+            a.gateway,
+            a.requester,
+            a.reason.replace('\n', " ")
+        );
+    }
+    let _ = writeln!(md, "\n## Follow-ups\n");
+    if i.followups.is_empty() {
+        let _ = writeln!(md, "None.");
+    }
+    for f in &i.followups {
+        let done = if f.open { " ".to_string() } else { "x".to_string() };
+        let by = if f.open { String::new() } else { format!(" (done by {})", f.closed_by) };
+        let _ = writeln!(md, "- [{done}] {}{by}", f.text.replace('\n', " "));
     }
 
     let _ = writeln!(md, "\n## Timeline{}\n", if p.starred_only { " (starred entries)" } else { "" });

@@ -1,0 +1,224 @@
+//! Two-person approval (issue 18): requests that change nothing until a second person
+//! who may run the action approves them; denial, expiry, drift, break-glass and review.
+
+use crate::support::*;
+use app::dto::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use server::fleet::sim::Scenario;
+use std::time::Duration;
+
+crate::both_databases!(
+    a_rollback_a_responder_asks_for_waits_for_an_admin_and_runs_as_planned_once_approved,
+    break_glass_runs_at_once_on_the_record_and_stays_open_on_the_incident_until_reviewed,
+);
+
+async fn app_with_approvals(backend: Backend, expiry: Duration) -> TestApp {
+    let mut options = Options::new(backend).scenario(Scenario::BadDeploy);
+    options.require_approval = vec!["rollback".into(), "bypass".into(), "scale-down".into()];
+    options.approval_expiry = expiry;
+    TestApp::spawn_with(options).await
+}
+
+/// A second admin, signed in.
+async fn another_admin(app: &TestApp) -> Session {
+    let name = format!("admin-{:08x}", rand::random::<u32>());
+    app.add_user(&name, Role::Admin).await;
+    Session::sign_in(&format!("http://{}", app.addr), &name, USER_PASSWORD).await
+}
+
+fn rollback_body() -> Value {
+    json!({"reason": "2.15.0 fails requests", "confirm": "edge", "incident": "INC-1"})
+}
+
+async fn ask_for_rollback(session: &Session) -> Value {
+    let response = session.post("/api/v1/gateways/edge/actions/rollback", &rollback_body()).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    response.json().await.unwrap()
+}
+
+async fn approval_steps(admin: &Session) -> Vec<(String, String)> {
+    let page = admin.get_json("/api/v1/audit?kind=approval").await;
+    let mut steps: Vec<(String, String)> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let params: Value = serde_json::from_str(e["params"].as_str().unwrap()).unwrap();
+            (params["step"].as_str().unwrap().to_string(), e["outcome"].as_str().unwrap().to_string())
+        })
+        .collect();
+    steps.reverse();
+    steps
+}
+
+async fn a_rollback_a_responder_asks_for_waits_for_an_admin_and_runs_as_planned_once_approved(backend: Backend) {
+    let app = app_with_approvals(backend, Duration::from_secs(900)).await;
+    let (responder, other_responder, admin) =
+        (app.signed_in(Role::Responder).await, app.signed_in(Role::Responder).await, app.signed_in(Role::Admin).await);
+    let before = version(&admin).await;
+
+    // The preview says it needs a second person; asking changes nothing.
+    let mut dry = rollback_body();
+    dry["dry_run"] = json!(true);
+    let preview: Value = responder.post("/api/v1/gateways/edge/actions/rollback", &dry).await.json().await.unwrap();
+    assert!(preview["preview"]["warnings"].to_string().contains("needs a second person"), "{preview}");
+    let asked = ask_for_rollback(&responder).await;
+    assert_eq!(asked["status"], "awaiting_approval");
+    assert!(asked["id"].is_null(), "no action yet: {asked}");
+    let id = asked["approval"]["id"].as_i64().unwrap();
+    assert_eq!(asked["approval"]["kind"], "rollback");
+    assert_eq!(version(&admin).await, before, "nothing changed");
+    assert_eq!(admin.get_json("/api/v1/actions").await, json!([]));
+
+    // What waits for whom: the admin may decide it, its requester and other responders not.
+    assert_eq!((inbox(&admin).await, inbox(&responder).await, inbox(&other_responder).await), (1, 0, 0));
+    let own = responder.post(&format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    let message = assert_error(own, StatusCode::FORBIDDEN, "forbidden").await;
+    assert!(message.contains("a second person must approve it"), "{message}");
+    let below = other_responder.post(&format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    assert_error(below, StatusCode::FORBIDDEN, "forbidden").await;
+
+    // Approved: it runs as planned, as the requester's, naming who approved it.
+    let approved = admin.post(&format!("/api/v1/approvals/{id}/approve"), &json!({"reason": "looks right"})).await;
+    assert_eq!(approved.status(), StatusCode::OK);
+    let approved: Value = approved.json().await.unwrap();
+    assert_eq!(approved["status"], "approved");
+    let action = admin.get_json(&format!("/api/v1/actions/{}", approved["action_id"])).await;
+    assert_eq!(
+        (action["action"].as_str(), action["actor"].as_str()),
+        (Some("rollback"), Some(&*responder.username().await))
+    );
+    let params: Value = serde_json::from_str(action["params"].as_str().unwrap()).unwrap();
+    assert_eq!(params["approved_by"], "admin");
+    app.advance(5).await;
+    let rolled = eventually("the rollout to start", || async { (version(&admin).await != before).then_some(()) });
+    rolled.await;
+    let again = admin.post(&format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    assert_error(again, StatusCode::CONFLICT, "conflict").await;
+    let steps = approval_steps(&admin).await;
+    assert_eq!(
+        steps,
+        [
+            ("request".to_string(), "pending".to_string()),
+            ("approve".to_string(), "denied".to_string()),
+            ("approve".to_string(), "denied".to_string()),
+            ("approve".to_string(), "succeeded".to_string())
+        ],
+        "the request, the two refusals and the approval are on the record"
+    );
+}
+
+#[tokio::test]
+async fn a_request_is_refused_when_the_gateway_moved_since_denied_with_a_reason_or_lapses() {
+    let app = app_with_approvals(Backend::Sqlite, Duration::from_secs(2)).await;
+    let (responder, admin) = (app.signed_in(Role::Responder).await, app.signed_in(Role::Admin).await);
+
+    // Someone scales edge after the request: the approval is bound to the old state.
+    let id = ask_for_rollback(&responder).await["approval"]["id"].as_i64().unwrap();
+    let scaled = admin.post("/api/v1/gateways/edge/actions/scale", &json!({"reason": "load", "replicas": 6})).await;
+    assert_eq!(scaled.status(), StatusCode::ACCEPTED);
+    let drifted = admin.post(&format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    let message = assert_error(drifted, StatusCode::CONFLICT, "conflict").await;
+    assert!(message.contains("edge changed since the preview it was asked for"), "{message}");
+    assert_eq!(admin.get_json(&format!("/api/v1/approvals/{id}")).await["status"], "refused");
+
+    // Denied, with a reason (required).
+    let id = ask_for_rollback(&responder).await["approval"]["id"].as_i64().unwrap();
+    let bare = admin.post(&format!("/api/v1/approvals/{id}/deny"), &json!({})).await;
+    assert_error(bare, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    let denied: Value = admin
+        .post(&format!("/api/v1/approvals/{id}/deny"), &json!({"reason": "roll forward"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((denied["status"].as_str(), denied["decision_reason"].as_str()), (Some("denied"), Some("roll forward")));
+
+    // Nobody decides: it lapses (the leader settles it, or the late approval finds it).
+    let id = ask_for_rollback(&responder).await["approval"]["id"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let late = admin.post(&format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    assert_error(late, StatusCode::CONFLICT, "conflict").await;
+    assert_eq!(admin.get_json(&format!("/api/v1/approvals/{id}")).await["status"], "expired");
+    let steps = approval_steps(&admin).await;
+    assert!(steps.contains(&("refuse".into(), "denied".into())), "{steps:?}");
+    assert!(steps.contains(&("deny".into(), "denied".into())), "{steps:?}");
+    assert!(steps.contains(&("expire".into(), "failed".into())), "{steps:?}");
+    let actions = admin.get_json("/api/v1/actions").await;
+    assert!(actions.as_array().unwrap().iter().all(|a| a["action"] != "rollback"), "no rollback ran: {actions}");
+
+    // A scale to below half the count is its own kind; a smaller one is not.
+    let current = admin.get_json("/api/v1/gateways/edge").await["instances_desired"].as_u64().unwrap();
+    let down = responder
+        .post("/api/v1/gateways/edge/actions/scale", &json!({"reason": "cost", "replicas": 1, "confirm": "edge"}))
+        .await;
+    let down: Value = down.json().await.unwrap();
+    assert_eq!(
+        (down["status"].as_str(), down["approval"]["kind"].as_str()),
+        (Some("awaiting_approval"), Some("scale-down"))
+    );
+    let small = responder
+        .post("/api/v1/gateways/edge/actions/scale", &json!({"reason": "cost", "replicas": current - 1}))
+        .await;
+    assert_eq!(small.json::<Value>().await.unwrap()["status"], "running");
+}
+
+async fn break_glass_runs_at_once_on_the_record_and_stays_open_on_the_incident_until_reviewed(backend: Backend) {
+    let app = app_with_approvals(backend, Duration::from_secs(900)).await;
+    let (responder, admin, second) =
+        (app.signed_in(Role::Responder).await, app.signed_in(Role::Admin).await, another_admin(&app).await);
+    let incident = responder
+        .post("/api/v1/incidents", &json!({"title": "edge 5xx", "severity": "sev1", "gateways": ["edge"]}))
+        .await;
+    assert_eq!(incident.status(), StatusCode::CREATED);
+
+    // A responder may not run a rollback, so not by break-glass either.
+    let mut body = rollback_body();
+    body["break_glass"] = json!(true);
+    let refused = responder.post("/api/v1/gateways/edge/actions/rollback", &body).await;
+    assert_error(refused, StatusCode::FORBIDDEN, "forbidden").await;
+
+    let ran = admin.post("/api/v1/gateways/edge/actions/rollback", &body).await;
+    assert_eq!(ran.status(), StatusCode::ACCEPTED);
+    let ran: Value = ran.json().await.unwrap();
+    let action = ran["id"].as_i64().expect("it ran at once");
+    let intent = admin.get_json("/api/v1/audit?kind=action_intent&action=rollback&outcome=pending").await;
+    assert!(intent["entries"][0]["params"].as_str().unwrap().contains("\"break_glass\":true"), "{intent}");
+
+    // Everyone who could have approved it sees it; the incident has a follow-up.
+    let waiting = second.get_json("/api/v1/approvals?for=me").await;
+    let glass = &waiting["approvals"][0];
+    assert_eq!((glass["status"].as_str(), glass["action_id"].as_i64()), (Some("break_glass"), Some(action)));
+    let id = glass["id"].as_i64().unwrap();
+    let followups = admin.get_json("/api/v1/incidents/1").await["followups"].clone();
+    assert_eq!(followups[0]["text"], format!("review break-glass action #{action} (rollback on edge by admin)"));
+    assert_eq!(followups[0]["open"], true);
+
+    // Reviewed by someone else (with a reason), the follow-up closes.
+    let own = admin.post(&format!("/api/v1/approvals/{id}/review"), &json!({"reason": "fine"})).await;
+    assert_error(own, StatusCode::FORBIDDEN, "forbidden").await;
+    let reviewed = second.post(&format!("/api/v1/approvals/{id}/review"), &json!({"reason": "was right"})).await;
+    assert_eq!(reviewed.json::<Value>().await.unwrap()["status"], "reviewed");
+    let followups = admin.get_json("/api/v1/incidents/1").await["followups"].clone();
+    assert_eq!(followups[0]["open"], false);
+    let md = admin.get("/api/v1/incidents/1/postmortem.md").await.text().await.unwrap();
+    assert!(
+        md.contains(&format!("- action #{action} (rollback on edge) by admin")) && md.contains("reviewed by"),
+        "{md}"
+    );
+    assert!(md.contains(&format!("- [x] review break-glass action #{action}")), "{md}");
+    let timeline = admin.get_json("/api/v1/incidents/1/timeline").await;
+    let texts = timeline["entries"].to_string();
+    assert!(texts.contains("ran rollback on edge by break-glass, without approval"), "{texts}");
+}
+
+/// How many approvals wait for `session`.
+async fn inbox(session: &Session) -> usize {
+    session.get_json("/api/v1/approvals?for=me").await["approvals"].as_array().unwrap().len()
+}
+
+/// Edge's running version.
+async fn version(session: &Session) -> String {
+    session.get_json("/api/v1/gateways/edge").await["version"].as_str().unwrap().to_string()
+}
