@@ -53,6 +53,19 @@ pub trait Operations: Send + Sync {
     fn probe(&self, body: String) -> ApiFuture<ProbeResult>;
     /// The synthetic checks' recent results.
     fn synthetics(&self) -> ApiFuture<Vec<SyntheticHistory>>;
+    /// Incidents; `query` is the URL query (`status`, `severity`, `gateway`, `open`).
+    fn incidents(&self, query: String) -> ApiFuture<IncidentList>;
+    /// One incident, with its follow-ups.
+    fn incident(&self, id: i64) -> ApiFuture<Incident>;
+    /// An incident's timeline.
+    fn timeline(&self, id: i64) -> ApiFuture<Timeline>;
+    /// An incident's runbook checklist.
+    fn checklist(&self, id: i64) -> ApiFuture<Checklist>;
+    /// Approvals; `query` is the URL query (`status`, `for=me`).
+    fn approvals(&self, query: String) -> ApiFuture<ApprovalList>;
+    /// A write to `/api/v1{path}` (`POST`, `PATCH`, `PUT`, `DELETE`) with a JSON body;
+    /// the answer's JSON text. Pages write only from the browser: rendering never does.
+    fn send(&self, method: String, path: String, body: String) -> ApiFuture<String>;
 }
 
 /// The implementation the server provides as context while rendering a page.

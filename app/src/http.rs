@@ -28,6 +28,14 @@ async fn fetch_json<T: DeserializeOwned>(
     body: Option<String>,
     csrf: Option<String>,
 ) -> ApiResult<T> {
+    let text = fetch_text(method, url, body, csrf).await?;
+    // `null` stands in for an empty body (e.g. 204) when T is `()`.
+    let text = if text.is_empty() { "null" } else { text.as_str() };
+    serde_json::from_str(text).map_err(|e| ApiError::new("decode", format!("unexpected response: {e}")))
+}
+
+/// The body of a successful answer, or the server's error.
+async fn fetch_text(method: &str, url: &str, body: Option<String>, csrf: Option<String>) -> ApiResult<String> {
     let init = RequestInit::new();
     init.set_method(method);
     init.set_credentials(RequestCredentials::SameOrigin);
@@ -50,9 +58,7 @@ async fn fetch_json<T: DeserializeOwned>(
     let text =
         JsFuture::from(response.text().map_err(js_error)?).await.map_err(js_error)?.as_string().unwrap_or_default();
     if response.ok() {
-        // `null` stands in for an empty body (e.g. 204) when T is `()`.
-        let text = if text.is_empty() { "null" } else { text.as_str() };
-        serde_json::from_str(text).map_err(|e| ApiError::new("decode", format!("unexpected response: {e}")))
+        Ok(text)
     } else {
         Err(serde_json::from_str::<ApiError>(&text)
             .unwrap_or_else(|_| ApiError::new("http", format!("the server answered {}", response.status()))))
@@ -158,6 +164,26 @@ impl Operations for HttpConsole {
     }
     fn synthetics(&self) -> ApiFuture<Vec<SyntheticHistory>> {
         boxed(async move { fetch_json("GET", "/api/v1/synthetics", None, None).await })
+    }
+    fn incidents(&self, query: String) -> ApiFuture<IncidentList> {
+        boxed(async move { fetch_json("GET", &format!("/api/v1/incidents?{query}"), None, None).await })
+    }
+    fn incident(&self, id: i64) -> ApiFuture<Incident> {
+        boxed(async move { fetch_json("GET", &format!("/api/v1/incidents/{id}"), None, None).await })
+    }
+    fn timeline(&self, id: i64) -> ApiFuture<Timeline> {
+        boxed(async move { fetch_json("GET", &format!("/api/v1/incidents/{id}/timeline"), None, None).await })
+    }
+    fn checklist(&self, id: i64) -> ApiFuture<Checklist> {
+        boxed(async move { fetch_json("GET", &format!("/api/v1/incidents/{id}/checklist"), None, None).await })
+    }
+    fn approvals(&self, query: String) -> ApiFuture<ApprovalList> {
+        boxed(async move { fetch_json("GET", &format!("/api/v1/approvals?{query}"), None, None).await })
+    }
+    fn send(&self, method: String, path: String, body: String) -> ApiFuture<String> {
+        boxed(
+            async move { fetch_text(&method, &format!("/api/v1{path}"), Some(body), Some(csrf_token().await?)).await },
+        )
     }
 }
 

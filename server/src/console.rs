@@ -180,8 +180,8 @@ impl ServerConsole {
     pub async fn act(&self, gateway: &str, action: &str, body: serde_json::Value) -> Result<ActionResponse> {
         let incident = body.get("incident").and_then(serde_json::Value::as_str).map(str::to_string);
         let response = self.state.engine.run(self.acting()?, gateway, action, body).await?;
-        // An action for an incident is someone acting on it.
-        if let (Some(incident), Some(_)) = (incident, response.id) {
+        // An action (or a request for one) for an incident is someone acting on it.
+        if let Some(incident) = incident.filter(|_| response.id.is_some() || response.approval.is_some()) {
             self.state.incidents.acknowledge(&incident, crate::db::now_ms()).await?;
         }
         Ok(response)
@@ -216,11 +216,13 @@ impl ServerConsole {
     pub async fn decide(&self, id: i64, how: &str, body: serde_json::Value) -> Result<app::dto::Approval> {
         self.caller(Role::Responder)?;
         let caller = self.acting()?;
-        match how {
-            "approve" => self.state.engine.approve(caller, id, body).await,
-            "deny" => self.state.engine.deny(caller, id, body).await,
-            _ => self.state.engine.review(caller, id, body).await,
-        }
+        let decided = match how {
+            "approve" => self.state.engine.approve(caller, id, body).await?,
+            "deny" => self.state.engine.deny(caller, id, body).await?,
+            _ => self.state.engine.review(caller, id, body).await?,
+        };
+        self.state.incidents.acknowledge(&decided.incident, crate::db::now_ms()).await?;
+        Ok(decided)
     }
 
     /// `POST /api/v1/incidents` (responder).
@@ -473,6 +475,25 @@ impl Operations for ServerConsole {
     }
     fn dependencies(&self) -> ApiFuture<DependencyGraph> {
         run(self, |c| async move { c.dependencies().await })
+    }
+    fn incidents(&self, query: String) -> ApiFuture<IncidentList> {
+        run(self, |c| async move { c.incidents(&Params::from_query(&query)).await })
+    }
+    fn incident(&self, id: i64) -> ApiFuture<Incident> {
+        run(self, move |c| async move { c.incident(id).await })
+    }
+    fn timeline(&self, id: i64) -> ApiFuture<Timeline> {
+        run(self, move |c| async move { c.incident_timeline(id).await })
+    }
+    fn checklist(&self, id: i64) -> ApiFuture<Checklist> {
+        run(self, move |c| async move { c.checklist(id).await })
+    }
+    fn approvals(&self, query: String) -> ApiFuture<ApprovalList> {
+        run(self, |c| async move { c.approvals(&Params::from_query(&query)).await })
+    }
+    fn send(&self, _method: String, path: String, _body: String) -> ApiFuture<String> {
+        // Rendering reads; writes come from the browser, over /api/v1.
+        run(self, |_| async move { Err(AppError::NotImplemented(format!("{path}: pages write through /api/v1"))) })
     }
     fn probe(&self, body: String) -> ApiFuture<ProbeResult> {
         run(self, |c| async move {

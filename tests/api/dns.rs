@@ -601,6 +601,11 @@ async fn an_expiry_while_the_dns_server_is_down_is_retried_not_abandoned() {
     let app = bypass_app(named.dns()).await;
     let admin = app.signed_in(Role::Admin).await;
     let id = bypass_payments_for_a_minute(&admin).await;
+    crate::support::eventually("the propagation", || async {
+        let action = admin.get_json(&format!("/api/v1/actions/{id}")).await;
+        (action["status"] == "succeeded").then_some(())
+    })
+    .await;
 
     // The DNS server is down when the time limit passes: the revert waits and says why
     // (it was not "changed since"), and an undo is refused with the reason.

@@ -107,6 +107,8 @@ async fn the_role_matrix_covers_every_route_the_router_serves() {
             .map(|seg| match seg {
                 "{id}" | ":id" => id.to_string(),
                 "{action}" => "restart".to_string(),
+                "{entry}" => "1".to_string(),
+                "{step}" => "diagnosis-1".to_string(),
                 s if s.starts_with('{') || s.starts_with(':') => "edge".to_string(),
                 s => s.to_string(),
             })
@@ -130,7 +132,10 @@ async fn the_role_matrix_covers_every_route_the_router_serves() {
     for route in ordered {
         let id = if route.path.starts_with("/actions") {
             action_id.as_str()
-        } else if route.path.starts_with("/audit") {
+        } else if route.path.starts_with("/audit")
+            || route.path.starts_with("/incidents")
+            || route.path.starts_with("/approvals")
+        {
             "1"
         } else {
             "edge"

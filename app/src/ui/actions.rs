@@ -49,10 +49,12 @@ const SPECS: &[Spec] = &[
             num("max_replicas", "Autoscaler max (instead of replicas, if an HPA manages it)"),
         ],
     },
+    // A responder may ask for a rollback or a bypass where they need a second person's
+    // approval (an admin then runs it); the server decides.
     Spec {
         action: "rollback",
         label: "Roll back",
-        role: Role::Admin,
+        role: Role::Responder,
         fields: &[num("revision", "Revision (blank: previous)")],
     },
     Spec {
@@ -92,7 +94,7 @@ const SPECS: &[Spec] = &[
     Spec {
         action: "bypass",
         label: "Bypass gateway",
-        role: Role::Admin,
+        role: Role::Responder,
         fields: &[
             text("service", "Service"),
             Field {
@@ -120,6 +122,26 @@ pub fn ActionsPanel(gateway: String) -> impl IntoView {
     // The action just started from this page: followed at the top of the screen.
     let notice = RwSignal::new(None::<(i64, String)>);
     let gw = gateway.clone();
+    // The open incident of this gateway (or the one a runbook step came from) is preset
+    // in every dialog; a runbook step's link opens its dialog (`?action=...`).
+    let query = leptos_router::hooks::use_query_map();
+    let incident = RwSignal::new(query.with_untracked(|q| q.get("incident")).unwrap_or_default());
+    if let Some(i) = query.with_untracked(|q| q.get("action")).and_then(|a| SPECS.iter().position(|s| s.action == a)) {
+        open.set(Some(i));
+    }
+    #[cfg(feature = "hydrate")]
+    {
+        let gateway = gateway.clone();
+        leptos::task::spawn_local(async move {
+            if incident.get_untracked().is_empty()
+                && let Ok(list) =
+                    operations().incidents(format!("gateway={}&open=true", super::format::encode(&gateway))).await
+                && let Some(first) = list.incidents.first()
+            {
+                incident.set(first.key.clone());
+            }
+        });
+    }
     // Effects run only in the browser, after hydration: the buttons work from then on.
     let ready = RwSignal::new(false);
     Effect::new(move |_| ready.set(true));
@@ -160,7 +182,7 @@ pub fn ActionsPanel(gateway: String) -> impl IntoView {
                         .collect_view()
                 })}
             </Suspense>
-            {move || open.get().map(|i| view! { <ActionDialog gateway=gw.clone() spec=i open notice /> })}
+            {move || open.get().map(|i| view! { <ActionDialog gateway=gw.clone() spec=i open notice incident /> })}
             <RunNotice notice />
             <ActionList gateway />
         </section>
@@ -173,11 +195,13 @@ fn ActionDialog(
     spec: usize,
     open: RwSignal<Option<usize>>,
     notice: RwSignal<Option<(i64, String)>>,
+    incident: RwSignal<String>,
 ) -> impl IntoView {
     let spec = &SPECS[spec];
     let values: Vec<RwSignal<String>> = spec.fields.iter().map(|_| RwSignal::new(String::new())).collect();
-    let (reason, incident, confirm) =
-        (RwSignal::new(String::new()), RwSignal::new(String::new()), RwSignal::new(String::new()));
+    let (reason, confirm) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
+    let incident = RwSignal::new(incident.get_untracked());
+    let break_glass = RwSignal::new(false);
     let preview = RwSignal::new(None::<Preview>);
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
@@ -192,6 +216,9 @@ fn ActionDialog(
             if !v.get_untracked().is_empty() {
                 parts.push(format!("\"{name}\":{}", quote(&v.get_untracked())));
             }
+        }
+        if break_glass.get_untracked() {
+            parts.push("\"break_glass\":true".into());
         }
         for (field, value) in spec.fields.iter().zip(&vals) {
             let v = value.get_untracked().trim().to_string();
@@ -216,8 +243,11 @@ fn ActionDialog(
             match c.act(gateway, spec.action.into(), request).await {
                 Ok(r) if dry_run => preview.set(Some(r.preview)),
                 Ok(r) => {
-                    if let Some(id) = r.id {
-                        notice.set(Some((id, r.preview.summary)));
+                    match (r.id, r.approval) {
+                        (Some(id), _) => notice.set(Some((id, r.preview.summary))),
+                        // Nothing ran: it waits for a second person (a negative id marks it).
+                        (None, Some(a)) => notice.set(Some((-a.id, r.preview.summary))),
+                        (None, None) => {}
                     }
                     open.set(None);
                 }
@@ -308,6 +338,7 @@ fn ActionDialog(
                         .map(|p| {
                             let needs_confirm = p.confirm_required;
                             let type_this = format!("Type {gateway_id} to confirm");
+                            let needs_second = p.warnings.iter().any(|w| w.contains("needs a second person"));
                             view! {
                                 <div class="preview" data-testid="preview">
                                     <p class="preview-summary">{p.summary}</p>
@@ -337,6 +368,12 @@ fn ActionDialog(
                                             <input name="confirm" bind:value=confirm autocomplete="off" />
                                         </label>
                                     </Show>
+                                    {needs_second.then(|| view! {
+                                        <label class="check">
+                                            <input type="checkbox" name="break_glass" bind:checked=break_glass />
+                                            "Break glass: run it now without a second person (on the record, reviewed afterwards)"
+                                        </label>
+                                    })}
                                 </div>
                             }
                         })
@@ -376,6 +413,22 @@ fn RunNotice(notice: RwSignal<Option<(i64, String)>>) -> impl IntoView {
     let live = use_live_actions();
     move || {
         notice.get().map(|(id, summary)| {
+            if id < 0 {
+                // A request for approval: nothing ran, and it says who must act.
+                return view! {
+                    <div class="run-notice" role="status" data-testid="run-notice">
+                        <span>
+                            {format!("{summary}: ")}<strong>"waiting for a second person"</strong>
+                            {format!(" · approval #{} · someone who may run it approves it on ", -id)}
+                            <a href="/incidents">"Incidents"</a>
+                        </span>
+                        <button class="btn btn-ghost" type="button" aria-label="Dismiss" on:click=move |_| notice.set(None)>
+                            "×"
+                        </button>
+                    </div>
+                }
+                .into_any();
+            }
             let record = move || live.with(|l| l.iter().rev().find(|a| a.id == id).cloned());
             let status = move || record().map(|a| a.status).unwrap_or_else(|| "running".into());
             let class = move || match status().as_str() {
@@ -408,6 +461,7 @@ fn RunNotice(notice: RwSignal<Option<(i64, String)>>) -> impl IntoView {
                     </button>
                 </div>
             }
+            .into_any()
         })
     }
 }

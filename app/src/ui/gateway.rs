@@ -111,6 +111,18 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
             " / "
         </p>
         {move || view! { <SummaryHeader s=summary() /> }}
+        {
+            let declare = format!("/incidents?gateway={}", format::encode(&gateway_id));
+            move || {
+                (summary().status.as_str() == "critical").then(|| {
+                    view! {
+                        <p>
+                            <a class="btn" href=declare.clone() data-testid="declare-incident">"Declare an incident"</a>
+                        </p>
+                    }
+                })
+            }
+        }
         {move || bypasses.with(|b| (!b.is_empty()).then(|| view! { <Bypasses list=b.clone() /> }))}
         <p class="muted">
             "Click a minute of a chart for its log lines, or "

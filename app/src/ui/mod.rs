@@ -9,6 +9,7 @@ mod dependencies;
 mod format;
 mod gateway;
 mod health;
+mod incidents;
 mod login;
 mod logs;
 
@@ -185,6 +186,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("audit") view={Lazy::<AuditRoute>::new()} />
                     <Route path=path!("logs") view={Lazy::<LogsRoute>::new()} />
                     <Route path=path!("dependencies") view={Lazy::<DependenciesRoute>::new()} />
+                    <Route path=path!("incidents") view={Lazy::<IncidentsRoute>::new()} />
                 </ParentRoute>
             </Routes>
         </Router>
@@ -252,6 +254,21 @@ impl LazyRoute for DependenciesRoute {
     }
 }
 
+/// Incidents and the approvals inbox, their own chunk.
+#[derive(Debug)]
+struct IncidentsRoute;
+
+#[lazy_route]
+impl LazyRoute for IncidentsRoute {
+    fn data() -> Self {
+        IncidentsRoute
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <incidents::IncidentsPage /> }.into_any()
+    }
+}
+
 /// Frame of every signed-in page: header with the user and role, the live feed.
 #[component]
 fn Layout() -> impl IntoView {
@@ -310,6 +327,7 @@ fn Layout() -> impl IntoView {
                 <a href="/">"Gateway health"</a>
                 <a href="/logs">"Logs"</a>
                 <a href="/dependencies">"Dependencies"</a>
+                <a href="/incidents">"Incidents"</a>
                 <a href="/audit">"Audit trail"</a>
             </nav>
             {live_indicator(connection)}
