@@ -21,7 +21,8 @@ pub struct AuditEntry {
     /// Request id (also sent as `x-request-id`).
     pub request_id: String,
     /// `action_intent`, `action_outcome`, `undo`, `ttl_revert`, `reconciliation`,
-    /// `propagation`, `login`, `login_failure`, `logout`, `user_change` or `audit_key`.
+    /// `propagation`, `incident`, `gateway_status`, `approval`, `login`, `login_failure`,
+    /// `logout`, `user_change` or `audit_key`.
     pub kind: String,
     /// Action name (`restart`, `scale`, ...) or "".
     pub action: String,
