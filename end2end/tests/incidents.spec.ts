@@ -83,6 +83,8 @@ test('a responder and an admin work an incident together, with a two-person roll
     await responder.setViewportSize({ width: 1280, height: 900 });
     await responder.getByRole('button', { name: 'Mark resolved' }).click();
     await expect(responder.getByTestId('incident-status')).toHaveText('resolved');
+    // In training, the end says how the response compares with the scenario's known cure.
+    await expect(responder.getByTestId('training')).toContainText('You used rollback — a known cure — and mitigated it after');
     await admin.goto(`${own.base}/incidents?id=1`);
     await expect(admin.getByTestId('incident-status')).toHaveText('resolved');
 

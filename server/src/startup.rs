@@ -599,8 +599,13 @@ impl Application {
                 replicas: 1,
             },
         };
-        let incidents =
-            Arc::new(crate::incidents::Incidents::new(db.clone(), ledger.clone(), bus.clone(), health.clone()));
+        let incidents = {
+            let incidents = crate::incidents::Incidents::new(db.clone(), ledger.clone(), bus.clone(), health.clone());
+            Arc::new(match settings.fleet {
+                FleetKind::Sim => incidents.with_scenario(settings.sim.scenario),
+                FleetKind::Kube => incidents,
+            })
+        };
         {
             let replicas = replicas.clone();
             background.push(incidents.spawn_status_watch(move || replicas.is_leader(), health.updates()));

@@ -251,6 +251,13 @@ async fn the_postmortem_of_a_bad_deploy_has_its_rollback_with_its_impact_and_the
     let recovered = md.lines().find(|l| l.contains("edge went from critical to")).expect("a status change of edge");
     assert!(recovered.contains("req/s, 5xx "), "{recovered}");
     assert!(md.contains("\n## Causes\n") && md.contains("\n## Action items\n"), "{md}");
+    // Training: the scenario's known cure beside what was done.
+    let training = &json["incident"]["training"];
+    assert_eq!(training["scenario"], "bad-deploy", "{json}");
+    assert_eq!(training["used_actions"], json!(["rollback"]));
+    assert_eq!(training["cured_by_a_known_cure"], true);
+    assert!(training["steps_used"].to_string().contains("Roll back a recent deployment"), "{training}");
+    assert!(md.contains("This response used rollback (a known cure), mitigated after"), "{md}");
 }
 
 #[tokio::test]

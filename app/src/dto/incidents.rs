@@ -56,6 +56,29 @@ pub struct Incident {
     /// `GET /api/v1/incidents/{id}`.
     #[serde(default)]
     pub followups: Vec<Followup>,
+    /// In the simulator, once resolved: how the response compares with the scenario's
+    /// known cure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<Training>,
+}
+
+/// The end of a training incident in the simulator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Training {
+    /// The scenario that was running.
+    pub scenario: String,
+    /// Its known cure, in words.
+    pub cure: String,
+    /// The actions that cure it.
+    pub cure_actions: Vec<String>,
+    /// The actions that succeeded for the incident, in order (undos left out).
+    pub used_actions: Vec<String>,
+    /// Whether one of them was a cure.
+    pub cured_by_a_known_cure: bool,
+    /// Seconds from the declaration to the first `mitigated` (or `resolved`).
+    pub mitigated_after_s: Option<i64>,
+    /// The runbook steps ticked (by an action or by hand), in the runbook's order.
+    pub steps_used: Vec<String>,
 }
 
 /// Something an incident must not forget.

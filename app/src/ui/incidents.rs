@@ -317,6 +317,21 @@ fn IncidentView(id: i64) -> impl IntoView {
                             write("PATCH", format!("/incidents/{id}"), format!("{{{}}}", fields.join(",")));
                         }>"Hand over"</button>
                     </div>
+                    {i.training.clone().map(|t| view! {
+                        <section class="card training" data-testid="training">
+                            <h2>"Training"</h2>
+                            <p>{format!("Scenario {}: its known cure is to {} ({}).", t.scenario, t.cure, t.cure_actions.join(" or "))}</p>
+                            <p>
+                                {format!(
+                                    "You used {} — {} — and mitigated it after {}.",
+                                    if t.used_actions.is_empty() { "no action".to_string() } else { t.used_actions.join(", ") },
+                                    if t.cured_by_a_known_cure { "a known cure" } else { "not a known cure" },
+                                    seconds(t.mitigated_after_s)
+                                )}
+                            </p>
+                            {(!t.steps_used.is_empty()).then(|| view! { <p class="muted">{format!("Runbook steps used: {}.", t.steps_used.join("; "))}</p> })}
+                        </section>
+                    })}
                     {(!i.followups.is_empty()).then(|| view! {
                         <h2>"Follow-ups"</h2>
                         <ul class="followups">

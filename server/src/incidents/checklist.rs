@@ -111,7 +111,7 @@ fn opens(step: &str, action: Option<&str>, incident: &Incident) -> String {
 impl Incidents {
     /// Incident `id`'s checklist.
     pub async fn checklist(&self, id: i64) -> Result<Checklist> {
-        let incident = self.get(id).await?;
+        let incident = self.plain(id).await?;
         let rows = sqlx::query("select step, state, note, by_user, at_ms from incident_steps where incident_id = $1")
             .bind(id)
             .fetch_all(&self.db)

@@ -63,6 +63,8 @@ pub struct Incidents {
     ledger: Arc<Ledger>,
     bus: Arc<crate::bus::Bus>,
     health: Arc<crate::health::HealthService>,
+    /// The simulator's scenario, for the training summary (`None` against a cluster).
+    scenario: Option<crate::fleet::sim::Scenario>,
 }
 
 /// A JSON body as an object of fields, or 422.
@@ -133,6 +135,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Incident> {
         time_to_resolve_s: first("resolved"),
         milestones,
         followups: Vec::new(),
+        training: None,
     })
 }
 
@@ -147,7 +150,13 @@ impl Incidents {
         bus: Arc<crate::bus::Bus>,
         health: Arc<crate::health::HealthService>,
     ) -> Self {
-        Incidents { db, ledger, bus, health }
+        Incidents { db, ledger, bus, health, scenario: None }
+    }
+
+    /// In the simulator: incidents end with a comparison against `scenario`'s known cure.
+    pub fn with_scenario(mut self, scenario: crate::fleet::sim::Scenario) -> Self {
+        self.scenario = Some(scenario);
+        self
     }
 
     async fn publish(&self, incident: &Incident) {
@@ -226,15 +235,46 @@ impl Incidents {
         Ok(incident)
     }
 
-    /// One incident, or 404.
-    pub async fn get(&self, id: i64) -> Result<Incident> {
+    /// One incident as its row holds it (no follow-ups, no training summary), or 404.
+    pub async fn plain(&self, id: i64) -> Result<Incident> {
         let row = sqlx::query(&format!("select {COLUMNS} from incidents where id = $1"))
             .bind(id)
             .fetch_optional(&self.db)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no incident {}", key(id))))?;
-        let mut incident = from_row(&row)?;
+        from_row(&row)
+    }
+
+    /// One incident, with its follow-ups and (in the simulator, once resolved) the
+    /// training summary, or 404.
+    pub async fn get(&self, id: i64) -> Result<Incident> {
+        let mut incident = self.plain(id).await?;
         incident.followups = crate::actions::approval::followups(&self.db, &incident.key).await?;
+        if let Some(scenario) = self.scenario
+            && let Some((cure_actions, cure)) = scenario.cure()
+            && (incident.status == "resolved" || incident.status == "closed")
+        {
+            let used: Vec<String> = crate::actions::store::for_incident(&self.db, &incident.key)
+                .await?
+                .into_iter()
+                .filter(|a| a.undo_of.is_none() && a.status == "succeeded")
+                .map(|a| a.action)
+                .collect();
+            let steps = self.checklist(id).await?.steps;
+            incident.training = Some(app::dto::Training {
+                scenario: scenario.as_str().into(),
+                cure: cure.into(),
+                cure_actions: cure_actions.iter().map(|a| a.to_string()).collect(),
+                cured_by_a_known_cure: used.iter().any(|u| cure_actions.contains(&u.as_str())),
+                used_actions: used,
+                mitigated_after_s: incident.time_to_mitigate_s.or(incident.time_to_resolve_s),
+                steps_used: steps
+                    .into_iter()
+                    .filter(|s| s.mark.as_ref().is_some_and(|m| m.state == "done"))
+                    .map(|s| s.title)
+                    .collect(),
+            });
+        }
         Ok(incident)
     }
 

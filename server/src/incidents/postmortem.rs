@@ -219,6 +219,18 @@ pub fn markdown(p: &Postmortem) -> String {
         let TimelineEntry { entry, text, .. } = e;
         let _ = writeln!(md, "- {} — {}", at(entry.ts_ms), text.replace('\n', " "));
     }
+    if let Some(t) = &i.training {
+        let _ = writeln!(md, "\n## Training\n");
+        let _ =
+            writeln!(md, "Scenario `{}`. Its known cure: {} ({}).", t.scenario, t.cure, t.cure_actions.join(" or "));
+        let used = if t.used_actions.is_empty() { "no action".to_string() } else { t.used_actions.join(", ") };
+        let verdict = if t.cured_by_a_known_cure { "a known cure" } else { "not a known cure" };
+        let after = t.mitigated_after_s.map(duration).unwrap_or_else(|| "—".into());
+        let _ = writeln!(md, "This response used {used} ({verdict}), mitigated after {after}.");
+        if !t.steps_used.is_empty() {
+            let _ = writeln!(md, "Runbook steps used: {}.", t.steps_used.join("; "));
+        }
+    }
     let _ = writeln!(md, "\n## Causes\n\n_To fill in: what broke, and why it could._\n");
     let _ = writeln!(
         md,

@@ -82,6 +82,32 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// The scenario's known cure, for the training summary: the actions that cure it and
+    /// what they do here (`None`: nothing to cure).
+    pub fn cure(self) -> Option<(&'static [&'static str], &'static str)> {
+        match self {
+            Scenario::Healthy => None,
+            Scenario::BadDeploy => Some((&["rollback"], "roll public-edge back to the revision before 2.15.0")),
+            Scenario::TrafficSurge => {
+                Some((&["scale", "rate-limit"], "scale public-edge up, with an emergency rate limit until it lands"))
+            }
+            Scenario::StuckInstances => Some((&["restart"], "restart public-edge so the stuck instances are replaced")),
+            Scenario::DownstreamOutage => Some((
+                &["circuit-breaker", "timeouts"],
+                "a circuit breaker (or a shorter timeout) on payments, so held workers stop slowing every route",
+            )),
+            Scenario::RetryStorm => Some((
+                &["timeouts", "circuit-breaker"],
+                "cut partner-api's retries (or break the circuit to inventory)",
+            )),
+            Scenario::AuthFailure => {
+                Some((&["bypass"], "bypass public-edge for the critical services, by route or by DNS"))
+            }
+        }
+    }
+}
+
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
