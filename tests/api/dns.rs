@@ -427,6 +427,13 @@ async fn bypass_app(dns: Dns) -> TestApp {
     TestApp::spawn_with(options).await
 }
 
+/// A DNS bypass of payments around edge, with `extra` fields.
+fn payments_by_dns(extra: Value) -> Value {
+    let mut b = json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge"});
+    b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    b
+}
+
 async fn bypass(admin: &Session, body: Value) -> reqwest::Response {
     admin.post("/api/v1/gateways/edge/actions/bypass", &body).await
 }
@@ -438,11 +445,7 @@ async fn an_admin_bypasses_payments_by_dns_and_undo_restores_the_record_exactly(
     let original = dns.read("payments.gw.test.").await.unwrap().unwrap();
     let app = bypass_app(named.dns()).await;
     let admin = app.signed_in(Role::Admin).await;
-    let body = |extra: Value| {
-        let mut b = json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge"});
-        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        b
-    };
+    let body = payments_by_dns;
 
     // The preview shows the RRset before and after, and when clients will have moved.
     let preview: Value = bypass(&admin, body(json!({"dry_run": true}))).await.json().await.unwrap();
@@ -641,11 +644,7 @@ async fn a_direct_target_that_fails_its_preflight_is_refused_on_the_record_unles
     let original = dns.read("payments.gw.test.").await.unwrap().unwrap();
     let app = bypass_app(named.dns()).await;
     let admin = app.signed_in(Role::Admin).await;
-    let body = |extra: Value| {
-        let mut b = json!({"reason": "auth layer down", "service": "payments", "method": "dns", "confirm": "edge"});
-        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        b
-    };
+    let body = payments_by_dns;
 
     // Payments answers its health path on its own address: the preview says so.
     let preview: Value = bypass(&admin, body(json!({"dry_run": true}))).await.json().await.unwrap();
