@@ -156,7 +156,18 @@ impl ServerConsole {
         if let Err(e) = &result {
             tracing::warn!(user = %user.username, request = ?request, error = %e, "probe refused");
         }
+        // A probe for an incident is on its timeline (and is someone acting on it).
+        if let (Some(incident), Ok(probed)) = (request.incident.as_deref(), &result) {
+            let actor = self.client.actor(&user.username, user.role.as_str());
+            self.state.incidents.record_probe(actor, incident, probed).await?;
+        }
         result
+    }
+
+    /// `POST /api/v1/incidents/{id}/pins` (responder): a log line on the timeline.
+    pub async fn pin_line(&self, id: i64, body: serde_json::Value) -> Result<app::dto::AuditEntry> {
+        let actor = self.acting_at_least(Role::Responder, "pin", &crate::incidents::key(id)).await?;
+        self.state.incidents.pin(actor, id, body).await
     }
 
     /// `GET /api/v1/synthetics`: the recent scheduled checks of every gateway (viewer).

@@ -325,3 +325,41 @@ async fn the_runbook_is_a_checklist_ticked_by_the_actions_it_names_or_by_hand_wi
         "{texts:?}"
     );
 }
+
+#[tokio::test]
+async fn probes_for_an_incident_and_pinned_log_lines_go_on_its_timeline() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (viewer, responder) = (app.signed_in(Role::Viewer).await, app.signed_in(Role::Responder).await);
+    let name = responder.username().await;
+    let id = declare(&responder, json!({"title": "edge slow", "severity": "sev3", "gateways": ["edge"]}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let probe = responder
+        .post("/api/v1/probe", &json!({"gateway": "edge", "path": "/healthz", "incident": format!("INC-{id}")}))
+        .await;
+    assert_eq!(probe.status(), StatusCode::OK);
+    let unknown =
+        responder.post("/api/v1/probe", &json!({"gateway": "edge", "path": "/healthz", "incident": "INC-99"})).await;
+    assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
+    let path = format!("/api/v1/incidents/{id}/pins");
+    let line = "2026-11-30T10:02:11Z edge-7f9c upstream connect error or disconnect/reset before headers";
+    let pinned = responder.post(&path, &json!({"line": line, "source": "edge-7f9c"})).await;
+    assert_eq!(pinned.status(), StatusCode::CREATED);
+    for bad in [json!({}), json!({"line": "x".repeat(4097)}), json!({"line": "l", "pod": "p"})] {
+        assert_error(responder.post(&path, &bad).await, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    }
+    assert_error(viewer.post(&path, &json!({"line": "l"})).await, StatusCode::FORBIDDEN, "forbidden").await;
+    let timeline = viewer.get_json(&format!("/api/v1/incidents/{id}/timeline")).await;
+    let texts: Vec<&str> =
+        timeline["entries"].as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap()).collect();
+    let probed = texts.iter().find(|t| t.contains("probed")).expect("the probe is on the timeline");
+    assert!(
+        probed.starts_with(&format!("{name} probed http://127.0.0.1:")) && probed.contains("/healthz: HTTP 200 in"),
+        "{probed}"
+    );
+    assert!(texts.contains(&&*format!("{name} pinned a log line from edge-7f9c: {line}")), "{texts:?}");
+}

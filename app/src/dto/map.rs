@@ -65,6 +65,10 @@ pub struct ProbeRequest {
     /// A full URL whose host is on the console's allow-list.
     #[serde(default)]
     pub url: Option<String>,
+    /// The incident it is for (`INC-<id>`): its result then goes on that incident's
+    /// timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
 }
 
 /// Where the time of a probe went, ms.

@@ -396,8 +396,8 @@ fn ProbeForm(gateway: Option<String>, path: String) -> impl IntoView {
         ev.prevent_default();
         let t = target.get_untracked().trim().to_string();
         let request = match &gateway {
-            Some(g) => ProbeRequest { gateway: Some(g.clone()), path: Some(t), url: None },
-            None => ProbeRequest { gateway: None, path: None, url: Some(t) },
+            Some(g) => ProbeRequest { gateway: Some(g.clone()), path: Some(t), url: None, incident: None },
+            None => ProbeRequest { gateway: None, path: None, url: Some(t), incident: None },
         };
         let body = serde_json::to_string(&request).unwrap_or_default();
         busy.set(true);

@@ -92,6 +92,7 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/incidents/{id}", AtLeast(Viewer), get(get_incident)),
         route(Method::PATCH, "/incidents/{id}", AtLeast(Responder), patch(update_incident)),
         route(Method::POST, "/incidents/{id}/notes", AtLeast(Responder), post(note_incident)),
+        route(Method::POST, "/incidents/{id}/pins", AtLeast(Responder), post(pin_line)),
         route(Method::GET, "/incidents/{id}/timeline", AtLeast(Viewer), get(incident_timeline)),
         route(Method::GET, "/incidents/{id}/postmortem.json", AtLeast(Viewer), get(postmortem_json)),
         route(Method::GET, "/incidents/{id}/checklist", AtLeast(Viewer), get(checklist)),
@@ -337,6 +338,16 @@ async fn note_incident(
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<app::dto::AuditEntry>)> {
     Ok((StatusCode::CREATED, Json(console(state, user).with_client(client).note_incident(id, body).await?)))
+}
+
+async fn pin_line(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, Json<app::dto::AuditEntry>)> {
+    Ok((StatusCode::CREATED, Json(console(state, user).with_client(client).pin_line(id, body).await?)))
 }
 
 async fn incident_timeline(

@@ -423,6 +423,45 @@ impl Incidents {
         Ok(appended)
     }
 
+    /// Puts a probe's result on incident `key`'s timeline (404 for an incident that does
+    /// not exist).
+    pub async fn record_probe(&self, actor: Actor, key: &str, probed: &app::dto::ProbeResult) -> Result<()> {
+        let id = id_of(key).ok_or_else(|| AppError::invalid("incident", "must be an incident key, INC-<id>"))?;
+        let incident = self.plain(id).await?;
+        let mut entry = NewEntry::new(actor, Kind::Incident, Outcome::Succeeded);
+        entry.action = "probe".into();
+        entry.target = probed.url.chars().take(2048).collect();
+        entry.incident = incident.key.clone();
+        entry.params = json!({
+            "status": probed.status, "total_ms": probed.timings.total_ms, "error": probed.error,
+            "address": probed.address,
+        });
+        let appended = self.ledger.append(entry).await?;
+        self.acknowledge(&incident.key, appended.ts_ms).await
+    }
+
+    /// `POST /api/v1/incidents/{id}/pins`: `{line, source?}` (a log line, as search shows
+    /// it, and where it came from) on the timeline.
+    pub async fn pin(&self, actor: Actor, id: i64, body: Value) -> Result<AuditEntry> {
+        let mut map = fields(body)?;
+        let line = text(&mut map, "line", 4096)?.filter(|l| !l.is_empty());
+        let line = line.ok_or_else(|| AppError::invalid("line", "is required: the log line to pin"))?;
+        let source = text(&mut map, "source", 256)?.unwrap_or_default();
+        no_more(&map)?;
+        let incident = self.plain(id).await?;
+        if incident.status == "closed" {
+            return Err(AppError::Conflict(format!("{} is closed; it changes no more", incident.key)));
+        }
+        let mut entry = NewEntry::new(actor, Kind::Incident, Outcome::Succeeded);
+        entry.action = "pin".into();
+        entry.target = source;
+        entry.incident = incident.key.clone();
+        entry.reason = line;
+        let appended = self.ledger.append(entry).await?;
+        self.acknowledge(&incident.key, appended.ts_ms).await?;
+        Ok(appended)
+    }
+
     /// Stars (or unstars) ledger entry `entry` on incident `id`'s timeline.
     pub async fn star(&self, actor: &Actor, id: i64, entry: i64, starred: bool) -> Result<()> {
         let incident = self.get(id).await?;
@@ -500,6 +539,19 @@ pub fn describe(e: &AuditEntry) -> String {
             format!("{} changed the severity from {} to {}{because}", e.actor, p("from"), p("to"))
         }
         ("incident", "summary") => format!("{} rewrote the summary", e.actor),
+        ("incident", "probe") => match (params["status"].as_u64(), params["error"].as_str()) {
+            (Some(status), _) => {
+                format!(
+                    "{} probed {}: HTTP {status} in {:.0} ms",
+                    e.actor,
+                    e.target,
+                    params["total_ms"].as_f64().unwrap_or(0.0)
+                )
+            }
+            (None, error) => format!("{} probed {}: {}", e.actor, e.target, error.unwrap_or("no answer")),
+        },
+        ("incident", "pin") if e.target.is_empty() => format!("{} pinned a log line: {}", e.actor, e.reason),
+        ("incident", "pin") => format!("{} pinned a log line from {}: {}", e.actor, e.target, e.reason),
         ("incident", "step") => {
             let title = checklist::title_of(&p("step")).unwrap_or("a runbook step");
             match p("state").as_str() {

@@ -392,7 +392,8 @@ impl Probes {
         use futures::StreamExt;
         // At most CHECKS_AT_ONCE requests in flight, however large the fleet.
         let results: Vec<_> = futures::stream::iter(paths.into_iter().map(|(gateway, path)| async move {
-            let request = ProbeRequest { gateway: Some(gateway.clone()), path: Some(path.clone()), url: None };
+            let request =
+                ProbeRequest { gateway: Some(gateway.clone()), path: Some(path.clone()), url: None, incident: None };
             let check = match self.probe(&request).await {
                 Ok(r) => CheckResult {
                     ts: now_ms,
