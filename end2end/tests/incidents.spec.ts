@@ -43,6 +43,14 @@ test('a responder and an admin work an incident together, with a two-person roll
     await admin.goto(`${own.base}/incidents?id=1`);
     await expect(admin.getByTestId('timeline')).toContainText('oncall declared INC-1');
 
+    // The runbook's log step searches the gateway's errors; a line found is pinned to the incident.
+    await responder.getByTestId('checklist').locator('li[data-step="diagnosis-3"]').getByRole('link', { name: 'Open' }).click();
+    const pin = responder.getByTestId('log-hits').getByTestId('pin').first();
+    await pin.click();
+    await expect(responder.getByTestId('log-hits').getByText('Pinned').first()).toBeVisible();
+    await responder.goto(`${own.base}/incidents?id=1`);
+    await expect(responder.getByTestId('timeline')).toContainText('oncall pinned a log line from public-edge-');
+
     // The runbook's "roll back" step opens the rollback dialog with the incident preset.
     await responder.getByTestId('checklist').locator('li[data-step="immediate-4"]').getByRole('link', { name: 'Open' }).click();
     const dialog = responder.getByTestId('action-dialog');

@@ -281,6 +281,7 @@ async fn the_runbook_is_a_checklist_ticked_by_the_actions_it_names_or_by_hand_wi
     assert_eq!(step(&checklist, "immediate-1")["opens"], "/gateways/edge?action=restart&incident=INC-1");
     let logs = step(&checklist, "diagnosis-3")["opens"].as_str().unwrap().to_string();
     assert!(logs.starts_with("/logs?q=gateway%3Aedge+%28error+OR+exception+OR+failed%29&since="), "{logs}");
+    assert!(logs.ends_with("&incident=INC-1"), "lines found there can be pinned to it: {logs}");
 
     // A restart for the incident ticks "Restart unhealthy gateway instances" once it is done.
     let restart = responder

@@ -17,6 +17,8 @@ pub fn LogsPage() -> impl IntoView {
     // A zoomed-in window (Unix ms), also in the URL.
     let window = move || query.with(|m| (m.get("since"), m.get("until")));
     let input = RwSignal::new(q());
+    // Opened from an incident's runbook: each line can be pinned to its timeline.
+    let pin_to = query.with_untracked(|m| m.get("incident")).and_then(|k| k.strip_prefix("INC-")?.parse::<i64>().ok());
     let cursor = RwSignal::new(None::<String>);
     let results = Resource::new(
         move || (q(), window(), cursor.get()),
@@ -155,7 +157,7 @@ pub fn LogsPage() -> impl IntoView {
                     }
                 }
             >
-                <tbody>{move || live.get().into_iter().map(|h| view! { <HitRow h /> }).collect_view()}</tbody>
+                <tbody>{move || live.get().into_iter().map(|h| view! { <HitRow h pin_to=None /> }).collect_view()}</tbody>
             </table>
         </Show>
         <Show when=move || recent.with(|r| !r.is_empty())>
@@ -248,9 +250,10 @@ pub fn LogsPage() -> impl IntoView {
                                         <th>"Instance"</th>
                                         <th>"Level"</th>
                                         <th>"Message"</th>
+                                        {pin_to.map(|id| view! { <th>{format!("INC-{id}")}</th> })}
                                     </tr>
                                 </thead>
-                                <tbody>{page.hits.into_iter().map(|h| view! { <HitRow h /> }).collect_view()}</tbody>
+                                <tbody>{page.hits.into_iter().map(|h| view! { <HitRow h pin_to /> }).collect_view()}</tbody>
                             </table>
                             {next.map(|c| {
                                 view! {
@@ -339,7 +342,37 @@ fn Histogram(bars: Vec<HistogramBar>, q: String) -> impl IntoView {
 
 /// One line, its matches marked.
 #[component]
-fn HitRow(h: LogHit) -> impl IntoView {
+fn HitRow(h: LogHit, pin_to: Option<i64>) -> impl IntoView {
+    let pinned = RwSignal::new(None::<String>);
+    let pin = pin_to.map(|id| {
+        let line = format!("{} {} {} {}", format::time(h.ts), h.instance, h.level, h.message.lines().next().unwrap_or(""));
+        let body = format!(
+            "{{\"line\":{},\"source\":{}}}",
+            serde_json::to_string(&line).unwrap_or_default(),
+            serde_json::to_string(&h.instance).unwrap_or_default()
+        );
+        let body = StoredValue::new(body);
+        view! {
+            <td>
+                {move || match pinned.get() {
+                    Some(said) => view! { <span class="muted">{said}</span> }.into_any(),
+                    None => view! {
+                        <button class="btn btn-ghost" data-testid="pin" on:click=move |_| {
+                            let body = body.get_value();
+                            leptos::task::spawn_local(async move {
+                                let said = match operations().send("POST".into(), format!("/incidents/{id}/pins"), body).await {
+                                    Ok(_) => "Pinned".to_string(),
+                                    Err(e) => e.message,
+                                };
+                                pinned.set(Some(said));
+                            });
+                        }>"Pin"</button>
+                    }
+                    .into_any(),
+                }}
+            </td>
+        }
+    });
     let mut parts = Vec::new();
     let mut at = 0;
     for (start, end) in h.highlights.iter().copied() {
@@ -382,6 +415,7 @@ fn HitRow(h: LogHit) -> impl IntoView {
                     None => view! { <pre>{parts}</pre> }.into_any(),
                 }}
             </td>
+            {pin}
         </tr>
     }
 }

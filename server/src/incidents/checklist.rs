@@ -99,7 +99,11 @@ fn opens(step: &str, action: Option<&str>, incident: &Incident) -> String {
         ("diagnosis-3", _) => {
             let scope = if gateway.is_empty() { String::new() } else { format!("gateway:{gateway} ") };
             let since = incident.declared_at_ms - 15 * 60 * 1000;
-            format!("/logs?q={}&since={since}", enc(&format!("{scope}(error OR exception OR failed)")))
+            format!(
+                "/logs?q={}&since={since}&incident={}",
+                enc(&format!("{scope}(error OR exception OR failed)")),
+                incident.key
+            )
         }
         ("diagnosis-4", _) => "/dependencies".into(),
         ("diagnosis-5", _) if !gateway.is_empty() => format!("/dependencies?probe={}&path=%2Fhealthz", enc(&gateway)),
