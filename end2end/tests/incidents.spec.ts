@@ -51,6 +51,16 @@ test('a responder and an admin work an incident together, with a two-person roll
     await responder.goto(`${own.base}/incidents?id=1`);
     await expect(responder.getByTestId('timeline')).toContainText('oncall pinned a log line from public-edge-');
 
+    // The runbook's endpoint test opens the gateway on the map; its probe goes on the timeline.
+    await responder.getByTestId('checklist').locator('li[data-step="diagnosis-5"]').getByRole('link', { name: 'Open' }).click();
+    const probe = responder.getByTestId('probe-form').filter({ has: responder.getByPlaceholder('/healthz') });
+    await expect(probe.getByTestId('probe-incident')).toContainText("The result goes on INC-1's timeline.");
+    await probe.locator('input').fill('/healthz');
+    await probe.getByRole('button', { name: 'Send' }).click();
+    await expect(probe).toContainText('200');
+    await responder.goto(`${own.base}/incidents?id=1`);
+    await expect(responder.getByTestId('timeline')).toContainText('oncall probed http://127.0.0.1:');
+
     // The runbook's "roll back" step opens the rollback dialog with the incident preset.
     await responder.getByTestId('checklist').locator('li[data-step="immediate-4"]').getByRole('link', { name: 'Open' }).click();
     const dialog = responder.getByTestId('action-dialog');

@@ -282,6 +282,7 @@ async fn the_runbook_is_a_checklist_ticked_by_the_actions_it_names_or_by_hand_wi
     let logs = step(&checklist, "diagnosis-3")["opens"].as_str().unwrap().to_string();
     assert!(logs.starts_with("/logs?q=gateway%3Aedge+%28error+OR+exception+OR+failed%29&since="), "{logs}");
     assert!(logs.ends_with("&incident=INC-1"), "lines found there can be pinned to it: {logs}");
+    assert_eq!(step(&checklist, "diagnosis-5")["opens"], "/dependencies?node=gateway%3Aedge&incident=INC-1");
 
     // A restart for the incident ticks "Restart unhealthy gateway instances" once it is done.
     let restart = responder

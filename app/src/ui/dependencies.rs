@@ -392,12 +392,16 @@ fn ProbeForm(gateway: Option<String>, path: String) -> impl IntoView {
         None => "Test a URL (hosts on the console's allow-list)".to_string(),
     };
     let placeholder = if gateway.is_some() { "/healthz" } else { "https://status.example.com/health" };
+    // Opened from an incident's runbook: the result goes on its timeline.
+    let incident = use_query_map().with_untracked(|m| m.get("incident")).filter(|k| k.starts_with("INC-"));
+    let for_incident = incident.clone();
     let run = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let t = target.get_untracked().trim().to_string();
+        let incident = for_incident.clone();
         let request = match &gateway {
-            Some(g) => ProbeRequest { gateway: Some(g.clone()), path: Some(t), url: None, incident: None },
-            None => ProbeRequest { gateway: None, path: None, url: Some(t), incident: None },
+            Some(g) => ProbeRequest { gateway: Some(g.clone()), path: Some(t), url: None, incident },
+            None => ProbeRequest { gateway: None, path: None, url: Some(t), incident },
         };
         let body = serde_json::to_string(&request).unwrap_or_default();
         busy.set(true);
@@ -413,6 +417,7 @@ fn ProbeForm(gateway: Option<String>, path: String) -> impl IntoView {
             <h3>{label}</h3>
             <input prop:value=move || target.get() on:input=move |ev| target.set(event_target_value(&ev)) placeholder=placeholder />
             <button class="btn" type="submit" disabled=move || busy.get()>"Send"</button>
+            {incident.map(|k| view! { <p class="muted" data-testid="probe-incident">{format!("The result goes on {k}'s timeline.")}</p> })}
             {move || result.get().map(|r| match r {
                 Err(message) => view! { <p class="error" data-testid="probe-error">{message}</p> }.into_any(),
                 Ok(p) => {

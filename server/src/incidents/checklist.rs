@@ -106,7 +106,10 @@ fn opens(step: &str, action: Option<&str>, incident: &Incident) -> String {
             )
         }
         ("diagnosis-4", _) => "/dependencies".into(),
-        ("diagnosis-5", _) if !gateway.is_empty() => format!("/dependencies?probe={}&path=%2Fhealthz", enc(&gateway)),
+        // The gateway's node on the map, whose probe form then records for the incident.
+        ("diagnosis-5", _) if !gateway.is_empty() => {
+            format!("/dependencies?node={}&incident={}", enc(&format!("gateway:{gateway}")), incident.key)
+        }
         _ if !gateway.is_empty() => format!("/gateways/{}", enc(&gateway)),
         _ => "/".into(),
     }
