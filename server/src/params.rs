@@ -96,3 +96,46 @@ mod tests {
         assert_eq!(p.text("q"), Some("a b"));
     }
 }
+
+/// A JSON request body's fields, read one by one with the same wording as query
+/// parameters; [`Body::done`] refuses any left unread.
+#[derive(Debug)]
+pub struct Body(serde_json::Map<String, serde_json::Value>);
+
+impl Body {
+    /// `body` as an object of fields, or 422 (`body`).
+    pub fn parse(body: serde_json::Value) -> Result<Body> {
+        match body {
+            serde_json::Value::Object(map) => Ok(Body(map)),
+            _ => Err(AppError::invalid("body", "must be a JSON object")),
+        }
+    }
+
+    /// An optional string of at most `max` characters, trimmed (`null` counts as absent).
+    pub fn text(&mut self, field: &'static str, max: usize) -> Result<Option<String>> {
+        match self.0.remove(field) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) if s.chars().count() > max => {
+                Err(AppError::invalid(field, format!("must be at most {max} characters")))
+            }
+            Some(serde_json::Value::String(s)) => Ok(Some(s.trim().to_string())),
+            Some(_) => Err(AppError::invalid(field, "must be a string")),
+        }
+    }
+
+    /// Ok when every field was read; otherwise 422 naming the first one left (cut to 64
+    /// characters).
+    pub fn done(self) -> Result<()> {
+        match self.0.keys().next() {
+            Some(k) => {
+                Err(AppError::invalid("body", format!("unknown field '{}'", k.chars().take(64).collect::<String>())))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Removes and returns `field`'s raw value (for fields that are not text).
+    pub fn take(&mut self, field: &str) -> Option<serde_json::Value> {
+        self.0.remove(field)
+    }
+}

@@ -475,18 +475,9 @@ pub async fn followups(db: &crate::db::Db, key: &str) -> Result<Vec<app::dto::Fo
 /// The `{reason}` of a decision (`required` for a denial or a review), at most 1,000
 /// characters; nothing else.
 fn decision_reason(body: Value, required: bool) -> Result<String> {
-    let Value::Object(mut map) = body else { return Err(AppError::invalid("body", "must be a JSON object")) };
-    let reason = match map.remove("reason") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) if s.chars().count() > 1000 => {
-            return Err(AppError::invalid("reason", "must be at most 1000 characters"));
-        }
-        Some(Value::String(s)) => s.trim().to_string(),
-        Some(_) => return Err(AppError::invalid("reason", "must be a string")),
-    };
-    if let Some(k) = map.keys().next() {
-        return Err(AppError::invalid("body", format!("unknown field '{}'", k.chars().take(64).collect::<String>())));
-    }
+    let mut body = crate::params::Body::parse(body)?;
+    let reason = body.text("reason", 1000)?.unwrap_or_default();
+    body.done()?;
     if required && reason.is_empty() {
         return Err(AppError::invalid("reason", "is required: say why, for the audit trail"));
     }

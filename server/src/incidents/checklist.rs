@@ -4,10 +4,11 @@
 //! the actions table, so it cannot disagree with it); any step can be ticked by hand with
 //! a note, or marked not applicable with a reason, and that is on the timeline too.
 
-use super::{Incidents, fields, no_more, text};
+use super::Incidents;
 use crate::audit::{Actor, Kind, NewEntry, Outcome};
 use crate::db::now_ms;
 use crate::error::{AppError, Result};
+use crate::params::Body;
 use app::dto::{Checklist, ChecklistStep, Incident, StepMark};
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -166,10 +167,10 @@ impl Incidents {
         let Some((step, ..)) = STEPS.iter().find(|s| s.0 == step) else {
             return Err(AppError::NotFound(format!("no runbook step '{}'", step.chars().take(32).collect::<String>())));
         };
-        let mut map = fields(body)?;
-        let state = text(&mut map, "state", 16)?.unwrap_or_default();
-        let note = text(&mut map, "note", super::TEXT_MAX)?.unwrap_or_default();
-        no_more(&map)?;
+        let mut map = Body::parse(body)?;
+        let state = map.text("state", 16)?.unwrap_or_default();
+        let note = map.text("note", super::TEXT_MAX)?.unwrap_or_default();
+        map.done()?;
         if !["done", "not_applicable", "open"].contains(&state.as_str()) {
             return Err(AppError::invalid("state", "must be done, not_applicable or open"));
         }

@@ -10,8 +10,9 @@
 use crate::audit::{Actor, Kind, Ledger, NewEntry, Outcome};
 use crate::db::{Db, now_ms};
 use crate::error::{AppError, Result};
+use crate::params::Body;
 use app::dto::{AuditEntry, Incident, Milestone, Timeline, TimelineEntry};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sqlx::Row;
 
 pub mod checklist;
@@ -67,26 +68,6 @@ pub struct Incidents {
     scenario: Option<crate::fleet::sim::Scenario>,
 }
 
-/// A JSON body as an object of fields, or 422.
-fn fields(body: Value) -> Result<Map<String, Value>> {
-    match body {
-        Value::Object(map) => Ok(map),
-        _ => Err(AppError::invalid("body", "must be a JSON object")),
-    }
-}
-
-/// An optional text field of at most `max` characters, trimmed.
-fn text(map: &mut Map<String, Value>, field: &'static str, max: usize) -> Result<Option<String>> {
-    match map.remove(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() > max => {
-            Err(AppError::invalid(field, format!("must be at most {max} characters")))
-        }
-        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(_) => Err(AppError::invalid(field, "must be a string")),
-    }
-}
-
 /// One of `allowed`, or 422 listing them.
 fn one_of(value: Option<String>, field: &'static str, allowed: &[&str]) -> Result<Option<String>> {
     match value {
@@ -94,16 +75,6 @@ fn one_of(value: Option<String>, field: &'static str, allowed: &[&str]) -> Resul
             Err(AppError::invalid(field, format!("must be one of {}", allowed.join(", "))))
         }
         other => Ok(other),
-    }
-}
-
-/// No field left over, or 422 naming the first.
-fn no_more(map: &Map<String, Value>) -> Result<()> {
-    match map.keys().next() {
-        Some(k) => {
-            Err(AppError::invalid("body", format!("unknown field '{}'", k.chars().take(64).collect::<String>())))
-        }
-        None => Ok(()),
     }
 }
 
@@ -171,13 +142,13 @@ impl Incidents {
     /// must be gateways the console knows. The declarer commands it.
     pub async fn declare(&self, actor: Actor, body: Value) -> Result<Incident> {
         let known: Vec<String> = self.health.gateways().await?.into_iter().map(|g| g.id).collect();
-        let mut map = fields(body)?;
-        let title = text(&mut map, "title", TITLE_MAX)?.filter(|t| !t.is_empty());
+        let mut map = Body::parse(body)?;
+        let title = map.text("title", TITLE_MAX)?.filter(|t| !t.is_empty());
         let title = title.ok_or_else(|| AppError::invalid("title", "is required: one line that says what is wrong"))?;
-        let severity = one_of(text(&mut map, "severity", 8)?, "severity", &SEVERITIES)?
+        let severity = one_of(map.text("severity", 8)?, "severity", &SEVERITIES)?
             .ok_or_else(|| AppError::invalid("severity", "is required: sev1 (worst) to sev4"))?;
-        let summary = text(&mut map, "summary", TEXT_MAX)?.unwrap_or_default();
-        let gateways = match map.remove("gateways") {
+        let summary = map.text("summary", TEXT_MAX)?.unwrap_or_default();
+        let gateways = match map.take("gateways") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(list)) if list.len() > GATEWAYS_MAX => {
                 return Err(AppError::invalid("gateways", format!("at most {GATEWAYS_MAX} gateways")));
@@ -200,7 +171,7 @@ impl Incidents {
             }
             Some(_) => return Err(AppError::invalid("gateways", "must be a list of gateway ids")),
         };
-        no_more(&map)?;
+        map.done()?;
         let now = now_ms();
         let milestones = vec![Milestone {
             status: "investigating".into(),
@@ -321,14 +292,14 @@ impl Incidents {
     /// `commander`, `scribe`, with an optional `reason`. Each change is a ledger entry;
     /// a closed incident changes no more.
     pub async fn update(&self, actor: Actor, id: i64, body: Value) -> Result<Incident> {
-        let mut map = fields(body)?;
-        let status = one_of(text(&mut map, "status", 16)?, "status", &STATUSES)?;
-        let severity = one_of(text(&mut map, "severity", 8)?, "severity", &SEVERITIES)?;
-        let summary = text(&mut map, "summary", TEXT_MAX)?;
-        let commander = text(&mut map, "commander", NAME_MAX)?;
-        let scribe = text(&mut map, "scribe", NAME_MAX)?;
-        let reason = text(&mut map, "reason", 1000)?.unwrap_or_default();
-        no_more(&map)?;
+        let mut map = Body::parse(body)?;
+        let status = one_of(map.text("status", 16)?, "status", &STATUSES)?;
+        let severity = one_of(map.text("severity", 8)?, "severity", &SEVERITIES)?;
+        let summary = map.text("summary", TEXT_MAX)?;
+        let commander = map.text("commander", NAME_MAX)?;
+        let scribe = map.text("scribe", NAME_MAX)?;
+        let reason = map.text("reason", 1000)?.unwrap_or_default();
+        map.done()?;
         if commander.as_deref() == Some("") {
             return Err(AppError::invalid("commander", "an incident always has a commander"));
         }
@@ -408,10 +379,10 @@ impl Incidents {
 
     /// `POST /api/v1/incidents/{id}/notes`: `{text}` on the timeline.
     pub async fn note(&self, actor: Actor, id: i64, body: Value) -> Result<AuditEntry> {
-        let mut map = fields(body)?;
-        let note = text(&mut map, "text", TEXT_MAX)?.filter(|t| !t.is_empty());
+        let mut map = Body::parse(body)?;
+        let note = map.text("text", TEXT_MAX)?.filter(|t| !t.is_empty());
         let note = note.ok_or_else(|| AppError::invalid("text", "is required"))?;
-        no_more(&map)?;
+        map.done()?;
         let incident = self.get(id).await?;
         let mut entry = NewEntry::new(actor, Kind::Incident, Outcome::Succeeded);
         entry.action = "note".into();
@@ -443,11 +414,11 @@ impl Incidents {
     /// `POST /api/v1/incidents/{id}/pins`: `{line, source?}` (a log line, as search shows
     /// it, and where it came from) on the timeline.
     pub async fn pin(&self, actor: Actor, id: i64, body: Value) -> Result<AuditEntry> {
-        let mut map = fields(body)?;
-        let line = text(&mut map, "line", 4096)?.filter(|l| !l.is_empty());
+        let mut map = Body::parse(body)?;
+        let line = map.text("line", 4096)?.filter(|l| !l.is_empty());
         let line = line.ok_or_else(|| AppError::invalid("line", "is required: the log line to pin"))?;
-        let source = text(&mut map, "source", 256)?.unwrap_or_default();
-        no_more(&map)?;
+        let source = map.text("source", 256)?.unwrap_or_default();
+        map.done()?;
         let incident = self.plain(id).await?;
         if incident.status == "closed" {
             return Err(AppError::Conflict(format!("{} is closed; it changes no more", incident.key)));
