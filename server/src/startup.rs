@@ -608,7 +608,7 @@ impl Application {
         };
         {
             let replicas = replicas.clone();
-            background.push(incidents.spawn_status_watch(move || replicas.is_leader(), health.updates()));
+            background.push(incidents.spawn_status_watch(move || replicas.is_leader(), live.clone()));
         }
         let state = AppState {
             fleet_info,

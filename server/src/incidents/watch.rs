@@ -1,22 +1,28 @@
 //! Gateway status transitions on the timelines of the incidents that name them: the
-//! leader compares each gateway's status after every fleet change (at least every 2 s)
-//! with the last it saw, and a change of a gateway named by an open incident becomes a
-//! ledger entry for that incident, with the numbers then.
+//! leader reads each live snapshot the health hub publishes (computed once per fleet
+//! change for every event stream; nothing is measured again here), compares each
+//! gateway's status with the last it saw, and a change of a gateway named by an open
+//! incident becomes a ledger entry for that incident, with the numbers then.
 
 use super::Incidents;
 use crate::audit::{Actor, Kind, NewEntry, Outcome};
 use crate::error::Result;
+use app::dto::LiveSnapshot;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 impl Incidents {
-    /// One look: records the transitions since `last` (and updates it).
-    pub async fn record_transitions(&self, last: &mut HashMap<String, &'static str>) -> Result<usize> {
-        let gateways = self.health.gateways().await?;
+    /// One snapshot: records the transitions since `last` (and updates it).
+    pub async fn record_transitions(
+        &self,
+        last: &mut HashMap<String, &'static str>,
+        snapshot: &LiveSnapshot,
+    ) -> Result<usize> {
         let mut recorded = 0;
         let mut open = None;
-        for g in gateways {
+        for g in snapshot.gateways.iter().map(|g| &g.summary) {
             let now = g.status.as_str();
             let before = last.insert(g.id.clone(), now);
             let Some(before) = before.filter(|b| *b != now) else { continue };
@@ -46,28 +52,30 @@ impl Incidents {
         Ok(recorded)
     }
 
-    /// On the leader (`leads`), after every fleet change and at least every 2 s: records
+    /// On the leader (`leads`), for every snapshot the live hub publishes: records
     /// transitions. A new leader starts from what it sees (a change during the hand-over
     /// is not recorded).
     pub fn spawn_status_watch(
         self: &Arc<Self>,
         leads: impl Fn() -> bool + Send + 'static,
-        mut updates: tokio::sync::watch::Receiver<u64>,
+        mut live: watch::Receiver<Option<Arc<str>>>,
     ) -> tokio::task::JoinHandle<()> {
         let incidents = Arc::clone(self);
         tokio::spawn(async move {
             let mut last = HashMap::new();
             loop {
-                if leads() {
-                    if let Err(e) = incidents.record_transitions(&mut last).await {
-                        tracing::warn!(error = ?e, "recording gateway status changes on incident timelines failed");
+                let json = live.borrow_and_update().clone();
+                let snapshot = json.and_then(|j| serde_json::from_str::<LiveSnapshot>(&j).ok());
+                match snapshot {
+                    Some(snapshot) if leads() => {
+                        if let Err(e) = incidents.record_transitions(&mut last, &snapshot).await {
+                            tracing::warn!(error = ?e, "recording gateway status changes on incident timelines failed");
+                        }
                     }
-                } else {
-                    last.clear();
+                    _ => last.clear(),
                 }
-                tokio::select! {
-                    changed = updates.changed() => if changed.is_err() { return },
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                if live.changed().await.is_err() {
+                    return;
                 }
             }
         })
