@@ -74,6 +74,8 @@ async fn an_incident_goes_from_declared_to_closed_with_timed_attributed_mileston
         viewer.get_json("/api/v1/incidents?open=false&severity=sev2&gateway=edge").await["incidents"][0]["id"],
         id
     );
+    let other = viewer.get_json("/api/v1/incidents?gateway=partner").await;
+    assert_eq!(other["incidents"], json!([]), "INC-1 is about edge only: {other}");
     let closed = admin.patch(&path, &json!({"status": "closed"})).await;
     assert_eq!(closed.status(), StatusCode::OK);
     let after = admin.patch(&path, &json!({"summary": "too late"})).await;

@@ -120,11 +120,16 @@ impl Incidents {
     /// Incident `id`'s checklist.
     pub async fn checklist(&self, id: i64) -> Result<Checklist> {
         let incident = self.plain(id).await?;
+        let actions = crate::actions::store::for_incident(&self.db, &incident.key).await?;
+        self.steps(&incident, &actions).await
+    }
+
+    /// `incident`'s checklist, given the actions taken for it.
+    pub(super) async fn steps(&self, incident: &Incident, actions: &[app::dto::ActionRecord]) -> Result<Checklist> {
         let rows = sqlx::query("select step, state, note, by_user, at_ms from incident_steps where incident_id = $1")
-            .bind(id)
+            .bind(incident.id)
             .fetch_all(&self.db)
             .await?;
-        let actions = crate::actions::store::for_incident(&self.db, &incident.key).await?;
         let mut steps = Vec::with_capacity(STEPS.len());
         for (step, section, title, command, action) in STEPS {
             let by_hand = rows.iter().find(|r| r.try_get::<String, _>("step").ok().as_deref() == Some(step));
@@ -153,7 +158,7 @@ impl Incidents {
                 section: section.into(),
                 title: title.into(),
                 command: command.into(),
-                opens: opens(step, action, &incident),
+                opens: opens(step, action, incident),
                 action: action.map(String::from),
                 mark,
             });

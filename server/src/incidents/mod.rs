@@ -225,13 +225,13 @@ impl Incidents {
             && let Some((cure_actions, cure)) = scenario.cure()
             && (incident.status == "resolved" || incident.status == "closed")
         {
-            let used: Vec<String> = crate::actions::store::for_incident(&self.db, &incident.key)
-                .await?
+            let actions = crate::actions::store::for_incident(&self.db, &incident.key).await?;
+            let steps = self.steps(&incident, &actions).await?.steps;
+            let used: Vec<String> = actions
                 .into_iter()
                 .filter(|a| a.undo_of.is_none() && a.status == "succeeded")
                 .map(|a| a.action)
                 .collect();
-            let steps = self.checklist(id).await?.steps;
             incident.training = Some(app::dto::Training {
                 scenario: scenario.as_str().into(),
                 cure: cure.into(),
@@ -251,10 +251,17 @@ impl Incidents {
 
     /// The newest incidents (at most 200) that pass `filter`.
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<Incident>> {
+        // The gateway is looked for in the stored JSON list (as `"id"`) before the limit, so
+        // an older incident about it is not cut off by newer ones about others; the exact
+        // comparison below decides (LIKE ignores ASCII case in SQLite).
+        let gateway = filter.gateway.as_deref().map_or_else(String::new, |g| {
+            let quoted = serde_json::to_string(g).unwrap_or_default();
+            format!("%{}%", quoted.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+        });
         let rows = sqlx::query(&format!(
             "select {COLUMNS} from incidents where ($1 = '' or status = $1) and ($2 = '' or severity = $2) \
              and ($3 = 0 or ($3 = 1 and status not in ('resolved', 'closed')) or ($3 = 2 and status in ('resolved', 'closed'))) \
-             order by id desc limit 200"
+             and ($4 = '' or gateways like $4 escape '\\') order by id desc limit 200"
         ))
         .bind(filter.status.as_deref().unwrap_or(""))
         .bind(filter.severity.as_deref().unwrap_or(""))
@@ -263,6 +270,7 @@ impl Incidents {
             Some(true) => 1,
             Some(false) => 2,
         })
+        .bind(gateway)
         .fetch_all(&self.db)
         .await?;
         let mut list = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
@@ -270,11 +278,6 @@ impl Incidents {
             list.retain(|i| i.gateways.iter().any(|x| x == g));
         }
         Ok(list)
-    }
-
-    /// The open incidents about `gateway`, newest first.
-    pub async fn open_for(&self, gateway: &str) -> Result<Vec<Incident>> {
-        self.list(&ListFilter { gateway: Some(gateway.into()), open: Some(true), ..Default::default() }).await
     }
 
     /// Records that someone acted on incident `key` (`INC-<id>`) at `at_ms`, if nobody had.
