@@ -152,6 +152,12 @@ impl ServerConsole {
     pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeResult> {
         let user = self.caller(Role::Viewer)?;
         let _in_flight = self.state.caps.enter(Work::Probe, user.id)?;
+        // An incident named must exist before anything is asked (bad input does nothing).
+        if let Some(key) = request.incident.as_deref() {
+            let id = crate::incidents::id_of(key)
+                .ok_or_else(|| AppError::invalid("incident", "must be an incident key, INC-<id>"))?;
+            self.state.incidents.plain(id).await?;
+        }
         let result = self.state.probes.probe(request).await;
         if let Err(e) = &result {
             tracing::warn!(user = %user.username, request = ?request, error = %e, "probe refused");

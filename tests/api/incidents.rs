@@ -349,6 +349,9 @@ async fn probes_for_an_incident_and_pinned_log_lines_go_on_its_timeline() {
     let unknown =
         responder.post("/api/v1/probe", &json!({"gateway": "edge", "path": "/healthz", "incident": "INC-99"})).await;
     assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
+    let malformed =
+        responder.post("/api/v1/probe", &json!({"gateway": "edge", "path": "/healthz", "incident": "edge"})).await;
+    assert_error(malformed, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     let path = format!("/api/v1/incidents/{id}/pins");
     let line = "2026-11-30T10:02:11Z edge-7f9c upstream connect error or disconnect/reset before headers";
     let pinned = responder.post(&path, &json!({"line": line, "source": "edge-7f9c"})).await;

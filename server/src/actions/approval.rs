@@ -326,19 +326,16 @@ impl Engine {
         let reason = decision_reason(body, false)?;
         let a = self.still_waiting(id).await?;
         let action = self.may_decide(&caller, &a, "approve").await?;
-        let stored: Value = sqlx::query_scalar::<_, String>("select body from approvals where id = $1")
-            .bind(id)
-            .fetch_one(&self.db)
-            .await
-            .map(|b| serde_json::from_str(&b).unwrap_or_default())?;
-        let requester_role: String = sqlx::query_scalar("select requester_role from approvals where id = $1")
-            .bind(id)
-            .fetch_one(&self.db)
-            .await?;
-        let request = envelope(stored)?;
+        // What the request was bound to: its body, the requester's role, the plan's hash.
+        let (body, requester_role, bound_to): (String, String, String) =
+            sqlx::query_as("select body, requester_role, plan_hash from approvals where id = $1")
+                .bind(id)
+                .fetch_one(&self.db)
+                .await?;
+        let request = envelope(serde_json::from_str(&body).unwrap_or_default())?;
         let planned = self.plan_now(action, &a.gateway, &request.params, false).await;
         let (state, plan) = match planned {
-            Ok((state, plan)) if plan_hash(&plan.change, &state) == self.stored_hash(id).await? => (state, plan),
+            Ok((state, plan)) if plan_hash(&plan.change, &state) == bound_to => (state, plan),
             other => {
                 let why = match other {
                     Err(e) => format!("it cannot be planned now: {}", e.to_api().message),
@@ -393,10 +390,6 @@ impl Engine {
         let approval = self.approval(id).await?;
         self.publish_approval(&approval).await;
         Ok(approval)
-    }
-
-    async fn stored_hash(&self, id: i64) -> Result<String> {
-        Ok(sqlx::query_scalar("select plan_hash from approvals where id = $1").bind(id).fetch_one(&self.db).await?)
     }
 
     /// `POST /api/v1/approvals/{id}/deny`: with a reason.

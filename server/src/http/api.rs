@@ -84,9 +84,9 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/audit/{id}", AtLeast(Viewer), get(audit_entry)),
         route(Method::GET, "/approvals", AtLeast(Viewer), get(list_approvals)),
         route(Method::GET, "/approvals/{id}", AtLeast(Viewer), get(get_approval)),
-        route(Method::POST, "/approvals/{id}/approve", AtLeast(Responder), post(approve)),
-        route(Method::POST, "/approvals/{id}/deny", AtLeast(Responder), post(deny)),
-        route(Method::POST, "/approvals/{id}/review", AtLeast(Responder), post(review)),
+        route(Method::POST, "/approvals/{id}/approve", AtLeast(Responder), post(decide("approve"))),
+        route(Method::POST, "/approvals/{id}/deny", AtLeast(Responder), post(decide("deny"))),
+        route(Method::POST, "/approvals/{id}/review", AtLeast(Responder), post(decide("review"))),
         route(Method::POST, "/incidents", AtLeast(Responder), post(declare_incident)),
         route(Method::GET, "/incidents", AtLeast(Viewer), get(list_incidents)),
         route(Method::GET, "/incidents/{id}", AtLeast(Viewer), get(get_incident)),
@@ -265,34 +265,17 @@ async fn get_approval(
     Ok(Json(console(state, user).approval(id).await?))
 }
 
-async fn approve(
-    State(state): State<AppState>,
-    user: AuthUser,
-    client: Client,
-    Path(id): Path<i64>,
-    ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<Json<app::dto::Approval>> {
-    Ok(Json(console(state, user).with_client(client).decide(id, "approve", body).await?))
-}
+/// What deciding an approval answers.
+type Decided = futures::future::BoxFuture<'static, Result<Json<app::dto::Approval>>>;
 
-async fn deny(
-    State(state): State<AppState>,
-    user: AuthUser,
-    client: Client,
-    Path(id): Path<i64>,
-    ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<Json<app::dto::Approval>> {
-    Ok(Json(console(state, user).with_client(client).decide(id, "deny", body).await?))
-}
-
-async fn review(
-    State(state): State<AppState>,
-    user: AuthUser,
-    client: Client,
-    Path(id): Path<i64>,
-    ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<Json<app::dto::Approval>> {
-    Ok(Json(console(state, user).with_client(client).decide(id, "review", body).await?))
+/// `POST /api/v1/approvals/{id}/approve | deny | review`: one handler for the three.
+fn decide(
+    how: &'static str,
+) -> impl Fn(State<AppState>, AuthUser, Client, Path<i64>, ApiJson<serde_json::Value>) -> Decided + Clone + Send + Sync
+{
+    move |State(state), user, client, Path(id), ApiJson(body)| {
+        Box::pin(async move { Ok(Json(console(state, user).with_client(client).decide(id, how, body).await?)) })
+    }
 }
 
 async fn declare_incident(

@@ -398,7 +398,7 @@ impl Incidents {
     }
 
     /// Puts a probe's result on incident `key`'s timeline (404 for an incident that does
-    /// not exist).
+    /// not exist; the console checks that before probing).
     pub async fn record_probe(&self, actor: Actor, key: &str, probed: &app::dto::ProbeResult) -> Result<()> {
         let id = id_of(key).ok_or_else(|| AppError::invalid("incident", "must be an incident key, INC-<id>"))?;
         let incident = self.plain(id).await?;
