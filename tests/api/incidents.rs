@@ -183,6 +183,8 @@ async fn a_timeline_entry_can_be_starred_for_the_postmortem_only_on_its_own_inci
     assert_error(elsewhere, StatusCode::NOT_FOUND, "not_found").await;
     let by_viewer = viewer.put(&format!("/api/v1/incidents/{a}/timeline/{entry}/star")).await;
     assert_error(by_viewer, StatusCode::FORBIDDEN, "forbidden").await;
+    let starred_on_record = viewer.get_json("/api/v1/audit?kind=incident&action=star").await;
+    assert_eq!(starred_on_record["entries"][0]["target"], "INC-1", "starring is on the record: {starred_on_record}");
     let unstar = responder.delete(&format!("/api/v1/incidents/{a}/timeline/{entry}/star")).await;
     assert_eq!(unstar.status(), StatusCode::NO_CONTENT);
     let timeline = viewer.get_json(&format!("/api/v1/incidents/{a}/timeline")).await;

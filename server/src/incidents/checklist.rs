@@ -182,7 +182,7 @@ impl Incidents {
         if state == "not_applicable" && note.is_empty() {
             return Err(AppError::invalid("note", "say why the step does not apply"));
         }
-        let incident = self.get(id).await?;
+        let incident = self.plain(id).await?;
         if incident.status == "closed" {
             return Err(AppError::Conflict(format!("{} is closed; it changes no more", incident.key)));
         }

@@ -313,7 +313,7 @@ impl Incidents {
                 return Err(AppError::invalid(field, format!("no user '{name}'")));
             }
         }
-        let before = self.get(id).await?;
+        let before = self.plain(id).await?;
         if before.status == "closed" {
             return Err(AppError::Conflict(format!("{} is closed; it changes no more", before.key)));
         }
@@ -386,7 +386,7 @@ impl Incidents {
         let note = map.text("text", TEXT_MAX)?.filter(|t| !t.is_empty());
         let note = note.ok_or_else(|| AppError::invalid("text", "is required"))?;
         map.done()?;
-        let incident = self.get(id).await?;
+        let incident = self.plain(id).await?;
         let mut entry = NewEntry::new(actor, Kind::Incident, Outcome::Succeeded);
         entry.action = "note".into();
         entry.target = incident.key.clone();
@@ -436,9 +436,10 @@ impl Incidents {
         Ok(appended)
     }
 
-    /// Stars (or unstars) ledger entry `entry` on incident `id`'s timeline.
+    /// Stars (or unstars) ledger entry `entry` on incident `id`'s timeline. The change is
+    /// on the record, but not on the timeline itself (its `incident` is left empty).
     pub async fn star(&self, actor: &Actor, id: i64, entry: i64, starred: bool) -> Result<()> {
-        let incident = self.get(id).await?;
+        let incident = self.plain(id).await?;
         let on_timeline: Option<(i64,)> = sqlx::query_as("select id from audit_log where id = $1 and incident = $2")
             .bind(entry)
             .bind(&incident.key)
@@ -465,13 +466,18 @@ impl Incidents {
                 .execute(&self.db)
                 .await?;
         }
+        let mut audit = NewEntry::new(actor.clone(), Kind::Incident, Outcome::Succeeded);
+        audit.action = if starred { "star" } else { "unstar" }.into();
+        audit.target = incident.key;
+        audit.params = json!({ "entry": entry });
+        self.ledger.append(audit).await?;
         Ok(())
     }
 
     /// Incident `id`'s timeline: every ledger entry that names it, oldest first (at most
     /// the newest [`TIMELINE_MAX`]).
     pub async fn timeline(&self, id: i64) -> Result<Timeline> {
-        let incident = self.get(id).await?;
+        let incident = self.plain(id).await?;
         let rows = sqlx::query(&format!(
             "select {} from audit_log where incident = $1 order by id desc limit $2",
             crate::audit::COLUMNS
