@@ -148,14 +148,19 @@ pub async fn set_applied(db: &Db, id: i64, status: &str) -> Result<()> {
     Ok(())
 }
 
-/// Sets the status and the detail line.
-pub async fn set_status_detail(db: &Db, id: i64, status: &str, detail: &str) -> Result<()> {
-    sqlx::query("update actions set status = $1, detail = $2 where id = $3")
-        .bind(status)
-        .bind(detail)
-        .bind(id)
-        .execute(db)
-        .await?;
+/// Records a round of a change's propagation: the status, if it ended, and the detail
+/// line, unless a later story owns the line (a revert that is pending or done, an undo):
+/// a propagation that ends late must not hide that.
+pub async fn set_propagated(db: &Db, id: i64, status: Option<&str>, detail: &str) -> Result<()> {
+    sqlx::query(
+        "update actions set status = coalesce($1, status), detail = case when reverted = 0 and undone_by is null \
+         and revert_attempts is null then $2 else detail end where id = $3",
+    )
+    .bind(status)
+    .bind(detail)
+    .bind(id)
+    .execute(db)
+    .await?;
     Ok(())
 }
 

@@ -157,7 +157,7 @@ impl Engine {
                     round.pending.join(", ")
                 ),
             };
-            store::set_detail(&self.db, id, &detail).await?;
+            store::set_propagated(&self.db, id, None, &detail).await?;
             self.publish(id).await;
             return Ok(());
         };
@@ -218,7 +218,7 @@ impl Engine {
             "deadline_s": finished.err().map(|d| d.as_secs()),
         });
         self.ledger.append(entry).await?;
-        store::set_status_detail(&self.db, id, status, &detail).await?;
+        store::set_propagated(&self.db, id, Some(status), &detail).await?;
         self.publish(id).await;
         Ok(())
     }
