@@ -231,6 +231,16 @@ pub fn navigate_hard(path: &str) {
     }
 }
 
+/// Writes how many approvals wait for the user (the `approvals` event) into the header's
+/// badge, an element the server rendered empty: one number needs no reactive view, and
+/// the first download stays small. "0" empties it (the style hides an empty badge).
+fn show_waiting(count: &str) {
+    let badge = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id("approvals-badge"));
+    if let Some(badge) = badge {
+        badge.set_text_content(Some(if count == "0" { "" } else { count }));
+    }
+}
+
 /// What the live feed calls, for [`subscribe`].
 pub struct Feed {
     /// Gateway numbers, every second.
@@ -301,24 +311,23 @@ fn open_feed(feed: std::rc::Rc<Feed>, retry: Retry) {
         })
     };
     let _ = source.add_event_listener_with_callback("snapshot", handler.as_ref().unchecked_ref());
-    let actions = {
+    // One listener for the events that carry text: the action and audit JSON (decoded
+    // where shown) and the count of approvals waiting.
+    let texts = {
         let feed = feed.clone();
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             if let Some(text) = event.data().as_string() {
-                (feed.on_action)(text);
+                match event.type_().as_str() {
+                    "action" => (feed.on_action)(text),
+                    "audit" => (feed.on_audit)(text),
+                    _ => show_waiting(&text),
+                }
             }
         })
     };
-    let _ = source.add_event_listener_with_callback("action", actions.as_ref().unchecked_ref());
-    let audit = {
-        let feed = feed.clone();
-        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(text) = event.data().as_string() {
-                (feed.on_audit)(text);
-            }
-        })
-    };
-    let _ = source.add_event_listener_with_callback("audit", audit.as_ref().unchecked_ref());
+    for kind in ["action", "audit", "approvals"] {
+        let _ = source.add_event_listener_with_callback(kind, texts.as_ref().unchecked_ref());
+    }
     let errors = {
         let source = source.clone();
         let mut refused = Some(refused);
@@ -332,10 +341,9 @@ fn open_feed(feed: std::rc::Rc<Feed>, retry: Retry) {
         })
     };
     let _ = source.add_event_listener_with_callback("error", errors.as_ref().unchecked_ref());
-    // Each opened stream keeps its four small closures (a few per reconnection).
+    // Each opened stream keeps its three small closures (a few per reconnection).
     handler.forget();
-    actions.forget();
-    audit.forget();
+    texts.forget();
     errors.forget();
     std::mem::forget(source);
 }

@@ -30,6 +30,12 @@ test('a responder and an admin work an incident together, with a two-person roll
     await signIn(responder, 'oncall', PASSWORD, own.base);
     await signIn(admin, 'admin', ADMIN_PASSWORD, own.base);
 
+    // The health page's "Declare an incident" names the gateways critical now.
+    await responder.goto(`${own.base}/`);
+    await responder.getByTestId('declare-from-health').click();
+    await expect(responder.getByTestId('declare').locator('input[name="gateways"]')).toHaveValue('edge');
+    await expect(admin.getByTestId('approvals-badge')).toBeHidden();
+
     // Declared from the critical gateway's page, prefilled with it.
     await responder.goto(`${own.base}/gateways/edge`);
     await responder.getByTestId('declare-incident').click();
@@ -73,8 +79,10 @@ test('a responder and an admin work an incident together, with a two-person roll
     await dialog.getByRole('button', { name: 'Run' }).click();
     await expect(responder.getByTestId('run-notice')).toContainText('waiting for a second person');
 
-    // The admin's open incident page shows the request as it happens.
+    // The admin's open incident page shows the request as it happens, and the header counts it.
     await expect(admin.getByTestId('timeline')).toContainText("oncall asked for a second person's approval of rollback on edge");
+    await expect(admin.getByTestId('approvals-badge')).toHaveText('1');
+    await expect(responder.getByTestId('approvals-badge')).toBeHidden();
     await admin.goto(`${own.base}/incidents`);
     const request = admin.getByTestId('approval-row');
     await expect(request).toContainText('oncall asks:');
@@ -86,6 +94,7 @@ test('a responder and an admin work an incident together, with a two-person roll
     await request.getByTestId('approve').click();
     await expect(admin.getByTestId('decided')).toContainText("Approved rollback on edge (oncall's request #1): it runs now");
     await expect(request).toHaveCount(0);
+    await expect(admin.getByTestId('approvals-badge')).toBeHidden();
 
     // The responder watches the approval and the rollout land on the timeline and the runbook.
     await responder.goto(`${own.base}/incidents?id=1`);

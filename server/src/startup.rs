@@ -610,7 +610,10 @@ impl Application {
             let replicas = replicas.clone();
             background.push(incidents.spawn_status_watch(move || replicas.is_leader(), live.clone()));
         }
+        let (open_approvals, watch) = crate::actions::approval::spawn_open_watch(db.clone(), bus.clone());
+        background.push(watch);
         let state = AppState {
+            open_approvals,
             fleet_info,
             db: db.clone(),
             health,

@@ -49,6 +49,9 @@ pub struct AppState {
     pub dummy_hash: Arc<str>,
     /// The newest live snapshot, serialized once for every SSE client.
     pub live: watch::Receiver<Option<Arc<str>>>,
+    /// Approval requests and break-glass runs waiting for someone (each event stream
+    /// counts those waiting for its user).
+    pub open_approvals: watch::Receiver<Arc<[crate::actions::approval::Open]>>,
     /// Where the compiled site is served from.
     pub leptos: LeptosOptions,
     /// This process among the console's replicas, and whether it leads.

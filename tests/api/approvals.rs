@@ -3,6 +3,7 @@
 
 use crate::support::*;
 use app::dto::Role;
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use server::fleet::sim::Scenario;
@@ -11,6 +12,7 @@ use std::time::Duration;
 crate::both_databases!(
     a_rollback_a_responder_asks_for_waits_for_an_admin_and_runs_as_planned_once_approved,
     break_glass_runs_at_once_on_the_record_and_stays_open_on_the_incident_until_reviewed,
+    the_count_of_what_waits_for_each_person_is_pushed_on_their_event_stream,
 );
 
 async fn app_with_approvals(backend: Backend, expiry: Duration) -> TestApp {
@@ -221,4 +223,89 @@ async fn inbox(session: &Session) -> usize {
 /// Edge's running version.
 async fn version(session: &Session) -> String {
     session.get_json("/api/v1/gateways/edge").await["version"].as_str().unwrap().to_string()
+}
+
+/// An open event stream, read event by event.
+struct Events {
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(session: &Session) -> Events {
+        let response = session.get("/api/v1/events").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        Events { stream: Box::pin(response.bytes_stream()), buffer: String::new() }
+    }
+
+    /// The data of the next event named `name`, and the names of those skipped before it.
+    async fn next(&mut self, name: &str) -> (String, Vec<String>) {
+        let mut skipped = Vec::new();
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let kind = event.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("").to_string();
+                if kind == name {
+                    return (event.lines().filter_map(|l| l.strip_prefix("data: ")).collect(), skipped);
+                }
+                skipped.push(kind);
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {name} event within 10 s (skipped {skipped:?})"))
+                .expect("stream open")
+                .expect("chunk");
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next `approvals` count.
+    async fn waiting(&mut self) -> u32 {
+        self.next("approvals").await.0.parse().unwrap()
+    }
+}
+
+async fn the_count_of_what_waits_for_each_person_is_pushed_on_their_event_stream(backend: Backend) {
+    let app = app_with_approvals(backend, Duration::from_secs(900)).await;
+    let (responder, admin) = (app.signed_in(Role::Responder).await, app.signed_in(Role::Admin).await);
+    let (mut theirs, mut mine) = (Events::open(&admin).await, Events::open(&responder).await);
+    assert_eq!((theirs.waiting().await, mine.waiting().await), (0, 0), "each stream starts with the count now");
+
+    // A request waits for the admin, not for the responder who asked.
+    let id = ask_for_rollback(&responder).await["approval"]["id"].as_i64().unwrap();
+    assert_eq!(theirs.waiting().await, 1);
+    let denied = admin.post(&format!("/api/v1/approvals/{id}/deny"), &json!({"reason": "not yet"})).await;
+    assert_eq!(denied.status(), StatusCode::OK);
+    assert_eq!(theirs.waiting().await, 0, "a decision takes it off the count");
+
+    // A break-glass run waits for the other admins' review; its own admin is not counted.
+    let second = another_admin(&app).await;
+    let mut reviewer = Events::open(&second).await;
+    assert_eq!(reviewer.waiting().await, 0);
+    let mut body = rollback_body();
+    body["break_glass"] = json!(true);
+    assert_eq!(admin.post("/api/v1/gateways/edge/actions/rollback", &body).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(reviewer.waiting().await, 1);
+    let glass = second.get_json("/api/v1/approvals?for=me").await["approvals"][0]["id"].as_i64().unwrap();
+    let reviewed = second.post(&format!("/api/v1/approvals/{glass}/review"), &json!({"reason": "was right"})).await;
+    assert_eq!(reviewed.status(), StatusCode::OK);
+    assert_eq!(reviewer.waiting().await, 0);
+
+    // Nothing of this waited for the responder, and the admin's own break-glass run
+    // did not count for them: neither stream sent another count up to a marker entry
+    // appended after it all.
+    let marker = format!("marker-{:08x}", rand::random::<u32>());
+    let _ = app.login(&app.client(), &marker, "not the password").await;
+    for events in [&mut mine, &mut theirs] {
+        let mut before = Vec::new();
+        loop {
+            let (data, skipped) = events.next("audit").await;
+            before.extend(skipped);
+            if data.contains(&marker) {
+                break;
+            }
+        }
+        assert!(!before.iter().any(|k| k == "approvals"), "{before:?}");
+    }
 }

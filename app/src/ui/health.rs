@@ -25,7 +25,10 @@ pub fn HealthPage() -> impl IntoView {
         },
     );
     view! {
-        <h1>"Gateway health"</h1>
+        <div class="page-head">
+            <h1>"Gateway health"</h1>
+            <a class="btn" href="/incidents" data-testid="declare-from-health">"Declare an incident"</a>
+        </div>
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
                 fleet

@@ -147,6 +147,35 @@ fn Declare() -> impl IntoView {
     let title = RwSignal::new(String::new());
     let severity = RwSignal::new("sev2".to_string());
     let gateways = RwSignal::new(query.with_untracked(|q| q.get("gateway").unwrap_or_default()));
+    // Without a gateway named (declared from the health page or the menu), the gateways
+    // critical now, once the live feed has them, unless the person typed already.
+    if gateways.with_untracked(String::is_empty) {
+        let live = super::use_live();
+        Effect::new(move |filled: Option<bool>| {
+            if filled == Some(true) {
+                return true;
+            }
+            let critical = live.with(|s| {
+                s.as_ref().map(|s| {
+                    s.gateways
+                        .iter()
+                        .filter(|g| g.summary.status == crate::health::HealthStatus::Critical)
+                        .map(|g| g.summary.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+            });
+            match critical {
+                Some(ids) => {
+                    if gateways.with_untracked(String::is_empty) {
+                        gateways.set(ids);
+                    }
+                    true
+                }
+                None => false,
+            }
+        });
+    }
     let summary = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let navigate = use_navigate();

@@ -33,6 +33,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 // Static head: no leptos_meta in the bundle for one title and one stylesheet.
                 <title>"Gatewarden"</title>
                 <link rel="stylesheet" href="/pkg/gatewarden.css" />
+                // No icon file: without this the browser asks for /favicon.ico on every
+                // first visit and gets the not-found page (1.5 KB).
+                <link rel="icon" href="data:," />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
             </head>
@@ -327,7 +330,17 @@ fn Layout() -> impl IntoView {
                 <a href="/">"Gateway health"</a>
                 <a href="/logs">"Logs"</a>
                 <a href="/dependencies">"Dependencies"</a>
-                <a href="/incidents">"Incidents"</a>
+                <a href="/incidents">
+                    "Incidents"
+                    // What waits for this person's approval or review, written by the live
+                    // feed (`http::show_waiting`); empty, so hidden, until something does.
+                    <span
+                        class="badge"
+                        id="approvals-badge"
+                        data-testid="approvals-badge"
+                        title="Approvals and break-glass reviews waiting for you"
+                    ></span>
+                </a>
                 <a href="/audit">"Audit trail"</a>
             </nav>
             {live_indicator(connection)}

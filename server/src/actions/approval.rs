@@ -224,9 +224,8 @@ impl Engine {
         let mut approvals = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
         if for_me {
             approvals.retain(|a| {
-                ["awaiting_approval", "break_glass"].contains(&a.status.as_str())
-                    && a.requester != caller.actor.name
-                    && ActionName::parse(&a.action).is_some_and(|n| caller.role >= n.role())
+                Open::of(&a.status, &a.requester, &a.action)
+                    .is_some_and(|o| o.waits_for(&caller.actor.name, caller.role))
             });
         }
         Ok(ApprovalList { approvals })
@@ -481,4 +480,85 @@ fn decision_reason(body: Value, required: bool) -> Result<String> {
 /// needs approval even if only an admin may run it.
 pub fn may_request(role: Role) -> bool {
     role >= Role::Responder
+}
+
+/// A request or break-glass run that waits for someone: for a decision or a review.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Open {
+    requester: String,
+    /// The role that may run (so decide or review) the action.
+    role: Role,
+}
+
+impl Open {
+    /// The open item of an approval in `status`, if it is one.
+    fn of(status: &str, requester: &str, action: &str) -> Option<Open> {
+        let role = ActionName::parse(action)?.role();
+        ["awaiting_approval", "break_glass"].contains(&status).then(|| Open { requester: requester.into(), role })
+    }
+
+    /// Whether it waits for `name` with `role`: anyone else who may run the action.
+    pub fn waits_for(&self, name: &str, role: Role) -> bool {
+        self.requester != name && role >= self.role
+    }
+}
+
+/// Everything open now, for the header's count of what waits for each person
+/// (`GET /api/v1/events` sends each stream its own). At most [`OPEN_READ_MAX`].
+pub async fn open(db: &crate::db::Db) -> Result<Vec<Open>> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "select status, requester, action from approvals where (status = 'awaiting_approval' and expires_at_ms > $1) \
+         or status = 'break_glass' order by id desc limit $2",
+    )
+    .bind(now_ms())
+    .bind(OPEN_READ_MAX)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.iter().filter_map(|(status, requester, action)| Open::of(status, requester, action)).collect())
+}
+
+/// The most open items read for the count (a count shown as "1000+" past it would be
+/// no less useful than the exact number).
+pub const OPEN_READ_MAX: i64 = 1000;
+
+/// The open items, re-read after every approval event from any replica (and every
+/// 30 s, for one a lost notification hid), published to this replica's event streams.
+pub fn spawn_open_watch(
+    db: crate::db::Db,
+    bus: Arc<crate::bus::Bus>,
+) -> (tokio::sync::watch::Receiver<Arc<[Open]>>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::watch::channel(Arc::<[Open]>::from(Vec::new()));
+    let mut events = bus.subscribe();
+    let task = tokio::spawn(async move {
+        let every_30s = Duration::from_secs(30);
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + every_30s, every_30s);
+        loop {
+            match open(&db).await {
+                Ok(list) => {
+                    tx.send_if_modified(|now| {
+                        let changed = **now != *list;
+                        if changed {
+                            *now = list.into();
+                        }
+                        changed
+                    });
+                }
+                Err(e) => tracing::warn!(error = ?e, "could not read the open approvals"),
+            }
+            // Waits for the next approval event (or the timer); a burst is read once.
+            loop {
+                tokio::select! {
+                    _ = every.tick() => break,
+                    got = events.recv() => match got {
+                        Ok(e) if e.topic == "approval" => break,
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+            while events.try_recv().is_ok() {}
+        }
+    });
+    (rx, task)
 }

@@ -34,10 +34,6 @@ pub(super) async fn tail_logs(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// `GET /api/v1/events`: a `snapshot` event with every gateway's numbers after each
-/// fleet change (every simulated second), starting with the current one; an `action`
-/// event with an action's record whenever it changes (progress, outcome, impact, undo);
-/// an `audit` event with every new audit entry.
 /// Resolves when the session signs out, when the server stops, or once it has been open as long as a session may
 /// sit idle (the browser then reconnects with its cookie, and is refused if that has
 /// expired): an event stream never outlives the session that opened it.
@@ -64,6 +60,12 @@ fn session_end(state: &AppState, session: &tower_sessions::Session) -> impl std:
     }
 }
 
+/// `GET /api/v1/events`: a `snapshot` event with every gateway's numbers after each
+/// fleet change (every simulated second), starting with the current one; an `action`
+/// event with an action's record whenever it changes (progress, outcome, impact, undo);
+/// an `audit` event with every new audit entry; an `approvals` event with how many
+/// approval requests wait for the user, now and when it changes.
+///
 /// Action and audit events carry their outbox id; a client reconnecting with
 /// `Last-Event-ID` (to this or another replica) first gets those it missed.
 pub(super) async fn events(
@@ -76,6 +78,7 @@ pub(super) async fn events(
     if *state.stopping.borrow() {
         return Err(crate::error::AppError::Unavailable("this replica is stopping; connect again".into()));
     }
+    let waiting = waiting_for(state.open_approvals.clone(), user.username.clone(), user.role);
     // Held as long as the stream is open: past the cap, 429 instead of one more stream.
     let permit = console(state.clone(), user).stream_permit()?;
     let end = session_end(&state, &session);
@@ -101,11 +104,36 @@ pub(super) async fn events(
     let replayed_up_to = missed.last().map(|e| e.id).or(last_seen).unwrap_or(0);
     let missed = futures::stream::iter(missed.into_iter().filter_map(|e| event_of(&e)).map(Ok));
     let relayed = relay(live, replayed_up_to);
-    let stream = futures::stream::select(snapshots, missed.chain(relayed)).take_until(end).map(move |event| {
-        let _held = &permit;
-        event
-    });
+    let stream = futures::stream::select(futures::stream::select(snapshots, waiting), missed.chain(relayed))
+        .take_until(end)
+        .map(move |event| {
+            let _held = &permit;
+            event
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// `approvals` events: how many approval requests and break-glass runs wait for `name`
+/// (with `role`), first the number now, then each time it changes.
+fn waiting_for(
+    rx: tokio::sync::watch::Receiver<std::sync::Arc<[crate::actions::approval::Open]>>,
+    name: String,
+    role: app::dto::Role,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::unfold((rx, None::<usize>), move |(mut rx, sent)| {
+        let name = name.clone();
+        async move {
+            loop {
+                if sent.is_some() && rx.changed().await.is_err() {
+                    return None;
+                }
+                let n = rx.borrow_and_update().iter().filter(|o| o.waits_for(&name, role)).count();
+                if sent != Some(n) {
+                    return Some((Ok(Event::default().event("approvals").data(n.to_string())), (rx, Some(n))));
+                }
+            }
+        }
+    })
 }
 
 /// The SSE event of a bus event (none for sign-outs, which only end streams).
