@@ -16,6 +16,7 @@ E2E_PORT ?= 3107
 # (target/release/server) and fails, so it builds only the site and cargo the server.
 run: tools
 	cargo leptos build --release --frontend-only --split
+	node .ci/compress-site.mjs target/site/pkg
 	cargo build --release -p server --bin gatewarden
 	$(TARGET_DIR)/release/gatewarden
 
@@ -51,6 +52,7 @@ wasm-boundary:
 # target/site; the e2e server is the debug binary cargo test built.
 site:
 	cargo leptos build --release --frontend-only --split --cargo-locked
+	node .ci/compress-site.mjs target/site/pkg
 	@for w in target/site/pkg/*.wasm; do echo "wasm $$(basename $$w): $$(stat -c %s $$w) bytes raw, $$(gzip -9c $$w | wc -c) bytes gzip"; done
 
 browser-tests:

@@ -80,6 +80,15 @@ pub enum FleetKind {
     Kube,
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people: one line of text each.
+    Text,
+    /// For log pipelines: one JSON object a line, fields as keys.
+    Json,
+}
+
 /// Where services' public records live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DnsProvider {
@@ -247,6 +256,15 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWARDEN_DNS_PROPAGATION_DEADLINE", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub dns_propagation_deadline: u64,
+    /// File holding a bearer token that `GET /metrics` then requires
+    /// (`Authorization: Bearer <token>`); without it the console's metrics are open, like
+    /// any scrape target.
+    #[arg(long, env = "GATEWARDEN_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<std::path::PathBuf>,
+    /// `text`, or `json` for log pipelines (every request's line then carries its id,
+    /// user, route, status and latency as keys).
+    #[arg(long, env = "GATEWARDEN_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// Public URL; an https URL marks session cookies Secure.
     #[arg(long, env = "GATEWARDEN_PUBLIC_URL")]
     pub public_url: Option<String>,

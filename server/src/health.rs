@@ -60,12 +60,19 @@ impl HealthService {
         self.probes.get().map(|p| p.tallies()).unwrap_or_default()
     }
 
-    /// Why the numbers or the inventory may be stale or missing, if they may.
     /// The fleet backend has read its initial state (for `/readyz`).
     pub fn fleet_listed(&self) -> bool {
         self.fleet.listed()
     }
 
+    /// Whether the fleet's watches work (listed, none failing) and whether the metrics
+    /// backend answered its last query.
+    pub fn backends_healthy(&self) -> (bool, bool) {
+        let metrics = self.metrics_problem.lock().unwrap_or_else(|e| e.into_inner()).is_none();
+        (self.fleet.listed() && self.fleet.problem().is_none(), metrics)
+    }
+
+    /// Why the numbers or the inventory may be stale or missing, if they may.
     pub fn problem(&self) -> Option<String> {
         let metrics = self.metrics_problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match (self.fleet.problem(), metrics) {
@@ -238,6 +245,7 @@ impl HealthService {
                     serde_json::to_string(&s).map_err(|e| AppError::Internal(format!("snapshot encode: {e}")))
                 }) {
                     Ok(json) => {
+                        crate::metrics::get().snapshot_built(started.elapsed().as_secs_f64());
                         tracing::debug!(
                             bytes = json.len(),
                             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,

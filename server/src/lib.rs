@@ -19,6 +19,7 @@ pub mod incidents;
 pub mod limits;
 pub mod logs;
 pub mod memory;
+pub mod metrics;
 pub mod params;
 pub mod probe;
 pub mod replicas;

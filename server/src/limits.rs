@@ -152,6 +152,11 @@ impl Caps {
         }
     }
 
+    /// How many of `work` are running now, all users together.
+    pub fn running(&self, work: Work) -> usize {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).total.get(&work).copied().unwrap_or(0)
+    }
+
     /// A place for `work` by user `user`, or 429 naming the cap that is full.
     pub fn enter(&self, work: Work, user: i64) -> Result<Permit, AppError> {
         let (total_cap, user_cap) = self.caps(work);

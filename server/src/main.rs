@@ -2,7 +2,7 @@
 
 use app::dto::NewUser;
 use clap::Parser;
-use server::config::{AuditCommand, Cli, Command, ServeArgs, UserCommand};
+use server::config::{AuditCommand, Cli, Command, LogFormat, ServeArgs, UserCommand};
 use server::error::AppError;
 use server::startup::{Application, Settings, StartupError};
 use server::users::{self, FirstAdmin};
@@ -13,15 +13,23 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // clap prints its own message and exits 2 on bad flags.
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let format = match &cli.command {
+        None => cli.serve.log_format,
+        Some(Command::Serve(args)) => args.log_format,
+        Some(_) => LogFormat::Text,
+    };
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         // kube's client logs every failed connection as an error; the watch that made it
         // logs the failure once per change of reason, with the watch it belongs to.
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn,kube_client::client::builder=off".into()),
-        )
-        .init();
+        );
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

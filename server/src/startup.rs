@@ -66,6 +66,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Caps on expensive work.
     pub limits: crate::limits::Limits,
+    /// The bearer token `GET /metrics` requires (`--metrics-token-file`), if any.
+    pub metrics_token: Option<String>,
     /// `--audit-key-file`.
     pub audit_key_file: Option<std::path::PathBuf>,
     /// `--audit-checkpoint-file`.
@@ -95,6 +97,7 @@ impl std::fmt::Debug for Settings {
             .field("kube", &self.kube)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("limits", &self.limits)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<redacted>"))
             .field("audit_key_file", &self.audit_key_file)
             .field("audit_checkpoint_file", &self.audit_checkpoint_file)
             .finish_non_exhaustive()
@@ -289,8 +292,25 @@ impl Settings {
                 KINDS.join(", ")
             )));
         }
+        let metrics_token = match &args.metrics_token_file {
+            Some(path) => {
+                let token = std::fs::read_to_string(path).map_err(|e| {
+                    StartupError::Config(format!("--metrics-token-file {}: cannot read it: {e}", path.display()))
+                })?;
+                let token = token.trim().to_string();
+                if token.len() < 16 {
+                    return Err(StartupError::Config(format!(
+                        "--metrics-token-file {}: the token must be at least 16 characters",
+                        path.display()
+                    )));
+                }
+                Some(token)
+            }
+            None => None,
+        };
         let now_ms = db::now_ms();
         Ok(Settings {
+            metrics_token,
             approvals: (kinds, std::time::Duration::from_secs(args.approval_expiry_seconds)),
             dns,
             external_dns,
@@ -613,6 +633,7 @@ impl Application {
         let (open_approvals, watch) = crate::actions::approval::spawn_open_watch(db.clone(), bus.clone());
         background.push(watch);
         let state = AppState {
+            metrics_token: settings.metrics_token.clone().map(Arc::from),
             open_approvals,
             fleet_info,
             db: db.clone(),

@@ -52,6 +52,8 @@ pub struct AppState {
     /// Approval requests and break-glass runs waiting for someone (each event stream
     /// counts those waiting for its user).
     pub open_approvals: watch::Receiver<Arc<[crate::actions::approval::Open]>>,
+    /// The bearer token `GET /metrics` requires, if one was given.
+    pub metrics_token: Option<Arc<str>>,
     /// Where the compiled site is served from.
     pub leptos: LeptosOptions,
     /// This process among the console's replicas, and whether it leads.

@@ -5,6 +5,7 @@ mod support;
 
 mod actions;
 mod approvals;
+mod assets;
 mod audit;
 mod auth;
 mod cli;
@@ -18,6 +19,7 @@ mod kube;
 mod ledger;
 mod live;
 mod logs;
+mod metrics;
 mod processes;
 mod prometheus;
 mod replicas;

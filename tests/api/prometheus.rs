@@ -1,6 +1,7 @@
-//! A real Prometheus (Debian's `prometheus`) scrapes the simulator's `/metrics`; the
+//! A real Prometheus (Debian's `prometheus`) scrapes the simulator's `/sim/metrics`; the
 //! console's PromQL (the `gatewarden` flavor of the Kubernetes metrics backend) must
-//! answer what the simulator knows to be true.
+//! answer what the simulator knows to be true. It scrapes the console's own `/metrics`
+//! too, which it must read.
 
 use crate::support::{Backend, Options, TestApp, eventually_within};
 use server::fleet::Metrics;
@@ -30,7 +31,8 @@ impl PrometheusServer {
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: gatewarden-sim\n    \
-                 static_configs:\n      - targets: ['{target}']\n"
+                 metrics_path: /sim/metrics\n    static_configs:\n      - targets: ['{target}']\n  \
+                 - job_name: gatewarden-console\n    static_configs:\n      - targets: ['{target}']\n"
             ),
         )
         .expect("config written");
@@ -64,7 +66,7 @@ fn close(got: f64, want: f64, rel: f64, abs: f64) -> bool {
 async fn promql_over_a_real_prometheus_matches_the_simulators_ground_truth() {
     // bad-deploy: one gateway serves a share of 5xx, so error rates are not all zero.
     let app = TestApp::spawn_with(Options::new(Backend::Sqlite).scenario(Scenario::BadDeploy)).await;
-    let body = reqwest::get(format!("http://{}/metrics", app.addr)).await.unwrap().text().await.unwrap();
+    let body = reqwest::get(format!("http://{}/sim/metrics", app.addr)).await.unwrap().text().await.unwrap();
     assert!(body.contains("# TYPE gatewarden_requests_total counter"), "{body}");
     assert!(body.contains("gatewarden_request_duration_seconds_bucket{"), "{body}");
     assert!(body.contains(r#"route="/api/payments""#), "series per route: {body}");
@@ -116,5 +118,30 @@ async fn promql_over_a_real_prometheus_matches_the_simulators_ground_truth() {
     .await;
     clock.abort();
     assert_eq!(series.0, 15);
+
+    // The console's own metrics, as Prometheus read them: the scrape worked, and the
+    // requests this test made are counted by route template.
+    let http = reqwest::Client::new();
+    let ask = |query: &'static str| {
+        let (http, url) = (http.clone(), prometheus.url.clone());
+        async move {
+            let body: serde_json::Value = http
+                .get(format!("{url}/api/v1/query"))
+                .query(&[("query", query)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["data"]["result"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let up = ask(r#"up{job="gatewarden-console"}"#).await;
+    assert_eq!(up.first().map(|r| r["value"][1].clone()), Some(serde_json::json!("1")), "{up:?}");
+    let scrapes = ask(r#"gatewarden_http_requests_total{route="/metrics",status="200"}"#).await;
+    assert!(!scrapes.is_empty(), "Prometheus' own scrapes are counted");
+    let build = ask("gatewarden_live_snapshot_build_seconds_count").await;
+    assert!(!build.is_empty(), "histograms are read too");
     let _ = prometheus.child.kill().await;
 }

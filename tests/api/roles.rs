@@ -203,7 +203,7 @@ async fn the_role_matrix_covers_every_route_the_router_serves() {
         }
     }
     // The routes outside /api/v1 and the pages: liveness and scrape target for anyone.
-    for path in ["/healthz", "/metrics"] {
+    for path in ["/healthz", "/metrics", "/sim/metrics"] {
         assert_eq!(anonymous.get(path).await.status(), StatusCode::OK, "{path}");
     }
 }

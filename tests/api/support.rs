@@ -152,6 +152,10 @@ pub struct Options {
     pub require_approval: Vec<String>,
     /// `--approval-expiry-seconds`.
     pub approval_expiry: std::time::Duration,
+    /// Where the built site is (`target/site` by default).
+    pub site_root: String,
+    /// The token `GET /metrics` requires.
+    pub metrics_token: Option<String>,
 }
 
 impl Options {
@@ -170,6 +174,8 @@ impl Options {
             external_dns: None,
             require_approval: Vec::new(),
             approval_expiry: std::time::Duration::from_secs(900),
+            site_root: "target/site".into(),
+            metrics_token: None,
         }
     }
     /// Starting in `scenario`.
@@ -244,7 +250,8 @@ impl TestApp {
             sim: SimConfig { seed: options.seed, scenario: options.scenario, epoch_ms: EPOCH_MS },
             sim_speed: None,
             secure_cookies: options.https,
-            site_root: "target/site".into(),
+            site_root: options.site_root.clone(),
+            metrics_token: options.metrics_token.clone(),
             admin_password: Some(ADMIN_PASSWORD.into()),
             admin_password_file: std::path::PathBuf::from("unused-admin-password"),
             max_replicas: 50,

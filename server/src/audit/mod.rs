@@ -317,6 +317,9 @@ impl Ledger {
     }
 
     fn appended(&self, stored: &AuditEntry) {
+        if stored.kind == "action_outcome" {
+            crate::metrics::get().action(&stored.action, &stored.outcome);
+        }
         if let Some(c) = &self.checkpoint {
             c.advance(stored.id, &stored.hash);
         }
@@ -359,6 +362,13 @@ impl Ledger {
     /// Appends `entry` and returns it as stored. Fails (and nothing is stored) if the
     /// database does; callers that guard an action must not run it then.
     pub async fn append(&self, entry: NewEntry) -> Result<AuditEntry> {
+        let started = std::time::Instant::now();
+        let appended = self.append_timed(entry).await;
+        crate::metrics::get().ledger_append(started.elapsed().as_secs_f64());
+        appended
+    }
+
+    async fn append_timed(&self, entry: NewEntry) -> Result<AuditEntry> {
         let mut head = self.head.lock().await;
         if self.dialect == Dialect::Postgres {
             // Replicas take turns; the head is read under the lock, so no race is lost.

@@ -151,6 +151,14 @@ impl Prometheus {
     }
 
     async fn get(&self, path: &str, params: &[(&str, String)]) -> FleetResult<Value> {
+        let answer = self.ask(path, params).await;
+        if answer.is_err() {
+            crate::metrics::get().prometheus_error();
+        }
+        answer
+    }
+
+    async fn ask(&self, path: &str, params: &[(&str, String)]) -> FleetResult<Value> {
         let unavailable = |e: String| FleetError::Unavailable(format!("prometheus: {e}"));
         let response = self
             .http

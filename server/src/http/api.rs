@@ -106,6 +106,10 @@ pub fn table() -> Vec<Route> {
 /// Largest request body accepted (logins and settings are far smaller).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// Routes whose answers carry a secret (the session's CSRF token): never compressed, so
+/// the size of an answer that also reflects a request's input cannot reveal it (BREACH).
+pub const SECRET_BEARING: &[&str] = &["/session"];
+
 /// The `/api/v1` routes.
 pub fn router(state: AppState) -> Router<AppState> {
     let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
@@ -117,7 +121,25 @@ pub fn router(state: AppState) -> Router<AppState> {
     }
     by_path
         .into_iter()
-        .fold(Router::new(), |router, (path, methods)| router.route(path, methods))
+        .fold(Router::new(), |router, (path, methods)| {
+            // Compressed (brotli or gzip, as the client accepts; event streams never),
+            // except answers that carry a secret beside what a request sent (BREACH).
+            let methods = if SECRET_BEARING.contains(&path) {
+                methods
+            } else {
+                methods.layer(tower_http::compression::CompressionLayer::new())
+            };
+            // The route's template names it in the metrics and the request log.
+            let label = super::extract::RouteLabel(std::sync::Arc::from(format!("/api/v1{path}")));
+            let methods = methods.layer(axum::middleware::map_response(move |mut response: Response| {
+                let label = label.clone();
+                async move {
+                    response.extensions_mut().insert(label);
+                    response
+                }
+            }));
+            router.route(path, methods)
+        })
         .fallback(|| async { AppError::NotFound("no such API endpoint".into()) })
         .layer(middleware::from_fn_with_state(state, session::csrf_guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

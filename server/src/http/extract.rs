@@ -25,13 +25,59 @@ use tower_sessions::Session;
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
-/// Gives every request an id and returns it in `x-request-id`.
+/// The route a response answered, as its template (`/api/v1/gateways/{id}`), set by the
+/// route's own layer; other requests are labelled by [`route_label`].
+#[derive(Clone, Debug)]
+pub struct RouteLabel(pub Arc<str>);
+
+/// Who made the request, once its session was read (for the request log).
+#[derive(Clone, Debug, Default)]
+pub struct RequestUser(Arc<std::sync::OnceLock<String>>);
+
+/// The label of a request no route named: a few fixed paths, the site's files, an API
+/// path that matched no route, or a page. Never the path itself, so the metrics' label
+/// values stay few whatever clients ask for.
+pub fn route_label(path: &str) -> &'static str {
+    match path {
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        "/sim/metrics" => "/sim/metrics",
+        "/login" => "/login",
+        p if p.starts_with("/api/") => "/api/v1 (no such route)",
+        p if p.starts_with("/pkg/") => "/pkg/*",
+        _ => "page",
+    }
+}
+
+/// Gives every request an id and returns it in `x-request-id`; counts it in the
+/// console's metrics by route and status, and logs it (id, user, route, status, latency).
 pub async fn assign_id(mut req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let mut bytes = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     req.extensions_mut().insert(RequestId(id.clone()));
+    let user = RequestUser::default();
+    req.extensions_mut().insert(user.clone());
+    let method = req.method().clone();
+    let fallback = route_label(req.uri().path());
     let mut response = next.run(req).await;
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    let route = response.extensions().get::<RouteLabel>().map(|r| r.0.clone());
+    let route = route.as_deref().unwrap_or(fallback);
+    crate::metrics::get().request(route, method.as_str(), status, latency.as_secs_f64());
+    tracing::info!(
+        target: "gatewarden::request",
+        request_id = %id,
+        user = user.0.get().map_or("", String::as_str),
+        method = %method,
+        route,
+        status,
+        latency_ms = (latency.as_secs_f64() * 1e4).round() / 10.0,
+        "request"
+    );
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -165,6 +211,9 @@ impl FromRequestParts<AppState> for MaybeAuthUser {
         }
         let session = session_of(parts, state).await?;
         let user = MaybeAuthUser(resolve(&session, state).await?);
+        if let (Some(u), Some(slot)) = (&user.0, parts.extensions.get::<RequestUser>()) {
+            let _ = slot.0.set(u.username.clone());
+        }
         parts.extensions.insert(user.clone());
         Ok(user)
     }

@@ -3,6 +3,7 @@
 //! parse, bind the caller and serialize; every rule lives in `ServerConsole` and below.
 
 pub mod api;
+pub mod assets;
 pub mod extract;
 pub mod pages;
 pub mod session;
@@ -23,7 +24,7 @@ use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
-/// The whole application's routes: liveness, the simulator's metrics, the sign-in form,
+/// The whole application's routes: liveness, the console's and the simulator's metrics, the sign-in form,
 /// `/api/v1`, the pages and the static site, behind sessions, request ids and the
 /// security headers. `secure_cookies` marks the session cookie Secure (https).
 pub fn router(state: AppState, secure_cookies: bool) -> Router {
@@ -44,9 +45,18 @@ pub fn router(state: AppState, secure_cookies: bool) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(sim_metrics))
+        .route("/metrics", get(console_metrics))
+        .route("/sim/metrics", get(sim_metrics))
         .route("/login", post(session::login_form))
         .nest("/api/v1", api::router(state.clone()))
+        .nest_service("/pkg", {
+            let assets =
+                assets::Assets::new(std::path::Path::new(&*state.leptos.site_root).join(&*state.leptos.site_pkg_dir));
+            tower::service_fn(move |request: axum::extract::Request| {
+                let assets = assets.clone();
+                async move { Ok::<_, std::convert::Infallible>(assets.serve(request).await) }
+            })
+        })
         .leptos_routes_with_handler(routes, get(pages::page))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
             pages::anonymous_context(&state),
@@ -97,7 +107,36 @@ pub fn page_paths() -> Vec<String> {
     leptos_axum::generate_route_list(app::App).iter().map(|r| r.path().to_string()).collect()
 }
 
-/// `GET /metrics`: the simulated fleet's traffic in the Prometheus text format, so a
+/// `GET /metrics`: this replica's own metrics (see [`crate::metrics`]). With
+/// `--metrics-token-file`, only for `Authorization: Bearer <token>` (401 otherwise).
+async fn console_metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !crate::auth::constant_time_eq(sent.trim().as_bytes(), token.as_bytes()) {
+            return (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"gatewarden metrics\"")],
+                "the console's metrics need the bearer token of --metrics-token-file\n",
+            )
+                .into_response();
+        }
+    }
+    let (fleet_healthy, metrics_healthy) = state.health.backends_healthy();
+    let now = crate::metrics::Now {
+        streams_open: state.caps.running(crate::limits::Work::Stream),
+        approvals_waiting: state.open_approvals.borrow().len(),
+        leader: state.replicas.is_leader(),
+        fleet_healthy,
+        metrics_healthy,
+    };
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::get().encode(&now)).into_response()
+}
+
+/// `GET /sim/metrics`: the simulated fleet's traffic in the Prometheus text format, so a
 /// real Prometheus can scrape it. Not served with a real cluster (404): gateways there
 /// export their own metrics. Unauthenticated, like any scrape target; it holds only
 /// simulated numbers.
