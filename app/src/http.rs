@@ -241,6 +241,15 @@ fn show_waiting(count: &str) {
     }
 }
 
+/// Shows the banner about break-glass runs waiting for this person's review (the
+/// `break_glass` event's count; static text the server rendered hidden) or hides it.
+fn show_break_glass(count: &str) {
+    let banner = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id("break-glass-banner"));
+    if let Some(banner) = banner {
+        let _ = if count == "0" { banner.set_attribute("hidden", "") } else { banner.remove_attribute("hidden") };
+    }
+}
+
 /// What the live feed calls, for [`subscribe`].
 pub struct Feed {
     /// Gateway numbers, every second.
@@ -320,12 +329,13 @@ fn open_feed(feed: std::rc::Rc<Feed>, retry: Retry) {
                 match event.type_().as_str() {
                     "action" => (feed.on_action)(text),
                     "audit" => (feed.on_audit)(text),
+                    "break_glass" => show_break_glass(&text),
                     _ => show_waiting(&text),
                 }
             }
         })
     };
-    for kind in ["action", "audit", "approvals"] {
+    for kind in ["action", "audit", "approvals", "break_glass"] {
         let _ = source.add_event_listener_with_callback(kind, texts.as_ref().unchecked_ref());
     }
     let errors = {

@@ -120,6 +120,42 @@ test('a responder and an admin work an incident together, with a two-person roll
     expect(postmortem).toContain('# Postmortem: INC-1 — edge answers 5xx since 2.15.0');
     expect(postmortem).toMatch(/\| rollback \| edge \| oncall \| 2\.15\.0 fails 45% of requests \| succeeded \|/);
     expect(postmortem).toContain("admin approved oncall's rollback on edge");
+
+    // Break-glass: an admin rolls back at once, without approval; another admin, on any
+    // page, is told by a banner until they review it.
+    const lead = await (await browser.newContext()).newPage();
+    lead.on('pageerror', (e) => errors.push(e.message));
+    const adminApi = await playwrightRequest.newContext({ baseURL: own.base });
+    const { csrf_token: token } = await (
+      await adminApi.post('/api/v1/session', { data: { username: 'admin', password: ADMIN_PASSWORD } })
+    ).json();
+    const lead_created = await adminApi.post('/api/v1/users', {
+      data: { username: 'lead', password: PASSWORD, role: 'admin' },
+      headers: { 'x-csrf-token': token },
+    });
+    expect(lead_created.status()).toBe(201);
+    await signIn(lead, 'lead', PASSWORD, own.base);
+    await expect(lead.getByTestId('live-indicator')).toContainText('live');
+    await expect(lead.getByTestId('break-glass-banner')).toBeHidden();
+    const glass = await adminApi.post('/api/v1/gateways/edge/actions/rollback', {
+      data: { reason: 'testing the way back', confirm: 'edge', break_glass: true },
+      headers: { 'x-csrf-token': token },
+    });
+    expect(glass.status()).toBe(202);
+    await adminApi.dispose();
+    const banner = lead.getByTestId('break-glass-banner');
+    await expect(banner).toBeVisible();
+    await expect(banner).toContainText('waits for your review');
+    await expect(lead.getByTestId('approvals-badge')).toHaveText('1');
+    await lead.setViewportSize({ width: 800, height: 600 });
+    await lead.screenshot({ path: 'screenshots/break-glass-banner-800.png' });
+    await banner.getByRole('link', { name: 'Review it' }).click();
+    const row = lead.getByTestId('approval-row');
+    await expect(row).toContainText('admin ran by break-glass');
+    await row.locator('input').fill('a test of the way back');
+    await row.getByRole('button', { name: 'Mark reviewed' }).click();
+    await expect(banner).toBeHidden();
+    await expect(lead.getByTestId('approvals-badge')).toBeHidden();
     expect(errors, 'no page error (a failed hydration shows here)').toEqual([]);
   } finally {
     await OwnConsole.stop(child);

@@ -271,6 +271,7 @@ async fn the_count_of_what_waits_for_each_person_is_pushed_on_their_event_stream
     let (responder, admin) = (app.signed_in(Role::Responder).await, app.signed_in(Role::Admin).await);
     let (mut theirs, mut mine) = (Events::open(&admin).await, Events::open(&responder).await);
     assert_eq!((theirs.waiting().await, mine.waiting().await), (0, 0), "each stream starts with the count now");
+    assert_eq!((theirs.next("break_glass").await.0, mine.next("break_glass").await.0), ("0".into(), "0".into()));
 
     // A request waits for the admin, not for the responder who asked.
     let id = ask_for_rollback(&responder).await["approval"]["id"].as_i64().unwrap();
@@ -283,14 +284,17 @@ async fn the_count_of_what_waits_for_each_person_is_pushed_on_their_event_stream
     let second = another_admin(&app).await;
     let mut reviewer = Events::open(&second).await;
     assert_eq!(reviewer.waiting().await, 0);
+    assert_eq!(reviewer.next("break_glass").await.0, "0");
     let mut body = rollback_body();
     body["break_glass"] = json!(true);
     assert_eq!(admin.post("/api/v1/gateways/edge/actions/rollback", &body).await.status(), StatusCode::ACCEPTED);
     assert_eq!(reviewer.waiting().await, 1);
+    assert_eq!(reviewer.next("break_glass").await.0, "1", "the banner: a break-glass run to review");
     let glass = second.get_json("/api/v1/approvals?for=me").await["approvals"][0]["id"].as_i64().unwrap();
     let reviewed = second.post(&format!("/api/v1/approvals/{glass}/review"), &json!({"reason": "was right"})).await;
     assert_eq!(reviewed.status(), StatusCode::OK);
     assert_eq!(reviewer.waiting().await, 0);
+    assert_eq!(reviewer.next("break_glass").await.0, "0");
 
     // Nothing of this waited for the responder, and the admin's own break-glass run
     // did not count for them: neither stream sent another count up to a marker entry
@@ -306,6 +310,6 @@ async fn the_count_of_what_waits_for_each_person_is_pushed_on_their_event_stream
                 break;
             }
         }
-        assert!(!before.iter().any(|k| k == "approvals"), "{before:?}");
+        assert!(!before.iter().any(|k| k == "approvals" || k == "break_glass"), "{before:?}");
     }
 }

@@ -362,6 +362,12 @@ fn Layout() -> impl IntoView {
         // The banner, when shown, comes first: the style greys everything after it.
         <main class="page">
             {connection_banner(connection)}
+            // Shown by the live feed (`http::show_break_glass`) while a change someone
+            // ran by break-glass waits for this person's review.
+            <div class="banner banner-warn" id="break-glass-banner" data-testid="break-glass-banner" role="alert" hidden>
+                "A change ran by break-glass, without a second person's approval, and waits for your review. "
+                <a href="/incidents">"Review it"</a>
+            </div>
             <Outlet />
         </main>
     }

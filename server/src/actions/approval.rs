@@ -488,13 +488,19 @@ pub struct Open {
     requester: String,
     /// The role that may run (so decide or review) the action.
     role: Role,
+    /// A break-glass run waiting for review (else a request waiting for a decision).
+    pub break_glass: bool,
 }
 
 impl Open {
     /// The open item of an approval in `status`, if it is one.
     fn of(status: &str, requester: &str, action: &str) -> Option<Open> {
         let role = ActionName::parse(action)?.role();
-        ["awaiting_approval", "break_glass"].contains(&status).then(|| Open { requester: requester.into(), role })
+        ["awaiting_approval", "break_glass"].contains(&status).then(|| Open {
+            requester: requester.into(),
+            role,
+            break_glass: status == "break_glass",
+        })
     }
 
     /// Whether it waits for `name` with `role`: anyone else who may run the action.

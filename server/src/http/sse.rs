@@ -64,7 +64,8 @@ fn session_end(state: &AppState, session: &tower_sessions::Session) -> impl std:
 /// fleet change (every simulated second), starting with the current one; an `action`
 /// event with an action's record whenever it changes (progress, outcome, impact, undo);
 /// an `audit` event with every new audit entry; an `approvals` event with how many
-/// approval requests wait for the user, now and when it changes.
+/// approval requests wait for the user, and a `break_glass` event with how many of them
+/// are break-glass runs to review, now and when they change.
 ///
 /// Action and audit events carry their outbox id; a client reconnecting with
 /// `Last-Event-ID` (to this or another replica) first gets those it missed.
@@ -114,26 +115,40 @@ pub(super) async fn events(
 }
 
 /// `approvals` events: how many approval requests and break-glass runs wait for `name`
-/// (with `role`), first the number now, then each time it changes.
+/// (with `role`), first the number now, then each time it changes; and `break_glass`
+/// events with how many of them are break-glass runs to review (the banner every page
+/// shows), first and when that changes.
 fn waiting_for(
     rx: tokio::sync::watch::Receiver<std::sync::Arc<[crate::actions::approval::Open]>>,
     name: String,
     role: app::dto::Role,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures::stream::unfold((rx, None::<usize>), move |(mut rx, sent)| {
+    futures::stream::unfold((rx, None::<(usize, usize)>), move |(mut rx, sent)| {
         let name = name.clone();
         async move {
             loop {
                 if sent.is_some() && rx.changed().await.is_err() {
                     return None;
                 }
-                let n = rx.borrow_and_update().iter().filter(|o| o.waits_for(&name, role)).count();
-                if sent != Some(n) {
-                    return Some((Ok(Event::default().event("approvals").data(n.to_string())), (rx, Some(n))));
+                let (all, glass) = rx
+                    .borrow_and_update()
+                    .iter()
+                    .filter(|o| o.waits_for(&name, role))
+                    .fold((0, 0), |(all, glass), o| (all + 1, glass + usize::from(o.break_glass)));
+                let mut events = Vec::new();
+                if sent.map(|s| s.0) != Some(all) {
+                    events.push(Ok(Event::default().event("approvals").data(all.to_string())));
+                }
+                if sent.map(|s| s.1) != Some(glass) {
+                    events.push(Ok(Event::default().event("break_glass").data(glass.to_string())));
+                }
+                if !events.is_empty() {
+                    return Some((futures::stream::iter(events), (rx, Some((all, glass)))));
                 }
             }
         }
     })
+    .flatten()
 }
 
 /// The SSE event of a bus event (none for sign-outs, which only end streams).
