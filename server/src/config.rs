@@ -177,6 +177,10 @@ pub struct ServeArgs {
     /// Probes in flight, all users together.
     #[arg(long, env = "GATEWARDEN_MAX_PROBES", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub max_probes: u64,
+    /// Changes to incidents (declaring, updates, notes, pins, stars, runbook ticks) one
+    /// user may make in a minute.
+    #[arg(long, env = "GATEWARDEN_MAX_INCIDENT_WRITES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_incident_writes_per_minute: u64,
     /// Probes in flight of one user.
     #[arg(long, env = "GATEWARDEN_MAX_PROBES_PER_USER", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub max_probes_per_user: u64,

@@ -322,7 +322,9 @@ impl ServerConsole {
         self.state.incidents.timeline(id).await
     }
 
-    /// The caller as an audit actor, if they hold `role`; a refusal is on the record.
+    /// The caller as an audit actor, if they hold `role` and have not made
+    /// `--max-incident-writes-per-minute` incident writes this minute (every caller of
+    /// this is one); a refusal is on the record.
     async fn acting_at_least(&self, role: Role, action: &str, target: &str) -> Result<crate::audit::Actor> {
         let caller = self.acting()?;
         if let Err(refused) = crate::auth::require_role(caller.role, role) {
@@ -336,6 +338,18 @@ impl ServerConsole {
             entry.params = serde_json::json!({ "refused": format!("role {} below {role}", caller.role) });
             self.state.ledger.refuse(entry).await?;
             return Err(refused);
+        }
+        if let Err(throttled) = self.state.caps.incident_write(self.user_id(), crate::db::now_ms()) {
+            let mut entry = crate::audit::NewEntry::new(
+                caller.actor.clone(),
+                crate::audit::Kind::Incident,
+                crate::audit::Outcome::Denied,
+            );
+            entry.action = action.into();
+            entry.target = target.into();
+            entry.params = serde_json::json!({ "refused": throttled.to_api().message });
+            self.state.ledger.refuse(entry).await?;
+            return Err(throttled);
         }
         Ok(caller.actor)
     }

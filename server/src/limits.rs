@@ -40,6 +40,9 @@ pub struct Limits {
     pub pod_log_bytes_total: usize,
     /// Repeated refusals are folded into one audit entry per this window.
     pub refusal_window: Duration,
+    /// Writes to incidents (declaring, updates, notes, pins, stars, runbook ticks) one user
+    /// may make in a minute.
+    pub incident_writes_per_minute: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             pod_log_bytes: 256 * 1024,
             pod_log_bytes_total: 4 * 1024 * 1024,
             refusal_window: crate::audit::REFUSAL_WINDOW,
+            incident_writes_per_minute: 60,
         }
     }
 }
@@ -105,6 +109,8 @@ struct Counts {
 pub struct Caps {
     limits: Limits,
     counts: Arc<Mutex<Counts>>,
+    /// Incident writes per user in the current minute: (minute, count).
+    writes: Mutex<HashMap<i64, (u64, usize)>>,
 }
 
 /// A unit of capped work; dropping it frees its place.
@@ -134,7 +140,7 @@ impl Drop for Permit {
 impl Caps {
     /// Counting against `limits`.
     pub fn new(limits: Limits) -> Self {
-        Caps { limits, counts: Default::default() }
+        Caps { limits, counts: Default::default(), writes: Default::default() }
     }
 
     /// The bounds.
@@ -155,6 +161,27 @@ impl Caps {
     /// How many of `work` are running now, all users together.
     pub fn running(&self, work: Work) -> usize {
         self.counts.lock().unwrap_or_else(|e| e.into_inner()).total.get(&work).copied().unwrap_or(0)
+    }
+
+    /// Counts one incident write by `user` at `now_ms`, or refuses it with 429 (until the
+    /// next minute) past [`Limits::incident_writes_per_minute`]. Each request is bounded in
+    /// size; this bounds how many a user (or a stolen session) can make.
+    pub fn incident_write(&self, user: i64, now_ms: i64) -> Result<(), AppError> {
+        let minute = (now_ms.max(0) / 60_000) as u64;
+        let cap = self.limits.incident_writes_per_minute;
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        // Only the current minute counts: older entries go (one per account at most).
+        writes.retain(|_, (m, _)| *m == minute);
+        let (_, count) = writes.entry(user).or_insert((minute, 0));
+        if *count >= cap {
+            let left_s = 60 - (now_ms.max(0) / 1000 % 60) as u64;
+            return Err(AppError::TooManyRequests {
+                reason: format!("you made {count} changes to incidents this minute (at most {cap} a minute)"),
+                retry_after_s: left_s.max(1),
+            });
+        }
+        *count += 1;
+        Ok(())
     }
 
     /// A place for `work` by user `user`, or 429 naming the cap that is full.
@@ -196,5 +223,16 @@ mod tests {
         drop(a1);
         assert!(caps.enter(Work::Search, 3).is_ok(), "a finished search frees its place");
         assert!(caps.enter(Work::Probe, 1).is_ok(), "other kinds of work are counted apart");
+    }
+
+    #[test]
+    fn incident_writes_are_counted_per_user_per_minute() {
+        let caps = Caps::new(Limits { incident_writes_per_minute: 2, ..Limits::default() });
+        let t = 10 * 60_000 + 45_000;
+        assert!(caps.incident_write(1, t).is_ok() && caps.incident_write(1, t + 1).is_ok());
+        let e = caps.incident_write(1, t + 2).err().unwrap();
+        assert!(e.to_string().contains("at most 2 a minute") && e.to_string().contains("try again in 15 s"), "{e}");
+        assert!(caps.incident_write(2, t + 3).is_ok(), "another user has their own count");
+        assert!(caps.incident_write(1, t + 15_000).is_ok(), "the next minute starts again");
     }
 }

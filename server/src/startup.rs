@@ -244,6 +244,7 @@ impl Settings {
             verifies: args.max_verifies as usize,
             pod_log_bytes: (args.pod_log_kb as usize) << 10,
             pod_log_bytes_total: (args.pod_log_total_kb as usize) << 10,
+            incident_writes_per_minute: args.max_incident_writes_per_minute as usize,
             ..Default::default()
         };
         let admin_password_file =

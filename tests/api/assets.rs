@@ -85,7 +85,7 @@ async fn the_sites_files_go_out_precompressed_as_the_browser_accepts_and_are_rev
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert!(again.bytes().await.unwrap().is_empty());
 
-    // A split chunk's number names its split point, not its content: revalidated too.
+    // A split chunk's number is not documented as a content hash: revalidated too.
     let chunk = fetch(&app, "/pkg/split___gateway_route_view_12141165978205790797.wasm", "br").await;
     assert_eq!(chunk.headers()["cache-control"], "no-cache");
     assert!(chunk.headers().get("content-encoding").is_none(), "no copy: sent as is");

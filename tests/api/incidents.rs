@@ -372,3 +372,39 @@ async fn probes_for_an_incident_and_pinned_log_lines_go_on_its_timeline() {
     );
     assert!(texts.contains(&&*format!("{name} pinned a log line from edge-7f9c: {line}")), "{texts:?}");
 }
+
+#[tokio::test]
+async fn a_user_making_too_many_incident_changes_in_a_minute_is_told_when_to_try_again() {
+    let mut options = Options::new(Backend::Sqlite);
+    options.limits.incident_writes_per_minute = 3;
+    let app = TestApp::spawn_with(options).await;
+    let (responder, other) = (app.signed_in(Role::Responder).await, app.signed_in(Role::Responder).await);
+    assert_eq!(
+        declare(&responder, json!({"title": "edge slow", "severity": "sev3"})).await.status(),
+        StatusCode::CREATED
+    );
+    for text in ["one", "two"] {
+        let noted = responder.post("/api/v1/incidents/1/notes", &json!({"text": text})).await;
+        assert_eq!(noted.status(), StatusCode::CREATED, "{text}");
+    }
+    // The minute may turn between two requests; then the count starts again, so ask
+    // until refused (at most the cap more times).
+    let refused = 'refused: {
+        for _ in 0..4 {
+            let r = responder.post("/api/v1/incidents/1/notes", &json!({"text": "one more"})).await;
+            if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                break 'refused r;
+            }
+        }
+        panic!("never refused");
+    };
+    let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let message = assert_error(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+    assert!(message.contains("at most 3 a minute"), "{message}");
+    // Another person is not held back by it, and the refusal is on the record.
+    assert_eq!(other.post("/api/v1/incidents/1/notes", &json!({"text": "mine"})).await.status(), StatusCode::CREATED);
+    let admin = app.signed_in(Role::Admin).await;
+    let denied = admin.get_json("/api/v1/audit?kind=incident&outcome=denied").await;
+    assert!(denied["entries"].to_string().contains("a minute"), "{denied}");
+}

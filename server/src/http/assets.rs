@@ -2,9 +2,10 @@
 //! precompressed (`.ci/compress-site.mjs`) are sent as they are, brotli or gzip as the
 //! browser accepts, with `Vary: Accept-Encoding`. Every file is `no-cache`: a browser
 //! keeps it and revalidates it (304 from `Last-Modified` when unchanged, no body). None
-//! can be cached as immutable: a split build's names carry no hash of their content
-//! (`gatewarden.wasm`, `chunk_9.wasm`, `split___gateway_route_view_<hash of the name>`
-//! come back with new code under the same name after an upgrade).
+//! can be cached as immutable: most of a split build's names (`gatewarden.wasm`,
+//! `gatewarden.js`, `chunk_9.wasm`) come back with new code under the same name after an
+//! upgrade, and the number in `split___<route>_<number>.wasm` is not documented as a
+//! content hash.
 
 use axum::body::Body;
 use axum::extract::Request;
