@@ -327,7 +327,14 @@ impl ServerConsole {
     /// this is one); a refusal is on the record.
     async fn acting_at_least(&self, role: Role, action: &str, target: &str) -> Result<crate::audit::Actor> {
         let caller = self.acting()?;
-        if let Err(refused) = crate::auth::require_role(caller.role, role) {
+        let refusal = match crate::auth::require_role(caller.role, role) {
+            Err(refused) => Some((refused, format!("role {} below {role}", caller.role))),
+            Ok(()) => self.state.caps.incident_write(self.user_id(), crate::db::now_ms()).err().map(|throttled| {
+                let why = throttled.to_api().message;
+                (throttled, why)
+            }),
+        };
+        if let Some((error, why)) = refusal {
             let mut entry = crate::audit::NewEntry::new(
                 caller.actor.clone(),
                 crate::audit::Kind::Incident,
@@ -335,21 +342,9 @@ impl ServerConsole {
             );
             entry.action = action.into();
             entry.target = target.into();
-            entry.params = serde_json::json!({ "refused": format!("role {} below {role}", caller.role) });
+            entry.params = serde_json::json!({ "refused": why });
             self.state.ledger.refuse(entry).await?;
-            return Err(refused);
-        }
-        if let Err(throttled) = self.state.caps.incident_write(self.user_id(), crate::db::now_ms()) {
-            let mut entry = crate::audit::NewEntry::new(
-                caller.actor.clone(),
-                crate::audit::Kind::Incident,
-                crate::audit::Outcome::Denied,
-            );
-            entry.action = action.into();
-            entry.target = target.into();
-            entry.params = serde_json::json!({ "refused": throttled.to_api().message });
-            self.state.ledger.refuse(entry).await?;
-            return Err(throttled);
+            return Err(error);
         }
         Ok(caller.actor)
     }
