@@ -313,3 +313,24 @@ async fn the_count_of_what_waits_for_each_person_is_pushed_on_their_event_stream
         assert!(!before.iter().any(|k| k == "approvals" || k == "break_glass"), "{before:?}");
     }
 }
+
+#[tokio::test]
+async fn a_waiting_request_stays_in_the_inbox_however_many_were_decided_after_it() {
+    let app = app_with_approvals(Backend::Sqlite, Duration::from_secs(900)).await;
+    let (responder, admin) = (app.signed_in(Role::Responder).await, app.signed_in(Role::Admin).await);
+    ask_for_rollback(&responder).await;
+    // 250 requests decided since (more than one page of the list).
+    for i in 0..250 {
+        sqlx::query(
+            "insert into approvals (gateway, action, kind, body, reason, incident, requester, requester_role, \
+             plan_hash, preview, status, created_at_ms, expires_at_ms, decided_by, decided_at_ms, decision_reason, \
+             action_id) values ('edge', 'rollback', 'rollback', '{}', 'old', '', 'someone', 'responder', 'h', \
+             '{\"summary\":\"\",\"changes\":[],\"warnings\":[]}', 'denied', $1, $1, 'admin', $1, 'no', null)",
+        )
+        .bind(i64::from(i))
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    }
+    assert_eq!(inbox(&admin).await, 1, "the old request still waits for the admin");
+}

@@ -215,10 +215,13 @@ impl Engine {
     /// only what waits for `caller`: requests they may decide and break-glass runs they
     /// may review (not their own).
     pub async fn approvals(&self, caller: &Caller, status: Option<&str>, for_me: bool) -> Result<ApprovalList> {
+        // For the inbox, only open ones are read, so a long history never hides one.
         let rows = sqlx::query(&format!(
-            "select {COLUMNS} from approvals where ($1 = '' or status = $1) order by id desc limit 200"
+            "select {COLUMNS} from approvals where ($1 = '' or status = $1) \
+             and ($2 = 0 or status in ('awaiting_approval', 'break_glass')) order by id desc limit 200"
         ))
         .bind(status.unwrap_or(""))
+        .bind(i64::from(for_me))
         .fetch_all(&self.db)
         .await?;
         let mut approvals = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
