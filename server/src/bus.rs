@@ -46,6 +46,9 @@ pub struct Bus {
     sign_outs: broadcast::Sender<Arc<str>>,
     /// The newest id relayed to this replica's subscribers.
     last: AtomicI64,
+    /// Subscribers inside the process that need only some events (see
+    /// [`Bus::subscribe_internal`]): they do not make every event wanted.
+    internal: std::sync::atomic::AtomicUsize,
 }
 
 impl Bus {
@@ -57,17 +60,26 @@ impl Bus {
             tx: broadcast::channel(1024).0,
             sign_outs: broadcast::channel(256).0,
             last: AtomicI64::new(0),
+            internal: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
     /// Someone may receive an event now (always with PostgreSQL: another replica's
     /// streams cannot be counted from here).
     pub fn wanted(&self) -> bool {
-        self.dialect == Dialect::Postgres || self.tx.receiver_count() > 0
+        self.dialect == Dialect::Postgres || self.tx.receiver_count() > self.internal.load(Ordering::Relaxed)
     }
 
     /// Events as they reach this replica.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<BusEvent>> {
+        self.tx.subscribe()
+    }
+
+    /// Events as they reach this replica, for a task of the process that reads only a
+    /// topic whose publishers send regardless of [`Bus::wanted`] (approvals): it does not
+    /// make every action and audit entry be serialized when no stream is open.
+    pub fn subscribe_internal(&self) -> broadcast::Receiver<Arc<BusEvent>> {
+        self.internal.fetch_add(1, Ordering::Relaxed);
         self.tx.subscribe()
     }
 

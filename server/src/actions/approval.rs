@@ -89,10 +89,10 @@ impl Engine {
         entry
     }
 
+    /// Sent whether or not a stream is open: each replica's count of open approvals
+    /// (`spawn_open_watch`) follows these, and they are rare.
     async fn publish_approval(&self, approval: &Approval) {
-        if self.bus.wanted()
-            && let Ok(json) = serde_json::to_string(approval)
-        {
+        if let Ok(json) = serde_json::to_string(approval) {
             self.bus.publish("approval", &json).await;
         }
     }
@@ -537,7 +537,7 @@ pub fn spawn_open_watch(
     bus: Arc<crate::bus::Bus>,
 ) -> (tokio::sync::watch::Receiver<Arc<[Open]>>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = tokio::sync::watch::channel(Arc::<[Open]>::from(Vec::new()));
-    let mut events = bus.subscribe();
+    let mut events = bus.subscribe_internal();
     let task = tokio::spawn(async move {
         let every_30s = Duration::from_secs(30);
         let mut every = tokio::time::interval_at(tokio::time::Instant::now() + every_30s, every_30s);

@@ -65,9 +65,10 @@ impl Incidents {
             let mut last = HashMap::new();
             loop {
                 let json = live.borrow_and_update().clone();
-                let snapshot = json.and_then(|j| serde_json::from_str::<LiveSnapshot>(&j).ok());
+                // Only the leader reads the snapshot at all.
+                let snapshot = json.filter(|_| leads()).and_then(|j| serde_json::from_str::<LiveSnapshot>(&j).ok());
                 match snapshot {
-                    Some(snapshot) if leads() => {
+                    Some(snapshot) => {
                         if let Err(e) = incidents.record_transitions(&mut last, &snapshot).await {
                             tracing::warn!(error = ?e, "recording gateway status changes on incident timelines failed");
                         }
