@@ -107,12 +107,21 @@ pub struct Checkpointer {
     key: AuditKey,
     body: std::sync::Mutex<Body>,
     dirty: tokio::sync::Notify,
+    /// Held across each write, so that two writers (the background task and the final
+    /// flush at a stop) cannot finish in the wrong order and leave an older head behind.
+    writing: std::sync::Mutex<()>,
 }
 
 impl Checkpointer {
     /// A checkpoint starting at `body`, kept in `path` (none: in memory only).
     pub fn new(path: Option<PathBuf>, key: AuditKey, body: Body) -> Arc<Self> {
-        Arc::new(Checkpointer { path, key, body: std::sync::Mutex::new(body), dirty: tokio::sync::Notify::new() })
+        Arc::new(Checkpointer {
+            path,
+            key,
+            body: std::sync::Mutex::new(body),
+            dirty: tokio::sync::Notify::new(),
+            writing: std::sync::Mutex::new(()),
+        })
     }
 
     /// The checkpoint as it stands.
@@ -144,9 +153,11 @@ impl Checkpointer {
         body.breaks.drain(..excess);
     }
 
-    /// Writes the file now.
+    /// Writes the file now. The head is read after this writer's turn comes, so the last
+    /// write to finish holds the newest head.
     pub fn flush(&self) -> std::io::Result<()> {
         let Some(path) = &self.path else { return Ok(()) };
+        let _turn = self.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut body = self.body();
         body.written_ms = now_ms();
         crate::files::replace_private(path, &to_text(&self.key, &body))
@@ -227,5 +238,42 @@ mod tests {
         let edited = std::fs::read_to_string(&path).unwrap().replace("\"head_id\":41", "\"head_id\":30");
         std::fs::write(&path, edited).unwrap();
         assert!(read(&path, &k).unwrap_err().contains("signature"));
+    }
+
+    #[test]
+    fn a_write_still_under_way_never_leaves_an_older_head_behind_the_final_flush() {
+        // The background task may be writing (its fsync slow on a busy disk) when the
+        // console stops and flushes; the file must end with the newest head either way.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.checkpoint");
+        let k = key("one");
+        let body = Body {
+            format: FORMAT.into(),
+            key_id: k.id().into(),
+            auth_from: 1,
+            head_id: 1,
+            head_hash: "00".repeat(32),
+            written_ms: 1,
+            breaks: Vec::new(),
+        };
+        for round in 0..40_i64 {
+            let cp = Checkpointer::new(Some(path.clone()), k.clone(), body.clone());
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let background = {
+                let (cp, stop) = (cp.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        cp.flush().unwrap();
+                    }
+                })
+            };
+            for id in 2..20 {
+                cp.advance(id, &format!("{id:064x}"));
+            }
+            cp.flush().unwrap();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            background.join().unwrap();
+            assert_eq!(read(&path, &k).unwrap().unwrap().head_id, 19, "round {round}");
+        }
     }
 }
