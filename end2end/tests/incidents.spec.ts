@@ -17,7 +17,7 @@ test('a responder and an admin work an incident together, with a two-person roll
     const login = await api.post('/api/v1/session', { data: { username: 'admin', password: ADMIN_PASSWORD } });
     const { csrf_token } = await login.json();
     const created = await api.post('/api/v1/users', {
-      data: { username: 'oncall', password: PASSWORD, role: 'responder' },
+      data: { username: 'oncall', password: PASSWORD, role: 'responder', reason: 'the on-call responder' },
       headers: { 'x-csrf-token': csrf_token },
     });
     expect(created.status()).toBe(201);
@@ -130,7 +130,7 @@ test('a responder and an admin work an incident together, with a two-person roll
       await adminApi.post('/api/v1/session', { data: { username: 'admin', password: ADMIN_PASSWORD } })
     ).json();
     const lead_created = await adminApi.post('/api/v1/users', {
-      data: { username: 'lead', password: PASSWORD, role: 'admin' },
+      data: { username: 'lead', password: PASSWORD, role: 'admin', reason: 'the incident lead' },
       headers: { 'x-csrf-token': token },
     });
     expect(lead_created.status()).toBe(201);

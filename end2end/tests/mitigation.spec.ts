@@ -10,7 +10,7 @@ test.beforeAll(async ({ baseURL }) => {
   const login = await api.post('/api/v1/session', { data: { username: 'admin', password: ADMIN_PASSWORD } });
   const { csrf_token } = await login.json();
   for (const [username, role] of [['oncall', 'responder'], ['watcher', 'viewer']]) {
-    const r = await api.post('/api/v1/users', { data: { username, password: PASSWORD, role }, headers: { 'x-csrf-token': csrf_token } });
+    const r = await api.post('/api/v1/users', { data: { username, password: PASSWORD, role, reason: 'a test account' }, headers: { 'x-csrf-token': csrf_token } });
     expect([201, 409]).toContain(r.status());
   }
   await api.dispose();

@@ -146,7 +146,7 @@ async fn main() {
         let r = admin
             .post(format!("{base}/api/v1/users"))
             .header("x-csrf-token", &csrf)
-            .json(&serde_json::json!({"username": format!("watcher{i}"), "password": USER_PASSWORD, "role": "viewer"}))
+            .json(&serde_json::json!({"username": format!("watcher{i}"), "password": USER_PASSWORD, "role": "viewer", "reason": "load test"}))
             .send()
             .await
             .unwrap();

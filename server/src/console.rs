@@ -3,13 +3,15 @@
 //! every role check and rule lives here or below, once.
 
 use crate::actions::Caller;
-use crate::audit::{Client, Kind, NewEntry, Outcome};
+use crate::audit::Client;
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
 use crate::limits::Work;
 use crate::params::Params;
 use crate::state::AppState;
 use crate::users;
+
+mod accounts;
 use app::console::{ApiFuture, Console, Operations};
 use app::dto::*;
 
@@ -400,48 +402,6 @@ impl ServerConsole {
     pub async fn users(&self) -> Result<Vec<UserSummary>> {
         self.caller(Role::Admin)?;
         users::list(&self.state.db).await
-    }
-
-    /// Creates an account (admin). Refusals and creations are audited; the password
-    /// never is.
-    pub async fn create_user(&self, body: serde_json::Value) -> Result<UserSummary> {
-        let user = self.user.as_ref().ok_or(AppError::Unauthorized)?;
-        let mut entry =
-            NewEntry::new(self.client.actor(&user.username, user.role.as_str()), Kind::UserChange, Outcome::Succeeded);
-        entry.action = "create-user".into();
-        let text = |field: &str| body.get(field).and_then(serde_json::Value::as_str).unwrap_or_default();
-        entry.target = text("username").chars().take(64).collect();
-        entry.params = serde_json::json!({ "role": text("role").chars().take(16).collect::<String>() });
-        if let Err(refused) = user.require(Role::Admin) {
-            entry.outcome = Outcome::Denied;
-            self.state.ledger.refuse(entry).await?;
-            return Err(refused);
-        }
-        // With the path to the bad field, as the JSON extractor says it.
-        let new: NewUser = serde_path_to_error::deserialize(body).map_err(|e| AppError::BadRequest {
-            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            message: format!("Failed to deserialize the JSON body into the target type: {e}"),
-        })?;
-        entry.params = serde_json::json!({ "role": new.role });
-        users::validate(&new)?;
-        // Fail closed, like actions: no record, no account. The record comes first; if the
-        // account then cannot be created, a second entry says so.
-        self.state.ledger.append(entry.clone()).await.map_err(|e| {
-            tracing::error!(error = ?e, "audit entry not written; account not created");
-            AppError::Unavailable("the audit ledger is unavailable, so no account was created".into())
-        })?;
-        let created = match users::create(&self.state.db, new).await {
-            Ok(created) => created,
-            Err(e) => {
-                entry.outcome = Outcome::Failed;
-                // What a client may see, never a database's own words.
-                entry.reason = e.to_api().message;
-                self.state.ledger.append(entry).await?;
-                return Err(e);
-            }
-        };
-        tracing::info!(by = %user.username, user = %created.username, role = %created.role, "user created");
-        Ok(created)
     }
 }
 

@@ -181,7 +181,11 @@ async fn add_user(
     if password.is_empty() {
         return Err(StartupError::Config("no password on standard input".into()));
     }
-    let new = NewUser { username: name, password, role };
+    let reason = format!(
+        "added on the command line (gatewarden user add) by {}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let new = NewUser { username: name, password, role, reason };
     users::validate(&new).map_err(|e| StartupError::Config(e.to_string()))?;
     let db = server::db::connect(&database_url).await?;
     // On the record first, signed with the console's key, like an admin's creation in the
@@ -207,6 +211,7 @@ async fn add_user(
     entry.action = "create-user".into();
     entry.target = new.username.clone();
     entry.params = serde_json::json!({ "role": new.role });
+    entry.reason = new.reason.clone();
     ledger.append(entry.clone()).await.map_err(|e| {
         StartupError::Other(format!("the audit ledger could not be written, so no account was created: {e:?}"))
     })?;

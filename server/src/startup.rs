@@ -638,6 +638,7 @@ impl Application {
             open_approvals,
             fleet_info,
             db: db.clone(),
+            dialect,
             health,
             ledger,
             engine,

@@ -16,6 +16,8 @@ use tokio::sync::watch;
 pub struct AppState {
     /// Accounts and sessions.
     pub db: Db,
+    /// Which database `db` is.
+    pub dialect: crate::db::Dialect,
     /// Gateway health from the fleet and metrics backends.
     pub health: Arc<HealthService>,
     /// The audit ledger.

@@ -123,7 +123,10 @@ async fn some_activity(app: &TestApp) -> Session {
         )
         .await;
     let _ = admin
-        .post("/api/v1/users", &json!({"username": "observer", "password": USER_PASSWORD, "role": "viewer"}))
+        .post(
+            "/api/v1/users",
+            &json!({"username": "observer", "password": USER_PASSWORD, "role": "viewer", "reason": "a test account"}),
+        )
         .await;
     admin
 }
@@ -194,7 +197,7 @@ async fn denied_attempts_failed_logins_and_failed_actions_are_all_there_and_no_s
     let created = admin_client
         .post(app.url("/api/v1/users"))
         .header("x-csrf-token", &csrf)
-        .json(&json!({"username": "newbie", "password": "s3cret-passphrase!", "role": "viewer"}))
+        .json(&json!({"username": "newbie", "password": "s3cret-passphrase!", "role": "viewer", "reason": "a test account"}))
         .send()
         .await
         .unwrap();

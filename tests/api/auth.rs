@@ -144,7 +144,12 @@ async fn anonymous_api_calls_get_401_json() {
     for path in ["/api/v1/session", "/api/v1/gateways", "/api/v1/gateways/edge", "/api/v1/events", "/api/v1/users"] {
         assert_error(anon.get(path).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
-    let r = anon.post("/api/v1/users", &json!({"username": "x", "password": "0123456789", "role": "admin"})).await;
+    let r = anon
+        .post(
+            "/api/v1/users",
+            &json!({"username": "x", "password": "0123456789", "role": "admin", "reason": "a test account"}),
+        )
+        .await;
     assert_error(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 

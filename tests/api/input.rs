@@ -47,7 +47,12 @@ async fn an_oversized_body_is_a_413_and_creates_nothing() {
     let admin = app.signed_in(Role::Admin).await;
     let huge = "x".repeat(200 * 1024);
 
-    let r = admin.post("/api/v1/users", &json!({"username": "big", "password": huge, "role": "viewer"})).await;
+    let r = admin
+        .post(
+            "/api/v1/users",
+            &json!({"username": "big", "password": huge, "role": "viewer", "reason": "a test account"}),
+        )
+        .await;
 
     assert_error(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     assert_eq!(user_count(&app).await, 1);
@@ -58,10 +63,21 @@ async fn invalid_new_users_are_422s_naming_the_field_and_create_nothing() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.signed_in(Role::Admin).await;
     let cases = [
-        (json!({"username": "has space", "password": "0123456789ab", "role": "viewer"}), "username"),
-        (json!({"username": "", "password": "0123456789ab", "role": "viewer"}), "username"),
-        (json!({"username": "short.pw", "password": "123", "role": "viewer"}), "password"),
-        (json!({"username": "bad.role", "password": "0123456789ab", "role": "root"}), "role"),
+        (
+            json!({"username": "has space", "password": "0123456789ab", "role": "viewer", "reason": "a test account"}),
+            "username",
+        ),
+        (json!({"username": "", "password": "0123456789ab", "role": "viewer", "reason": "a test account"}), "username"),
+        (json!({"username": "short.pw", "password": "123", "role": "viewer", "reason": "a test account"}), "password"),
+        (
+            json!({"username": "bad.role", "password": "0123456789ab", "role": "root", "reason": "a test account"}),
+            "role",
+        ),
+        (json!({"username": "no.reason", "password": "0123456789ab", "role": "viewer"}), "reason"),
+        (
+            json!({"username": "long.reason", "password": "0123456789ab", "role": "viewer", "reason": "x".repeat(1001)}),
+            "reason",
+        ),
     ];
     for (body, field) in cases {
         let r = admin.post("/api/v1/users", &body).await;

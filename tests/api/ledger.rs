@@ -87,7 +87,7 @@ async fn a_rewrite_with_fresh_hashes_is_caught_by_the_key(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.signed_in(Role::Admin).await;
     admin
-        .post("/api/v1/users", &serde_json::json!({"username": "mallory", "password": USER_PASSWORD, "role": "viewer"}))
+        .post("/api/v1/users", &serde_json::json!({"username": "mallory", "password": USER_PASSWORD, "role": "viewer", "reason": "a test account"}))
         .await;
     app.signed_in(Role::Admin).await;
     let intact = verify(&admin).await;
@@ -266,7 +266,7 @@ async fn an_exported_ledger_verifies_offline_with_the_key_and_the_checkpoint() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.signed_in(Role::Admin).await;
     admin
-        .post("/api/v1/users", &serde_json::json!({"username": "ops", "password": USER_PASSWORD, "role": "viewer"}))
+        .post("/api/v1/users", &serde_json::json!({"username": "ops", "password": USER_PASSWORD, "role": "viewer", "reason": "a test account"}))
         .await;
     let export = admin.get("/api/v1/audit/export?format=jsonl").await.text().await.unwrap();
     let newest = export.lines().count() as i64;

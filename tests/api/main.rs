@@ -25,3 +25,4 @@ mod prometheus;
 mod replicas;
 mod roles;
 mod ui;
+mod users;

@@ -20,7 +20,7 @@ fn cluster() -> Arc<FakeApiServer> {
     fake
 }
 
-async fn replica(db: TestDb, fake: &Arc<FakeApiServer>) -> TestApp {
+pub(crate) async fn replica(db: TestDb, fake: &Arc<FakeApiServer>) -> TestApp {
     let mut options = Options::new(Backend::Postgres);
     options.kube = Some(InjectedClient(fake.client("prod")));
     TestApp::spawn_on(db, options).await

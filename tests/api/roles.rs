@@ -15,7 +15,7 @@ async fn an_admin_creates_a_responder_who_can_then_sign_in_with_that_role(backen
     let admin = app.signed_in(Role::Admin).await;
 
     let created = admin
-        .post("/api/v1/users", &json!({"username": "oncall.sre", "password": "pager duty 24/7", "role": "responder"}))
+        .post("/api/v1/users", &json!({"username": "oncall.sre", "password": "pager duty 24/7", "role": "responder", "reason": "a test account"}))
         .await;
 
     assert_eq!(created.status(), StatusCode::CREATED);
@@ -50,11 +50,11 @@ async fn every_endpoint_allows_exactly_the_roles_it_should() {
             let expected = if role >= needed { StatusCode::OK } else { StatusCode::FORBIDDEN };
             assert_eq!(status, expected, "{name} GET {path}");
         }
-        let new_user = json!({"username": format!("made-by-{name}"), "password": "0123456789ab", "role": "viewer"});
+        let new_user = json!({"username": format!("made-by-{name}"), "password": "0123456789ab", "role": "viewer", "reason": "a test account"});
         let with_token = session.post("/api/v1/users", &new_user).await.status();
         let expected = if role == Role::Admin { StatusCode::CREATED } else { StatusCode::FORBIDDEN };
         assert_eq!(with_token, expected, "{name} POST /users");
-        let again = json!({"username": format!("again-by-{name}"), "password": "0123456789ab", "role": "viewer"});
+        let again = json!({"username": format!("again-by-{name}"), "password": "0123456789ab", "role": "viewer", "reason": "a test account"});
         let without_token = session.post_without_csrf("/api/v1/users", &again).await;
         assert_error(without_token, StatusCode::FORBIDDEN, "csrf").await;
     }
@@ -74,7 +74,12 @@ async fn a_viewer_is_refused_before_validation_so_errors_leak_nothing() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let viewer = app.signed_in(Role::Viewer).await;
 
-    let r = viewer.post("/api/v1/users", &json!({"username": "bad name!", "password": "x", "role": "admin"})).await;
+    let r = viewer
+        .post(
+            "/api/v1/users",
+            &json!({"username": "bad name!", "password": "x", "role": "admin", "reason": "a test account"}),
+        )
+        .await;
 
     let message = assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
     assert!(message.contains("admin"), "{message}");
@@ -85,8 +90,12 @@ async fn a_taken_username_is_a_conflict() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.signed_in(Role::Admin).await;
 
-    let r =
-        admin.post("/api/v1/users", &json!({"username": "admin", "password": "0123456789ab", "role": "viewer"})).await;
+    let r = admin
+        .post(
+            "/api/v1/users",
+            &json!({"username": "admin", "password": "0123456789ab", "role": "viewer", "reason": "a test account"}),
+        )
+        .await;
 
     assert_error(r, StatusCode::CONFLICT, "conflict").await;
 }
@@ -227,7 +236,7 @@ async fn an_account_whose_record_cannot_be_written_is_not_created(backend: Backe
     }
 
     let r = admin
-        .post("/api/v1/users", &json!({"username": "unrecorded", "password": "0123456789ab", "role": "viewer"}))
+        .post("/api/v1/users", &json!({"username": "unrecorded", "password": "0123456789ab", "role": "viewer", "reason": "a test account"}))
         .await;
 
     let message = assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;

@@ -335,7 +335,12 @@ impl TestApp {
     pub async fn add_user(&self, username: &str, role: Role) {
         server::users::create(
             &self.state.db,
-            NewUser { username: username.into(), password: USER_PASSWORD.into(), role },
+            NewUser {
+                username: username.into(),
+                password: USER_PASSWORD.into(),
+                role,
+                reason: "a test account".into(),
+            },
         )
         .await
         .expect("create user");
@@ -460,6 +465,17 @@ impl Session {
         self.client
             .put(format!("{}{path}", self.base))
             .header("x-csrf-token", &self.csrf)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// PUT JSON with the CSRF header.
+    pub async fn put_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .put(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .json(body)
             .send()
             .await
             .expect("request")

@@ -374,6 +374,40 @@ pub struct UserSummary {
     pub role: Role,
     /// Creation time, Unix milliseconds.
     pub created_at_ms: i64,
+    /// Where the account signs in: `local` (a password here) or `oidc` (the identity
+    /// provider).
+    #[serde(default)]
+    pub source: UserSource,
+    /// When it was disabled, Unix milliseconds; none while it may sign in.
+    #[serde(default)]
+    pub disabled_at_ms: Option<i64>,
+    /// Its last successful sign-in, Unix milliseconds.
+    #[serde(default)]
+    pub last_sign_in_ms: Option<i64>,
+    /// Sessions signed in now (not ended, not expired).
+    #[serde(default)]
+    pub active_sessions: i64,
+}
+
+/// Where an account signs in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserSource {
+    /// With a password kept (hashed) by the console.
+    #[default]
+    Local,
+    /// Through the OpenID Connect provider; the console keeps no password.
+    Oidc,
+}
+
+impl UserSource {
+    /// Its name on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserSource::Local => "local",
+            UserSource::Oidc => "oidc",
+        }
+    }
 }
 
 /// `POST /api/v1/users` body.
@@ -385,6 +419,9 @@ pub struct NewUser {
     pub password: String,
     /// The account's role.
     pub role: Role,
+    /// Why the account is made (for the audit trail): 1–1000 characters.
+    #[serde(default)]
+    pub reason: String,
 }
 
 impl fmt::Debug for NewUser {
@@ -393,7 +430,73 @@ impl fmt::Debug for NewUser {
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .field("role", &self.role)
+            .field("reason", &self.reason)
             .finish()
+    }
+}
+
+/// `PATCH /api/v1/users/{username}` body: a new role, disabling or enabling, or both.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    /// The new role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// `true` disables the account (its sessions end at once), `false` enables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// Why (for the audit trail): 1–1000 characters.
+    pub reason: String,
+}
+
+/// The body of the user changes that take only a reason: a password reset, revoking
+/// sessions.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    /// Why (for the audit trail): 1–1000 characters.
+    pub reason: String,
+}
+
+/// `POST /api/v1/users/{username}/password`: the new password, shown this once.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct PasswordReset {
+    /// Whose.
+    pub username: String,
+    /// The generated password; the console keeps only its hash.
+    pub password: String,
+    /// How many of the account's sessions were ended.
+    pub sessions_ended: i64,
+}
+
+impl fmt::Debug for PasswordReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordReset").field("username", &self.username).field("password", &"<redacted>").finish()
+    }
+}
+
+/// `POST /api/v1/users/{username}/revoke-sessions`: how many sessions ended.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct SessionsRevoked {
+    /// Whose.
+    pub username: String,
+    /// How many of the account's sessions were ended.
+    pub sessions_ended: i64,
+}
+
+/// `PUT /api/v1/session/password` body: a signed-in person changes their own password.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The password now.
+    pub current_password: String,
+    /// The new one: 10–1024 characters.
+    pub new_password: String,
+}
+
+impl fmt::Debug for PasswordChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordChange { <redacted> }")
     }
 }
 

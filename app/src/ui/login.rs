@@ -8,6 +8,7 @@ use leptos_router::hooks::use_query_map;
 fn failure_message(reason: &str) -> &'static str {
     match reason {
         "throttled" => "too many failed sign-in attempts; try again later",
+        "disabled" => "this account is disabled: ask an admin to enable it",
         _ => "invalid username or password",
     }
 }

@@ -33,6 +33,10 @@ pub struct SessionData {
     /// was kept).
     #[serde(default)]
     pub touched_ms: i64,
+    /// The account's session epoch at sign-in: when it has moved on since (the account
+    /// was disabled, its password reset, its sessions revoked), the session is refused.
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 /// A session's idle clock restarts with activity, but the store is written at most this

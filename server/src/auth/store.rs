@@ -23,6 +23,11 @@ fn backend(e: sqlx::Error) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
 
+/// Whose session a record is (the signed-in account's id), kept in its own column.
+fn user_of(record: &Record) -> Option<i64> {
+    record.data.get(crate::auth::SESSION_KEY)?.get("user_id")?.as_i64()
+}
+
 fn expiry_ms(record: &Record) -> i64 {
     (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -34,11 +39,13 @@ impl SessionStore for DbSessionStore {
         // Ids are 128 random bits; still, never overwrite someone else's session.
         loop {
             let inserted = sqlx::query(
-                "insert into sessions (id, data, expiry_date) values ($1, $2, $3) on conflict (id) do nothing",
+                "insert into sessions (id, data, expiry_date, user_id) values ($1, $2, $3, $4)
+                 on conflict (id) do nothing",
             )
             .bind(record.id.to_string())
             .bind(&data)
             .bind(expiry_ms(record))
+            .bind(user_of(record))
             .execute(&self.db)
             .await
             .map_err(backend)?;
@@ -52,12 +59,14 @@ impl SessionStore for DbSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
         sqlx::query(
-            "insert into sessions (id, data, expiry_date) values ($1, $2, $3)
-             on conflict (id) do update set data = excluded.data, expiry_date = excluded.expiry_date",
+            "insert into sessions (id, data, expiry_date, user_id) values ($1, $2, $3, $4)
+             on conflict (id) do update set data = excluded.data, expiry_date = excluded.expiry_date,
+             user_id = excluded.user_id",
         )
         .bind(record.id.to_string())
         .bind(data)
         .bind(expiry_ms(record))
+        .bind(user_of(record))
         .execute(&self.db)
         .await
         .map_err(backend)?;

@@ -69,6 +69,10 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/events", AtLeast(Viewer), get(sse::events)),
         route(Method::GET, "/users", AtLeast(Admin), get(users)),
         route(Method::POST, "/users", AtLeast(Admin), post(create_user)),
+        route(Method::PATCH, "/users/{username}", AtLeast(Admin), patch(update_user)),
+        route(Method::POST, "/users/{username}/password", AtLeast(Admin), post(reset_password)),
+        route(Method::POST, "/users/{username}/revoke-sessions", AtLeast(Admin), post(revoke_sessions)),
+        route(Method::PUT, "/session/password", AtLeast(Viewer), put(session::change_password)),
         route(Method::GET, "/fleet", AtLeast(Viewer), get(fleet)),
         route(Method::GET, "/replicas", AtLeast(Viewer), get(replicas)),
         route(Method::GET, "/dependencies", AtLeast(Viewer), get(dependencies)),
@@ -209,6 +213,36 @@ async fn create_user(
     // nothing from 422s (and an anonymous caller gets 401 before the body is read).
     let console = ServerConsole::new(state, Some(user)).with_client(client);
     Ok((StatusCode::CREATED, Json(console.create_user(body).await?)))
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path(username): Path<String>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<UserSummary>> {
+    Ok(Json(console(state, user).with_client(client).update_user(&username, body).await?))
+}
+
+async fn reset_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path(username): Path<String>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<app::dto::PasswordReset>> {
+    Ok(Json(console(state, user).with_client(client).reset_password(&username, body).await?))
+}
+
+async fn revoke_sessions(
+    State(state): State<AppState>,
+    user: AuthUser,
+    client: Client,
+    Path(username): Path<String>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<app::dto::SessionsRevoked>> {
+    Ok(Json(console(state, user).with_client(client).revoke_sessions(&username, body).await?))
 }
 
 /// The console's replicas running now, oldest first, and which one leads.

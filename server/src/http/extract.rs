@@ -176,8 +176,8 @@ async fn session_of(parts: &mut Parts, state: &AppState) -> Result<Session> {
         .map_err(|(_, msg)| AppError::Internal(format!("session layer missing: {msg}")))
 }
 
-/// The signed-in user of `session`, if any: ends sessions past their absolute limit or
-/// whose account is gone.
+/// The signed-in user of `session`, if any: ends sessions past their absolute limit,
+/// whose account is gone or disabled, or that were ended since they signed in.
 async fn resolve(session: &Session, state: &AppState) -> Result<Option<AuthUser>> {
     let data: Option<SessionData> =
         session.get(SESSION_KEY).await.map_err(|e| AppError::Internal(format!("session load: {e}")))?;
@@ -194,9 +194,12 @@ async fn resolve(session: &Session, state: &AppState) -> Result<Option<AuthUser>
         session.insert(SESSION_KEY, &data).await.map_err(|e| AppError::Internal(format!("session touch: {e}")))?;
     }
     match users::find_by_id(&state.db, data.user_id).await? {
-        Some(u) => Ok(Some(AuthUser { id: u.id, username: u.username, role: u.role, csrf: data.csrf })),
-        None => {
-            // The account was removed: end its sessions as they show up.
+        Some(u) if u.disabled_at_ms.is_none() && u.session_epoch == data.epoch => {
+            Ok(Some(AuthUser { id: u.id, username: u.username, role: u.role, csrf: data.csrf }))
+        }
+        _ => {
+            // The account was removed or disabled, or its sessions were ended (a password
+            // reset, a revocation) after this one signed in: end it as it shows up.
             session.flush().await.map_err(|e| AppError::Internal(format!("session flush: {e}")))?;
             Ok(None)
         }

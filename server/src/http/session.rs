@@ -8,7 +8,7 @@ use crate::db::now_ms;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
 use crate::users;
-use app::dto::{LoginRequest, SessionInfo};
+use app::dto::{LoginRequest, SessionInfo, UserSource};
 use axum::Form;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, Method, header};
@@ -52,12 +52,16 @@ fn csrf_refusal(path: &str, actor: Actor) -> NewEntry {
         [.., "gateways", gateway, "actions", action] => (Kind::ActionIntent, *action, *gateway),
         [.., "actions", id, "undo"] => (Kind::Undo, "undo", *id),
         [.., "users"] => (Kind::UserChange, "create-user", ""),
+        [.., "users", name] => (Kind::UserChange, "change-user", *name),
+        [.., "users", name, "password"] => (Kind::UserChange, "reset-password", *name),
+        [.., "users", name, "revoke-sessions"] => (Kind::UserChange, "revoke-sessions", *name),
+        [.., "session", "password"] => (Kind::UserChange, "change-own-password", ""),
         [.., "session"] => (Kind::Logout, "", ""),
         _ => (Kind::ActionIntent, "", ""),
     };
     let mut entry = NewEntry::new(actor, kind, Outcome::Denied);
     entry.action = action.into();
-    entry.target = target.into();
+    entry.target = target.chars().take(64).collect();
     entry.params = serde_json::json!({ "refused": "missing or invalid CSRF token", "path": path });
     entry
 }
@@ -102,6 +106,9 @@ async fn authenticate(
     // Over-long inputs are refused like a wrong password, after the same work.
     let sane = !req.username.is_empty() && req.username.len() <= 64 && req.password.len() <= 1024;
     let user = if sane { users::find_by_username(&state.db, &req.username).await? } else { None };
+    // An account the identity provider vouches for has no password here: it fails like
+    // an unknown name, after the same work.
+    let user = user.filter(|u| u.source == UserSource::Local);
     let stored = user.as_ref().map_or_else(|| state.dummy_hash.to_string(), |u| u.password_hash.clone());
     let password = if sane { req.password } else { String::new() };
     let ok = password::verify(password, stored).await? && user.is_some();
@@ -112,6 +119,12 @@ async fn authenticate(
         return Err(AppError::InvalidCredentials);
     };
     state.throttle.success(&req.username, addr).await;
+    // Said only to someone who knows the password.
+    if user.disabled_at_ms.is_some() {
+        tracing::info!(username = %req.username, %addr, "sign-in to a disabled account");
+        refuse_best_effort(state, refusal("account disabled")).await;
+        return Err(AppError::Forbidden("this account is disabled: ask an admin to enable it".into()));
+    }
     // Fail closed: a sign-in that cannot be recorded does not happen.
     state
         .ledger
@@ -120,8 +133,15 @@ async fn authenticate(
     // A new id on login defeats session fixation.
     session.cycle_id().await.map_err(|e| AppError::Internal(format!("cycle id: {e}")))?;
     let now = now_ms();
-    let data = SessionData { user_id: user.id, csrf: random_token(), login_at_ms: now, touched_ms: now };
+    let data = SessionData {
+        user_id: user.id,
+        csrf: random_token(),
+        login_at_ms: now,
+        touched_ms: now,
+        epoch: user.session_epoch,
+    };
     session.insert(SESSION_KEY, &data).await.map_err(|e| AppError::Internal(format!("session insert: {e}")))?;
+    users::record_sign_in(&state.db, user.id, now).await?;
     tracing::info!(username = %user.username, %addr, "signed in");
     Ok(SessionInfo { username: user.username, role: user.role, csrf_token: data.csrf })
 }
@@ -169,6 +189,7 @@ pub async fn login_form(
         Ok(_) => Redirect::to("/").into_response(),
         Err(AppError::InvalidCredentials) => Redirect::to("/login?failed=credentials").into_response(),
         Err(AppError::TooManyRequests { .. }) => Redirect::to("/login?failed=throttled").into_response(),
+        Err(AppError::Forbidden(_)) => Redirect::to("/login?failed=disabled").into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -183,6 +204,28 @@ fn same_origin(headers: &HeaderMap) -> bool {
 /// `GET /api/v1/session`: who is signed in.
 pub async fn current(user: AuthUser) -> axum::Json<SessionInfo> {
     axum::Json(user.info())
+}
+
+/// `PUT /api/v1/session/password`: the signed-in person changes their own password; their
+/// other sessions end, this one continues.
+pub async fn change_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ClientAddr(addr): ClientAddr,
+    client: Client,
+    session: Session,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<axum::http::StatusCode> {
+    let id = session.id().map(|id| id.to_string());
+    let console = crate::console::ServerConsole::new(state, Some(user)).with_client(client);
+    let epoch = console.change_own_password(body, addr, id.as_deref()).await?;
+    let data: Option<SessionData> =
+        session.get(SESSION_KEY).await.map_err(|e| AppError::Internal(format!("session load: {e}")))?;
+    if let Some(mut data) = data {
+        data.epoch = epoch;
+        session.insert(SESSION_KEY, &data).await.map_err(|e| AppError::Internal(format!("session insert: {e}")))?;
+    }
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /api/v1/session`: signs out and deletes the session server-side.
