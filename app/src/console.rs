@@ -63,8 +63,10 @@ pub trait Operations: Send + Sync {
     fn checklist(&self, id: i64) -> ApiFuture<Checklist>;
     /// Approvals; `query` is the URL query (`status`, `for=me`).
     fn approvals(&self, query: String) -> ApiFuture<ApprovalList>;
-    /// A write to `/api/v1{path}` (`POST`, `PATCH`, `PUT`, `DELETE`) with a JSON body;
-    /// the answer's JSON text. Pages write only from the browser: rendering never does.
+    /// A write to `/api/v1{path}` (`POST`, `PATCH`, `PUT`, `DELETE`) with a JSON body,
+    /// or a `GET` (the body unused); the answer's JSON text. Pages send only from the
+    /// browser: rendering never does. (Reading through it keeps a lazily loaded page's
+    /// types out of the first download.)
     fn send(&self, method: String, path: String, body: String) -> ApiFuture<String>;
 }
 

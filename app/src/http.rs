@@ -182,7 +182,11 @@ impl Operations for HttpConsole {
     }
     fn send(&self, method: String, path: String, body: String) -> ApiFuture<String> {
         boxed(
-            async move { fetch_text(&method, &format!("/api/v1{path}"), Some(body), Some(csrf_token().await?)).await },
+            // A GET (a page reading through `send`) carries no body.
+            async move {
+                let body = Some(body).filter(|_| method != "GET");
+                fetch_text(&method, &format!("/api/v1{path}"), body, Some(csrf_token().await?)).await
+            },
         )
     }
 }

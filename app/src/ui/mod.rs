@@ -12,6 +12,7 @@ mod health;
 mod incidents;
 mod login;
 mod logs;
+mod users;
 
 use crate::client::console;
 use crate::dto::{ActionRecord, LiveSnapshot, SessionInfo};
@@ -190,6 +191,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("logs") view={Lazy::<LogsRoute>::new()} />
                     <Route path=path!("dependencies") view={Lazy::<DependenciesRoute>::new()} />
                     <Route path=path!("incidents") view={Lazy::<IncidentsRoute>::new()} />
+                    <Route path=path!("users") view={Lazy::<UsersRoute>::new()} />
                 </ParentRoute>
             </Routes>
         </Router>
@@ -272,6 +274,21 @@ impl LazyRoute for IncidentsRoute {
     }
 }
 
+/// Accounts and your own password, their own chunk.
+#[derive(Debug)]
+struct UsersRoute;
+
+#[lazy_route]
+impl LazyRoute for UsersRoute {
+    fn data() -> Self {
+        UsersRoute
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <users::UsersPage /> }.into_any()
+    }
+}
+
 /// Frame of every signed-in page: header with the user and role, the live feed.
 #[component]
 fn Layout() -> impl IntoView {
@@ -342,6 +359,7 @@ fn Layout() -> impl IntoView {
                     ></span>
                 </a>
                 <a href="/audit">"Audit trail"</a>
+                <a href="/users">"Users"</a>
             </nav>
             {live_indicator(connection)}
             {zone_switch()}
