@@ -265,6 +265,42 @@ pub struct ServeArgs {
     /// any scrape target.
     #[arg(long, env = "GATEWARDEN_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<std::path::PathBuf>,
+    /// Single sign-on: the OpenID Connect provider's issuer URL (discovery is read from
+    /// `<issuer>/.well-known/openid-configuration`). Needs `--oidc-client-id` and
+    /// `--public-url` (the provider sends people back to `<public URL>/auth/oidc/callback`).
+    #[arg(long, env = "GATEWARDEN_OIDC_ISSUER", requires_all = ["oidc_client_id", "public_url"])]
+    pub oidc_issuer: Option<String>,
+    /// This console's client id at the provider.
+    #[arg(long, env = "GATEWARDEN_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+    pub oidc_client_id: Option<String>,
+    /// File holding the client secret (none: a public client, PKCE only).
+    #[arg(long, env = "GATEWARDEN_OIDC_CLIENT_SECRET_FILE", requires = "oidc_issuer")]
+    pub oidc_client_secret_file: Option<std::path::PathBuf>,
+    /// Scopes asked for, space-separated.
+    #[arg(long, env = "GATEWARDEN_OIDC_SCOPES", default_value = "openid profile email groups")]
+    pub oidc_scopes: String,
+    /// The ID-token claim that lists a person's groups.
+    #[arg(long, env = "GATEWARDEN_OIDC_ROLE_CLAIM", default_value = "groups")]
+    pub oidc_role_claim: String,
+    /// `GROUP=ROLE`: people in GROUP get ROLE (the highest of their groups' roles).
+    /// Repeatable; re-evaluated at each sign-in.
+    #[arg(long, env = "GATEWARDEN_OIDC_ROLE_MAP", value_delimiter = ',')]
+    pub oidc_role_map: Vec<String>,
+    /// The role of someone none of whose groups is mapped; without it they are refused
+    /// (with a page that says why, and on the record).
+    #[arg(long, env = "GATEWARDEN_OIDC_DEFAULT_ROLE")]
+    pub oidc_default_role: Option<app::dto::Role>,
+    /// The provider's name on the sign-in button ("Sign in with NAME").
+    #[arg(long, env = "GATEWARDEN_OIDC_PROVIDER_NAME", default_value = "single sign-on")]
+    pub oidc_provider_name: String,
+    /// Whether accounts sign in with a password here. Off (with single sign-on), only
+    /// the break-glass admin still may.
+    #[arg(long, env = "GATEWARDEN_LOCAL_ACCOUNTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub local_accounts: bool,
+    /// The local account that may sign in with its password when `--local-accounts=false`
+    /// (for when the identity provider is down).
+    #[arg(long, env = "GATEWARDEN_BREAK_GLASS_ADMIN", default_value = "admin")]
+    pub break_glass_admin: String,
     /// `text`, or `json` for log pipelines (every request's line then carries its id,
     /// user, route, status and latency as keys).
     #[arg(long, env = "GATEWARDEN_LOG_FORMAT", value_enum, default_value = "text")]

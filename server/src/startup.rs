@@ -26,6 +26,12 @@ use tower_sessions::ExpiredDeletion;
 /// neither the admin password nor the database URL's password.
 #[derive(Clone)]
 pub struct Settings {
+    /// Single sign-on, if set up.
+    pub oidc: Option<crate::auth::oidc::OidcSettings>,
+    /// Whether accounts may sign in with a password (else only the break-glass admin).
+    pub local_accounts: bool,
+    /// The account that may sign in with a password when local accounts are off.
+    pub break_glass_admin: String,
     /// Listen address (port 0 picks a free port).
     pub listen: SocketAddr,
     /// Database URL.
@@ -309,8 +315,53 @@ impl Settings {
             }
             None => None,
         };
+        let oidc = match &args.oidc_issuer {
+            Some(issuer) => {
+                let client_secret = match &args.oidc_client_secret_file {
+                    Some(path) => Some(
+                        std::fs::read_to_string(path)
+                            .map_err(|e| {
+                                StartupError::Config(format!(
+                                    "--oidc-client-secret-file {}: cannot read it: {e}",
+                                    path.display()
+                                ))
+                            })?
+                            .trim()
+                            .to_string(),
+                    ),
+                    None => None,
+                };
+                let role_map = args
+                    .oidc_role_map
+                    .iter()
+                    .map(|e| crate::auth::oidc::parse_role_map(e))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StartupError::Config)?;
+                let public = args.public_url.as_deref().unwrap_or_default().trim_end_matches('/');
+                Some(crate::auth::oidc::OidcSettings {
+                    issuer: issuer.clone(),
+                    client_id: args.oidc_client_id.clone().unwrap_or_default(),
+                    client_secret,
+                    redirect_url: format!("{public}/auth/oidc/callback"),
+                    scopes: args.oidc_scopes.split_whitespace().map(String::from).collect(),
+                    role_claim: args.oidc_role_claim.clone(),
+                    role_map,
+                    default_role: args.oidc_default_role,
+                    provider_name: args.oidc_provider_name.clone(),
+                })
+            }
+            None => None,
+        };
+        if !args.local_accounts && oidc.is_none() {
+            return Err(StartupError::Config(
+                "--local-accounts=false needs single sign-on (--oidc-issuer): no one else could sign in".into(),
+            ));
+        }
         let now_ms = db::now_ms();
         Ok(Settings {
+            oidc,
+            local_accounts: args.local_accounts,
+            break_glass_admin: args.break_glass_admin.clone(),
             metrics_token,
             approvals: (kinds, std::time::Duration::from_secs(args.approval_expiry_seconds)),
             dns,
@@ -633,7 +684,14 @@ impl Application {
         }
         let (open_approvals, watch) = crate::actions::approval::spawn_open_watch(db.clone(), bus.clone());
         background.push(watch);
+        let oidc = match &settings.oidc {
+            Some(o) => Some(crate::auth::oidc::Oidc::new(o.clone()).map_err(StartupError::Config)?),
+            None => None,
+        };
         let state = AppState {
+            oidc,
+            local_accounts: settings.local_accounts,
+            break_glass_admin: Arc::from(settings.break_glass_admin.as_str()),
             metrics_token: settings.metrics_token.clone().map(Arc::from),
             open_approvals,
             fleet_info,

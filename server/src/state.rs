@@ -18,6 +18,12 @@ pub struct AppState {
     pub db: Db,
     /// Which database `db` is.
     pub dialect: crate::db::Dialect,
+    /// Single sign-on's provider, if set up.
+    pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
+    /// Whether accounts may sign in with a password (else only `break_glass_admin`).
+    pub local_accounts: bool,
+    /// The account that signs in with a password when local accounts are off.
+    pub break_glass_admin: Arc<str>,
     /// Gateway health from the fleet and metrics backends.
     pub health: Arc<HealthService>,
     /// The audit ledger.

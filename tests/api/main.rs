@@ -24,5 +24,6 @@ mod processes;
 mod prometheus;
 mod replicas;
 mod roles;
+mod sso;
 mod ui;
 mod users;

@@ -127,6 +127,12 @@ impl Drop for TestDb {
 /// How to start a test server.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// Single sign-on (`--oidc-*`).
+    pub oidc: Option<server::auth::oidc::OidcSettings>,
+    /// `--local-accounts`.
+    pub local_accounts: bool,
+    /// The port to listen on (0: any free one).
+    pub port: u16,
     /// Database kind.
     pub backend: Backend,
     /// Starting scenario.
@@ -162,6 +168,9 @@ impl Options {
     /// Healthy fleet, seed 7.
     pub fn new(backend: Backend) -> Self {
         Options {
+            oidc: None,
+            local_accounts: true,
+            port: 0,
             backend,
             scenario: Scenario::Healthy,
             seed: 7,
@@ -240,7 +249,10 @@ impl TestApp {
         // Server logs go to the test's captured output: shown only when a test fails.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,server=info").try_init();
         let settings = Settings {
-            listen: "127.0.0.1:0".parse().expect("addr"),
+            oidc: options.oidc.clone(),
+            local_accounts: options.local_accounts,
+            break_glass_admin: "admin".into(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], options.port)),
             database_url: db.url.clone(),
             fleet: if options.kube.is_some() {
                 server::config::FleetKind::Kube

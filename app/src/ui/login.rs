@@ -9,7 +9,30 @@ fn failure_message(reason: &str) -> &'static str {
     match reason {
         "throttled" => "too many failed sign-in attempts; try again later",
         "disabled" => "this account is disabled: ask an admin to enable it",
+        "local-off" => "password sign-in is off here: sign in with single sign-on",
         _ => "invalid username or password",
+    }
+}
+
+/// The single sign-on provider's name, when the server has one (provided while rendering).
+#[derive(Clone, Debug, Default)]
+pub struct SsoProvider(pub Option<String>);
+
+/// The provider's name: the server's, while rendering; in the browser, what the
+/// rendered page says (the same, so hydration agrees; none after a client-side move
+/// here, which signing out never is: it loads the page).
+fn sso_provider() -> Option<String> {
+    #[cfg(feature = "hydrate")]
+    {
+        web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.get_element_by_id("sso-link"))
+            .and_then(|e| e.get_attribute("data-provider"))
+            .filter(|p| !p.is_empty())
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        use_context::<SsoProvider>().and_then(|p| p.0)
     }
 }
 
@@ -23,6 +46,9 @@ pub fn LoginPage() -> impl IntoView {
     let from_server = query.with_untracked(|q| q.get("failed").map(|r| failure_message(&r).to_string()));
     let error = RwSignal::new(from_server);
     let busy = RwSignal::new(false);
+    let sso = sso_provider();
+    let (sso_hidden, sso_name) = (sso.is_none(), sso.unwrap_or_default());
+    let sso_label = format!("Sign in with {sso_name}");
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let (Some(u), Some(p)) = (username.get(), password.get()) else { return };
@@ -78,6 +104,20 @@ pub fn LoginPage() -> impl IntoView {
                 <button class="btn btn-primary" type="submit" disabled=busy>
                     {move || if busy.get() { "Signing in…" } else { "Sign in" }}
                 </button>
+                // Always there (hidden without single sign-on), so the rendered page and
+                // the hydrated one have the same shape.
+                <a
+                    class="btn sso-link"
+                    id="sso-link"
+                    href="/auth/oidc/login"
+                    // A server route, not a page: the router must let the browser go.
+                    rel="external"
+                    data-provider=sso_name
+                    hidden=sso_hidden
+                    data-testid="sso-link"
+                >
+                    {sso_label}
+                </a>
             </form>
         </main>
     }

@@ -21,6 +21,7 @@ use leptos::prelude::*;
 pub use format::{Zone, zone_in_cookies};
 use leptos_router::components::{Outlet, ParentRoute, Route, Router, Routes};
 use leptos_router::{Lazy, LazyRoute, lazy_route, path};
+pub use login::SsoProvider;
 
 /// The HTML document the server streams; the browser hydrates `<App/>` inside it.
 pub fn shell(options: LeptosOptions) -> impl IntoView {

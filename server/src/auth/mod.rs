@@ -2,6 +2,7 @@
 //! password hashing, the session store and login throttling. The HTTP side (extractors,
 //! sign-in and sign-out handlers, the CSRF guard) lives in `http`.
 
+pub mod oidc;
 pub mod password;
 pub mod shared_throttle;
 pub mod store;

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod pages;
 pub mod session;
 mod sse;
+pub mod sso;
 
 use crate::auth::IDLE_TIMEOUT_MINUTES;
 use crate::auth::store::DbSessionStore;
@@ -48,6 +49,8 @@ pub fn router(state: AppState, secure_cookies: bool) -> Router {
         .route("/metrics", get(console_metrics))
         .route("/sim/metrics", get(sim_metrics))
         .route("/login", post(session::login_form))
+        .route("/auth/oidc/login", get(sso::start))
+        .route("/auth/oidc/callback", get(sso::callback))
         .nest("/api/v1", api::router(state.clone()))
         .nest_service("/pkg", {
             let assets =

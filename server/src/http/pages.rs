@@ -36,11 +36,13 @@ pub async fn page(State(state): State<AppState>, user: MaybeAuthUser, req: Reque
             .find(|m| *m != 0)
             .unwrap_or(0),
     );
+    let sso = app::ui::SsoProvider(state.oidc.as_ref().map(|o| o.settings().provider_name.clone()));
     let render = leptos_axum::render_app_to_stream_with_context(
         move || {
             provide_context(console.clone());
             provide_context(operations.clone());
             provide_context(zone);
+            provide_context(sso.clone());
             // Provided after leptos_axum's own, so the hydration scripts carry this one.
             provide_context(leptos::nonce::Nonce::from_value(script_nonce.clone()));
         },

@@ -66,6 +66,9 @@ fn csrf_refusal(path: &str, actor: Actor) -> NewEntry {
     entry
 }
 
+/// The refusal of a password sign-in when only single sign-on is on.
+pub const LOCAL_OFF: &str = "password sign-in is off here: sign in with single sign-on";
+
 /// Checks credentials and starts a session. Unknown user and wrong password fail the
 /// same way, after the same hashing work; both count towards throttling, and they count
 /// before the password is hashed, so parallel attempts cannot pass the limit together.
@@ -94,6 +97,13 @@ async fn authenticate(
         }
         Verdict::Go(slowdown) if !slowdown.is_zero() => tokio::time::sleep(slowdown).await,
         Verdict::Go(_) => {}
+    }
+    // With single sign-on only, a password signs in the break-glass admin, no one else
+    // (refused before any hashing; a wrong name learns only what the sign-in page says).
+    if !state.local_accounts && req.username != *state.break_glass_admin {
+        state.throttle.abandon(&req.username, addr).await;
+        refuse_best_effort(state, refusal("local accounts are off")).await;
+        return Err(AppError::Forbidden(LOCAL_OFF.into()));
     }
     let Some(turn) = state.verifies.enter().await else {
         state.throttle.abandon(&req.username, addr).await;
@@ -189,6 +199,7 @@ pub async fn login_form(
         Ok(_) => Redirect::to("/").into_response(),
         Err(AppError::InvalidCredentials) => Redirect::to("/login?failed=credentials").into_response(),
         Err(AppError::TooManyRequests { .. }) => Redirect::to("/login?failed=throttled").into_response(),
+        Err(AppError::Forbidden(m)) if m == LOCAL_OFF => Redirect::to("/login?failed=local-off").into_response(),
         Err(AppError::Forbidden(_)) => Redirect::to("/login?failed=disabled").into_response(),
         Err(e) => e.into_response(),
     }
