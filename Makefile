@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/end2end/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 E2E_PORT ?= 3107
 
-.PHONY: run test tools test-tools postgres lint rust-tests wasm-boundary site browser-tests bench-browser
+.PHONY: run test tools test-tools postgres lint rust-tests wasm-boundary site browser-tests api-schema-tests bench-browser
 
 # cargo-leptos 0.3.10 builds the binary but then looks for it under the package's name
 # (target/release/server) and fails, so it builds only the site and cargo the server.
@@ -20,7 +20,7 @@ run: tools
 	cargo build --release -p server --bin gatewarden
 	$(TARGET_DIR)/release/gatewarden
 
-test: test-tools postgres lint rust-tests wasm-boundary site browser-tests
+test: test-tools postgres lint rust-tests wasm-boundary site browser-tests api-schema-tests
 	@echo "all tests passed"
 
 tools:
@@ -57,6 +57,10 @@ site:
 
 browser-tests:
 	cd end2end && GATEWARDEN_BIN=$(TARGET_DIR)/debug/gatewarden E2E_PORT=$(E2E_PORT) npx playwright test
+
+# Every /api/v1 operation against its OpenAPI document, as each role (Schemathesis).
+api-schema-tests:
+	tests/schemathesis/run.sh $(TARGET_DIR)/debug/gatewarden $$(( $(E2E_PORT) + 83 ))
 
 # Browser benchmarks (not part of `test`): the dependency map at 2,000 services.
 bench-browser: test-tools site

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Colour-coded judgement of a gateway; computed on the server from the numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     /// Within normal bounds.
@@ -145,6 +146,7 @@ pub fn legend() -> String {
 
 /// A dependency map node's health.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum NodeHealth {
     /// Below the degraded 5xx threshold.

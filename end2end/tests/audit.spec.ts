@@ -69,6 +69,8 @@ test.describe('in a browser at UTC+05:30', () => {
     // The charts' axis and the disconnected banner's clock name the zone as well.
     await page.goto('/gateways/edge');
     await expect(page.getByTestId('chart-times').first().locator('span').first()).toHaveText(/^\d\d:\d\d UTC\+05:30$/);
+    // The switch works once the page has hydrated (the live feed is its sign).
+    await expect(page.getByTestId('live-indicator')).toContainText('live');
     await zone.click();
     await expect(zone).toHaveText('Times: UTC');
   });

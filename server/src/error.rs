@@ -157,7 +157,9 @@ impl From<crate::fleet::FleetError> for AppError {
                 tracing::warn!(message = %m, "the cluster refused a request");
                 AppError::BadGateway(m)
             }
-            crate::fleet::FleetError::Unsupported(m) => AppError::NotImplemented(m),
+            // What this backend or gateway kind cannot do is a refusal of the request (409,
+            // saying what to do instead), not a server failure.
+            crate::fleet::FleetError::Unsupported(m) => AppError::Conflict(m),
         }
     }
 }

@@ -111,7 +111,16 @@ pub struct Caps {
     counts: Arc<Mutex<Counts>>,
     /// Incident writes per user in the current minute: (minute, count).
     writes: Mutex<HashMap<i64, (u64, usize)>>,
+    /// Wrong current passwords given per user when changing their own: (window, count).
+    guesses: Mutex<HashMap<i64, (u64, usize)>>,
 }
+
+/// Wrong current passwords a signed-in person may give in [`GUESS_WINDOW_MS`] when
+/// changing their own (counted apart from sign-in failures, so a stolen session guessing
+/// cannot lock the owner out of signing in).
+pub const GUESSES_PER_WINDOW: usize = 5;
+/// The window of [`GUESSES_PER_WINDOW`].
+pub const GUESS_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 /// A unit of capped work; dropping it frees its place.
 #[must_use = "the place is freed when the permit is dropped"]
@@ -140,7 +149,35 @@ impl Drop for Permit {
 impl Caps {
     /// Counting against `limits`.
     pub fn new(limits: Limits) -> Self {
-        Caps { limits, counts: Default::default(), writes: Default::default() }
+        Caps { limits, counts: Default::default(), writes: Default::default(), guesses: Default::default() }
+    }
+
+    /// Whether `user` may try their current password again now; 429 (until the window
+    /// ends) after [`GUESSES_PER_WINDOW`] wrong ones.
+    pub fn password_guess(&self, user: i64, now_ms: i64) -> Result<(), AppError> {
+        let window = (now_ms.max(0) / GUESS_WINDOW_MS) as u64;
+        let mut guesses = self.guesses.lock().unwrap_or_else(|e| e.into_inner());
+        guesses.retain(|_, (w, _)| *w == window);
+        let wrong = guesses.get(&user).map_or(0, |(_, n)| *n);
+        if wrong >= GUESSES_PER_WINDOW {
+            let left_s = ((GUESS_WINDOW_MS - now_ms.max(0) % GUESS_WINDOW_MS) / 1000) as u64;
+            return Err(AppError::TooManyRequests {
+                reason: format!("{wrong} wrong current passwords (at most {GUESSES_PER_WINDOW} in 15 minutes)"),
+                retry_after_s: left_s.max(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a wrong current password of `user`.
+    pub fn password_guess_failed(&self, user: i64, now_ms: i64) {
+        let window = (now_ms.max(0) / GUESS_WINDOW_MS) as u64;
+        let mut guesses = self.guesses.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = guesses.entry(user).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        entry.1 += 1;
     }
 
     /// The bounds.

@@ -31,7 +31,7 @@ pub const EXPIRY_MS: i64 = 10_000;
 pub const LEADER_LOCK: i64 = 0x6777_6c65_6164_6572;
 
 /// One replica as `GET /api/v1/replicas` lists it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ReplicaInfo {
     /// Random id, chosen at start.
     pub id: String,

@@ -20,6 +20,7 @@ mod ledger;
 mod live;
 mod logs;
 mod metrics;
+mod openapi;
 mod processes;
 mod prometheus;
 mod replicas;

@@ -338,3 +338,23 @@ async fn people_change_their_own_password_their_other_sessions_end_and_this_one_
     let export = admin.get("/api/v1/audit/export?format=jsonl").await.text().await.unwrap();
     assert!(!export.contains("my new passphrase") && !export.contains(ADMIN_PASSWORD));
 }
+
+#[tokio::test]
+async fn wrong_current_passwords_are_capped_apart_from_sign_ins() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let person = app.signed_in(Role::Viewer).await;
+    let name = person.username().await;
+    let guess = json!({"current_password": "a wrong guess", "new_password": "a new passphrase"});
+    for _ in 0..server::limits::GUESSES_PER_WINDOW {
+        let r = person.put_json("/api/v1/session/password", &guess).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let r = person.put_json("/api/v1/session/password", &guess).await;
+    assert!(r.headers().contains_key("retry-after"));
+    let message = assert_error(r, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+    assert!(message.contains("wrong current passwords"), "{message}");
+    // Even the right one waits now; signing in is not held up.
+    let right = json!({"current_password": USER_PASSWORD, "new_password": "a new passphrase"});
+    assert_eq!(person.put_json("/api/v1/session/password", &right).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(sign_in(&app, &name, USER_PASSWORD).await.status(), StatusCode::OK);
+}

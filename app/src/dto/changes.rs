@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// One audit ledger entry, as stored and hashed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// Position in the chain, from 1.
     pub id: i64,
@@ -54,6 +55,7 @@ pub struct AuditEntry {
 
 /// `GET /api/v1/audit`: newest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditPage {
     /// Matching entries, newest first.
     pub entries: Vec<AuditEntry>,
@@ -68,6 +70,7 @@ pub struct AuditPage {
 /// `GET /api/v1/audit/{id}`: an entry and the entries linked to it (its intent, or its
 /// outcomes and reconciliation).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntryDetail {
     /// The entry.
     pub entry: AuditEntry,
@@ -77,6 +80,7 @@ pub struct AuditEntryDetail {
 
 /// `GET /api/v1/audit/verify`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditVerification {
     /// The whole chain is intact.
     pub ok: bool,
@@ -100,6 +104,7 @@ pub struct AuditVerification {
 
 /// One failed check of `GET /api/v1/audit/verify`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditProblem {
     /// `link`, `hash`, `key`, `truncation` or `checkpoint`.
     pub check: String,
@@ -111,6 +116,7 @@ pub struct AuditProblem {
 
 /// One field a mitigation changes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldChange {
     /// What changes, e.g. `spec.replicas`.
     pub field: String,
@@ -122,6 +128,7 @@ pub struct FieldChange {
 
 /// The exact change a mitigation will make, shown before it runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Preview {
     /// One sentence, e.g. "Scale public-edge from 4 to 8 replicas".
     pub summary: String,
@@ -138,6 +145,7 @@ pub struct Preview {
 /// A service as its own clients see it, through one gateway and around it (a bypass):
 /// what tells a responder whether bypassing the gateway helped that service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceImpact {
     /// Share of its clients' requests that went straight to it, not through the gateway.
     pub direct_share: f64,
@@ -155,6 +163,7 @@ pub struct ServiceImpact {
 
 /// A service that bypasses a gateway now, and how its clients fare.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BypassedService {
     /// The service.
     pub service: String,
@@ -166,6 +175,7 @@ pub struct BypassedService {
 
 /// The numbers a responder watches, at one moment.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImpactReading {
     /// Backend clock (simulated seconds for the simulator).
     pub clock_s: i64,
@@ -184,6 +194,7 @@ pub struct ImpactReading {
 
 /// Rollout progress of an action that replaces pods.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Progress {
     /// Pods wanted.
     pub desired: u32,
@@ -197,6 +208,7 @@ pub struct Progress {
 
 /// A mitigation as recorded: `GET /api/v1/actions/{id}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionRecord {
     /// Action id.
     pub id: i64,
@@ -240,6 +252,7 @@ pub struct ActionRecord {
 
 /// Answer to `POST /api/v1/gateways/{id}/actions/{action}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionResponse {
     /// The action's id (absent for a dry run).
     pub id: Option<i64>,
@@ -256,6 +269,7 @@ pub struct ActionResponse {
 /// A request that waits for a second person (two-person approval), or a break-glass
 /// action that waits for review.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Approval {
     /// Its id.
     pub id: i64,
@@ -293,6 +307,7 @@ pub struct Approval {
 
 /// `GET /api/v1/approvals`: newest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovalList {
     /// The approvals.
     pub approvals: Vec<Approval>,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// One status change of an incident: when, and by whom.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Milestone {
     /// `investigating`, `identified`, `mitigated`, `resolved` or `closed`.
     pub status: String,
@@ -19,6 +20,7 @@ pub struct Milestone {
 
 /// An incident, as `GET /api/v1/incidents/{id}` answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Incident {
     /// Number.
     pub id: i64,
@@ -64,6 +66,7 @@ pub struct Incident {
 
 /// The end of a training incident in the simulator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Training {
     /// The scenario that was running.
     pub scenario: String,
@@ -83,6 +86,7 @@ pub struct Training {
 
 /// Something an incident must not forget.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Followup {
     /// Its id.
     pub id: i64,
@@ -100,6 +104,7 @@ pub struct Followup {
 
 /// `GET /api/v1/incidents`: newest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IncidentList {
     /// The incidents.
     pub incidents: Vec<Incident>,
@@ -107,6 +112,7 @@ pub struct IncidentList {
 
 /// One entry of an incident's timeline: a ledger entry that names the incident.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimelineEntry {
     /// The ledger entry.
     pub entry: super::AuditEntry,
@@ -119,6 +125,7 @@ pub struct TimelineEntry {
 /// A gateway's numbers over an incident's window (from its declaration to its
 /// resolution, or now).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WindowImpact {
     /// Gateway id.
     pub gateway: String,
@@ -134,6 +141,7 @@ pub struct WindowImpact {
 
 /// `GET /api/v1/incidents/{id}/postmortem.json` (and `.md`, the same as Markdown).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Postmortem {
     /// The incident.
     pub incident: Incident,
@@ -151,6 +159,7 @@ pub struct Postmortem {
 
 /// `GET /api/v1/incidents/{id}/timeline`: oldest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Timeline {
     /// The entries.
     pub entries: Vec<TimelineEntry>,
@@ -158,6 +167,7 @@ pub struct Timeline {
 
 /// Who ticked a runbook step, when and how.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepMark {
     /// `done` or `not_applicable`.
     pub state: String,
@@ -174,6 +184,7 @@ pub struct StepMark {
 
 /// One step of the runbook, for one incident.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChecklistStep {
     /// Stable id (`diagnosis-3`, `immediate-1`, ...).
     pub id: String,
@@ -193,6 +204,7 @@ pub struct ChecklistStep {
 
 /// `GET /api/v1/incidents/{id}/checklist`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Checklist {
     /// The runbook's steps, in its order.
     pub steps: Vec<ChecklistStep>,

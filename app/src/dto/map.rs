@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/dependencies`: who depends on what (gateways → routes → services).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DependencyGraph {
     /// Gateways, routes and downstream services.
     pub nodes: Vec<DepNode>,
@@ -14,6 +15,7 @@ pub struct DependencyGraph {
 
 /// One node of the dependency map.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DepNode {
     /// `gateway:<id>`, `route:<gateway>:<path>` or `service:<name>`.
     pub id: String,
@@ -42,6 +44,7 @@ pub struct DepNode {
 
 /// `from` depends on `to`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DepEdge {
     /// Node id.
     pub from: String,
@@ -55,6 +58,7 @@ pub struct DepEdge {
 
 /// `POST /api/v1/probe`: one request to a gateway path (or an allowed URL), as `curl -v`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProbeRequest {
     /// A gateway id, with `path`.
     #[serde(default)]
@@ -73,6 +77,7 @@ pub struct ProbeRequest {
 
 /// Where the time of a probe went, ms.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProbeTimings {
     /// Name resolution (0 for an address).
     pub dns_ms: f64,
@@ -88,6 +93,7 @@ pub struct ProbeTimings {
 
 /// What a probe found.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProbeResult {
     /// The URL requested last (after redirects).
     pub url: String,
@@ -110,6 +116,7 @@ pub struct ProbeResult {
 
 /// One scheduled synthetic check's result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckResult {
     /// When, Unix ms.
     pub ts: i64,
@@ -126,6 +133,7 @@ pub struct CheckResult {
 
 /// `GET /api/v1/synthetics`: the recent checks of one key path of one gateway.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SyntheticHistory {
     /// Gateway id.
     pub gateway: String,

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 /// What a person may do. Ordered: each role can do everything the ones below it can.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Sees health, logs, the dependency map and the audit trail.
@@ -51,6 +52,7 @@ impl FromStr for Role {
 
 /// `POST /api/v1/session` body.
 #[derive(Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     /// Account name.
     pub username: String,
@@ -66,6 +68,7 @@ impl fmt::Debug for LoginRequest {
 
 /// Who is signed in, and the token every state-changing request must echo in `X-CSRF-Token`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     /// Account name.
     pub username: String,
@@ -79,6 +82,7 @@ pub use crate::health::{HealthStatus, NodeHealth};
 
 /// Latency percentiles in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Latency {
     /// Median.
     pub p50: f64,
@@ -90,6 +94,7 @@ pub struct Latency {
 
 /// One gateway's health now (over the last few seconds).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewaySummary {
     /// Stable identifier used in URLs.
     pub id: String,
@@ -121,6 +126,7 @@ pub struct GatewaySummary {
 
 /// One gateway instance (a pod).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Instance {
     /// Pod name.
     pub name: String,
@@ -139,6 +145,7 @@ pub struct Instance {
 
 /// One point of a gateway's recent history.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeriesPoint {
     /// End of the interval, Unix milliseconds.
     pub ts_ms: i64,
@@ -156,6 +163,7 @@ pub struct SeriesPoint {
 /// minutes. The fields are spelled out rather than `#[serde(flatten)]`ed: flattening
 /// drags serde's buffering deserializer into the wasm bundle.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayDetail {
     /// Stable identifier used in URLs.
     pub id: String,
@@ -201,6 +209,7 @@ pub struct GatewayDetail {
 
 /// A moment marked on a gateway's charts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChartMark {
     /// When, Unix milliseconds, on the charts' clock.
     pub ts_ms: i64,
@@ -212,6 +221,7 @@ pub struct ChartMark {
 
 /// One line found by log search.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogHit {
     /// When, Unix milliseconds.
     pub ts: i64,
@@ -229,6 +239,7 @@ pub struct LogHit {
 
 /// `GET /api/v1/logs`: a page of matching lines, newest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogSearch {
     /// The lines.
     pub hits: Vec<LogHit>,
@@ -251,6 +262,7 @@ pub struct LogSearch {
 
 /// One bar of a histogram over time.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistogramBar {
     /// Start, Unix milliseconds.
     pub start: i64,
@@ -262,6 +274,7 @@ pub struct HistogramBar {
 
 /// One line of a gateway pod's log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PodLogLine {
     /// Pod name.
     pub pod: String,
@@ -273,6 +286,7 @@ pub struct PodLogLine {
 
 /// `GET /api/v1/gateways/{id}/logs`: the last lines of each pod, pod by pod.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PodLogs {
     /// The lines.
     pub lines: Vec<PodLogLine>,
@@ -280,6 +294,7 @@ pub struct PodLogs {
 
 /// One Kubernetes event, as `kubectl get events` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventRow {
     /// Last seen, Unix milliseconds.
     pub ts_ms: i64,
@@ -340,6 +355,7 @@ impl GatewayDetail {
 
 /// One gateway in a live update.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayLive {
     /// Current numbers.
     pub summary: GatewaySummary,
@@ -355,6 +371,7 @@ pub struct GatewayLive {
 
 /// Payload of the `snapshot` event on `GET /api/v1/events`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LiveSnapshot {
     /// When the numbers were taken, Unix milliseconds.
     pub ts_ms: i64,
@@ -367,6 +384,7 @@ pub struct LiveSnapshot {
 
 /// A console account as listed to admins.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserSummary {
     /// Account name.
     pub username: String,
@@ -391,6 +409,7 @@ pub struct UserSummary {
 
 /// Where an account signs in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum UserSource {
     /// With a password kept (hashed) by the console.
@@ -412,6 +431,7 @@ impl UserSource {
 
 /// `POST /api/v1/users` body.
 #[derive(Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewUser {
     /// Account name: 1–64 of `a-z A-Z 0-9 . _ -`.
     pub username: String,
@@ -437,6 +457,7 @@ impl fmt::Debug for NewUser {
 
 /// `PATCH /api/v1/users/{username}` body: a new role, disabling or enabling, or both.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UserUpdate {
     /// The new role.
@@ -452,6 +473,7 @@ pub struct UserUpdate {
 /// The body of the user changes that take only a reason: a password reset, revoking
 /// sessions.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     /// Why (for the audit trail): 1–1000 characters.
@@ -460,6 +482,7 @@ pub struct ReasonBody {
 
 /// `POST /api/v1/users/{username}/password`: the new password, shown this once.
 #[derive(Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasswordReset {
     /// Whose.
     pub username: String,
@@ -477,6 +500,7 @@ impl fmt::Debug for PasswordReset {
 
 /// `POST /api/v1/users/{username}/revoke-sessions`: how many sessions ended.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionsRevoked {
     /// Whose.
     pub username: String,
@@ -486,6 +510,7 @@ pub struct SessionsRevoked {
 
 /// `PUT /api/v1/session/password` body: a signed-in person changes their own password.
 #[derive(Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     /// The password now.
@@ -502,6 +527,7 @@ impl fmt::Debug for PasswordChange {
 
 /// Every error response: `{"error": CODE, "message": TEXT}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[error("{message}")]
 pub struct ApiError {
     /// Machine-readable code, e.g. `unauthorized`, `forbidden`, `validation`.
@@ -528,6 +554,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// `GET /api/v1/fleet`: which backend serves the console (and, in training mode, the
 /// incident the simulated fleet is in).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetInfo {
     /// `sim` or `kube`.
     pub kind: String,

@@ -9,14 +9,12 @@
 use super::ServerConsole;
 use crate::audit::{Kind, NewEntry, Outcome};
 use crate::auth::AuthUser;
-use crate::auth::throttle::Verdict;
 use crate::error::{AppError, Result};
 use crate::users::{self, UserRow};
 use app::dto::{
     NewUser, PasswordChange, PasswordReset, ReasonBody, Role, SessionsRevoked, UserSource, UserSummary, UserUpdate,
 };
 use serde::de::DeserializeOwned;
-use std::net::IpAddr;
 
 /// The longest reason kept (characters), as for mitigations.
 const MAX_REASON: usize = 1000;
@@ -257,15 +255,11 @@ impl ServerConsole {
         Ok(SessionsRevoked { username: target.username, sessions_ended: ended.len() as i64 })
     }
 
-    /// The caller changes their own password, giving the current one (throttled like
-    /// signing in). Their other sessions end; `session` (this one) continues under the
+    /// The caller changes their own password, giving the current one (at most
+    /// [`crate::limits::GUESSES_PER_WINDOW`] wrong ones in 15 minutes, counted apart from
+    /// sign-ins so that a stolen session cannot lock its owner out). Their other sessions end; `session` (this one) continues under the
     /// returned epoch.
-    pub async fn change_own_password(
-        &self,
-        body: serde_json::Value,
-        addr: IpAddr,
-        session: Option<&str>,
-    ) -> Result<i64> {
+    pub async fn change_own_password(&self, body: serde_json::Value, session: Option<&str>) -> Result<i64> {
         let user = self.user.as_ref().ok_or(AppError::Unauthorized)?;
         let mut entry =
             NewEntry::new(self.client.actor(&user.username, user.role.as_str()), Kind::UserChange, Outcome::Succeeded);
@@ -282,21 +276,14 @@ impl ServerConsole {
             return Err(AppError::Conflict("you sign in through the identity provider; change it there".into()));
         }
         let state = &self.state;
-        match state.throttle.begin(&user.username, addr).await {
-            Verdict::Wait(retry_after_s) => {
-                entry.outcome = Outcome::Denied;
-                entry.params = serde_json::json!({ "refused": "throttled" });
-                state.ledger.refuse(entry).await?;
-                return Err(AppError::TooManyRequests {
-                    reason: "too many wrong passwords from here".into(),
-                    retry_after_s,
-                });
-            }
-            Verdict::Go(slowdown) if !slowdown.is_zero() => tokio::time::sleep(slowdown).await,
-            Verdict::Go(_) => {}
+        let now = crate::db::now_ms();
+        if let Err(throttled) = state.caps.password_guess(user.id, now) {
+            entry.outcome = Outcome::Denied;
+            entry.params = serde_json::json!({ "refused": "throttled" });
+            state.ledger.refuse(entry).await?;
+            return Err(throttled);
         }
         let Some(turn) = state.verifies.enter().await else {
-            state.throttle.abandon(&user.username, addr).await;
             return Err(AppError::TooManyRequests {
                 reason: "too many passwords are being checked at once".into(),
                 retry_after_s: 1,
@@ -305,12 +292,12 @@ impl ServerConsole {
         let right = crate::auth::password::verify(change.current_password, account.password_hash.clone()).await?;
         if !right {
             drop(turn);
+            state.caps.password_guess_failed(user.id, now);
             entry.outcome = Outcome::Denied;
             entry.params = serde_json::json!({ "refused": "wrong current password" });
             state.ledger.refuse(entry).await?;
             return Err(AppError::invalid("current_password", "is not your password"));
         }
-        state.throttle.success(&user.username, addr).await;
         let hash = crate::auth::password::hash(change.new_password).await?;
         drop(turn);
         let intent = self.record_first(&entry, "the password change").await?;

@@ -2,6 +2,10 @@
 //! caller and serialize; the rules live in [`ServerConsole`] and below.
 
 use super::extract::ApiJson;
+// Path parameters' rejections are JSON errors like every other.
+use super::extract::ApiPath as Path;
+use super::extract::ApiQuery as Query;
+use super::openapi::{Doc, Shape, json};
 use super::{session, sse};
 use crate::audit::{Client, Filter};
 use crate::auth::AuthUser;
@@ -15,8 +19,7 @@ use app::dto::{
     ProbeRequest, ProbeResult, SyntheticHistory, UserSummary,
 };
 use axum::body::Body;
-use axum::extract::Query;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::Method;
 use axum::http::StatusCode;
 use axum::http::header;
@@ -37,8 +40,9 @@ pub enum Access {
     AtLeast(Role),
 }
 
-/// One route of `/api/v1`: the router is built from this table, and the role test reads
-/// it, so a route cannot be added without saying who may call it.
+/// One route of `/api/v1`: the router is built from this table, and the role test and
+/// the OpenAPI document read it, so a route cannot be added without saying who may call
+/// it and what it takes and answers.
 pub struct Route {
     /// HTTP method.
     pub method: Method,
@@ -46,65 +50,429 @@ pub struct Route {
     pub path: &'static str,
     /// Who may call it.
     pub access: Access,
+    /// What it takes and answers.
+    pub doc: Doc,
     handler: MethodRouter<AppState>,
 }
 
-fn route(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Route {
-    Route { method, path, access, handler }
+fn route(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>, doc: Doc) -> Route {
+    Route { method, path, access, doc, handler }
+}
+
+/// A change: takes `body`, answers `status` with `answer`.
+const fn change(summary: &'static str, body: Shape, status: &'static str, answer: Shape) -> Doc {
+    Doc { summary, body, status, answer, query: &[] }
+}
+
+/// A read with query parameters.
+const fn read(summary: &'static str, answer: Shape, query: &'static [(&'static str, &'static str)]) -> Doc {
+    Doc { summary, body: Shape::Empty, status: "200", answer, query }
 }
 
 /// Every `/api/v1` route.
 pub fn table() -> Vec<Route> {
     use Access::{Anyone, AtLeast};
     use Role::{Admin, Responder, Viewer};
+    use Shape::{Empty, Events, Object, Text};
+    use app::dto as d;
+    const AUDIT_QUERY: &[(&str, &str)] = &[
+        ("actor", "string"),
+        ("action", "string"),
+        ("target", "string"),
+        ("outcome", "string"),
+        ("incident", "string"),
+        ("kind", "string"),
+        ("since", "string"),
+        ("until", "string"),
+        ("q", "string"),
+        ("limit", "integer"),
+        ("cursor", "string"),
+    ];
     vec![
-        route(Method::GET, "/session", AtLeast(Viewer), get(session::current)),
-        route(Method::POST, "/session", Anyone, post(session::login)),
-        route(Method::DELETE, "/session", AtLeast(Viewer), delete(session::logout)),
-        route(Method::GET, "/gateways", AtLeast(Viewer), get(gateways)),
-        route(Method::GET, "/gateways/{id}", AtLeast(Viewer), get(gateway)),
-        route(Method::GET, "/gateways/{id}/logs", AtLeast(Viewer), get(gateway_logs)),
-        route(Method::GET, "/logs", AtLeast(Viewer), get(search_logs)),
-        route(Method::GET, "/logs/tail", AtLeast(Viewer), get(sse::tail_logs)),
-        route(Method::GET, "/events", AtLeast(Viewer), get(sse::events)),
-        route(Method::GET, "/users", AtLeast(Admin), get(users)),
-        route(Method::POST, "/users", AtLeast(Admin), post(create_user)),
-        route(Method::PATCH, "/users/{username}", AtLeast(Admin), patch(update_user)),
-        route(Method::POST, "/users/{username}/password", AtLeast(Admin), post(reset_password)),
-        route(Method::POST, "/users/{username}/revoke-sessions", AtLeast(Admin), post(revoke_sessions)),
-        route(Method::PUT, "/session/password", AtLeast(Viewer), put(session::change_password)),
-        route(Method::GET, "/fleet", AtLeast(Viewer), get(fleet)),
-        route(Method::GET, "/replicas", AtLeast(Viewer), get(replicas)),
-        route(Method::GET, "/dependencies", AtLeast(Viewer), get(dependencies)),
-        route(Method::POST, "/probe", AtLeast(Viewer), post(probe)),
-        route(Method::GET, "/synthetics", AtLeast(Viewer), get(synthetics)),
-        route(Method::POST, "/gateways/{id}/actions/{action}", AtLeast(Responder), post(run_action)),
-        route(Method::GET, "/actions", AtLeast(Viewer), get(list_actions)),
-        route(Method::GET, "/actions/{id}", AtLeast(Viewer), get(get_action)),
-        route(Method::POST, "/actions/{id}/undo", AtLeast(Responder), post(undo_action)),
-        route(Method::GET, "/audit", AtLeast(Viewer), get(audit_search)),
-        route(Method::GET, "/audit/verify", AtLeast(Viewer), get(audit_verify)),
-        route(Method::GET, "/audit/export", AtLeast(Viewer), get(audit_export)),
-        route(Method::GET, "/audit/{id}", AtLeast(Viewer), get(audit_entry)),
-        route(Method::GET, "/approvals", AtLeast(Viewer), get(list_approvals)),
-        route(Method::GET, "/approvals/{id}", AtLeast(Viewer), get(get_approval)),
-        route(Method::POST, "/approvals/{id}/approve", AtLeast(Responder), post(decide("approve"))),
-        route(Method::POST, "/approvals/{id}/deny", AtLeast(Responder), post(decide("deny"))),
-        route(Method::POST, "/approvals/{id}/review", AtLeast(Responder), post(decide("review"))),
-        route(Method::POST, "/incidents", AtLeast(Responder), post(declare_incident)),
-        route(Method::GET, "/incidents", AtLeast(Viewer), get(list_incidents)),
-        route(Method::GET, "/incidents/{id}", AtLeast(Viewer), get(get_incident)),
-        route(Method::PATCH, "/incidents/{id}", AtLeast(Responder), patch(update_incident)),
-        route(Method::POST, "/incidents/{id}/notes", AtLeast(Responder), post(note_incident)),
-        route(Method::POST, "/incidents/{id}/pins", AtLeast(Responder), post(pin_line)),
-        route(Method::GET, "/incidents/{id}/timeline", AtLeast(Viewer), get(incident_timeline)),
-        route(Method::GET, "/incidents/{id}/postmortem.json", AtLeast(Viewer), get(postmortem_json)),
-        route(Method::GET, "/incidents/{id}/checklist", AtLeast(Viewer), get(checklist)),
-        route(Method::POST, "/incidents/{id}/checklist/{step}", AtLeast(Responder), post(mark_step)),
-        route(Method::GET, "/incidents/{id}/postmortem.md", AtLeast(Viewer), get(postmortem_md)),
-        route(Method::PUT, "/incidents/{id}/timeline/{entry}/star", AtLeast(Responder), put(star_entry)),
-        route(Method::DELETE, "/incidents/{id}/timeline/{entry}/star", AtLeast(Responder), delete(unstar_entry)),
+        route(
+            Method::GET,
+            "/session",
+            AtLeast(Viewer),
+            get(session::current),
+            Doc::get("Who is signed in", json::<d::SessionInfo>()),
+        ),
+        route(
+            Method::POST,
+            "/session",
+            Anyone,
+            post(session::login),
+            change("Sign in", json::<d::LoginRequest>(), "200", json::<d::SessionInfo>()),
+        ),
+        route(
+            Method::DELETE,
+            "/session",
+            AtLeast(Viewer),
+            delete(session::logout),
+            change("Sign out", Empty, "204", Empty),
+        ),
+        route(
+            Method::GET,
+            "/gateways",
+            AtLeast(Viewer),
+            get(gateways),
+            Doc::get("Every gateway's health", json::<Vec<GatewaySummary>>()),
+        ),
+        route(
+            Method::GET,
+            "/gateways/{id}",
+            AtLeast(Viewer),
+            get(gateway),
+            Doc::get("One gateway: series, instances, policy", json::<GatewayDetail>()),
+        ),
+        route(
+            Method::GET,
+            "/gateways/{id}/logs",
+            AtLeast(Viewer),
+            get(gateway_logs),
+            read(
+                "A gateway's pods' logs (Kubernetes)",
+                json::<d::PodLogs>(),
+                &[("tail", "integer"), ("since_seconds", "integer")],
+            ),
+        ),
+        route(
+            Method::GET,
+            "/logs",
+            AtLeast(Viewer),
+            get(search_logs),
+            read(
+                "Log search across every instance",
+                json::<d::LogSearch>(),
+                &[
+                    ("q", "string"),
+                    ("since", "string"),
+                    ("until", "string"),
+                    ("limit", "integer"),
+                    ("cursor", "string"),
+                ],
+            ),
+        ),
+        route(
+            Method::GET,
+            "/logs/tail",
+            AtLeast(Viewer),
+            get(sse::tail_logs),
+            read("New matching log lines (server-sent events)", Events, &[("q", "string")]),
+        ),
+        route(
+            Method::GET,
+            "/events",
+            AtLeast(Viewer),
+            get(sse::events),
+            Doc::get("The live feed (server-sent events)", Events),
+        ),
+        route(Method::GET, "/users", AtLeast(Admin), get(users), Doc::get("Every account", json::<Vec<UserSummary>>())),
+        route(
+            Method::POST,
+            "/users",
+            AtLeast(Admin),
+            post(create_user),
+            change("Create an account", json::<d::NewUser>(), "201", json::<UserSummary>()),
+        ),
+        route(
+            Method::PATCH,
+            "/users/{username}",
+            AtLeast(Admin),
+            patch(update_user),
+            change(
+                "Change an account's role, or disable or enable it",
+                json::<d::UserUpdate>(),
+                "200",
+                json::<UserSummary>(),
+            ),
+        ),
+        route(
+            Method::POST,
+            "/users/{username}/password",
+            AtLeast(Admin),
+            post(reset_password),
+            change(
+                "Reset a local account's password (shown once)",
+                json::<d::ReasonBody>(),
+                "200",
+                json::<d::PasswordReset>(),
+            ),
+        ),
+        route(
+            Method::POST,
+            "/users/{username}/revoke-sessions",
+            AtLeast(Admin),
+            post(revoke_sessions),
+            change("End an account's sessions", json::<d::ReasonBody>(), "200", json::<d::SessionsRevoked>()),
+        ),
+        route(
+            Method::PUT,
+            "/session/password",
+            AtLeast(Viewer),
+            put(session::change_password),
+            change("Change your own password", json::<d::PasswordChange>(), "204", Empty),
+        ),
+        route(
+            Method::GET,
+            "/fleet",
+            AtLeast(Viewer),
+            get(fleet),
+            Doc::get("Which backend, and the training scenario", json::<d::FleetInfo>()),
+        ),
+        route(
+            Method::GET,
+            "/replicas",
+            AtLeast(Viewer),
+            get(replicas),
+            Doc::get("The console's replicas, and which leads", json::<Vec<crate::replicas::ReplicaInfo>>()),
+        ),
+        route(
+            Method::GET,
+            "/dependencies",
+            AtLeast(Viewer),
+            get(dependencies),
+            Doc::get("Gateways, routes and services, with health", json::<DependencyGraph>()),
+        ),
+        route(
+            Method::POST,
+            "/probe",
+            AtLeast(Viewer),
+            post(probe),
+            change(
+                "One timed request to a gateway path or an allowed URL",
+                json::<ProbeRequest>(),
+                "200",
+                json::<ProbeResult>(),
+            ),
+        ),
+        route(
+            Method::GET,
+            "/synthetics",
+            AtLeast(Viewer),
+            get(synthetics),
+            Doc::get("Recent scheduled checks", json::<Vec<SyntheticHistory>>()),
+        ),
+        route(
+            Method::POST,
+            "/gateways/{id}/actions/{action}",
+            AtLeast(Responder),
+            post(run_action),
+            change("Run (or preview) a mitigation", Object, "2XX", json::<ActionResponse>()),
+        ),
+        route(
+            Method::GET,
+            "/actions",
+            AtLeast(Viewer),
+            get(list_actions),
+            read("Recent actions", json::<Vec<ActionRecord>>(), &[("gateway", "string")]),
+        ),
+        route(
+            Method::GET,
+            "/actions/{id}",
+            AtLeast(Viewer),
+            get(get_action),
+            Doc::get("One action", json::<ActionRecord>()),
+        ),
+        route(
+            Method::POST,
+            "/actions/{id}/undo",
+            AtLeast(Responder),
+            post(undo_action),
+            change("Undo an action", Object, "2XX", json::<ActionResponse>()),
+        ),
+        route(
+            Method::GET,
+            "/audit",
+            AtLeast(Viewer),
+            get(audit_search),
+            read("Search the audit trail", json::<AuditPage>(), AUDIT_QUERY),
+        ),
+        route(
+            Method::GET,
+            "/audit/verify",
+            AtLeast(Viewer),
+            get(audit_verify),
+            Doc::get("Check the ledger's chain, signatures and checkpoint", json::<AuditVerification>()),
+        ),
+        route(
+            Method::GET,
+            "/audit/export",
+            AtLeast(Viewer),
+            get(audit_export),
+            read("Export the audit trail", Text("text/csv"), &[("format", "string")]),
+        ),
+        route(
+            Method::GET,
+            "/audit/{id}",
+            AtLeast(Viewer),
+            get(audit_entry),
+            Doc::get("One audit entry", json::<d::AuditEntryDetail>()),
+        ),
+        route(
+            Method::GET,
+            "/approvals",
+            AtLeast(Viewer),
+            get(list_approvals),
+            read("Approval requests", json::<d::ApprovalList>(), &[("status", "string"), ("for", "string")]),
+        ),
+        route(
+            Method::GET,
+            "/approvals/{id}",
+            AtLeast(Viewer),
+            get(get_approval),
+            Doc::get("One approval request", json::<d::Approval>()),
+        ),
+        route(
+            Method::POST,
+            "/approvals/{id}/approve",
+            AtLeast(Responder),
+            post(decide("approve")),
+            change("Approve (and run) a request", Object, "200", json::<d::Approval>()),
+        ),
+        route(
+            Method::POST,
+            "/approvals/{id}/deny",
+            AtLeast(Responder),
+            post(decide("deny")),
+            change("Deny a request", Object, "200", json::<d::Approval>()),
+        ),
+        route(
+            Method::POST,
+            "/approvals/{id}/review",
+            AtLeast(Responder),
+            post(decide("review")),
+            change("Review a break-glass run", Object, "200", json::<d::Approval>()),
+        ),
+        route(
+            Method::POST,
+            "/incidents",
+            AtLeast(Responder),
+            post(declare_incident),
+            change("Declare an incident", Object, "201", json::<d::Incident>()),
+        ),
+        route(
+            Method::GET,
+            "/incidents",
+            AtLeast(Viewer),
+            get(list_incidents),
+            read(
+                "Incidents",
+                json::<d::IncidentList>(),
+                &[("status", "string"), ("severity", "string"), ("gateway", "string"), ("open", "boolean")],
+            ),
+        ),
+        route(
+            Method::GET,
+            "/incidents/{id}",
+            AtLeast(Viewer),
+            get(get_incident),
+            Doc::get("One incident", json::<d::Incident>()),
+        ),
+        route(
+            Method::PATCH,
+            "/incidents/{id}",
+            AtLeast(Responder),
+            patch(update_incident),
+            change("Change an incident's status, severity, summary or roles", Object, "200", json::<d::Incident>()),
+        ),
+        route(
+            Method::POST,
+            "/incidents/{id}/notes",
+            AtLeast(Responder),
+            post(note_incident),
+            change("Add a note to the timeline", Object, "201", json::<d::AuditEntry>()),
+        ),
+        route(
+            Method::POST,
+            "/incidents/{id}/pins",
+            AtLeast(Responder),
+            post(pin_line),
+            change("Pin a log line to the timeline", Object, "201", json::<d::AuditEntry>()),
+        ),
+        route(
+            Method::GET,
+            "/incidents/{id}/timeline",
+            AtLeast(Viewer),
+            get(incident_timeline),
+            Doc::get("An incident's timeline", json::<d::Timeline>()),
+        ),
+        route(
+            Method::GET,
+            "/incidents/{id}/postmortem.json",
+            AtLeast(Viewer),
+            get(postmortem_json),
+            Doc::get("The postmortem", json::<d::Postmortem>()),
+        ),
+        route(
+            Method::GET,
+            "/incidents/{id}/checklist",
+            AtLeast(Viewer),
+            get(checklist),
+            Doc::get("The runbook checklist", json::<d::Checklist>()),
+        ),
+        route(
+            Method::POST,
+            "/incidents/{id}/checklist/{step}",
+            AtLeast(Responder),
+            post(mark_step),
+            change("Tick a runbook step", Object, "200", json::<d::Checklist>()),
+        ),
+        route(
+            Method::GET,
+            "/incidents/{id}/postmortem.md",
+            AtLeast(Viewer),
+            get(postmortem_md),
+            Doc::get("The postmortem in Markdown", Text("text/markdown")),
+        ),
+        route(
+            Method::PUT,
+            "/incidents/{id}/timeline/{entry}/star",
+            AtLeast(Responder),
+            put(star_entry),
+            change("Star a timeline entry", Empty, "204", Empty),
+        ),
+        route(
+            Method::DELETE,
+            "/incidents/{id}/timeline/{entry}/star",
+            AtLeast(Responder),
+            delete(unstar_entry),
+            change("Unstar a timeline entry", Empty, "204", Empty),
+        ),
+        route(Method::GET, "/openapi.json", Anyone, get(openapi), Doc::get("This document", Object)),
+        route(
+            Method::GET,
+            "/reference",
+            Anyone,
+            get(reference),
+            Doc::get("This document as a page", Text("text/html")),
+        ),
     ]
+}
+
+/// `GET /api/v1/reference`: the API described, for people.
+async fn reference() -> axum::response::Html<String> {
+    axum::response::Html(super::openapi::reference_page(&super::openapi::document(&operations())))
+}
+
+/// The table as the OpenAPI document describes it.
+pub fn operations() -> Vec<super::openapi::Operation> {
+    table()
+        .into_iter()
+        .map(|r| super::openapi::Operation {
+            method: r.method.to_string(),
+            path: r.path,
+            role: match r.access {
+                Access::Anyone => None,
+                Access::AtLeast(role) => Some(role),
+            },
+            doc: r.doc,
+        })
+        .collect()
+}
+
+/// `GET /api/v1/openapi.json`: the API described (public: it holds no data).
+async fn openapi() -> Json<serde_json::Value> {
+    Json(super::openapi::document(&operations()))
 }
 
 /// Largest request body accepted (logins and settings are far smaller).

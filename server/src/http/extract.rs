@@ -170,6 +170,39 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Path parameters whose rejections (an id that is not a number) are the API's JSON
+/// errors: 400 naming the parameter.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(AppError::BadRequest {
+                status: axum::http::StatusCode::BAD_REQUEST,
+                message: rejection.body_text(),
+            }),
+        }
+    }
+}
+
+/// A query string whose rejections (bad percent-encoding) are the API's JSON errors.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(AppError::BadRequest {
+                status: axum::http::StatusCode::BAD_REQUEST,
+                message: rejection.body_text(),
+            }),
+        }
+    }
+}
+
 async fn session_of(parts: &mut Parts, state: &AppState) -> Result<Session> {
     Session::from_request_parts(parts, state)
         .await

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod assets;
 pub mod extract;
+pub mod openapi;
 pub mod pages;
 pub mod session;
 mod sse;

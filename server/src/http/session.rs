@@ -222,14 +222,13 @@ pub async fn current(user: AuthUser) -> axum::Json<SessionInfo> {
 pub async fn change_password(
     State(state): State<AppState>,
     user: AuthUser,
-    ClientAddr(addr): ClientAddr,
     client: Client,
     session: Session,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<axum::http::StatusCode> {
     let id = session.id().map(|id| id.to_string());
     let console = crate::console::ServerConsole::new(state, Some(user)).with_client(client);
-    let epoch = console.change_own_password(body, addr, id.as_deref()).await?;
+    let epoch = console.change_own_password(body, id.as_deref()).await?;
     let data: Option<SessionData> =
         session.get(SESSION_KEY).await.map_err(|e| AppError::Internal(format!("session load: {e}")))?;
     if let Some(mut data) = data {

@@ -2,10 +2,11 @@
 //! ends when its session signs out or could have gone idle, whichever comes first.
 
 use super::api::console;
+use super::extract::ApiQuery as Query;
 use crate::auth::{self, AuthUser};
 use crate::error::Result;
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use std::convert::Infallible;
