@@ -70,6 +70,8 @@ test('live tail shows new matching lines as the gateways write them, until stopp
   await signIn(page);
   await page.goto('/logs?q=gateway%3Aedge%20status%3A429');
   await expect(page.getByTestId('log-total')).toContainText('matching lines');
+  // The toggle works once the page has hydrated (the live feed is its sign).
+  await expect(page.getByTestId('live-indicator')).toContainText('live');
   await page.getByTestId('tail-toggle').click();
   const rows = page.getByTestId('tail-hits').locator('tr');
   await expect(rows.first()).toContainText('429', { timeout: 10_000 });

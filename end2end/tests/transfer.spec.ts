@@ -20,11 +20,13 @@ test('the first page view transfers less than its budget, the site brotli-compre
   await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
   const urls = new Map<string, string>();
   const encodings = new Map<string, string>();
+  const caching = new Map<string, string>();
   const sizes = new Map<string, number>();
   cdp.on('Network.responseReceived', (e) => {
     urls.set(e.requestId, e.response.url);
     const headers = Object.fromEntries(Object.entries(e.response.headers).map(([k, v]) => [k.toLowerCase(), String(v)]));
     encodings.set(e.requestId, headers['content-encoding'] ?? 'none');
+    caching.set(e.requestId, headers['cache-control'] ?? '');
   });
   cdp.on('Network.loadingFinished', (e) => sizes.set(e.requestId, e.encodedDataLength));
 
@@ -40,8 +42,12 @@ test('the first page view transfers less than its budget, the site brotli-compre
     lines.push(`${bytes} B ${encodings.get(id)} ${url.replace(/^https?:\/\/[^/]+/, '')}`);
   }
   console.log(`first page view: ${total} B transferred\n  ${lines.join('\n  ')}`);
-  const wasm = [...urls].find(([, u]) => u.endsWith('/pkg/gatewarden.wasm'));
-  expect(wasm, 'the wasm was loaded').toBeTruthy();
+  // The first download is named by its content, and kept for a year.
+  const wasm = [...urls].find(([, u]) => /\/pkg\/gatewarden\.[0-9a-f]{16}\.wasm$/.test(u));
+  expect(wasm, 'the content-named wasm was loaded').toBeTruthy();
   expect(encodings.get(wasm![0])).toBe('br');
+  expect(caching.get(wasm![0])).toBe('public, max-age=31536000, immutable');
+  const css = [...urls].find(([, u]) => /\/pkg\/gatewarden\.[0-9a-f]{16}\.css$/.test(u));
+  expect(css && caching.get(css[0])).toBe('public, max-age=31536000, immutable');
   expect(total).toBeLessThan(BUDGET);
 });

@@ -647,7 +647,9 @@ impl Application {
             .await
             .map_err(|e| StartupError::Other(format!("{e:?}")))?;
         let leptos = LeptosOptions::builder()
-            .output_name("gatewarden")
+            .output_name(crate::http::assets::main_name(
+                std::path::Path::new(&settings.site_root).join("pkg").as_path(),
+            ))
             .site_root(settings.site_root.as_str())
             .site_pkg_dir("pkg")
             .site_addr(settings.listen)

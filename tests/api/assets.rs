@@ -133,3 +133,36 @@ async fn json_answers_are_compressed_but_never_one_carrying_the_csrf_token() {
     assert_eq!(events.headers()["content-type"], "text/event-stream");
     assert!(events.headers().get("content-encoding").is_none());
 }
+
+#[tokio::test]
+async fn the_first_download_goes_out_under_its_content_name_kept_for_a_year_and_pages_link_it() {
+    let (site, wasm) = site();
+    let pkg = site.path().join("pkg");
+    let name = "gatewarden.0123456789abcdef";
+    for ext in ["wasm", "js", "css"] {
+        std::fs::write(pkg.join(format!("{name}.{ext}")), &wasm).unwrap();
+    }
+    std::fs::write(pkg.join("site.json"), format!("{{\"name\":\"{name}\"}}\n")).unwrap();
+    let app = app_on(&site).await;
+
+    let hashed = fetch(&app, &format!("/pkg/{name}.wasm"), "br").await;
+    assert_eq!(hashed.status(), StatusCode::OK);
+    assert_eq!(hashed.headers()["cache-control"], "public, max-age=31536000, immutable");
+    // The fixed names (older pages, the lazily loaded chunks) are revalidated.
+    assert_eq!(fetch(&app, "/pkg/gatewarden.wasm", "br").await.headers()["cache-control"], "no-cache");
+    let chunk = fetch(&app, "/pkg/split___gateway_route_view_12141165978205790797.wasm", "").await;
+    assert_eq!(chunk.headers()["cache-control"], "no-cache");
+
+    // The pages name the content-named files.
+    let admin = app.signed_in(Role::Admin).await;
+    let page = admin.get("/").await.text().await.unwrap();
+    assert!(page.contains(&format!("/pkg/{name}.css")), "the stylesheet");
+    assert!(page.contains(&format!("/pkg/{name}.js")) && page.contains(&format!("/pkg/{name}.wasm")), "the module");
+
+    // A site.json naming files that are not there is ignored: the fixed names are used.
+    std::fs::write(pkg.join("site.json"), "{\"name\":\"gatewarden.ffffffffffffffff\"}\n").unwrap();
+    let app = app_on(&site).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let page = admin.get("/").await.text().await.unwrap();
+    assert!(page.contains("/pkg/gatewarden.css") && !page.contains("ffffffffffffffff"));
+}

@@ -34,7 +34,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="color-scheme" content="dark" />
                 // Static head: no leptos_meta in the bundle for one title and one stylesheet.
                 <title>"Gatewarden"</title>
-                <link rel="stylesheet" href="/pkg/gatewarden.css" />
+                // Named by its content (see `site.json`): browsers keep it for a year.
+                <link rel="stylesheet" href=format!("/pkg/{}.css", options.output_name) />
                 // No icon file: without this the browser asks for /favicon.ico on every
                 // first visit and gets the not-found page (1.5 KB).
                 <link rel="icon" href="data:," />

@@ -1,11 +1,11 @@
 //! The built site's files under `/pkg` (issue 19): the wasm, JS and CSS the site build
 //! precompressed (`.ci/compress-site.mjs`) are sent as they are, brotli or gzip as the
-//! browser accepts, with `Vary: Accept-Encoding`. Every file is `no-cache`: a browser
-//! keeps it and revalidates it (304 from `Last-Modified` when unchanged, no body). None
-//! can be cached as immutable: most of a split build's names (`gatewarden.wasm`,
-//! `gatewarden.js`, `chunk_9.wasm`) come back with new code under the same name after an
-//! upgrade, and the number in `split___<route>_<number>.wasm` is not documented as a
-//! content hash.
+//! browser accepts, with `Vary: Accept-Encoding`. The first download goes out under
+//! names carrying a hash of its content (`gatewarden.<hash>.wasm`, `.js`, `.css`, made by
+//! the site build, named in `site.json`), cached for a year as immutable. Every other
+//! file is `no-cache`: a browser keeps it and revalidates it (304 from `Last-Modified`
+//! when unchanged, no body), because its name (`chunk_9.wasm`, the split loader) comes
+//! back with new code after an upgrade.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -44,17 +44,41 @@ impl Assets {
 
     /// Answers `request` (its path relative to the folder).
     pub async fn serve(&self, request: Request) -> Response {
+        let path = request.uri().path().to_string();
         let mut response = match self.dir.clone().oneshot(request).await {
             Ok(response) => response.map(Body::new),
             Err(never) => match never {},
         };
         if response.status().is_success() || response.status() == axum::http::StatusCode::NOT_MODIFIED {
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            let policy = if content_named(&path) { "public, max-age=31536000, immutable" } else { "no-cache" };
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
             // Every answer may differ by encoding, even one sent uncompressed.
             response.headers_mut().insert(header::VARY, HeaderValue::from_static("accept-encoding"));
         }
         response.into_response()
     }
+}
+
+/// Whether `path` (under `/pkg`) names a file by its content: `gatewarden.<16 hex>.<ext>`.
+pub fn content_named(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let mut parts = name.split('.');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some("gatewarden"), Some(hash), Some("js" | "wasm" | "css"), None)
+            if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    )
+}
+
+/// The first download's name as the site build wrote it in `pkg/site.json`
+/// (`gatewarden.<hash>`), or `gatewarden` for a site built without it.
+pub fn main_name(pkg: &Path) -> String {
+    std::fs::read_to_string(pkg.join("site.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v["name"].as_str().map(String::from))
+        .filter(|name| content_named(&format!("{name}.js")) && pkg.join(format!("{name}.wasm")).exists())
+        .unwrap_or_else(|| "gatewarden".into())
 }
 
 /// The first `.br` / `.gz` in `dir` older than its source, if any.
@@ -75,4 +99,23 @@ fn stale_copy(dir: &Path) -> Option<PathBuf> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_hashed_first_download_is_immutable() {
+        assert!(super::content_named("/gatewarden.0123456789abcdef.wasm"));
+        assert!(super::content_named("/gatewarden.0123456789abcdef.css"));
+        for other in [
+            "/gatewarden.wasm",
+            "/gatewarden.0123456789ABCDEF.js",
+            "/gatewarden.0123456789abcdef.wasm.br",
+            "/chunk_9.wasm",
+            "/__wasm_split.______________________.js",
+            "/gatewarden.0123456789abcde.js",
+        ] {
+            assert!(!super::content_named(other), "{other}");
+        }
+    }
 }
