@@ -34,6 +34,21 @@ fn bad_flags_and_unusable_databases_exit_2_with_a_message() {
         &["--dns-server", "127.0.0.1:53", "--dns-zone", "gw.test", "--dns-tsig-key-file", "/nonexistent/key"],
         "cannot read the TSIG key file /nonexistent/key",
     );
+    assert_one_line_error(&["--local-accounts=false"], "--local-accounts=false needs single sign-on");
+    assert_one_line_error(&["--oidc-issuer", "https://idp.example.test"], "--oidc-client-id");
+    assert_one_line_error(
+        &[
+            "--oidc-issuer",
+            "https://idp.example.test",
+            "--oidc-client-id",
+            "c",
+            "--public-url",
+            "https://gw.test",
+            "--oidc-role-map",
+            "sre",
+        ],
+        "--oidc-role-map sre: expected GROUP=ROLE",
+    );
     assert_one_line_error(
         &["--database-url", "sqlite:/nonexistent-dir/sub/gw.db", "--listen", "127.0.0.1:0"],
         "cannot open database",
