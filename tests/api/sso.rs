@@ -78,8 +78,16 @@ fn settings(issuer_port: u16, app_port: u16, default_role: Option<Role>) -> Oidc
 /// A console with single sign-on through a provider started for it. The console's port is
 /// chosen first: the provider must know where to send people back.
 async fn console_and_provider(local_accounts: bool, default_role: Option<Role>) -> (TestApp, Provider) {
+    console_and_provider_on(Backend::Sqlite, local_accounts, default_role).await
+}
+
+async fn console_and_provider_on(
+    backend: Backend,
+    local_accounts: bool,
+    default_role: Option<Role>,
+) -> (TestApp, Provider) {
     let (provider_port, port) = (free_port(), free_port());
-    let mut options = Options::new(Backend::Sqlite);
+    let mut options = Options::new(backend);
     options.local_accounts = local_accounts;
     options.port = port;
     options.oidc = Some(settings(provider_port, port, default_role));
@@ -142,7 +150,16 @@ async fn audit(app: &TestApp, query: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn people_sign_in_through_the_provider_with_the_role_their_groups_give() {
-    let (app, provider) = console_and_provider(true, None).await;
+    people_sign_in_with_the_role_their_groups_give(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn people_sign_in_through_the_provider_with_the_role_their_groups_give_postgres() {
+    people_sign_in_with_the_role_their_groups_give(Backend::Postgres).await;
+}
+
+async fn people_sign_in_with_the_role_their_groups_give(backend: Backend) {
+    let (app, provider) = console_and_provider_on(backend, true, None).await;
     let alice = browser();
     let answer = sign_in_through(&app, &provider, &alice, "alice").await;
     assert_eq!(answer.status(), StatusCode::OK);
