@@ -3,21 +3,13 @@
 //! checklist, notes, the timeline (refreshed as the ledger grows) and the postmortem.
 
 use super::format::{encode, time};
+use super::{quote, send};
 use crate::client::operations;
 use crate::dto::{ApiResult, Approval, ApprovalList, Checklist, Incident, IncidentList, Timeline};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 
 const STATUSES: [&str; 5] = ["investigating", "identified", "mitigated", "resolved", "closed"];
-
-/// A write to `/api/v1{path}`; the answer's JSON text, or the server's sentence.
-async fn send(method: &str, path: String, body: String) -> Result<String, String> {
-    operations().send(method.into(), path, body).await.map_err(|e| e.message)
-}
-
-fn quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
-}
 
 /// Runs `fetch` now (in the browser) and again whenever the ledger grows, at most once a
 /// second: a burst of entries (a flood of refused sign-ins) is one fetch now and one when

@@ -153,6 +153,16 @@ pub fn refetch_with_live(every_ms: f64, fetch: impl Fn() + 'static) {
     });
 }
 
+/// A write (or a read) to `/api/v1{path}` from a page; a refusal as the server's sentence.
+async fn send(method: &str, path: String, body: String) -> Result<String, String> {
+    crate::client::operations().send(method.into(), path, body).await.map_err(|e| e.message)
+}
+
+/// `s` as a JSON string literal, for the bodies pages build.
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
 /// Action updates received since the page loaded, as the JSON the server sent. They
 /// are parsed where they are shown (the lazily loaded gateway page), which keeps the
 /// action types' decoders out of the first download.

@@ -4,17 +4,9 @@
 //! audit trail keeps it) and is confirmed where it was made.
 
 use super::format::time;
-use crate::client::operations;
+use super::{quote, send};
 use crate::dto::{PasswordReset, Role, SessionsRevoked, UserSource, UserSummary};
 use leptos::prelude::*;
-
-async fn send(method: &str, path: String, body: String) -> Result<String, String> {
-    operations().send(method.into(), path, body).await.map_err(|e| e.message)
-}
-
-fn quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
-}
 
 /// A confirmation (`Ok`) or a refusal (`Err`), said where the person acted.
 type Said = RwSignal<Option<Result<String, String>>>;
