@@ -212,22 +212,26 @@ mod tests {
         AuditKey::from_bytes(format!("{text} padded to at least thirty-two bytes").as_bytes()).unwrap()
     }
 
+    /// A checkpoint of key `k` from `auth_from`, its head `head_id` with a hash of `byte`s.
+    fn body(k: &AuditKey, auth_from: i64, head_id: i64, byte: &str) -> Body {
+        Body {
+            format: FORMAT.into(),
+            key_id: k.id().into(),
+            auth_from,
+            head_id,
+            head_hash: byte.repeat(32),
+            written_ms: 1,
+            breaks: Vec::new(),
+        }
+    }
+
     #[test]
     fn a_checkpoint_reads_back_only_unchanged_and_with_its_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.checkpoint");
         let k = key("one");
         assert_eq!(read(&path, &k), Ok(None));
-        let body = Body {
-            format: FORMAT.into(),
-            key_id: k.id().into(),
-            auth_from: 3,
-            head_id: 40,
-            head_hash: "ab".repeat(32),
-            written_ms: 1,
-            breaks: Vec::new(),
-        };
-        let cp = Checkpointer::new(Some(path.clone()), k.clone(), body.clone());
+        let cp = Checkpointer::new(Some(path.clone()), k.clone(), body(&k, 3, 40, "ab"));
         cp.advance(41, &"cd".repeat(32));
         cp.advance(39, &"ef".repeat(32));
         cp.flush().unwrap();
@@ -247,17 +251,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.checkpoint");
         let k = key("one");
-        let body = Body {
-            format: FORMAT.into(),
-            key_id: k.id().into(),
-            auth_from: 1,
-            head_id: 1,
-            head_hash: "00".repeat(32),
-            written_ms: 1,
-            breaks: Vec::new(),
-        };
         for round in 0..40_i64 {
-            let cp = Checkpointer::new(Some(path.clone()), k.clone(), body.clone());
+            let cp = Checkpointer::new(Some(path.clone()), k.clone(), body(&k, 1, 1, "00"));
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let background = {
                 let (cp, stop) = (cp.clone(), stop.clone());
