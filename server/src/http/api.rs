@@ -450,8 +450,9 @@ pub fn table() -> Vec<Route> {
 }
 
 /// `GET /api/v1/reference`: the API described, for people.
-async fn reference() -> axum::response::Html<String> {
-    axum::response::Html(super::openapi::reference_page(&super::openapi::document(&operations())))
+async fn reference() -> axum::response::Html<&'static str> {
+    static PAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    axum::response::Html(PAGE.get_or_init(|| super::openapi::reference_page(described())))
 }
 
 /// The table as the OpenAPI document describes it.
@@ -470,9 +471,16 @@ pub fn operations() -> Vec<super::openapi::Operation> {
         .collect()
 }
 
+/// The document: the same for the life of the process, so made once (with the route
+/// table and every schema) rather than for each request.
+fn described() -> &'static serde_json::Value {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| super::openapi::document(&operations()))
+}
+
 /// `GET /api/v1/openapi.json`: the API described (public: it holds no data).
-async fn openapi() -> Json<serde_json::Value> {
-    Json(super::openapi::document(&operations()))
+async fn openapi() -> Json<&'static serde_json::Value> {
+    Json(described())
 }
 
 /// Largest request body accepted (logins and settings are far smaller).
