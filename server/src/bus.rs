@@ -228,6 +228,12 @@ pub fn session_tag(session_id: &str) -> String {
     format!("{:x}", sha2::Sha256::digest(session_id.as_bytes()))
 }
 
+/// What a sign-out event carries when every session of account `user_id` ends (it was
+/// disabled, its password reset, its sessions revoked): one event, however many sessions.
+pub fn account_tag(user_id: i64) -> String {
+    format!("account:{user_id}")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

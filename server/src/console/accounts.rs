@@ -92,7 +92,14 @@ impl ServerConsole {
         Ok(error)
     }
 
-    /// Ends the open event streams of sessions just ended, on every replica.
+    /// Ends the open event streams of every session of `user`, on every replica: one
+    /// event, however many sessions it had.
+    async fn account_streams_end(&self, user: &UserRow) {
+        self.state.bus.publish("sign_out", &crate::bus::account_tag(user.id)).await;
+    }
+
+    /// Ends the open event streams of the sessions just ended (not this one), on every
+    /// replica.
     async fn streams_end(&self, sessions: &[String]) {
         for id in sessions {
             self.state.bus.publish("sign_out", &crate::bus::session_tag(id)).await;
@@ -166,7 +173,7 @@ impl ServerConsole {
                 let intent = self.record_first(&entry, "disabling the account").await?;
                 match users::disable(db, self.state.dialect, &target, crate::db::now_ms()).await {
                     Ok(ended) => {
-                        self.streams_end(&ended).await;
+                        self.account_streams_end(&target).await;
                         tracing::info!(by = %admin.username, user = %target.username, sessions = ended.len(), "user disabled");
                     }
                     Err(e) => {
@@ -231,7 +238,7 @@ impl ServerConsole {
                 return Err(e);
             }
         };
-        self.streams_end(&ended).await;
+        self.account_streams_end(&target).await;
         tracing::info!(by = %admin.username, user = %target.username, sessions = ended.len(), "password reset");
         Ok(PasswordReset { username: target.username, password, sessions_ended: ended.len() as i64 })
     }
@@ -250,7 +257,7 @@ impl ServerConsole {
                 return Err(e);
             }
         };
-        self.streams_end(&ended).await;
+        self.account_streams_end(&target).await;
         tracing::info!(by = %admin.username, user = %target.username, sessions = ended.len(), "sessions revoked");
         Ok(SessionsRevoked { username: target.username, sessions_ended: ended.len() as i64 })
     }

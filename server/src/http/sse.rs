@@ -20,7 +20,7 @@ pub(super) async fn tail_logs(
     Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let q = query.get("q").map(String::as_str).unwrap_or("");
-    let end = session_end(&state, &session);
+    let end = session_end(&state, &session, user.id);
     let console = console(state, user);
     let permit = console.stream_permit()?;
     let stream = console.tail_logs(q).await?.take_until(end).map(move |event| {
@@ -35,11 +35,16 @@ pub(super) async fn tail_logs(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// Resolves when the session signs out, when the server stops, or once it has been open as long as a session may
+/// Resolves when the session signs out (or all its account's sessions are ended), when the server stops, or once it has been open as long as a session may
 /// sit idle (the browser then reconnects with its cookie, and is refused if that has
 /// expired): an event stream never outlives the session that opened it.
-fn session_end(state: &AppState, session: &tower_sessions::Session) -> impl std::future::Future<Output = ()> + use<> {
+fn session_end(
+    state: &AppState,
+    session: &tower_sessions::Session,
+    user_id: i64,
+) -> impl std::future::Future<Output = ()> + use<> {
     let tag = session.id().map(|id| crate::bus::session_tag(&id.to_string()));
+    let account = crate::bus::account_tag(user_id);
     let mut sign_outs = state.bus.sign_outs();
     let mut stopping = state.stopping.subscribe();
     async move {
@@ -47,7 +52,7 @@ fn session_end(state: &AppState, session: &tower_sessions::Session) -> impl std:
         let signed_out = async {
             loop {
                 match sign_outs.recv().await {
-                    Ok(t) if Some(&*t) == tag.as_deref() => return,
+                    Ok(t) if Some(&*t) == tag.as_deref() || *t == *account => return,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
                     _ => continue,
                 }
@@ -81,9 +86,9 @@ pub(super) async fn events(
         return Err(crate::error::AppError::Unavailable("this replica is stopping; connect again".into()));
     }
     let waiting = waiting_for(state.open_approvals.clone(), user.username.clone(), user.role);
+    let end = session_end(&state, &session, user.id);
     // Held as long as the stream is open: past the cap, 429 instead of one more stream.
     let permit = console(state.clone(), user).stream_permit()?;
-    let end = session_end(&state, &session);
     let snapshots = futures::stream::unfold((state.live.clone(), true), |(mut rx, first)| async move {
         if !first && rx.changed().await.is_err() {
             return None;
