@@ -274,63 +274,49 @@ pub async fn revoke_sessions(db: &Db, user: &UserRow) -> Result<Vec<String>> {
     Ok(ended)
 }
 
-/// What signing in through the identity provider did to the account.
-#[derive(Debug, PartialEq)]
-pub enum SsoAccount {
-    /// It was made now.
-    Created,
-    /// Its role moved with the person's groups (from this one).
-    RoleChanged(Role),
-    /// As it was.
-    Same,
-}
-
-/// The account the identity provider vouches for as `subject`: made on the first sign-in
-/// (named `username`), its role set to `role` at every one. 409 when `username` is
-/// taken by an account of another source or person.
-pub async fn sign_in_sso(db: &Db, subject: &str, username: &str, role: Role) -> Result<(UserRow, SsoAccount)> {
-    let found = sqlx::query_as::<_, Row>(&format!("select {COLUMNS} from users where external_id = $1"))
+/// The account the identity provider vouches for as `subject`, if it has one here.
+pub async fn find_by_subject(db: &Db, subject: &str) -> Result<Option<UserRow>> {
+    sqlx::query_as::<_, Row>(&format!("select {COLUMNS} from users where external_id = $1"))
         .bind(subject)
         .fetch_optional(db)
         .await?
         .map(from_row)
-        .transpose()?;
-    match found {
-        Some(user) if user.role == role => Ok((user, SsoAccount::Same)),
-        Some(mut user) => {
-            sqlx::query("update users set role = $1 where id = $2")
-                .bind(role.as_str())
-                .bind(user.id)
-                .execute(db)
-                .await?;
-            let was = std::mem::replace(&mut user.role, role);
-            Ok((user, SsoAccount::RoleChanged(was)))
-        }
-        None => {
-            let inserted = sqlx::query(
-                "insert into users (username, password_hash, role, created_at, source, external_id)
-                 values ($1, '', $2, $3, 'oidc', $4)",
-            )
-            .bind(username)
-            .bind(role.as_str())
-            .bind(now_ms())
-            .bind(subject)
-            .execute(db)
-            .await;
-            match inserted {
-                Ok(_) => {}
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    return Err(AppError::Conflict(format!(
-                        "an account named '{username}' already exists here and is not yours at the identity provider: \
-                         ask an admin to rename one of them"
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            }
-            let user = find_by_username(db, username).await?.ok_or(AppError::Unauthorized)?;
-            Ok((user, SsoAccount::Created))
-        }
+        .transpose()
+}
+
+/// Makes the account of `subject`, named `username`, with `role` (its first sign-in);
+/// 409 when the name is taken.
+pub async fn create_sso(db: &Db, subject: &str, username: &str, role: Role) -> Result<UserRow> {
+    let inserted = sqlx::query(
+        "insert into users (username, password_hash, role, created_at, source, external_id)
+         values ($1, '', $2, $3, 'oidc', $4)",
+    )
+    .bind(username)
+    .bind(role.as_str())
+    .bind(now_ms())
+    .bind(subject)
+    .execute(db)
+    .await;
+    match inserted {
+        Ok(_) => find_by_subject(db, subject).await?.ok_or(AppError::Unauthorized),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(name_taken(username)),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// The refusal of a first sign-in whose name another account has.
+pub fn name_taken(username: &str) -> AppError {
+    AppError::Conflict(format!(
+        "an account named '{username}' already exists here and is not yours at the identity provider: ask an \
+         admin to rename one of them"
+    ))
+}
+
+/// Sets the role the identity provider's groups give (at each sign-in). Not guarded for
+/// the last admin: the provider decides, and the break-glass admin stays local.
+pub async fn set_sso_role(db: &Db, user: &UserRow, role: Role) -> Result<()> {
+    sqlx::query("update users set role = $1 where id = $2").bind(role.as_str()).bind(user.id).execute(db).await?;
+    Ok(())
 }
 
 /// A new random password: 20 characters of an alphabet without look-alikes (~114 bits).

@@ -3,6 +3,7 @@
 //! `utoipa` on the DTOs): a route cannot be served without being described, and a test
 //! (Schemathesis, in `make test`) checks the answers against the descriptions.
 
+use super::pages::escape;
 use app::dto::Role;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -158,10 +159,6 @@ pub fn document(routes: &[Operation]) -> Value {
     })
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 /// A schema's name for the reference: the type it refers to, or what it is.
 fn schema_name(schema: &Value) -> String {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
@@ -223,15 +220,13 @@ pub fn reference_page(document: &Value) -> String {
             }
         }
     }
-    format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>API reference — Gatewarden</title><link rel=\"stylesheet\" href=\"/pkg/gatewarden.css\">\
-         <link rel=\"icon\" href=\"data:,\"></head><body><main class=\"page\"><h1>API reference</h1>\
-         <p>{}</p><p>The machine-readable document: <a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a> \
-         (OpenAPI 3.1). Refusals answer 4xx with <code>{{\"error\", \"message\"}}</code>.</p>\
-         <table class=\"grid\" data-testid=\"api-reference\"><thead><tr><th>method</th><th>path</th><th>what</th>\
-         <th>who</th><th>takes</th><th>answers</th></tr></thead><tbody>{rows}</tbody></table></main></body></html>",
+    let main = format!(
+        "<h1>API reference</h1><p>{}</p><p>The machine-readable document: \
+         <a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a> (OpenAPI 3.1). Refusals answer 4xx with \
+         <code>{{\"error\", \"message\"}}</code>.</p><table class=\"grid\" data-testid=\"api-reference\"><thead>\
+         <tr><th>method</th><th>path</th><th>what</th><th>who</th><th>takes</th><th>answers</th></tr></thead>\
+         <tbody>{rows}</tbody></table>",
         escape(document.pointer("/info/description").and_then(Value::as_str).unwrap_or("")),
-    )
+    );
+    super::pages::plain_page("API reference", "", "page", &main)
 }

@@ -82,3 +82,20 @@ pub fn anonymous_context(state: &AppState) -> impl Fn() + Clone + Send + Sync + 
         provide_context(operations.clone());
     }
 }
+
+/// `text` safe inside HTML text and attribute values.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A page without the app (no script): the sign-in's answers, the API reference. `title`
+/// is text; `head` and `main` are HTML the caller escaped; `main_class` styles the page.
+pub fn plain_page(title: &str, head: &str, main_class: &str, main: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{head}\
+         <title>{} — Gatewarden</title><link rel=\"stylesheet\" href=\"/pkg/gatewarden.css\">\
+         <link rel=\"icon\" href=\"data:,\"></head><body><main class=\"{main_class}\">{main}</main></body></html>",
+        escape(title)
+    )
+}

@@ -140,7 +140,16 @@ async fn authenticate(
         .ledger
         .append(NewEntry::new(client.actor(&user.username, user.role.as_str()), Kind::Login, Outcome::Succeeded))
         .await?;
-    // A new id on login defeats session fixation.
+    let csrf_token = start_session(state, session, &user).await?;
+    tracing::info!(username = %user.username, %addr, "signed in");
+    Ok(SessionInfo { username: user.username, role: user.role, csrf_token })
+}
+
+/// Signs `user` in on `session` (its sign-in already on the record): a new session id
+/// (which defeats session fixation), the session's data under the account's current
+/// epoch, the account's last sign-in. Returns the session's CSRF token. Password and
+/// single sign-on alike.
+pub(super) async fn start_session(state: &AppState, session: &Session, user: &users::UserRow) -> Result<String> {
     session.cycle_id().await.map_err(|e| AppError::Internal(format!("cycle id: {e}")))?;
     let now = now_ms();
     let data = SessionData {
@@ -152,8 +161,7 @@ async fn authenticate(
     };
     session.insert(SESSION_KEY, &data).await.map_err(|e| AppError::Internal(format!("session insert: {e}")))?;
     users::record_sign_in(&state.db, user.id, now).await?;
-    tracing::info!(username = %user.username, %addr, "signed in");
-    Ok(SessionInfo { username: user.username, role: user.role, csrf_token: data.csrf })
+    Ok(data.csrf)
 }
 
 /// Records a refusal (folded with its repeats); a ledger failure is logged, and the

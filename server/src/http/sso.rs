@@ -5,12 +5,13 @@
 //! on the record.
 
 use super::extract::ClientAddr;
+use super::pages::{escape, plain_page};
 use crate::audit::{Client, Kind, NewEntry, Outcome};
+use crate::auth::constant_time_eq;
 use crate::auth::oidc::{Identity, OidcError, PENDING_FOR_MS, Pending};
-use crate::auth::{SESSION_KEY, SessionData, constant_time_eq, random_token};
 use crate::db::now_ms;
 use crate::state::AppState;
-use crate::users::{self, SsoAccount};
+use crate::users;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -77,22 +78,14 @@ fn forgetting(state: &AppState, mut response: Response) -> Response {
     response
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 /// A page that says what happened and what to do, with `status`.
 fn page(status: StatusCode, title: &str, said: &str) -> Response {
-    let html = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} — Gatewarden</title><link rel=\"stylesheet\" href=\"/pkg/gatewarden.css\">\
-         <link rel=\"icon\" href=\"data:,\"></head><body><main class=\"page sso-page\">\
-         <h1>{title}</h1><p data-testid=\"sso-said\">{said}</p>\
-         <p><a class=\"btn\" href=\"/login\">Back to sign-in</a></p></main></body></html>",
-        title = escape(title),
-        said = escape(said),
+    let main = format!(
+        "<h1>{}</h1><p data-testid=\"sso-said\">{}</p><p><a class=\"btn\" href=\"/login\">Back to sign-in</a></p>",
+        escape(title),
+        escape(said)
     );
+    let html = plain_page(title, "", "page sso-page", &main);
     (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }
 
@@ -239,11 +232,12 @@ async fn finish(
         // began at another site would not carry it to "/". A page of this site moving on
         // by itself is a navigation from here, which does.
         Ok(()) => {
-            let html = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-                        <meta http-equiv=\"refresh\" content=\"0;url=/\"><title>Signed in — Gatewarden</title>\
-                        <link rel=\"stylesheet\" href=\"/pkg/gatewarden.css\"><link rel=\"icon\" href=\"data:,\">\
-                        </head><body><main class=\"page sso-page\"><p>Signed in. <a href=\"/\">Continue</a></p>\
-                        </main></body></html>";
+            let html = plain_page(
+                "Signed in",
+                "<meta http-equiv=\"refresh\" content=\"0;url=/\">",
+                "page sso-page",
+                "<p>Signed in. <a href=\"/\">Continue</a></p>",
+            );
             ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
         }
         Err(response) => response,
@@ -285,74 +279,101 @@ async fn sign_in(state: &AppState, client: &Client, session: &Session, who: &Ide
     let internal = |what: &str| {
         page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in failed", &format!("{what}; try again in a moment."))
     };
-    let (user, change) = match users::sign_in_sso(&state.db, &who.subject, &who.username, role).await {
-        Ok(done) => done,
-        Err(crate::error::AppError::Conflict(why)) => {
-            refuse(state, client, &who.username, "the name belongs to another account").await;
-            return Err(page(StatusCode::CONFLICT, "That account name is taken", &why));
-        }
+    let found = match users::find_by_subject(&state.db, &who.subject).await {
+        Ok(found) => found,
         Err(e) => {
-            tracing::error!(error = ?e, "single sign-on: the account could not be read or made");
+            tracing::error!(error = ?e, "single sign-on: the account could not be read");
             return Err(internal("The account could not be read"));
         }
     };
-    if user.disabled_at_ms.is_some() {
-        refuse(state, client, &user.username, "account disabled").await;
-        return Err(page(
-            StatusCode::FORBIDDEN,
-            "This account is disabled",
-            "An admin disabled it: ask one to enable it.",
-        ));
-    }
-    let actor = client.actor(&user.username, role.as_str());
-    let mut entries = Vec::new();
-    match change {
-        SsoAccount::Created => {
-            let mut e = NewEntry::new(actor.clone(), Kind::UserChange, Outcome::Succeeded);
-            e.action = "create-user".into();
-            e.target = user.username.clone();
-            e.params = serde_json::json!({ "role": role, "via": "oidc", "groups": who.groups });
-            e.reason = format!("first sign-in through {provider}");
-            entries.push(e);
+    let actor = client.actor(&who.username, role.as_str());
+    // Every change to the account is on the record before it is made (fail closed), and
+    // one that then fails gets a second entry saying so.
+    let record = |entry: NewEntry| async move {
+        state.ledger.append(entry).await.map(|stored| stored.id).map_err(|e| {
+            tracing::error!(error = ?e, "single sign-on not recorded; refused");
+            internal("The sign-in could not be recorded")
+        })
+    };
+    let change = |action: &str, reason: String, params: serde_json::Value| {
+        let mut e = NewEntry::new(actor.clone(), Kind::UserChange, Outcome::Succeeded);
+        e.action = action.into();
+        e.target = who.username.clone();
+        e.params = params;
+        e.reason = reason;
+        e
+    };
+    let user = match found {
+        Some(user) if user.disabled_at_ms.is_some() => {
+            refuse(state, client, &user.username, "account disabled").await;
+            return Err(page(
+                StatusCode::FORBIDDEN,
+                "This account is disabled",
+                "An admin disabled it: ask one to enable it.",
+            ));
         }
-        SsoAccount::RoleChanged(was) => {
-            let mut e = NewEntry::new(actor.clone(), Kind::UserChange, Outcome::Succeeded);
-            e.action = "change-role".into();
-            e.target = user.username.clone();
-            e.params = serde_json::json!({ "from": was, "to": role, "via": "oidc", "groups": who.groups });
-            e.reason = format!("the groups {provider} lists at sign-in map to {role}");
-            entries.push(e);
+        Some(user) if user.role == role => user,
+        Some(mut user) => {
+            let entry = change(
+                "change-role",
+                format!("the groups {provider} lists at sign-in map to {role}"),
+                serde_json::json!({ "from": user.role, "to": role, "via": "oidc", "groups": who.groups }),
+            );
+            record(entry).await?;
+            if let Err(e) = users::set_sso_role(&state.db, &user, role).await {
+                tracing::error!(error = ?e, "single sign-on: the role could not be set");
+                return Err(internal("The account's role could not be set"));
+            }
+            user.role = role;
+            user
         }
-        SsoAccount::Same => {}
-    }
+        None => {
+            let taken = match users::exists(&state.db, &who.username).await {
+                Ok(taken) => taken,
+                Err(e) => {
+                    tracing::error!(error = ?e, "single sign-on: the account could not be read");
+                    return Err(internal("The account could not be read"));
+                }
+            };
+            if taken {
+                refuse(state, client, &who.username, "the name belongs to another account").await;
+                return Err(page(
+                    StatusCode::CONFLICT,
+                    "That account name is taken",
+                    &users::name_taken(&who.username).to_api().message,
+                ));
+            }
+            let entry = change(
+                "create-user",
+                format!("first sign-in through {provider}"),
+                serde_json::json!({ "role": role, "via": "oidc", "groups": who.groups }),
+            );
+            let intent = record(entry.clone()).await?;
+            match users::create_sso(&state.db, &who.subject, &who.username, role).await {
+                Ok(user) => user,
+                Err(e) => {
+                    let mut failed = entry;
+                    failed.outcome = Outcome::Failed;
+                    failed.intent_id = Some(intent);
+                    failed.params["error"] = serde_json::Value::String(e.to_api().message);
+                    record(failed).await?;
+                    return Err(match e {
+                        crate::error::AppError::Conflict(why) => {
+                            page(StatusCode::CONFLICT, "That account name is taken", &why)
+                        }
+                        _ => internal("The account could not be made"),
+                    });
+                }
+            }
+        }
+    };
     let mut login = NewEntry::new(actor, Kind::Login, Outcome::Succeeded);
     login.params = serde_json::json!({ "via": "oidc" });
-    entries.push(login);
-    for entry in entries {
-        // Fail closed, as for passwords: a sign-in that cannot be recorded does not happen.
-        if let Err(e) = state.ledger.append(entry).await {
-            tracing::error!(error = ?e, "single sign-on not recorded; refused");
-            return Err(internal("The sign-in could not be recorded"));
-        }
-    }
-    let now = now_ms();
-    let data = SessionData {
-        user_id: user.id,
-        csrf: random_token(),
-        login_at_ms: now,
-        touched_ms: now,
-        epoch: user.session_epoch,
-    };
-    let started = async {
-        session.cycle_id().await?;
-        session.insert(SESSION_KEY, &data).await
-    };
-    if let Err(e) = started.await {
-        tracing::error!(error = %e, "single sign-on: the session could not start");
+    // Fail closed, as for passwords: a sign-in that cannot be recorded does not happen.
+    record(login).await?;
+    if let Err(e) = super::session::start_session(state, session, &user).await {
+        tracing::error!(error = ?e, "single sign-on: the session could not start");
         return Err(internal("The session could not start"));
-    }
-    if let Err(e) = users::record_sign_in(&state.db, user.id, now).await {
-        tracing::warn!(error = ?e, "could not record the sign-in time");
     }
     tracing::info!(username = %user.username, %role, "signed in through single sign-on");
     Ok(())
