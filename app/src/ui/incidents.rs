@@ -3,48 +3,13 @@
 //! checklist, notes, the timeline (refreshed as the ledger grows) and the postmortem.
 
 use super::format::{encode, time};
-use super::{quote, send};
+use super::{on_ledger_change, quote, send};
 use crate::client::operations;
 use crate::dto::{ApiResult, Approval, ApprovalList, Checklist, Incident, IncidentList, Timeline};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 
 const STATUSES: [&str; 5] = ["investigating", "identified", "mitigated", "resolved", "closed"];
-
-/// Runs `fetch` now (in the browser) and again whenever the ledger grows, at most once a
-/// second: a burst of entries (a flood of refused sign-ins) is one fetch now and one when
-/// the second is over, not one per entry from every open page.
-fn on_ledger_change(fetch: impl Fn() + 'static) {
-    let _ = &fetch;
-    #[cfg(feature = "hydrate")]
-    {
-        const EVERY_MS: f64 = 1000.0;
-        let fetch = std::rc::Rc::new(fetch);
-        let audit = super::use_live_audit();
-        // When the last fetch ran, and whether one is already due at the end of the second.
-        let last = std::rc::Rc::new(std::cell::Cell::new(f64::MIN));
-        let due = std::rc::Rc::new(std::cell::Cell::new(false));
-        Effect::new(move |_| {
-            audit.track();
-            let now = js_sys::Date::now();
-            let wait = last.get() + EVERY_MS - now;
-            if wait <= 0.0 {
-                last.set(now);
-                fetch();
-            } else if !due.replace(true) {
-                let (fetch, last, due) = (fetch.clone(), last.clone(), due.clone());
-                set_timeout(
-                    move || {
-                        due.set(false);
-                        last.set(js_sys::Date::now());
-                        fetch();
-                    },
-                    std::time::Duration::from_millis(wait as u64),
-                );
-            }
-        });
-    }
-}
 
 /// `/incidents`, and `/incidents?id=N` for one.
 #[component]

@@ -163,6 +163,41 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
+/// Runs `fetch` now (in the browser) and again whenever the ledger grows, at most once a
+/// second: a burst of entries (a flood of refused sign-ins) is one fetch now and one when
+/// the second is over, not one per entry from every open page.
+fn on_ledger_change(fetch: impl Fn() + 'static) {
+    let _ = &fetch;
+    #[cfg(feature = "hydrate")]
+    {
+        const EVERY_MS: f64 = 1000.0;
+        let fetch = std::rc::Rc::new(fetch);
+        let audit = use_live_audit();
+        // When the last fetch ran, and whether one is already due at the end of the second.
+        let last = std::rc::Rc::new(std::cell::Cell::new(f64::MIN));
+        let due = std::rc::Rc::new(std::cell::Cell::new(false));
+        Effect::new(move |_| {
+            audit.track();
+            let now = js_sys::Date::now();
+            let wait = last.get() + EVERY_MS - now;
+            if wait <= 0.0 {
+                last.set(now);
+                fetch();
+            } else if !due.replace(true) {
+                let (fetch, last, due) = (fetch.clone(), last.clone(), due.clone());
+                set_timeout(
+                    move || {
+                        due.set(false);
+                        last.set(js_sys::Date::now());
+                        fetch();
+                    },
+                    std::time::Duration::from_millis(wait as u64),
+                );
+            }
+        });
+    }
+}
+
 /// Action updates received since the page loaded, as the JSON the server sent. They
 /// are parsed where they are shown (the lazily loaded gateway page), which keeps the
 /// action types' decoders out of the first download.

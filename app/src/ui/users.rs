@@ -4,7 +4,7 @@
 //! audit trail keeps it) and is confirmed where it was made.
 
 use super::format::time;
-use super::{quote, send};
+use super::{on_ledger_change, quote, send};
 use crate::dto::{PasswordReset, Role, SessionsRevoked, UserSource, UserSummary};
 use leptos::prelude::*;
 
@@ -25,6 +25,10 @@ fn said(s: Said, testid: &'static str) -> impl IntoView {
 pub fn UsersPage() -> impl IntoView {
     let list = RwSignal::new(None::<Result<Vec<UserSummary>, String>>);
     let load = move || {
+        // Someone without the admin role is told once; nothing to follow.
+        if list.with_untracked(|l| matches!(l, Some(Err(e)) if e.contains("admin role"))) {
+            return;
+        }
         leptos::task::spawn_local(async move {
             let got = send("GET", "/users".into(), String::new()).await.and_then(|text| {
                 serde_json::from_str::<Vec<UserSummary>>(&text)
@@ -33,7 +37,9 @@ pub fn UsersPage() -> impl IntoView {
             list.set(Some(got));
         })
     };
-    Effect::new(move |_| load());
+    // Sign-ins, sign-outs and changes by other admins are ledger entries: the list (its
+    // open sessions, last sign-ins) follows them, at most once a second.
+    on_ledger_change(load);
     // The account the change form works on, chosen from a row or the form.
     let chosen = RwSignal::new(String::new());
     view! {
