@@ -1,5 +1,5 @@
-//! The site's files sent precompressed and revalidated; JSON answers compressed,
-//! except those carrying a secret (issue 19).
+//! The site's files sent precompressed and revalidated; pages and JSON answers
+//! compressed, except those carrying a secret (issue 19).
 
 use crate::support::*;
 use app::dto::Role;
@@ -60,6 +60,9 @@ async fn the_sites_files_go_out_precompressed_as_the_browser_accepts_and_are_rev
     assert_eq!(br.headers()["content-type"], "application/wasm");
     assert_eq!(br.headers()["vary"], "accept-encoding");
     assert_eq!(br.headers()["cache-control"], "no-cache", "kept, and revalidated: names outlive builds");
+    // Never sniffed; but no document's headers (framing, features), which mean nothing here.
+    assert_eq!(br.headers()["x-content-type-options"], "nosniff");
+    assert!(br.headers().get("x-frame-options").is_none() && br.headers().get("permissions-policy").is_none());
     let modified = br.headers()["last-modified"].clone();
     let body = br.bytes().await.unwrap();
     assert!(body.len() * 10 < wasm.len(), "{} of {} bytes", body.len(), wasm.len());
@@ -132,6 +135,26 @@ async fn json_answers_are_compressed_but_never_one_carrying_the_csrf_token() {
     let events = get("/api/v1/events", "br, gzip").await.unwrap();
     assert_eq!(events.headers()["content-type"], "text/event-stream");
     assert!(events.headers().get("content-encoding").is_none());
+}
+
+#[tokio::test]
+async fn pages_go_out_compressed_and_carry_no_csrf_token() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let responder = app.signed_in(Role::Responder).await;
+    for path in ["/", "/audit", "/logs?q=timeout"] {
+        let page = responder.client.get(responder.url(path)).header("accept-encoding", "br").send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+        assert_eq!(page.headers()["content-encoding"], "br", "{path}");
+        let html = String::from_utf8(unbrotli(&page.bytes().await.unwrap())).unwrap();
+        // The page was rendered for this account (its name in the top bar)…
+        assert!(html.contains("current-user") && html.contains(">responder-"), "{path}: {html}");
+        // …and holds no secret a compressed size could give away.
+        assert!(!html.contains(responder.csrf.as_str()), "{path}: the CSRF token is in the page");
+    }
+    // The browser gets the token where it is never compressed, and writes with it.
+    let session: serde_json::Value =
+        responder.client.get(responder.url("/api/v1/session")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(session["csrf_token"], responder.csrf.as_str());
 }
 
 #[tokio::test]

@@ -282,6 +282,7 @@ async fn pages_and_answers_carry_the_browser_defences() {
     assert_eq!(page.status(), StatusCode::OK);
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(page.headers()["permissions-policy"].to_str().unwrap().contains("camera=()"));
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
     assert!(page.headers().get("strict-transport-security").is_none(), "not over plain http");
     let html = page.text().await.unwrap();
     let nonce = csp.split("'nonce-").nth(1).and_then(|r| r.split('\'').next()).expect("a script nonce");
@@ -292,6 +293,7 @@ async fn pages_and_answers_carry_the_browser_defences() {
 
     let api = viewer.get("/api/v1/gateways").await;
     assert_eq!(api.headers()["cache-control"], "no-store");
+    assert_eq!(api.headers()["x-frame-options"], "DENY");
 
     let https = TestApp::spawn_with(Options { https: true, ..Options::new(Backend::Sqlite) }).await;
     let r = https.client().get(https.url("/login")).send().await.unwrap();
