@@ -130,8 +130,16 @@ pub fn gateway_status(
 
 /// The health page's legend, in words, from the same thresholds.
 pub fn legend() -> String {
-    let percent = |f: f64| format!("{}%", f * 100.0);
-    let ms = |v: f64| if v >= 1000.0 { format!("{} s", v / 1000.0) } else { format!("{v} ms") };
+    // Through integers: printing a float would put core's float formatting in the first
+    // download (the thresholds are whole tenths of a percent and whole milliseconds).
+    let percent = |f: f64| {
+        let tenths = (f * 1000.0).round() as i64;
+        if tenths % 10 == 0 { format!("{}%", tenths / 10) } else { format!("{}.{}%", tenths / 10, tenths % 10) }
+    };
+    let ms = |v: f64| {
+        let ms = v.round() as i64;
+        if ms >= 1000 && ms % 1000 == 0 { format!("{} s", ms / 1000) } else { format!("{ms} ms") }
+    };
     format!(
         "Rates over the last 5 seconds. Status turns amber from {} 5xx, {} 429 or {} p99, with an instance missing \
          or a synthetic check failing; \

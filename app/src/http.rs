@@ -22,16 +22,32 @@ fn js_error(_: JsValue) -> ApiError {
     ApiError::new("network", "The console could not be reached; try again in a moment.")
 }
 
+/// A successful answer decoded as `T` by the browser's parser ([`crate::json`]): what the
+/// first page reads (the session, the gateways, the fleet).
 async fn fetch_json<T: DeserializeOwned>(
     method: &str,
     url: &str,
     body: Option<String>,
     csrf: Option<String>,
 ) -> ApiResult<T> {
-    let text = fetch_text(method, url, body, csrf).await?;
+    decoded(fetch_text(method, url, body, csrf).await?, crate::json::from_str)
+}
+
+/// [`fetch_json`] decoded by serde_json: what the lazily loaded pages read (its code then
+/// stays out of the first download; some of their types need it, see [`crate::json`]).
+async fn fetch_serde<T: DeserializeOwned>(
+    method: &str,
+    url: &str,
+    body: Option<String>,
+    csrf: Option<String>,
+) -> ApiResult<T> {
+    decoded(fetch_text(method, url, body, csrf).await?, |text| serde_json::from_str(text).map_err(|e| e.to_string()))
+}
+
+fn decoded<T>(text: String, parse: impl FnOnce(&str) -> Result<T, String>) -> ApiResult<T> {
     // `null` stands in for an empty body (e.g. 204) when T is `()`.
     let text = if text.is_empty() { "null" } else { text.as_str() };
-    serde_json::from_str(text).map_err(|e| ApiError::new("decode", format!("unexpected response: {e}")))
+    parse(text).map_err(|e| ApiError::new("decode", format!("unexpected response: {e}")))
 }
 
 /// The body of a successful answer, or the server's error.
@@ -60,7 +76,7 @@ async fn fetch_text(method: &str, url: &str, body: Option<String>, csrf: Option<
     if response.ok() {
         Ok(text)
     } else {
-        Err(serde_json::from_str::<ApiError>(&text)
+        Err(crate::json::from_str::<ApiError>(&text)
             .unwrap_or_else(|_| ApiError::new("http", format!("the server answered {}", response.status()))))
     }
 }
@@ -75,7 +91,10 @@ async fn csrf_token() -> ApiResult<String> {
 }
 
 fn remember(session: &SessionInfo) {
-    CSRF.with(|c| *c.borrow_mut() = Some(session.csrf_token.clone()));
+    // A rendered page's session has no token (pages carry no secret): never kept.
+    if !session.csrf_token.is_empty() {
+        CSRF.with(|c| *c.borrow_mut() = Some(session.csrf_token.clone()));
+    }
 }
 
 /// A browser future marked `Send` for the bound the interface shares with SSR.
@@ -120,7 +139,7 @@ impl Operations for HttpConsole {
     fn gateway(&self, id: String) -> ApiFuture<GatewayDetail> {
         boxed(async move {
             let url = format!("/api/v1/gateways/{}", js_sys::encode_uri_component(&id));
-            fetch_json("GET", &url, None, None).await
+            fetch_serde("GET", &url, None, None).await
         })
     }
     fn act(&self, gateway: String, action: String, body: String) -> ApiFuture<ActionResponse> {
@@ -130,55 +149,55 @@ impl Operations for HttpConsole {
                 js_sys::encode_uri_component(&gateway),
                 js_sys::encode_uri_component(&action)
             );
-            fetch_json("POST", &url, Some(body), Some(csrf_token().await?)).await
+            fetch_serde("POST", &url, Some(body), Some(csrf_token().await?)).await
         })
     }
     fn actions(&self, gateway: String) -> ApiFuture<Vec<ActionRecord>> {
         boxed(async move {
             let url = format!("/api/v1/actions?gateway={}", js_sys::encode_uri_component(&gateway));
-            fetch_json("GET", &url, None, None).await
+            fetch_serde("GET", &url, None, None).await
         })
     }
     fn undo(&self, id: i64, body: String) -> ApiFuture<ActionResponse> {
         boxed(async move {
-            fetch_json("POST", &format!("/api/v1/actions/{id}/undo"), Some(body), Some(csrf_token().await?)).await
+            fetch_serde("POST", &format!("/api/v1/actions/{id}/undo"), Some(body), Some(csrf_token().await?)).await
         })
     }
     fn audit(&self, query: String) -> ApiFuture<AuditPage> {
-        boxed(async move { fetch_json("GET", &format!("/api/v1/audit?{query}"), None, None).await })
+        boxed(async move { fetch_serde("GET", &format!("/api/v1/audit?{query}"), None, None).await })
     }
     fn verify_audit(&self) -> ApiFuture<AuditVerification> {
-        boxed(fetch_json("GET", "/api/v1/audit/verify", None, None))
+        boxed(fetch_serde("GET", "/api/v1/audit/verify", None, None))
     }
     fn audit_entry(&self, id: i64) -> ApiFuture<AuditEntryDetail> {
-        boxed(async move { fetch_json("GET", &format!("/api/v1/audit/{id}"), None, None).await })
+        boxed(async move { fetch_serde("GET", &format!("/api/v1/audit/{id}"), None, None).await })
     }
     fn search_logs(&self, query: String) -> ApiFuture<LogSearch> {
-        boxed(async move { fetch_json("GET", &format!("/api/v1/logs?{query}"), None, None).await })
+        boxed(async move { fetch_serde("GET", &format!("/api/v1/logs?{query}"), None, None).await })
     }
     fn dependencies(&self) -> ApiFuture<DependencyGraph> {
-        boxed(async move { fetch_json("GET", "/api/v1/dependencies", None, None).await })
+        boxed(async move { fetch_serde("GET", "/api/v1/dependencies", None, None).await })
     }
     fn probe(&self, body: String) -> ApiFuture<ProbeResult> {
-        boxed(async move { fetch_json("POST", "/api/v1/probe", Some(body), Some(csrf_token().await?)).await })
+        boxed(async move { fetch_serde("POST", "/api/v1/probe", Some(body), Some(csrf_token().await?)).await })
     }
     fn synthetics(&self) -> ApiFuture<Vec<SyntheticHistory>> {
-        boxed(async move { fetch_json("GET", "/api/v1/synthetics", None, None).await })
+        boxed(async move { fetch_serde("GET", "/api/v1/synthetics", None, None).await })
     }
     fn incidents(&self, query: String) -> ApiFuture<IncidentList> {
-        boxed(async move { fetch_json("GET", &format!("/api/v1/incidents?{query}"), None, None).await })
+        boxed(async move { fetch_serde("GET", &format!("/api/v1/incidents?{query}"), None, None).await })
     }
     fn incident(&self, id: i64) -> ApiFuture<Incident> {
-        boxed(async move { fetch_json("GET", &format!("/api/v1/incidents/{id}"), None, None).await })
+        boxed(async move { fetch_serde("GET", &format!("/api/v1/incidents/{id}"), None, None).await })
     }
     fn timeline(&self, id: i64) -> ApiFuture<Timeline> {
-        boxed(async move { fetch_json("GET", &format!("/api/v1/incidents/{id}/timeline"), None, None).await })
+        boxed(async move { fetch_serde("GET", &format!("/api/v1/incidents/{id}/timeline"), None, None).await })
     }
     fn checklist(&self, id: i64) -> ApiFuture<Checklist> {
-        boxed(async move { fetch_json("GET", &format!("/api/v1/incidents/{id}/checklist"), None, None).await })
+        boxed(async move { fetch_serde("GET", &format!("/api/v1/incidents/{id}/checklist"), None, None).await })
     }
     fn approvals(&self, query: String) -> ApiFuture<ApprovalList> {
-        boxed(async move { fetch_json("GET", &format!("/api/v1/approvals?{query}"), None, None).await })
+        boxed(async move { fetch_serde("GET", &format!("/api/v1/approvals?{query}"), None, None).await })
     }
     fn send(&self, method: String, path: String, body: String) -> ApiFuture<String> {
         boxed(
@@ -193,16 +212,7 @@ impl Operations for HttpConsole {
 
 /// `s` as a JSON string literal.
 pub fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-}
-
-/// Signs in; on success the browser holds the new session cookie.
-pub async fn login(username: String, password: String) -> ApiResult<SessionInfo> {
-    let body = serde_json::to_string(&LoginRequest { username, password })
-        .map_err(|e| ApiError::new("encode", e.to_string()))?;
-    let session: SessionInfo = fetch_json("POST", "/api/v1/session", Some(body), None).await?;
-    remember(&session);
-    Ok(session)
+    crate::json::string(s)
 }
 
 /// Signs out and forgets the CSRF token.
@@ -256,8 +266,8 @@ fn show_break_glass(count: &str) {
 
 /// What the live feed calls, for [`subscribe`].
 pub struct Feed {
-    /// Gateway numbers, every second.
-    pub on_snapshot: Box<dyn Fn(LiveSnapshot)>,
+    /// Gateway numbers, every second (JSON text, decoded by the pages that show them).
+    pub on_snapshot: Box<dyn Fn(String)>,
     /// An action changed (JSON text, decoded by the pages that show it).
     pub on_action: Box<dyn Fn(String)>,
     /// A new audit entry (JSON text).
@@ -315,11 +325,9 @@ fn open_feed(feed: std::rc::Rc<Feed>, retry: Retry) {
     let handler = {
         let (feed, retry) = (feed.clone(), retry.clone());
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(text) = event.data().as_string()
-                && let Ok(snapshot) = serde_json::from_str::<LiveSnapshot>(&text)
-            {
+            if let Some(text) = event.data().as_string() {
                 retry.set((0, 1));
-                (feed.on_snapshot)(snapshot);
+                (feed.on_snapshot)(text);
             }
         })
     };

@@ -12,6 +12,7 @@ pub mod dto;
 pub mod health;
 #[cfg(feature = "hydrate")]
 pub mod http;
+pub mod json;
 pub mod ui;
 
 pub use ui::{App, shell};

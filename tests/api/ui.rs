@@ -15,9 +15,12 @@ async fn pages_send_anonymous_visitors_to_the_login_page() {
     }
     let login = anon.get("/login").await;
     assert_eq!(login.status(), StatusCode::OK);
+    let policy = login.headers()["content-security-policy"].to_str().unwrap().to_string();
     let html = login.text().await.unwrap();
     assert!(html.contains("Sign in") && html.contains("name=\"password\""));
-    assert!(html.contains("/pkg/gatewarden.js"), "the page loads the hydration script");
+    // Plain HTML: the form posts to the server; no script is loaded, nor allowed.
+    assert!(html.contains("action=\"/login\"") && !html.contains("<script") && !html.contains(".wasm"), "{html}");
+    assert!(policy.starts_with("default-src 'none';") && !policy.contains("script-src"), "{policy}");
 }
 
 #[tokio::test]

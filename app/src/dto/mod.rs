@@ -74,7 +74,8 @@ pub struct SessionInfo {
     pub username: String,
     /// The account's role.
     pub role: Role,
-    /// Per-session anti-CSRF token.
+    /// Per-session anti-CSRF token (empty in a server-rendered page, which carries no
+    /// secret: the browser asks `GET /api/v1/session` for it).
     pub csrf_token: String,
 }
 

@@ -111,7 +111,7 @@ const SPECS: &[Spec] = &[
 
 /// The signed-in session, provided by the layout.
 #[derive(Clone, Copy)]
-pub struct SessionContext(pub Resource<ApiResult<SessionInfo>>);
+pub struct SessionContext(pub Resource<ApiResult<SessionInfo>, super::BrowserJson>);
 
 /// Buttons, dialog and action list for `gateway`.
 #[component]

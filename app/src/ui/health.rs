@@ -1,38 +1,48 @@
 //! The fleet overview: one row per gateway, colour by status, live numbers.
 
-use super::format;
-use super::use_live;
+use super::{format, live_part};
 use crate::client::console;
 use crate::dto::GatewaySummary;
 use crate::health::{Level, level_5xx, level_429, level_instances, level_p99};
 use leptos::prelude::*;
+use serde::Deserialize;
+
+/// What this page shows of a live snapshot ([`crate::dto::LiveSnapshot`], whose other
+/// fields it skips): decoding only this keeps the first download small.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+struct HealthLive {
+    gateways: Vec<GatewayLiveSummary>,
+    #[serde(default)]
+    backend_problem: Option<String>,
+}
+
+/// A gateway's numbers in a live snapshot ([`crate::dto::GatewayLive`]'s `summary`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+struct GatewayLiveSummary {
+    summary: GatewaySummary,
+}
 
 /// `/`: every gateway's health at a glance.
 #[component]
 pub fn HealthPage() -> impl IntoView {
-    let gateways = Resource::new(
+    // One resource for both reads: each resource's type costs the first download.
+    let page = Resource::new_serde_wb(
         || (),
         |_| {
             let c = console();
-            async move { c.gateways().await }
+            async move { futures::future::join(c.fleet(), c.gateways()).await }
         },
     );
-    let fleet = Resource::new(
-        || (),
-        |_| {
-            let c = console();
-            async move { c.fleet().await }
-        },
-    );
+    let live = live_part::<HealthLive>();
     view! {
         <div class="page-head">
             <h1>"Gateway health"</h1>
             <a class="btn" href="/incidents" data-testid="declare-from-health">"Declare an incident"</a>
         </div>
-        <Suspense fallback=|| ()>
+        <Suspense fallback=|| view! { <p class="muted">"Loading gateways…"</p> }>
             {move || Suspend::new(async move {
-                fleet
-                    .await
+                let (fleet, gateways) = page.await;
+                let fleet = fleet
                     .ok()
                     .map(|f| {
                         let training = f.scenario.zip(f.briefing).map(|(scenario, briefing)| {
@@ -50,16 +60,16 @@ pub fn HealthPage() -> impl IntoView {
                         view! {
                             <p class="muted replica" data-testid="replica">{served}</p>
                             {training}
-                            <BackendProblem initial=f.problem />
+                            <BackendProblem initial=f.problem live />
                         }
-                    })
-            })}
-        </Suspense>
-        <Suspense fallback=|| view! { <p class="muted">"Loading gateways…"</p> }>
-            {move || Suspend::new(async move {
-                match gateways.await {
-                    Ok(list) => view! { <GatewayTable initial=list /> }.into_any(),
+                    });
+                let table = match gateways {
+                    Ok(list) => view! { <GatewayTable initial=list live /> }.into_any(),
                     Err(e) => view! { <p class="error">{e.message}</p> }.into_any(),
+                };
+                view! {
+                    {fleet}
+                    {table}
                 }
             })}
         </Suspense>
@@ -69,8 +79,7 @@ pub fn HealthPage() -> impl IntoView {
 /// Why the numbers may be stale or missing (cluster watch failing, Prometheus down), as
 /// the server last said; updated live.
 #[component]
-fn BackendProblem(initial: Option<String>) -> impl IntoView {
-    let live = use_live();
+fn BackendProblem(initial: Option<String>, live: Memo<Option<HealthLive>>) -> impl IntoView {
     let problem = move || {
         live.with(|s| match s {
             Some(s) => s.backend_problem.clone(),
@@ -90,8 +99,7 @@ fn BackendProblem(initial: Option<String>) -> impl IntoView {
 }
 
 #[component]
-fn GatewayTable(initial: Vec<GatewaySummary>) -> impl IntoView {
-    let live = use_live();
+fn GatewayTable(initial: Vec<GatewaySummary>, live: Memo<Option<HealthLive>>) -> impl IntoView {
     let rows = move || {
         live.with(|s| match s {
             Some(s) => s.gateways.iter().map(|g| g.summary.clone()).collect(),
@@ -170,5 +178,37 @@ fn GatewayRow(g: GatewaySummary) -> impl IntoView {
                 {g.checks.map_or_else(|| "–".to_string(), |[ok, all]| format!("{ok}/{all}"))}
             </td>
         </tr>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dto::LiveSnapshot;
+
+    #[test]
+    fn the_page_reads_its_part_of_the_live_snapshot_the_server_sends() {
+        let summary = serde_json::json!({
+            "id": "edge", "name": "edge-gateway", "namespace": "gw", "status": "degraded", "rps": 812.5,
+            "error_rate_5xx": 0.021, "throttle_rate_429": 0.0, "latency_ms": {"p50": 12.0, "p95": 80.0, "p99": 650.0},
+            "instances_ready": 3, "instances_desired": 4, "version": "v2.4.1", "checks": [2, 3]
+        });
+        let point = serde_json::json!({
+            "ts_ms": 1_700_000_000_000i64, "rps": 812.5, "error_rate_5xx": 0.021, "throttle_rate_429": 0.0,
+            "latency_ms": {"p50": 12.0, "p95": 80.0, "p99": 650.0}
+        });
+        let snapshot: LiveSnapshot = serde_json::from_value(serde_json::json!({
+            "ts_ms": 1_700_000_000_000i64,
+            "gateways": [{"summary": summary, "instances": null, "point": point}],
+            "backend_problem": "Prometheus is not answering"
+        }))
+        .unwrap();
+        // As the server sends it: whatever the snapshot holds besides, this page's part
+        // decodes from it, the same numbers.
+        let sent = serde_json::to_string(&snapshot).unwrap();
+        let part: HealthLive = serde_json::from_str(&sent).unwrap();
+        assert_eq!(part.gateways.len(), 1);
+        assert_eq!(part.gateways[0].summary, snapshot.gateways[0].summary);
+        assert_eq!(part.backend_problem.as_deref(), Some("Prometheus is not answering"));
     }
 }

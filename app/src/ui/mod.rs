@@ -10,7 +10,6 @@ mod format;
 mod gateway;
 mod health;
 mod incidents;
-mod login;
 mod logs;
 mod users;
 
@@ -21,7 +20,6 @@ use leptos::prelude::*;
 pub use format::{Zone, zone_in_cookies};
 use leptos_router::components::{Outlet, ParentRoute, Route, Router, Routes};
 use leptos_router::{Lazy, LazyRoute, lazy_route, path};
-pub use login::SsoProvider;
 
 /// The HTML document the server streams; the browser hydrates `<App/>` inside it.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -49,14 +47,38 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// Latest live snapshot from `GET /api/v1/events`; `None` until the first one arrives
-/// (and always during SSR, so the server-rendered numbers and hydration agree).
-#[derive(Clone, Copy)]
-pub struct LiveFeed(pub RwSignal<Option<LiveSnapshot>>);
+/// How the first page's resources reach the browser: JSON written by serde_json on the
+/// server, read by the browser's parser (see [`crate::json`]).
+pub type BrowserJson = leptos_server::codee::string::JsonSerdeWasmCodec;
 
-/// The live feed provided by [`Layout`].
-pub fn use_live() -> RwSignal<Option<LiveSnapshot>> {
+/// Latest live snapshot from `GET /api/v1/events`, as the JSON text the server sent;
+/// `None` until the first one arrives (and always during SSR, so the server-rendered
+/// numbers and hydration agree). Each page decodes the part it shows ([`use_live`],
+/// [`live_part`]): the first download then holds no decoder for what only the lazily
+/// loaded pages read (pods, chart points, bypasses).
+#[derive(Clone, Copy)]
+pub struct LiveFeed(pub RwSignal<Option<String>>);
+
+/// The live feed's text, provided by [`Layout`].
+fn live_text() -> RwSignal<Option<String>> {
     use_context::<LiveFeed>().map(|f| f.0).unwrap_or_else(|| RwSignal::new(None))
+}
+
+/// `T` decoded from each live snapshot, once per snapshot however often it is read; a
+/// snapshot that does not decode keeps the previous value.
+pub fn live_part<T>() -> Memo<Option<T>>
+where
+    T: serde::de::DeserializeOwned + Clone + PartialEq + Send + Sync + 'static,
+{
+    let text = live_text();
+    Memo::new(move |previous: Option<&Option<T>>| {
+        text.with(|t| t.as_deref().and_then(|t| crate::json::from_str(t).ok())).or_else(|| previous.cloned().flatten())
+    })
+}
+
+/// The whole live snapshot (for the lazily loaded pages).
+pub fn use_live() -> Memo<Option<LiveSnapshot>> {
+    live_part()
 }
 
 /// Whether the live feed is arriving: the page never claims to be live when it is not.
@@ -139,7 +161,7 @@ pub fn age(ms: f64) -> String {
 /// carries follow the live feed without asking more often than they need.
 #[cfg(feature = "hydrate")]
 pub fn refetch_with_live(every_ms: f64, fetch: impl Fn() + 'static) {
-    let live = use_live();
+    let live = live_text();
     Effect::new(move |last: Option<f64>| {
         live.track();
         let now = js_sys::Date::now();
@@ -160,7 +182,7 @@ async fn send(method: &str, path: String, body: String) -> Result<String, String
 
 /// `s` as a JSON string literal, for the bodies pages build.
 fn quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
+    crate::json::string(s)
 }
 
 /// Runs `fetch` now (in the browser) and again whenever the ledger grows, at most once a
@@ -230,7 +252,6 @@ pub fn App() -> impl IntoView {
     view! {
         <Router>
             <Routes fallback=|| view! { <NotFound /> }>
-                <Route path=path!("/login") view=login::LoginPage />
                 <ParentRoute path=path!("") view=Layout>
                     <Route path=path!("") view=health::HealthPage />
                     <Route path=path!("gateways/:id") view={Lazy::<GatewayRoute>::new()} />
@@ -339,7 +360,7 @@ impl LazyRoute for UsersRoute {
 /// Frame of every signed-in page: header with the user and role, the live feed.
 #[component]
 fn Layout() -> impl IntoView {
-    let live = RwSignal::new(None::<LiveSnapshot>);
+    let live = RwSignal::new(None::<String>);
     let live_actions = RwSignal::new(Vec::<String>::new());
     provide_context(LiveFeed(live));
     let connection = Connection(RwSignal::new(Link::default()));
@@ -355,7 +376,7 @@ fn Layout() -> impl IntoView {
             let now = js_sys::Date::now();
             connection.0.update(|l| (l.started_ms, l.now_ms) = (now, now));
             crate::http::subscribe(crate::http::Feed {
-                on_snapshot: Box::new(move |snapshot| {
+                on_snapshot: Box::new(move |snapshot: String| {
                     connection.0.update(|l| l.snapshot_arrived(js_sys::Date::now()));
                     live.set(Some(snapshot));
                 }),
@@ -376,7 +397,7 @@ fn Layout() -> impl IntoView {
         #[cfg(not(feature = "hydrate"))]
         let _ = connection;
     });
-    let session = Resource::new(
+    let session = Resource::new_serde_wb(
         || (),
         |_| {
             let c = console();

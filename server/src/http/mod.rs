@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use leptos_axum::LeptosRoutes;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -49,7 +49,7 @@ pub fn router(state: AppState, secure_cookies: bool) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(console_metrics))
         .route("/sim/metrics", get(sim_metrics))
-        .route("/login", post(session::login_form))
+        .route("/login", get(pages::sign_in).post(session::login_form))
         .route("/auth/oidc/login", get(sso::start))
         .route("/auth/oidc/callback", get(sso::callback))
         .nest("/api/v1", api::router(state.clone()))
@@ -128,9 +128,12 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     (StatusCode::OK, "ready\n")
 }
 
-/// Every server-rendered page's path, as the router serves them (for the role test).
+/// Every page's path: the app's routes and the plain sign-in page (for the role test).
 pub fn page_paths() -> Vec<String> {
-    leptos_axum::generate_route_list(app::App).iter().map(|r| r.path().to_string()).collect()
+    let mut paths: Vec<String> =
+        leptos_axum::generate_route_list(app::App).iter().map(|r| r.path().to_string()).collect();
+    paths.push("/login".into());
+    paths
 }
 
 /// `GET /metrics`: this replica's own metrics (see [`crate::metrics`]). With

@@ -5,21 +5,17 @@ use crate::console::ServerConsole;
 use crate::state::AppState;
 use app::console::{ServerConsole as ConsoleContext, ServerOperations};
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use leptos::prelude::provide_context;
 use rand::RngCore;
 use std::sync::Arc;
 
-/// Renders any UI route. Pages other than `/login` need a session; signed-in users
-/// asking for `/login` go to the overview.
+/// Renders any UI route for someone signed in; anyone else is sent to sign in.
 pub async fn page(State(state): State<AppState>, user: MaybeAuthUser, req: Request<Body>) -> Response {
-    let on_login = req.uri().path() == "/login";
-    match (&user.0, on_login) {
-        (None, false) => return Redirect::to("/login").into_response(),
-        (Some(_), true) => return Redirect::to("/").into_response(),
-        _ => {}
+    if user.0.is_none() {
+        return Redirect::to("/login").into_response();
     }
     let server = Arc::new(ServerConsole::new(state.clone(), user.0));
     let (console, operations) = (ConsoleContext(server.clone()), ServerOperations(server));
@@ -36,13 +32,11 @@ pub async fn page(State(state): State<AppState>, user: MaybeAuthUser, req: Reque
             .find(|m| *m != 0)
             .unwrap_or(0),
     );
-    let sso = app::ui::SsoProvider(state.oidc.as_ref().map(|o| o.settings().provider_name.clone()));
     let render = leptos_axum::render_app_to_stream_with_context(
         move || {
             provide_context(console.clone());
             provide_context(operations.clone());
             provide_context(zone);
-            provide_context(sso.clone());
             // Provided after leptos_axum's own, so the hydration scripts carry this one.
             provide_context(leptos::nonce::Nonce::from_value(script_nonce.clone()));
         },
@@ -88,14 +82,73 @@ pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// A page without the app (no script): the sign-in's answers, the API reference. `title`
-/// is text; `head` and `main` are HTML the caller escaped; `main_class` styles the page.
+/// A page without the app (no script): the single sign-on's answers, the API reference.
+/// `title` is text; `head` and `main` are HTML the caller escaped; `main_class` styles the
+/// page.
 pub fn plain_page(title: &str, head: &str, main_class: &str, main: &str) -> String {
+    styled_page("gatewarden", title, head, main_class, main)
+}
+
+/// [`plain_page`] with the site's stylesheet `stylesheet`.css (its content-named copy,
+/// where the page should share the cached one with the app's pages).
+fn styled_page(stylesheet: &str, title: &str, head: &str, main_class: &str, main: &str) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{head}\
-         <title>{} — Gatewarden</title><link rel=\"stylesheet\" href=\"/pkg/gatewarden.css\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"dark\">{head}\
+         <title>{} — Gatewarden</title><link rel=\"stylesheet\" href=\"/pkg/{stylesheet}.css\">\
          <link rel=\"icon\" href=\"data:,\"></head><body><main class=\"{main_class}\">{main}</main></body></html>",
         escape(title)
     )
+}
+
+/// The sign-in page's policy: no script at all, forms only back here, no framing.
+const SIGN_IN_POLICY: &str = "default-src 'none'; style-src 'self'; img-src data:; form-action 'self'; \
+                              base-uri 'none'; frame-ancestors 'none'";
+
+/// What a failed sign-in (`?failed=`, from `POST /login`) says; fixed sentences, so the
+/// page reflects nothing a link could put in it.
+fn failure_message(reason: &str) -> &'static str {
+    match reason {
+        "throttled" => "too many failed sign-in attempts; try again later",
+        "disabled" => "this account is disabled: ask an admin to enable it",
+        "local-off" => "password sign-in is off here: sign in with single sign-on",
+        _ => "invalid username or password",
+    }
+}
+
+/// `GET /login`: the sign-in page, plain HTML without the app: it is the first page
+/// anyone sees, so it loads nothing but the stylesheet (the app's wasm comes with the
+/// first page behind it). The form posts to `POST /login`, which answers with redirects
+/// (a failure comes back here as `?failed=`). Signed-in users go to the overview.
+pub async fn sign_in(State(state): State<AppState>, user: MaybeAuthUser, RawQuery(query): RawQuery) -> Response {
+    if user.0.is_some() {
+        return Redirect::to("/").into_response();
+    }
+    let failed = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "failed")
+        .map(|(_, reason)| failure_message(&reason));
+    let error = failed
+        .map_or(String::new(), |m| format!("<p class=\"error\" role=\"alert\" data-testid=\"login-error\">{m}</p>"));
+    let provider = state.oidc.as_ref().map(|o| o.settings().provider_name.clone());
+    let sso = provider.map_or(String::new(), |name| {
+        format!(
+            "<a class=\"btn sso-link\" id=\"sso-link\" href=\"/auth/oidc/login\" data-testid=\"sso-link\">Sign in \
+             with {}</a>",
+            escape(&name)
+        )
+    });
+    let form = format!(
+        "<form class=\"card login\" method=\"post\" action=\"/login\" data-testid=\"login-form\">\
+         <h1><span class=\"brand-mark\">◆</span> Gatewarden</h1><p class=\"muted\">Incident console for API gateways</p>\
+         <label>Username<input name=\"username\" autocomplete=\"username\" required autofocus></label>\
+         <label>Password<input name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         </label>{error}<button class=\"btn btn-primary\" type=\"submit\">Sign in</button>{sso}</form>"
+    );
+    let html = styled_page(&state.leptos.output_name, "Sign in", "", "login-page", &form);
+    (
+        [(header::CACHE_CONTROL, "no-store"), (header::CONTENT_SECURITY_POLICY, SIGN_IN_POLICY)],
+        axum::response::Html(html),
+    )
+        .into_response()
 }
