@@ -77,4 +77,9 @@ async fn the_login_form_works_before_the_wasm_loads_and_refuses_other_sites() {
     assert_eq!(client.get(app.url("/api/v1/session")).send().await.unwrap().status(), StatusCode::OK);
     let page = app.client().get(app.url("/login?failed=credentials")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("invalid username or password"), "the error is rendered without JavaScript");
+    // The reason is looked up, never echoed: a crafted link shows a fixed sentence.
+    let crafted = app.client().get(app.url("/login?failed=%3Cscript%3Ealert(1)%3C%2Fscript%3E&failed=x")).send().await;
+    let crafted = crafted.unwrap().text().await.unwrap();
+    assert!(!crafted.contains("<script") && !crafted.contains("alert(1)"), "{crafted}");
+    assert!(crafted.contains("invalid username or password"));
 }
