@@ -210,11 +210,6 @@ impl Operations for HttpConsole {
     }
 }
 
-/// `s` as a JSON string literal.
-pub fn json_string(s: &str) -> String {
-    crate::json::string(s)
-}
-
 /// Signs out and forgets the CSRF token.
 pub async fn logout() -> ApiResult<()> {
     let token = csrf_token().await?;

@@ -69,14 +69,19 @@ fn from_row(row: Row) -> Result<UserRow> {
     })
 }
 
-/// The account named `username` (exact match).
-pub async fn find_by_username(db: &Db, username: &str) -> Result<Option<UserRow>> {
-    sqlx::query_as::<_, Row>(&format!("select {COLUMNS} from users where username = $1"))
-        .bind(username)
+/// The account whose `column` (one of this module's names, never input) is `value`.
+async fn find_where(db: &Db, column: &'static str, value: &str) -> Result<Option<UserRow>> {
+    sqlx::query_as::<_, Row>(&format!("select {COLUMNS} from users where {column} = $1"))
+        .bind(value)
         .fetch_optional(db)
         .await?
         .map(from_row)
         .transpose()
+}
+
+/// The account named `username` (exact match).
+pub async fn find_by_username(db: &Db, username: &str) -> Result<Option<UserRow>> {
+    find_where(db, "username", username).await
 }
 
 /// The account named `username`, or 404 saying so.
@@ -276,12 +281,7 @@ pub async fn revoke_sessions(db: &Db, user: &UserRow) -> Result<Vec<String>> {
 
 /// The account the identity provider vouches for as `subject`, if it has one here.
 pub async fn find_by_subject(db: &Db, subject: &str) -> Result<Option<UserRow>> {
-    sqlx::query_as::<_, Row>(&format!("select {COLUMNS} from users where external_id = $1"))
-        .bind(subject)
-        .fetch_optional(db)
-        .await?
-        .map(from_row)
-        .transpose()
+    find_where(db, "external_id", subject).await
 }
 
 /// Makes the account of `subject`, named `username`, with `role` (its first sign-in);

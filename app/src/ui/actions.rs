@@ -2,8 +2,8 @@
 //! and the live list of what was done, with impact and undo. The server decides every
 //! rule; this only collects input and shows answers.
 
-use super::format;
 use super::use_live_actions;
+use super::{format, quote};
 use crate::client::operations;
 use crate::dto::{ActionRecord, ApiResult, Preview, Role, SessionInfo};
 use leptos::prelude::*;
@@ -209,7 +209,6 @@ fn ActionDialog(
     let vals = values.clone();
     // The request body: reason, incident, confirmation and the filled-in parameters.
     let body = move |dry_run: bool| {
-        let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
         let mut parts =
             vec![format!("\"reason\":{}", quote(&reason.get_untracked())), format!("\"dry_run\":{dry_run}")];
         for (name, v) in [("incident", incident), ("confirm", confirm)] {
@@ -613,7 +612,6 @@ fn ActionRow(a: Memo<ActionRecord>) -> impl IntoView {
     let gateway_id = StoredValue::new(fixed.gateway.clone());
     let send = move |dry_run: bool| {
         let c = operations();
-        let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
         let body = format!(
             "{{\"reason\":{},\"dry_run\":{dry_run},\"confirm\":{}}}",
             quote(&reason.get_untracked()),

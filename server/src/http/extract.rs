@@ -179,10 +179,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
-            Err(rejection) => Err(AppError::BadRequest {
-                status: axum::http::StatusCode::BAD_REQUEST,
-                message: rejection.body_text(),
-            }),
+            Err(rejection) => Err(bad_request(rejection.body_text())),
         }
     }
 }
@@ -195,12 +192,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => Err(AppError::BadRequest {
-                status: axum::http::StatusCode::BAD_REQUEST,
-                message: rejection.body_text(),
-            }),
+            Err(rejection) => Err(bad_request(rejection.body_text())),
         }
     }
+}
+
+/// An extractor's rejection as the API's JSON 400, its text saying what was wrong.
+fn bad_request(message: String) -> AppError {
+    AppError::BadRequest { status: axum::http::StatusCode::BAD_REQUEST, message }
 }
 
 async fn session_of(parts: &mut Parts, state: &AppState) -> Result<Session> {
