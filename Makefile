@@ -35,6 +35,7 @@ postgres:
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start" >&2; exit 1
 
 lint:
+	python3 .ci/test_module_cycles.py
 	.ci/module-cycles.py server/src app/src
 	cargo fmt --all --check
 	cargo clippy --locked --all-targets -- -D warnings

@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
 """Fails when a Rust module imports one that imports it back.
 
-For every source file under the given roots, collects the modules it names through
-`crate::a::b` and `super::x` paths (test modules excluded), resolves each to the longest
-module that exists, and reduces every edge to the two sibling modules it connects (the
-children of their common parent). Any cycle among siblings, at any folder level, is an
-error. Usage: .ci/module-cycles.py server/src app/src
+For every source file under the given roots, collects the modules it names (test modules
+excluded): every `use` tree in full (grouped `{a, b::{c}}`, `self`, `*`, `as`), and every
+path written inline, whether it starts at `crate::`, `self::`, one or more `super::`, or a
+child module's name. Each is resolved to the longest module that exists, and every edge is
+reduced to the two sibling modules it connects (the children of their common parent). Any
+cycle among siblings, at any folder level, is an error.
+
+Usage: .ci/module-cycles.py server/src app/src
 """
 import os
 import re
 import sys
+
+IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+INLINE = re.compile(rf"(?<![A-Za-z0-9_:])((?:crate|self|super)(?:::(?:{IDENT}))+)")
+USE = re.compile(r"\buse\s+([^;]*);", re.S)
 
 
 def module_of(root, path):
@@ -19,6 +26,93 @@ def module_of(root, path):
     return tuple(parts)
 
 
+def strip(text):
+    """The code without comments, string and char literals (which may hold `::`)."""
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r'r(#*)".*?"\1', '""', text, flags=re.S)
+    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text, flags=re.S)
+    text = re.sub(r"'(?:\\.|[^'\\])'", "' '", text)
+    return re.sub(r"//[^\n]*", "", text)
+
+
+def use_paths(tree):
+    """Every full path a `use` tree names: `a::{b, c::{d, self}}` -> a::b, a::c::d, a::c.
+    Aliases (`as x`) are already gone."""
+    tree = re.sub(r"\s+", "", tree)
+    paths = []
+
+    def walk(prefix, text):
+        # text is one tree: segments, then optionally a {group}
+        brace = text.find("{")
+        if brace < 0:
+            segs = [s for s in text.split("::") if s and s != "*"]
+            if segs and segs[-1] == "self":
+                segs = segs[:-1]
+            paths.append(prefix + segs)
+            return
+        head = [s for s in text[:brace].split("::") if s]
+        inner = text[brace + 1 : text.rfind("}")]
+        depth, start = 0, 0
+        for i, ch in enumerate(inner + ","):
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+            elif ch == "," and depth == 0:
+                part = inner[start:i]
+                start = i + 1
+                if part:
+                    walk(prefix + head, part)
+
+    walk([], tree)
+    return paths
+
+
+def strip_alias(tree):
+    """`a::b as c` -> `a::b` inside a whitespace-collapsed tree."""
+    return re.sub(r"\s+as\s+" + IDENT, "", tree)
+
+
+def absolute(current, segs, mods):
+    """A path as written in module `current`, as a module path from the crate root."""
+    if not segs:
+        return None
+    if segs[0] == "crate":
+        return tuple(segs[1:])
+    if segs[0] == "self":
+        return tuple(current) + tuple(segs[1:])
+    if segs[0] == "super":
+        base = list(current)
+        while segs and segs[0] == "super":
+            if not base:
+                return None
+            base.pop()
+            segs = segs[1:]
+        return tuple(base + segs)
+    # A bare first segment names a child module (`mod x;` here) or an external crate.
+    if tuple(current) + (segs[0],) in mods:
+        return tuple(current) + tuple(segs)
+    return None
+
+
+def refs_of(module, text, mods):
+    text = strip(text)
+    cut = text.find("#[cfg(test)]\nmod tests")
+    if cut >= 0:
+        text = text[:cut]
+    paths = []
+    for tree in USE.findall(text):
+        paths.extend(use_paths(strip_alias(tree)))
+    body = USE.sub(" ", text)
+    paths.extend(p.split("::") for p in INLINE.findall(body))
+    refs = set()
+    for segs in paths:
+        path = absolute(module, segs, mods)
+        if path:
+            refs.add(path)
+    return refs
+
+
 def edges_of(root):
     files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".rs")]
     mods = {module_of(root, f): f for f in files}
@@ -26,14 +120,9 @@ def edges_of(root):
     for m, f in mods.items():
         if "tests" in m:
             continue
-        text = open(f, encoding="utf-8").read()
-        cut = text.find("#[cfg(test)]\nmod tests")
-        if cut >= 0:
-            text = text[:cut]
-        refs = {tuple(x.split("::")) for x in re.findall(r"crate::([a-z_]+(?:::[a-z_]+)*)", text)}
-        parent = list(m[:-1])
-        refs |= {tuple(parent + x.split("::")) for x in re.findall(r"\bsuper::([a-z_]+(?:::[a-z_]+)*)", text)}
-        for r in refs:
+        with open(f, encoding="utf-8") as handle:
+            text = handle.read()
+        for r in refs_of(m, text, mods):
             target = next((r[:k] for k in range(len(r), 0, -1) if r[:k] in mods), None)
             if target and target != m:
                 edges.add((m, target))
