@@ -384,13 +384,22 @@ impl ServerConsole {
         self.state.ledger.verify().await
     }
 
-    /// Every entry matching `filter`, oldest first, for export (viewer).
+    /// The format asked for, and every entry matching the query's filter, oldest first,
+    /// for export (viewer).
     pub fn audit_export(
         &self,
-        filter: crate::audit::Filter,
-    ) -> Result<impl futures::Stream<Item = Result<AuditEntry>> + Send + 'static> {
+        q: &Params,
+    ) -> Result<(crate::audit::Format, impl futures::Stream<Item = Result<AuditEntry>> + Send + 'static)> {
         self.caller(Role::Viewer)?;
-        Ok(self.state.ledger.stream(filter))
+        let filter = crate::audit::Filter::from_query(q)?;
+        let format = crate::audit::Format::parse(q.text("format"))?;
+        Ok((format, self.state.ledger.stream(filter)))
+    }
+
+    /// The console's replicas running now, oldest first, and which one leads (viewer).
+    pub async fn replicas(&self) -> Result<Vec<crate::replicas::ReplicaInfo>> {
+        self.caller(Role::Viewer)?;
+        self.state.replicas.list().await
     }
 
     /// Undoes action `id` (the original action's role, audited).

@@ -408,3 +408,43 @@ async fn a_user_making_too_many_incident_changes_in_a_minute_is_told_when_to_try
     let denied = admin.get_json("/api/v1/audit?kind=incident&outcome=denied").await;
     assert!(denied["entries"].to_string().contains("a minute"), "{denied}");
 }
+
+#[tokio::test]
+async fn an_incident_change_refused_for_its_missing_csrf_token_is_recorded_as_that_change() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let responder = app.signed_in(Role::Responder).await;
+    assert_eq!(
+        declare(&responder, json!({"title": "edge slow", "severity": "sev3"})).await.status(),
+        StatusCode::CREATED
+    );
+
+    let patched = responder
+        .client
+        .patch(responder.url("/api/v1/incidents/1"))
+        .json(&json!({"status": "resolved", "reason": "x"}))
+        .send()
+        .await
+        .unwrap();
+    let noted = responder.post_without_csrf("/api/v1/incidents/1/notes", &json!({"text": "sneaky"})).await;
+    let ticked = responder.post_without_csrf("/api/v1/incidents/1/checklist/check-health", &json!({})).await;
+
+    for r in [patched, noted, ticked] {
+        assert_error(r, StatusCode::FORBIDDEN, "csrf").await;
+    }
+    let admin = app.signed_in(Role::Admin).await;
+    let denied = admin.get_json("/api/v1/audit?kind=incident&outcome=denied").await;
+    let mut named: Vec<(String, String)> = denied["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap().to_string(), e["target"].as_str().unwrap().to_string()))
+        .collect();
+    named.sort();
+    let expected = [("note", "INC-1"), ("step", "INC-1"), ("update", "INC-1")];
+    assert_eq!(named, expected.map(|(a, t)| (a.to_string(), t.to_string())), "{denied}");
+    assert_eq!(app_incident_status(&admin).await, "investigating", "nothing changed");
+}
+
+async fn app_incident_status(session: &Session) -> String {
+    session.get_json("/api/v1/incidents/1").await["status"].as_str().unwrap_or_default().to_string()
+}

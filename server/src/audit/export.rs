@@ -91,3 +91,26 @@ mod tests {
         assert_eq!(csv_field("a=b"), "a=b", "only a leading sign counts");
     }
 }
+
+/// The formats the trail is exported in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated, with a header row (the default).
+    Csv,
+    /// One JSON object a line.
+    Jsonl,
+}
+
+impl Format {
+    /// `format=` of an export: absent or `csv`, or `jsonl`; anything else is a 422 naming it.
+    pub fn parse(text: Option<&str>) -> crate::error::Result<Format> {
+        match text {
+            None | Some("csv") => Ok(Format::Csv),
+            Some("jsonl") => Ok(Format::Jsonl),
+            Some(other) => Err(crate::error::AppError::invalid(
+                "format",
+                format!("'{}' is not csv or jsonl", other.chars().take(32).collect::<String>()),
+            )),
+        }
+    }
+}

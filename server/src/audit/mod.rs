@@ -22,7 +22,7 @@ mod seal;
 mod search;
 mod verify;
 
-pub use export::{CSV_HEADER, csv_field, csv_line};
+pub use export::{CSV_HEADER, Format, csv_field, csv_line};
 pub use hash::entry_hash;
 pub use key::AuditKey;
 pub use refusals::{DEFAULT_WINDOW as REFUSAL_WINDOW, Refusals};

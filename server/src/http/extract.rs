@@ -1,9 +1,10 @@
 //! What handlers extract from a request: its id (echoed as `x-request-id`), where it
-//! came from (for the audit trail), a JSON body whose rejections are API errors, and the
-//! signed-in user.
+//! came from (for the audit trail), a JSON body whose rejections are API errors, the
+//! signed-in user, and the caller's [`Console`].
 
 use crate::audit::Client;
 use crate::auth::{ABSOLUTE_TIMEOUT_MS, AuthUser, MaybeAuthUser, SESSION_KEY, SessionData, TOUCH_EVERY_MS};
+use crate::console::ServerConsole;
 use crate::db::now_ms;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
@@ -258,5 +259,25 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         MaybeAuthUser::from_request_parts(parts, state).await?.0.ok_or(AppError::Unauthorized)
+    }
+}
+
+/// The caller's console: the signed-in user (401 without one) and where the request came
+/// from, bound to the services. Every `/api/v1` handler takes this and at most one body;
+/// the role check is the console's, and a body is parsed only after it.
+pub struct Console(pub ServerConsole);
+
+impl FromRequestParts<AppState> for Console {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        Ok(Console(ServerConsole::new(state.clone(), Some(user)).with_client(client_of(parts))))
+    }
+}
+
+impl std::ops::Deref for Console {
+    type Target = ServerConsole;
+    fn deref(&self) -> &ServerConsole {
+        &self.0
     }
 }

@@ -1,70 +1,20 @@
-//! The `/api/v1/session` endpoints, the sign-in form, and the CSRF guard.
+//! The `/api/v1/session` endpoints and the sign-in form: cookies, redirects, answers.
 
-use super::extract::{ApiJson, ClientAddr, client_of};
-use crate::audit::{Actor, Client, Kind, NewEntry, Outcome};
+use super::extract::{ApiJson, ClientAddr};
+use crate::audit::{Client, Kind, NewEntry, Outcome};
 use crate::auth::throttle::Verdict;
-use crate::auth::{AuthUser, MaybeAuthUser, SESSION_KEY, SessionData, constant_time_eq, password, random_token};
+use crate::auth::{AuthUser, SESSION_KEY, SessionData, password, random_token};
 use crate::db::now_ms;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
 use crate::users;
 use app::dto::{LoginRequest, SessionInfo, UserSource};
 use axum::Form;
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{HeaderMap, Method, header};
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use std::net::IpAddr;
 use tower_sessions::Session;
-
-/// Refuses state-changing API requests of a signed-in session that lack its CSRF token
-/// in `X-CSRF-Token`. Signing in itself is exempt: it has no session yet, and its JSON
-/// content type cannot be sent cross-site without a CORS preflight.
-pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let login = req.method() == Method::POST && req.uri().path().ends_with("/session");
-    if safe || login {
-        return next.run(req).await;
-    }
-    let (mut parts, body) = req.into_parts();
-    let user = match MaybeAuthUser::from_request_parts(&mut parts, &state).await {
-        Ok(u) => u,
-        Err(e) => return e.into_response(),
-    };
-    if let Some(user) = &user.0 {
-        let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !constant_time_eq(sent.as_bytes(), user.csrf.as_bytes()) {
-            let client = client_of(&parts);
-            let entry = csrf_refusal(parts.uri.path(), client.actor(&user.username, user.role.as_str()));
-            refuse_best_effort(&state, entry).await;
-            return AppError::Csrf.into_response();
-        }
-    }
-    // Anonymous requests continue so the handler answers 401.
-    next.run(Request::from_parts(parts, body)).await
-}
-
-/// The audit entry for a state-changing request refused for its missing CSRF token,
-/// of the kind the request would have been.
-fn csrf_refusal(path: &str, actor: Actor) -> NewEntry {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (kind, action, target) = match segments.as_slice() {
-        [.., "gateways", gateway, "actions", action] => (Kind::ActionIntent, *action, *gateway),
-        [.., "actions", id, "undo"] => (Kind::Undo, "undo", *id),
-        [.., "users"] => (Kind::UserChange, "create-user", ""),
-        [.., "users", name] => (Kind::UserChange, "change-user", *name),
-        [.., "users", name, "password"] => (Kind::UserChange, "reset-password", *name),
-        [.., "users", name, "revoke-sessions"] => (Kind::UserChange, "revoke-sessions", *name),
-        [.., "session", "password"] => (Kind::UserChange, "change-own-password", ""),
-        [.., "session"] => (Kind::Logout, "", ""),
-        _ => (Kind::ActionIntent, "", ""),
-    };
-    let mut entry = NewEntry::new(actor, kind, Outcome::Denied);
-    entry.action = action.into();
-    entry.target = target.chars().take(64).collect();
-    entry.params = serde_json::json!({ "refused": "missing or invalid CSRF token", "path": path });
-    entry
-}
 
 /// The refusal of a password sign-in when only single sign-on is on.
 pub const LOCAL_OFF: &str = "password sign-in is off here: sign in with single sign-on";

@@ -1,7 +1,6 @@
 //! Server-sent event streams: the live feed (`/api/v1/events`) and the log tail. Each
 //! ends when its session signs out or could have gone idle, whichever comes first.
 
-use super::api::console;
 use super::extract::ApiQuery as Query;
 use crate::auth::{self, AuthUser};
 use crate::error::Result;
@@ -21,7 +20,7 @@ pub(super) async fn tail_logs(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let q = query.get("q").map(String::as_str).unwrap_or("");
     let end = session_end(&state, &session, user.id);
-    let console = console(state, user);
+    let console = crate::console::ServerConsole::new(state, Some(user));
     let permit = console.stream_permit()?;
     let stream = console.tail_logs(q).await?.take_until(end).map(move |event| {
         let _held = &permit;
@@ -88,12 +87,12 @@ pub(super) async fn events(
     let waiting = waiting_for(state.open_approvals.clone(), user.username.clone(), user.role);
     let end = session_end(&state, &session, user.id);
     // Held as long as the stream is open: past the cap, 429 instead of one more stream.
-    let permit = console(state.clone(), user).stream_permit()?;
+    let permit = crate::console::ServerConsole::new(state.clone(), Some(user)).stream_permit()?;
     let snapshots = futures::stream::unfold((state.live.clone(), true), |(mut rx, first)| async move {
         if !first && rx.changed().await.is_err() {
             return None;
         }
-        let json = rx.borrow_and_update().clone();
+        let json = rx.borrow_and_update().as_ref().map(|live| live.json.clone());
         Some((json, (rx, false)))
     })
     .filter_map(|json| async move { json.map(|j| Ok(Event::default().event("snapshot").data(&*j))) });
