@@ -80,6 +80,16 @@ pub enum FleetKind {
     Kube,
 }
 
+impl FleetKind {
+    /// The name `--fleet` takes, the API reports and each replica registers under.
+    pub fn name(self) -> &'static str {
+        match self {
+            FleetKind::Sim => "sim",
+            FleetKind::Kube => "kube",
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

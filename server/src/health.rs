@@ -232,9 +232,9 @@ impl HealthService {
         Ok(LiveSnapshot { ts_ms, gateways, backend_problem: self.problem() })
     }
 
-    /// Publishes a serialized snapshot after every fleet change, for all SSE clients.
-    /// Serializing once here keeps each additional viewer nearly free.
-    pub fn spawn_live_hub(self: &Arc<Self>) -> (watch::Receiver<Option<Arc<str>>>, tokio::task::JoinHandle<()>) {
+    /// Publishes the snapshot after every fleet change, as data (for the leader's incident
+    /// watch) and serialized once (for all SSE clients: each more viewer is nearly free).
+    pub fn spawn_live_hub(self: &Arc<Self>) -> (watch::Receiver<Option<Live>>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = watch::channel(None);
         let service = Arc::clone(self);
         let mut updates = self.updates();
@@ -242,16 +242,18 @@ impl HealthService {
             loop {
                 let started = std::time::Instant::now();
                 match service.snapshot().await.and_then(|s| {
-                    serde_json::to_string(&s).map_err(|e| AppError::Internal(format!("snapshot encode: {e}")))
+                    let json =
+                        serde_json::to_string(&s).map_err(|e| AppError::Internal(format!("snapshot encode: {e}")))?;
+                    Ok(Live { snapshot: Arc::new(s), json: Arc::from(json) })
                 }) {
-                    Ok(json) => {
+                    Ok(live) => {
                         crate::metrics::get().snapshot_built(started.elapsed().as_secs_f64());
                         tracing::debug!(
-                            bytes = json.len(),
+                            bytes = live.json.len(),
                             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                             "live snapshot"
                         );
-                        tx.send_replace(Some(Arc::from(json)));
+                        tx.send_replace(Some(live));
                     }
                     Err(e) => {
                         e.to_api();
@@ -264,6 +266,15 @@ impl HealthService {
         });
         (rx, task)
     }
+}
+
+/// One published live snapshot: the data, and the same serialized for the event streams.
+#[derive(Clone, Debug)]
+pub struct Live {
+    /// Every gateway's numbers at one moment.
+    pub snapshot: Arc<LiveSnapshot>,
+    /// `snapshot` as JSON, made once for every stream.
+    pub json: Arc<str>,
 }
 
 #[cfg(test)]

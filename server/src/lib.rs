@@ -6,6 +6,7 @@ pub mod actions;
 pub mod audit;
 pub mod auth;
 pub mod bus;
+pub mod chores;
 pub mod config;
 pub mod console;
 pub mod db;

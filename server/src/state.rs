@@ -55,8 +55,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// Hash checked for unknown users, so they cost the same time as known ones.
     pub dummy_hash: Arc<str>,
-    /// The newest live snapshot, serialized once for every SSE client.
-    pub live: watch::Receiver<Option<Arc<str>>>,
+    /// The newest live snapshot, as data and serialized once for every SSE client.
+    pub live: watch::Receiver<Option<crate::health::Live>>,
     /// Approval requests and break-glass runs waiting for someone (each event stream
     /// counts those waiting for its user).
     pub open_approvals: watch::Receiver<Arc<[crate::actions::approval::Open]>>,

@@ -13,6 +13,7 @@
 pub mod approval;
 pub mod plan;
 mod reconcile;
+mod request;
 pub mod store;
 mod track;
 

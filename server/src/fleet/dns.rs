@@ -370,3 +370,29 @@ async fn follow(dns: &Dns, old_ttl: u32, expected: &crate::dns::RecordSet, tx: U
     let _ =
         tx.send(Propagation { serving, pending, finished: Some(done.map_err(|_| deadline)), problem: None, by: None });
 }
+
+#[cfg(test)]
+mod tests {
+    /// The names of the `fn`s in the block of `source` that starts at `header`.
+    fn methods(source: &str, header: &str) -> std::collections::BTreeSet<String> {
+        let start = source.find(header).unwrap_or_else(|| panic!("no `{header}`"));
+        let block = &source[start..];
+        let end = block.find("\n}\n").expect("the block ends");
+        block[..end]
+            .split("fn ")
+            .skip(1)
+            .filter_map(|rest| rest.split(|c: char| !c.is_alphanumeric() && c != '_').next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A method the trait gains with a default body would otherwise skip the decorator
+    /// silently (every DNS-fronted fleet would answer the default, not the real one).
+    #[test]
+    fn the_dns_decorator_forwards_every_fleet_method() {
+        let declared = methods(include_str!("mod.rs"), "pub trait Fleet");
+        let forwarded = methods(include_str!("dns.rs"), "impl Fleet for DnsFleet");
+        assert!(declared.len() > 10, "{declared:?}");
+        assert_eq!(declared, forwarded, "the DNS decorator must forward every Fleet method");
+    }
+}

@@ -58,15 +58,14 @@ impl Incidents {
     pub fn spawn_status_watch(
         self: &Arc<Self>,
         leads: impl Fn() -> bool + Send + 'static,
-        mut live: watch::Receiver<Option<Arc<str>>>,
+        mut live: watch::Receiver<Option<crate::health::Live>>,
     ) -> tokio::task::JoinHandle<()> {
         let incidents = Arc::clone(self);
         tokio::spawn(async move {
             let mut last = HashMap::new();
             loop {
-                let json = live.borrow_and_update().clone();
-                // Only the leader reads the snapshot at all.
-                let snapshot = json.filter(|_| leads()).and_then(|j| serde_json::from_str::<LiveSnapshot>(&j).ok());
+                // The hub's own data: nothing is parsed back from the JSON it sent.
+                let snapshot = live.borrow_and_update().as_ref().map(|l| l.snapshot.clone()).filter(|_| leads());
                 match snapshot {
                     Some(snapshot) => {
                         if let Err(e) = incidents.record_transitions(&mut last, &snapshot).await {

@@ -14,19 +14,18 @@ pub mod fake;
 pub mod logs;
 pub mod ops;
 pub mod view;
+mod watches;
 
 use super::{Change, Fleet, FleetError, FleetResult, GatewayInventory, GatewayState, RolloutState};
 use app::dto::PodLogLine;
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use ops::Target;
-use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +34,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use view::Objects;
+use watches::{drive, spawn_watch};
 
 /// Default gateway selector, as in the runbook (`kubectl get pods -l app=api-gateway`).
 pub const DEFAULT_SELECTOR: &str = "app=api-gateway";
@@ -431,75 +431,6 @@ enum Sent {
     Replicas(u32),
     Autoscaler(Box<HorizontalPodAutoscaler>),
     Nothing,
-}
-
-fn spawn_watch<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    slim: fn(&mut K),
-    key: String,
-    signal: &Arc<Signal>,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> Store<K>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let (store, writer) = reflector::store();
-    Signal::lock(&signal.syncing).insert(key.clone());
-    let stream = watcher(api, config).default_backoff().modify(slim).reflect(writer);
-    tasks.push(tokio::spawn(drive(stream, key, signal.clone(), |_| {})));
-    store
-}
-
-/// Consumes a watch stream: hands each event to `on_event` and keeps `signal` current
-/// (which watches have listed, which are failing and why, whether anything changed).
-async fn drive<K>(
-    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-    key: String,
-    signal: Arc<Signal>,
-    mut on_event: impl FnMut(watcher::Event<K>),
-) {
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(event) => {
-                // `Init` starts a (re)list, which may still fail: only what follows it
-                // shows the watch is healthy again.
-                if !matches!(event, watcher::Event::Init) && Signal::lock(&signal.errors).remove(&key).is_some() {
-                    tracing::info!(watch = %key, "watch recovered");
-                }
-                if matches!(event, watcher::Event::InitDone) {
-                    Signal::lock(&signal.syncing).remove(&key);
-                }
-                on_event(event);
-                signal.dirty.store(true, Ordering::Release);
-            }
-            Err(e) => {
-                let reason = describe_watch_error(&e);
-                let previous = Signal::lock(&signal.errors).insert(key.clone(), reason.clone());
-                if previous.as_deref() != Some(reason.as_str()) {
-                    tracing::warn!(watch = %key, error = %e, "watch failed; retrying with backoff");
-                }
-                signal.dirty.store(true, Ordering::Release);
-            }
-        }
-    }
-}
-
-fn describe_watch_error(e: &watcher::Error) -> String {
-    match e {
-        watcher::Error::InitialListFailed(kube::Error::Api(s))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-            if s.code == 403 =>
-        {
-            format!("forbidden: {}", s.message)
-        }
-        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
-            format!("cluster unreachable: {e}")
-        }
-        other => other.to_string(),
-    }
 }
 
 impl Fleet for KubeFleet {
