@@ -2,6 +2,7 @@
 //! the caller. The `/api/v1` handlers and server-side rendering both go through it, so
 //! every role check and rule lives here or below, once.
 
+use crate::accounts::store as users;
 use crate::actions::Caller;
 use crate::audit::Client;
 use crate::auth::AuthUser;
@@ -9,7 +10,6 @@ use crate::error::{AppError, Result};
 use crate::limits::Work;
 use crate::params::Params;
 use crate::state::AppState;
-use crate::users;
 
 mod accounts;
 use app::console::{ApiFuture, Console, Operations};

@@ -2,6 +2,7 @@
 //! the health service and the fleet backends. `main.rs` is a thin shell over
 //! [`startup::Application`], which the integration tests start on port 0.
 
+pub mod accounts;
 pub mod actions;
 pub mod audit;
 pub mod auth;
@@ -27,4 +28,3 @@ pub mod replicas;
 pub mod rng;
 pub mod startup;
 pub mod state;
-pub mod users;

@@ -2,10 +2,10 @@
 
 use app::dto::NewUser;
 use clap::Parser;
+use server::accounts::store::{self as users, FirstAdmin};
 use server::config::{AuditCommand, Cli, Command, LogFormat, ServeArgs, UserCommand};
 use server::error::AppError;
 use server::startup::{Application, Settings, StartupError};
-use server::users::{self, FirstAdmin};
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;

@@ -2,7 +2,6 @@
 
 use crate::actions::Engine;
 use crate::audit::Ledger;
-use crate::auth::throttle::VerifyGate;
 use crate::db::Db;
 use crate::fleet::sim::SimFleet;
 use crate::health::HealthService;
@@ -18,12 +17,8 @@ pub struct AppState {
     pub db: Db,
     /// Which database `db` is.
     pub dialect: crate::db::Dialect,
-    /// Single sign-on's provider, if set up.
-    pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
-    /// Whether accounts may sign in with a password (else only `break_glass_admin`).
-    pub local_accounts: bool,
-    /// The account that signs in with a password when local accounts are off.
-    pub break_glass_admin: Arc<str>,
+    /// Signing in: passwords, single sign-on, the users store.
+    pub accounts: Arc<crate::accounts::Accounts>,
     /// Gateway health from the fleet and metrics backends.
     pub health: Arc<HealthService>,
     /// The audit ledger.
@@ -45,16 +40,10 @@ pub struct AppState {
     /// Becomes true when the server stops: every open event stream ends, so a graceful
     /// stop does not wait for browsers that would never hang up.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
-    /// Failed-login counters (this process's, and with PostgreSQL every replica's).
-    pub throttle: Arc<crate::auth::shared_throttle::Throttle>,
-    /// Password checks running and queued at once.
-    pub verifies: Arc<VerifyGate>,
     /// Caps on streams, probes, searches and verifications.
     pub caps: Arc<crate::limits::Caps>,
     /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
-    /// Hash checked for unknown users, so they cost the same time as known ones.
-    pub dummy_hash: Arc<str>,
     /// The newest live snapshot, as data and serialized once for every SSE client.
     pub live: watch::Receiver<Option<crate::health::Live>>,
     /// Approval requests and break-glass runs waiting for someone (each event stream

@@ -345,7 +345,7 @@ impl TestApp {
 
     /// Creates an account directly in the database (the "arrange" step of a test).
     pub async fn add_user(&self, username: &str, role: Role) {
-        server::users::create(
+        server::accounts::store::create(
             &self.state.db,
             NewUser {
                 username: username.into(),

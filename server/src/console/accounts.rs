@@ -7,10 +7,10 @@
 //! Passwords never are.
 
 use super::ServerConsole;
+use crate::accounts::store::{self as users, UserRow};
 use crate::audit::{Kind, NewEntry, Outcome};
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
-use crate::users::{self, UserRow};
 use app::dto::{
     NewUser, PasswordChange, PasswordReset, ReasonBody, Role, SessionsRevoked, UserSource, UserSummary, UserUpdate,
 };
@@ -290,7 +290,7 @@ impl ServerConsole {
             state.ledger.refuse(entry).await?;
             return Err(throttled);
         }
-        let Some(turn) = state.verifies.enter().await else {
+        let Some(turn) = state.accounts.verifies.enter().await else {
             return Err(AppError::TooManyRequests {
                 reason: "too many passwords are being checked at once".into(),
                 retry_after_s: 1,

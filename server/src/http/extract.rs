@@ -2,13 +2,13 @@
 //! came from (for the audit trail), a JSON body whose rejections are API errors, the
 //! signed-in user, and the caller's [`Console`].
 
+use crate::accounts::store as users;
 use crate::audit::Client;
 use crate::auth::{ABSOLUTE_TIMEOUT_MS, AuthUser, MaybeAuthUser, SESSION_KEY, SessionData, TOUCH_EVERY_MS};
 use crate::console::ServerConsole;
 use crate::db::now_ms;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
-use crate::users;
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderValue, header, request::Parts};

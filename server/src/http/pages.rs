@@ -130,7 +130,7 @@ pub async fn sign_in(State(state): State<AppState>, user: MaybeAuthUser, RawQuer
         .map(|(_, reason)| failure_message(&reason));
     let error = failed
         .map_or(String::new(), |m| format!("<p class=\"error\" role=\"alert\" data-testid=\"login-error\">{m}</p>"));
-    let provider = state.oidc.as_ref().map(|o| o.settings().provider_name.clone());
+    let provider = state.accounts.oidc.as_ref().map(|o| o.settings().provider_name.clone());
     let sso = provider.map_or(String::new(), |name| {
         format!(
             "<a class=\"btn sso-link\" id=\"sso-link\" href=\"/auth/oidc/login\" data-testid=\"sso-link\">Sign in \

@@ -6,12 +6,12 @@
 
 use super::extract::ClientAddr;
 use super::pages::{escape, plain_page};
-use crate::audit::{Client, Kind, NewEntry, Outcome};
+use crate::accounts::SsoRefusal;
+use crate::audit::Client;
 use crate::auth::constant_time_eq;
 use crate::auth::oidc::{Identity, OidcError, PENDING_FOR_MS, Pending};
 use crate::db::now_ms;
 use crate::state::AppState;
-use crate::users;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -67,7 +67,7 @@ async fn take(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Pendi
 }
 
 fn secure(state: &AppState) -> bool {
-    state.oidc.as_ref().is_some_and(|o| o.settings().redirect_url.starts_with("https://"))
+    state.accounts.oidc.as_ref().is_some_and(|o| o.settings().redirect_url.starts_with("https://"))
 }
 
 /// A response that also forgets the started sign-in's cookie.
@@ -95,17 +95,12 @@ fn not_set_up() -> Response {
 
 /// Records a refused single sign-on (folded with its repeats).
 async fn refuse(state: &AppState, client: &Client, username: &str, why: &str) {
-    let mut entry = NewEntry::new(client.actor("", ""), Kind::LoginFailure, Outcome::Denied);
-    entry.target = username.chars().take(64).collect();
-    entry.params = serde_json::json!({ "refused": why, "via": "oidc" });
-    if let Err(e) = state.ledger.refuse(entry).await {
-        tracing::error!(error = ?e, "could not audit a refused single sign-on");
-    }
+    state.accounts.refuse(client, username, why, Some("oidc")).await;
 }
 
 /// `GET /auth/oidc/login`: to the identity provider.
 pub async fn start(State(state): State<AppState>, ClientAddr(addr): ClientAddr, client: Client) -> Response {
-    let Some(oidc) = state.oidc.clone() else { return not_set_up() };
+    let Some(oidc) = state.accounts.oidc.clone() else { return not_set_up() };
     let now = now_ms();
     if let Err((why, retry_after_s)) = oidc.admit(addr, now) {
         refuse(&state, &client, "", "throttled").await;
@@ -145,7 +140,7 @@ pub async fn start(State(state): State<AppState>, ClientAddr(addr): ClientAddr, 
 }
 
 fn unavailable(state: &AppState, e: &OidcError) -> Response {
-    let local = if state.local_accounts {
+    let local = if state.accounts.local_accounts {
         "Sign in with your password instead, or try again in a minute."
     } else {
         "Try again in a minute; the break-glass admin can still sign in with a password."
@@ -182,7 +177,7 @@ async fn finish(
     back: Callback,
 ) -> Response {
     let state = state.clone();
-    let Some(oidc) = state.oidc.clone() else { return not_set_up() };
+    let Some(oidc) = state.accounts.oidc.clone() else { return not_set_up() };
     let bad = |title: &str, said: &str| page(StatusCode::BAD_REQUEST, title, said);
     // Used once, whatever happens next.
     let pending = take(&state, headers).await;
@@ -244,137 +239,49 @@ async fn finish(
     }
 }
 
-/// Names an account may have (as for local accounts, with `@` for e-mail-like names).
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+/// Signs in the person the provider vouched for, or says on a page why not.
+async fn sign_in(state: &AppState, client: &Client, session: &Session, who: &Identity) -> Result<(), Response> {
+    let user = state.accounts.sign_in_with_identity(client, who).await.map_err(|refusal| refused(state, refusal))?;
+    if let Err(e) = super::session::start_session(state, session, &user).await {
+        tracing::error!(error = ?e, "single sign-on: the session could not start");
+        return Err(page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in failed",
+            "The session could not start; try again in a moment.",
+        ));
+    }
+    tracing::info!(username = %user.username, role = %user.role, "signed in through single sign-on");
+    Ok(())
 }
 
-async fn sign_in(state: &AppState, client: &Client, session: &Session, who: &Identity) -> Result<(), Response> {
-    let provider = state.oidc.as_ref().map_or("the identity provider", |o| o.settings().provider_name.as_str());
-    let Some(role) = who.role else {
-        refuse(state, client, &who.username, &format!("no mapped group (groups: {})", who.groups.join(", "))).await;
-        let groups = if who.groups.is_empty() { "none".to_string() } else { who.groups.join(", ") };
-        return Err(page(
-            StatusCode::FORBIDDEN,
-            "No role for you here",
-            &format!(
-                "{provider} signed you in as {}, but none of your groups ({groups}) is given a role in this console. \
-                 Ask an admin to map one of them (--oidc-role-map GROUP=ROLE).",
-                who.username
-            ),
-        ));
-    };
-    if !valid_name(&who.username) {
-        refuse(state, client, &who.username, "unusable account name").await;
-        return Err(page(
+/// The page that says why single sign-on did not sign someone in.
+fn refused(state: &AppState, refusal: SsoRefusal) -> Response {
+    let provider = state.accounts.provider_name();
+    match refusal {
+        SsoRefusal::NoRole { username, groups } => {
+            let groups = if groups.is_empty() { "none".to_string() } else { groups.join(", ") };
+            page(
+                StatusCode::FORBIDDEN,
+                "No role for you here",
+                &format!(
+                    "{provider} signed you in as {username}, but none of your groups ({groups}) is given a role in \
+                     this console. Ask an admin to map one of them (--oidc-role-map GROUP=ROLE)."
+                ),
+            )
+        }
+        SsoRefusal::UnusableName(name) => page(
             StatusCode::FORBIDDEN,
             "Your name cannot be an account name here",
             &format!(
-                "{provider} calls you '{}': account names here are 1-64 characters of a-z, A-Z, 0-9, '.', '_', '-', '@'.",
-                who.username.chars().take(80).collect::<String>()
+                "{provider} calls you '{name}': account names here are 1-64 characters of a-z, A-Z, 0-9, '.', '_', '-', '@'."
             ),
-        ));
+        ),
+        SsoRefusal::Disabled => {
+            page(StatusCode::FORBIDDEN, "This account is disabled", "An admin disabled it: ask one to enable it.")
+        }
+        SsoRefusal::Taken(why) => page(StatusCode::CONFLICT, "That account name is taken", &why),
+        SsoRefusal::Unavailable(what) => {
+            page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in failed", &format!("{what}; try again in a moment."))
+        }
     }
-    let internal = |what: &str| {
-        page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in failed", &format!("{what}; try again in a moment."))
-    };
-    let found = match users::find_by_subject(&state.db, &who.subject).await {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::error!(error = ?e, "single sign-on: the account could not be read");
-            return Err(internal("The account could not be read"));
-        }
-    };
-    let actor = client.actor(&who.username, role.as_str());
-    // Every change to the account is on the record before it is made (fail closed), and
-    // one that then fails gets a second entry saying so.
-    let record = |entry: NewEntry| async move {
-        state.ledger.append(entry).await.map(|stored| stored.id).map_err(|e| {
-            tracing::error!(error = ?e, "single sign-on not recorded; refused");
-            internal("The sign-in could not be recorded")
-        })
-    };
-    let change = |action: &str, reason: String, params: serde_json::Value| {
-        let mut e = NewEntry::new(actor.clone(), Kind::UserChange, Outcome::Succeeded);
-        e.action = action.into();
-        e.target = who.username.clone();
-        e.params = params;
-        e.reason = reason;
-        e
-    };
-    let user = match found {
-        Some(user) if user.disabled_at_ms.is_some() => {
-            refuse(state, client, &user.username, "account disabled").await;
-            return Err(page(
-                StatusCode::FORBIDDEN,
-                "This account is disabled",
-                "An admin disabled it: ask one to enable it.",
-            ));
-        }
-        Some(user) if user.role == role => user,
-        Some(mut user) => {
-            let entry = change(
-                "change-role",
-                format!("the groups {provider} lists at sign-in map to {role}"),
-                serde_json::json!({ "from": user.role, "to": role, "via": "oidc", "groups": who.groups }),
-            );
-            record(entry).await?;
-            if let Err(e) = users::set_sso_role(&state.db, &user, role).await {
-                tracing::error!(error = ?e, "single sign-on: the role could not be set");
-                return Err(internal("The account's role could not be set"));
-            }
-            user.role = role;
-            user
-        }
-        None => {
-            let taken = match users::exists(&state.db, &who.username).await {
-                Ok(taken) => taken,
-                Err(e) => {
-                    tracing::error!(error = ?e, "single sign-on: the account could not be read");
-                    return Err(internal("The account could not be read"));
-                }
-            };
-            if taken {
-                refuse(state, client, &who.username, "the name belongs to another account").await;
-                return Err(page(
-                    StatusCode::CONFLICT,
-                    "That account name is taken",
-                    &users::name_taken(&who.username).to_api().message,
-                ));
-            }
-            let entry = change(
-                "create-user",
-                format!("first sign-in through {provider}"),
-                serde_json::json!({ "role": role, "via": "oidc", "groups": who.groups }),
-            );
-            let intent = record(entry.clone()).await?;
-            match users::create_sso(&state.db, &who.subject, &who.username, role).await {
-                Ok(user) => user,
-                Err(e) => {
-                    let mut failed = entry;
-                    failed.outcome = Outcome::Failed;
-                    failed.intent_id = Some(intent);
-                    failed.params["error"] = serde_json::Value::String(e.to_api().message);
-                    record(failed).await?;
-                    return Err(match e {
-                        crate::error::AppError::Conflict(why) => {
-                            page(StatusCode::CONFLICT, "That account name is taken", &why)
-                        }
-                        _ => internal("The account could not be made"),
-                    });
-                }
-            }
-        }
-    };
-    let mut login = NewEntry::new(actor, Kind::Login, Outcome::Succeeded);
-    login.params = serde_json::json!({ "via": "oidc" });
-    // Fail closed, as for passwords: a sign-in that cannot be recorded does not happen.
-    record(login).await?;
-    if let Err(e) = super::session::start_session(state, session, &user).await {
-        tracing::error!(error = ?e, "single sign-on: the session could not start");
-        return Err(internal("The session could not start"));
-    }
-    tracing::info!(username = %user.username, %role, "signed in through single sign-on");
-    Ok(())
 }

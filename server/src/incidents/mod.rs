@@ -308,7 +308,7 @@ impl Incidents {
         }
         for (field, name) in [("commander", &commander), ("scribe", &scribe)] {
             if let Some(name) = name.as_deref().filter(|n| !n.is_empty())
-                && !crate::users::exists(&self.db, name).await?
+                && !crate::accounts::store::exists(&self.db, name).await?
             {
                 return Err(AppError::invalid(field, format!("no user '{name}'")));
             }

@@ -8,9 +8,9 @@ pub use settings::{
     InjectedClient, Settings, audit_key, default_admin_password_file, default_checkpoint_file, load_queries,
 };
 
+use crate::accounts::store::{self as users, FirstAdmin};
 use crate::actions::{Engine, ORPHANS_EVERY};
 use crate::audit::Ledger;
-use crate::auth;
 use crate::auth::shared_throttle::Throttle;
 use crate::auth::store::DbSessionStore;
 use crate::bus::Bus;
@@ -20,7 +20,6 @@ use crate::db::{self, Db, DbSetupError, Dialect};
 use crate::health::HealthService;
 use crate::replicas::Replicas;
 use crate::state::AppState;
-use crate::users::{self, FirstAdmin};
 use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -136,22 +135,26 @@ impl Application {
         let table = chores(&bus, &throttle, &db, &engine);
         background.push(crate::chores::spawn(table, leads, health.updates()));
 
-        let dummy_hash = auth::password::hash("not a real password".into())
-            .await
-            .map_err(|e| StartupError::Other(format!("{e:?}")))?;
         let oidc = match &settings.oidc {
             Some(o) => Some(crate::auth::oidc::Oidc::new(o.clone()).map_err(StartupError::Config)?),
             None => None,
         };
-        let state = AppState {
-            oidc,
+        let policy = crate::accounts::Policy {
             local_accounts: settings.local_accounts,
-            break_glass_admin: Arc::from(settings.break_glass_admin.as_str()),
+            break_glass_admin: settings.break_glass_admin.clone(),
+            oidc,
+            sign_ins: (settings.limits.sign_ins_at_once, settings.limits.sign_ins_queued),
+        };
+        let accounts = crate::accounts::Accounts::new(db.clone(), ledger.clone(), throttle.clone(), policy)
+            .await
+            .map_err(|e| StartupError::Other(format!("{e:?}")))?;
+        let state = AppState {
             metrics_token: settings.metrics_token.clone().map(Arc::from),
             open_approvals,
             fleet_info: settings.fleet_info(),
             db,
             dialect,
+            accounts: Arc::new(accounts),
             health,
             ledger,
             engine,
@@ -161,14 +164,8 @@ impl Application {
             probes: backends.probes,
             bus,
             stopping,
-            throttle,
-            verifies: Arc::new(crate::auth::throttle::VerifyGate::new(
-                settings.limits.sign_ins_at_once,
-                settings.limits.sign_ins_queued,
-            )),
             trusted_proxies: settings.trusted_proxies.clone().into(),
             caps: Arc::new(crate::limits::Caps::new(settings.limits.clone())),
-            dummy_hash: dummy_hash.into(),
             live,
             leptos: settings.leptos_options(),
             replicas,
