@@ -3,7 +3,7 @@
 //! One SQL text serves SQLite and PostgreSQL: `$1` placeholders (SQLite binds `$N` by
 //! number), `bigint` Unix-millisecond timestamps, text for everything else, and
 //! `returning` for generated ids. Queries are checked by the integration tests, which
-//! run against both databases, rather than at compile time (see ARCHITECTURE.md).
+//! run against both databases, rather than at compile time (see docs/adr/0001).
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;

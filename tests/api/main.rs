@@ -11,6 +11,7 @@ mod auth;
 mod cli;
 mod dependencies;
 mod dns;
+mod docs;
 mod gateways;
 mod hostile;
 mod incidents;
