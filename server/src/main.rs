@@ -212,22 +212,14 @@ async fn add_user(
     entry.target = new.username.clone();
     entry.params = serde_json::json!({ "role": new.role });
     entry.reason = new.reason.clone();
-    ledger.append(entry.clone()).await.map_err(|e| {
-        StartupError::Other(format!("the audit ledger could not be written, so no account was created: {e:?}"))
-    })?;
-    match users::create(&db, new).await {
-        Ok(u) => {
+    match ledger.recorded(entry, "no account was created", || users::create(&db, new)).await {
+        Ok((_, u)) => {
             println!("Added user '{}' with role {}", u.username, u.role);
             Ok(())
         }
-        Err(e) => {
-            entry.outcome = server::audit::Outcome::Failed;
-            entry.reason = e.to_api().message;
-            let _ = ledger.append(entry).await;
-            match e {
-                AppError::Validation { .. } | AppError::Conflict(_) => Err(StartupError::Config(e.to_string())),
-                e => Err(StartupError::Other(format!("{e:?}"))),
-            }
-        }
+        Err(e) => match e {
+            AppError::Validation { .. } | AppError::Conflict(_) => Err(StartupError::Config(e.to_string())),
+            e => Err(StartupError::Other(format!("{e:?}"))),
+        },
     }
 }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 crate::both_databases!(
     an_incident_goes_from_declared_to_closed_with_timed_attributed_milestones_and_a_timeline,
     the_postmortem_of_a_bad_deploy_has_its_rollback_with_its_impact_and_the_milestones,
+    no_incident_write_happens_when_its_record_cannot_be_written,
 );
 
 async fn declare(session: &Session, body: Value) -> reqwest::Response {
@@ -426,7 +427,7 @@ async fn an_incident_change_refused_for_its_missing_csrf_token_is_recorded_as_th
         .await
         .unwrap();
     let noted = responder.post_without_csrf("/api/v1/incidents/1/notes", &json!({"text": "sneaky"})).await;
-    let ticked = responder.post_without_csrf("/api/v1/incidents/1/checklist/check-health", &json!({})).await;
+    let ticked = responder.post_without_csrf("/api/v1/incidents/1/checklist/diagnosis-1", &json!({})).await;
 
     for r in [patched, noted, ticked] {
         assert_error(r, StatusCode::FORBIDDEN, "csrf").await;
@@ -447,4 +448,72 @@ async fn an_incident_change_refused_for_its_missing_csrf_token_is_recorded_as_th
 
 async fn app_incident_status(session: &Session) -> String {
     session.get_json("/api/v1/incidents/1").await["status"].as_str().unwrap_or_default().to_string()
+}
+
+/// Record first, then act: with the ledger failing, every incident write is a 503 and
+/// changes nothing (DESIGN.md invariant 1), and once it works again so does the console.
+async fn no_incident_write_happens_when_its_record_cannot_be_written(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let created = declare(&responder, json!({"title": "edge slow", "severity": "sev3", "gateways": ["edge"]}));
+    assert_eq!(created.await.status(), StatusCode::CREATED);
+    let noted =
+        responder.post("/api/v1/incidents/1/notes", &json!({"text": "looking"})).await.json::<Value>().await.unwrap();
+    let entry = noted["id"].as_i64().unwrap();
+    let before = responder.get_json("/api/v1/incidents/1").await;
+    let checklist = responder.get_json("/api/v1/incidents/1/checklist").await;
+    app.break_ledger(backend).await;
+
+    let writes = [
+        ("declare", declare(&responder, json!({"title": "another", "severity": "sev2"})).await),
+        ("update", responder.patch("/api/v1/incidents/1", &json!({"status": "identified", "severity": "sev1"})).await),
+        ("tick", responder.post("/api/v1/incidents/1/checklist/diagnosis-1", &json!({"state": "done"})).await),
+        ("star", responder.put(&format!("/api/v1/incidents/1/timeline/{entry}/star")).await),
+        ("note", responder.post("/api/v1/incidents/1/notes", &json!({"text": "unrecorded"})).await),
+    ];
+
+    for (what, r) in writes {
+        let message = assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+        assert!(message.contains("audit ledger"), "{what}: {message}");
+    }
+    app.mend_ledger(backend).await;
+    let list = responder.get_json("/api/v1/incidents").await;
+    assert_eq!(list["incidents"].as_array().unwrap().len(), 1, "no second incident: {list}");
+    let (rows,): (i64,) = sqlx::query_as("select count(*) from incidents").fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(rows, 1, "the reserved row of the unrecorded declaration is gone");
+    assert_eq!(responder.get_json("/api/v1/incidents/1").await, before, "nothing about INC-1 changed");
+    assert_eq!(responder.get_json("/api/v1/incidents/1/checklist").await, checklist, "no step ticked");
+    let timeline = responder.get_json("/api/v1/incidents/1/timeline").await;
+    assert!(timeline["entries"].as_array().unwrap().iter().all(|e| !e["starred"].as_bool().unwrap()), "{timeline}");
+    assert!(!timeline.to_string().contains("unrecorded"), "{timeline}");
+    // The console goes on: the next declaration is shown (its number skips the lost one).
+    let next = declare(&responder, json!({"title": "another", "severity": "sev2"})).await;
+    assert_eq!(next.status(), StatusCode::CREATED);
+    assert_eq!(next.json::<Value>().await.unwrap()["key"], "INC-3");
+}
+
+#[tokio::test]
+async fn an_incident_change_that_fails_after_its_record_is_on_the_timeline_as_not_done() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let responder = app.signed_in(Role::Responder).await;
+    assert_eq!(
+        declare(&responder, json!({"title": "edge slow", "severity": "sev3"})).await.status(),
+        StatusCode::CREATED
+    );
+    // The row refuses changes (a constraint, a full disk) after the record is written.
+    sqlx::query(
+        "create trigger stuck before update of severity on incidents begin select raise(abort, 'disk full'); end",
+    )
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+
+    let r = responder.patch("/api/v1/incidents/1", &json!({"severity": "sev1", "reason": "worse"})).await;
+
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(responder.get_json("/api/v1/incidents/1").await["severity"], "sev3");
+    let timeline = responder.get_json("/api/v1/incidents/1/timeline").await;
+    let texts: Vec<&str> =
+        timeline["entries"].as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap()).collect();
+    assert!(texts.iter().any(|t| t.contains("severity did not happen")), "{texts:?}");
 }

@@ -222,18 +222,7 @@ async fn the_role_matrix_covers_every_route_the_router_serves() {
 async fn an_account_whose_record_cannot_be_written_is_not_created(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.signed_in(Role::Admin).await;
-    let break_ledger: &[&str] = match backend {
-        Backend::Sqlite => {
-            &["create trigger break_ledger before insert on audit_log begin select raise(abort, 'disk full'); end"]
-        }
-        Backend::Postgres => &[
-            "create function break_ledger() returns trigger language plpgsql as $$ begin raise exception 'disk full'; end $$",
-            "create trigger break_ledger before insert on audit_log for each row execute function break_ledger()",
-        ],
-    };
-    for statement in break_ledger {
-        sqlx::query(statement).execute(&app.state.db).await.unwrap();
-    }
+    app.break_ledger(backend).await;
 
     let r = admin
         .post("/api/v1/users", &json!({"username": "unrecorded", "password": "0123456789ab", "role": "viewer", "reason": "a test account"}))

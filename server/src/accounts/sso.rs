@@ -112,30 +112,34 @@ impl Accounts {
 
     /// The role the provider's groups map to, recorded first.
     async fn set_role(&self, entry: NewEntry, mut user: UserRow, role: Role) -> Result<UserRow, SsoRefusal> {
-        self.record(entry).await?;
-        if let Err(e) = users::set_sso_role(&self.db, &user, role).await {
-            tracing::error!(error = ?e, "single sign-on: the role could not be set");
-            return Err(SsoRefusal::Unavailable("The account's role could not be set"));
+        let set = || users::set_sso_role(&self.db, &user, role);
+        match self.ledger.recorded(entry, "the role was not changed", set).await {
+            Ok(_) => {
+                user.role = role;
+                Ok(user)
+            }
+            Err(crate::error::AppError::Unavailable(_)) => {
+                Err(SsoRefusal::Unavailable("The sign-in could not be recorded"))
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, "single sign-on: the role could not be set");
+                Err(SsoRefusal::Unavailable("The account's role could not be set"))
+            }
         }
-        user.role = role;
-        Ok(user)
     }
 
     /// A first sign-in's account, recorded first; a failure is recorded too.
     async fn create(&self, entry: NewEntry, who: &Identity, role: Role) -> Result<UserRow, SsoRefusal> {
-        let intent = self.record(entry.clone()).await?;
-        match users::create_sso(&self.db, &who.subject, &who.username, role).await {
-            Ok(user) => Ok(user),
+        let create = || users::create_sso(&self.db, &who.subject, &who.username, role);
+        match self.ledger.recorded(entry, "no account was created", create).await {
+            Ok((_, user)) => Ok(user),
+            Err(crate::error::AppError::Conflict(why)) => Err(SsoRefusal::Taken(why)),
+            Err(crate::error::AppError::Unavailable(_)) => {
+                Err(SsoRefusal::Unavailable("The sign-in could not be recorded"))
+            }
             Err(e) => {
-                let mut failed = entry;
-                failed.outcome = Outcome::Failed;
-                failed.intent_id = Some(intent);
-                failed.params["error"] = serde_json::Value::String(e.to_api().message);
-                self.record(failed).await?;
-                Err(match e {
-                    crate::error::AppError::Conflict(why) => SsoRefusal::Taken(why),
-                    _ => SsoRefusal::Unavailable("The account could not be made"),
-                })
+                tracing::error!(error = ?e, "single sign-on: the account could not be made");
+                Err(SsoRefusal::Unavailable("The account could not be made"))
             }
         }
     }

@@ -17,6 +17,7 @@ pub mod checkpoint;
 mod export;
 mod hash;
 pub mod key;
+mod record;
 mod refusals;
 mod seal;
 mod search;

@@ -62,27 +62,6 @@ impl ServerConsole {
         Ok((user, entry))
     }
 
-    /// Records `entry` before its change runs: no record, no change.
-    async fn record_first(&self, entry: &NewEntry, what: &str) -> Result<i64> {
-        match self.state.ledger.append(entry.clone()).await {
-            Ok(stored) => Ok(stored.id),
-            Err(e) => {
-                tracing::error!(error = ?e, "audit entry not written; {what} not done");
-                Err(AppError::Unavailable(format!("the audit ledger is unavailable, so {what} was not done")))
-            }
-        }
-    }
-
-    /// Records that the change `entry` recorded (as #`intent`) did not happen, and why.
-    async fn record_failure(&self, mut entry: NewEntry, intent: i64, error: &AppError) -> Result<()> {
-        entry.outcome = Outcome::Failed;
-        entry.intent_id = Some(intent);
-        // What a client may see, never a database's own words.
-        entry.params["error"] = serde_json::Value::String(error.to_api().message);
-        self.state.ledger.append(entry).await?;
-        Ok(())
-    }
-
     /// A refusal of a change the rules forbid (the last admin), on the record.
     /// Returns the error to answer with.
     async fn refuse_change(&self, mut entry: NewEntry, error: AppError) -> Result<AppError> {
@@ -118,14 +97,8 @@ impl ServerConsole {
         users::validate(&new)?;
         entry.reason = reason(&new.reason)?;
         entry.params = serde_json::json!({ "role": new.role });
-        let intent = self.record_first(&entry, "no account was created").await?;
-        let created = match users::create(&self.state.db, new).await {
-            Ok(created) => created,
-            Err(e) => {
-                self.record_failure(entry, intent, &e).await?;
-                return Err(e);
-            }
-        };
+        let (_, created) =
+            self.state.ledger.recorded(entry, "no account was created", || users::create(&self.state.db, new)).await?;
         tracing::info!(by = %user.username, user = %created.username, role = %created.role, "user created");
         Ok(created)
     }
@@ -152,11 +125,11 @@ impl ServerConsole {
             if role < Role::Admin && self.only_active_admin(&target).await? {
                 return Err(self.refuse_change(entry, users::last_admin(&target)).await?);
             }
-            let intent = self.record_first(&entry, "the role change").await?;
-            if let Err(e) = users::set_role(db, self.state.dialect, &target, role).await {
-                self.record_failure(entry, intent, &e).await?;
-                return Err(e);
-            }
+            let dialect = self.state.dialect;
+            self.state
+                .ledger
+                .recorded(entry, "the role was not changed", || users::set_role(db, dialect, &target, role))
+                .await?;
             tracing::info!(by = %admin.username, user = %target.username, %role, "role changed");
         }
         let target = users::named(db, username).await?;
@@ -170,17 +143,11 @@ impl ServerConsole {
                 if self.only_active_admin(&target).await? {
                     return Err(self.refuse_change(entry, users::last_admin(&target)).await?);
                 }
-                let intent = self.record_first(&entry, "disabling the account").await?;
-                match users::disable(db, self.state.dialect, &target, crate::db::now_ms()).await {
-                    Ok(ended) => {
-                        self.account_streams_end(&target).await;
-                        tracing::info!(by = %admin.username, user = %target.username, sessions = ended.len(), "user disabled");
-                    }
-                    Err(e) => {
-                        self.record_failure(entry, intent, &e).await?;
-                        return Err(e);
-                    }
-                }
+                let (dialect, now) = (self.state.dialect, crate::db::now_ms());
+                let disable = || users::disable(db, dialect, &target, now);
+                let (_, ended) = self.state.ledger.recorded(entry, "the account was not disabled", disable).await?;
+                self.account_streams_end(&target).await;
+                tracing::info!(by = %admin.username, user = %target.username, sessions = ended.len(), "user disabled");
             }
             Some(false) if target.disabled_at_ms.is_some() => {
                 let mut entry = entry.clone();
@@ -188,11 +155,7 @@ impl ServerConsole {
                 entry.reason = why;
                 entry.before = Some(state_of(&target));
                 entry.after = Some(serde_json::json!({ "role": target.role, "disabled": false }));
-                let intent = self.record_first(&entry, "enabling the account").await?;
-                if let Err(e) = users::enable(db, &target).await {
-                    self.record_failure(entry, intent, &e).await?;
-                    return Err(e);
-                }
+                self.state.ledger.recorded(entry, "the account was not enabled", || users::enable(db, &target)).await?;
                 tracing::info!(by = %admin.username, user = %target.username, "user enabled");
             }
             // Already so: nothing changes, nothing to record.
@@ -230,14 +193,8 @@ impl ServerConsole {
         }
         let password = users::generate_password();
         let hash = crate::auth::password::hash(password.clone()).await?;
-        let intent = self.record_first(&entry, "the password reset").await?;
-        let ended = match users::set_password(&self.state.db, &target, hash, None).await {
-            Ok((_, ended)) => ended,
-            Err(e) => {
-                self.record_failure(entry, intent, &e).await?;
-                return Err(e);
-            }
-        };
+        let reset = || users::set_password(&self.state.db, &target, hash, None);
+        let (_, (_, ended)) = self.state.ledger.recorded(entry, "the password was not reset", reset).await?;
         self.account_streams_end(&target).await;
         tracing::info!(by = %admin.username, user = %target.username, sessions = ended.len(), "password reset");
         Ok(PasswordReset { username: target.username, password, sessions_ended: ended.len() as i64 })
@@ -249,14 +206,8 @@ impl ServerConsole {
         let body: ReasonBody = parse(body)?;
         entry.reason = reason(&body.reason)?;
         let target = users::named(&self.state.db, username).await?;
-        let intent = self.record_first(&entry, "ending the sessions").await?;
-        let ended = match users::revoke_sessions(&self.state.db, &target).await {
-            Ok(ended) => ended,
-            Err(e) => {
-                self.record_failure(entry, intent, &e).await?;
-                return Err(e);
-            }
-        };
+        let revoke = || users::revoke_sessions(&self.state.db, &target);
+        let (_, ended) = self.state.ledger.recorded(entry, "no session was ended", revoke).await?;
         self.account_streams_end(&target).await;
         tracing::info!(by = %admin.username, user = %target.username, sessions = ended.len(), "sessions revoked");
         Ok(SessionsRevoked { username: target.username, sessions_ended: ended.len() as i64 })
@@ -307,14 +258,8 @@ impl ServerConsole {
         }
         let hash = crate::auth::password::hash(change.new_password).await?;
         drop(turn);
-        let intent = self.record_first(&entry, "the password change").await?;
-        let (epoch, ended) = match users::set_password(&state.db, &account, hash, session).await {
-            Ok(done) => done,
-            Err(e) => {
-                self.record_failure(entry, intent, &e).await?;
-                return Err(e);
-            }
-        };
+        let change = || users::set_password(&state.db, &account, hash, session);
+        let (_, (epoch, ended)) = state.ledger.recorded(entry, "the password was not changed", change).await?;
         self.streams_end(&ended).await;
         tracing::info!(user = %user.username, sessions = ended.len(), "own password changed");
         Ok(epoch)

@@ -187,33 +187,32 @@ impl Incidents {
             return Err(AppError::Conflict(format!("{} is closed; it changes no more", incident.key)));
         }
         let now = now_ms();
-        if state == "open" {
-            sqlx::query("delete from incident_steps where incident_id = $1 and step = $2")
-                .bind(id)
-                .bind(step)
-                .execute(&self.db)
-                .await?;
-        } else {
-            sqlx::query(
-                "insert into incident_steps (incident_id, step, state, note, by_user, at_ms) values ($1, $2, $3, $4, $5, $6) \
-                 on conflict (incident_id, step) do update set state = $3, note = $4, by_user = $5, at_ms = $6",
-            )
-            .bind(id)
-            .bind(step)
-            .bind(&state)
-            .bind(&note)
-            .bind(&actor.name)
-            .bind(now)
-            .execute(&self.db)
-            .await?;
-        }
-        let mut entry = NewEntry::new(actor, Kind::Incident, Outcome::Succeeded);
+        let mut entry = NewEntry::new(actor.clone(), Kind::Incident, Outcome::Succeeded);
         entry.action = "step".into();
         entry.target = incident.key.clone();
         entry.incident = incident.key.clone();
-        entry.reason = note;
+        entry.reason = note.clone();
         entry.params = json!({"step": step, "state": state});
-        self.ledger.append(entry).await?;
+        let mark = || async {
+            let query = if state == "open" {
+                sqlx::query("delete from incident_steps where incident_id = $1 and step = $2").bind(id).bind(step)
+            } else {
+                sqlx::query(
+                    "insert into incident_steps (incident_id, step, state, note, by_user, at_ms) \
+                     values ($1, $2, $3, $4, $5, $6) on conflict (incident_id, step) \
+                     do update set state = $3, note = $4, by_user = $5, at_ms = $6",
+                )
+                .bind(id)
+                .bind(step)
+                .bind(&state)
+                .bind(&note)
+                .bind(&actor.name)
+                .bind(now)
+            };
+            query.execute(&self.db).await?;
+            Ok(())
+        };
+        self.ledger.recorded(entry, "the step was not ticked", mark).await?;
         self.acknowledge(&incident.key, now).await?;
         self.checklist(id).await
     }

@@ -179,10 +179,12 @@ impl Incidents {
             by: actor.name.clone(),
             chart_ms: Some(self.health.chart_now_ms()),
         }];
+        // The row is reserved first, as `declaring` (no read shows it), and shown only once
+        // its declaration is on the record: no record, no incident (its number is skipped).
         let row = sqlx::query(
             "insert into incidents (title, severity, summary, status, gateways, commander, scribe, declared_by, \
              declared_at_ms, acknowledged_at_ms, milestones) \
-             values ($1, $2, $3, 'investigating', $4, $5, '', $5, $6, null, $7) returning id",
+             values ($1, $2, $3, 'declaring', $4, $5, '', $5, $6, null, $7) returning id",
         )
         .bind(&title)
         .bind(&severity)
@@ -200,7 +202,21 @@ impl Incidents {
         entry.incident = key(id);
         entry.reason = title.clone();
         entry.params = json!({"severity": severity, "gateways": gateways, "summary": summary});
-        self.ledger.append(entry).await?;
+        let show = || async {
+            sqlx::query("update incidents set status = 'investigating' where id = $1 and status = 'declaring'")
+                .bind(id)
+                .execute(&self.db)
+                .await?;
+            Ok(())
+        };
+        if let Err(e) = self.ledger.recorded(entry, "no incident was declared", show).await {
+            // Unseen either way; gone if the database lets it go.
+            let _ = sqlx::query("delete from incidents where id = $1 and status = 'declaring'")
+                .bind(id)
+                .execute(&self.db)
+                .await;
+            return Err(e);
+        }
         let incident = self.get(id).await?;
         self.publish(&incident).await;
         Ok(incident)
@@ -208,7 +224,7 @@ impl Incidents {
 
     /// One incident as its row holds it (no follow-ups, no training summary), or 404.
     pub async fn plain(&self, id: i64) -> Result<Incident> {
-        let row = sqlx::query(&format!("select {COLUMNS} from incidents where id = $1"))
+        let row = sqlx::query(&format!("select {COLUMNS} from incidents where id = $1 and status <> 'declaring'"))
             .bind(id)
             .fetch_optional(&self.db)
             .await?
@@ -259,7 +275,8 @@ impl Incidents {
             format!("%{}%", quoted.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
         });
         let rows = sqlx::query(&format!(
-            "select {COLUMNS} from incidents where ($1 = '' or status = $1) and ($2 = '' or severity = $2) \
+            "select {COLUMNS} from incidents where status <> 'declaring' and ($1 = '' or status = $1) \
+             and ($2 = '' or severity = $2) \
              and ($3 = 0 or ($3 = 1 and status not in ('resolved', 'closed')) or ($3 = 2 and status in ('resolved', 'closed'))) \
              and ($4 = '' or gateways like $4 escape '\\') order by id desc limit 200"
         ))
@@ -345,6 +362,19 @@ impl Incidents {
         if changes.is_empty() {
             return Ok(before);
         }
+        let entries: Vec<NewEntry> = changes
+            .iter()
+            .map(|(field, from, to)| {
+                let mut entry = NewEntry::new(actor.clone(), Kind::Incident, Outcome::Succeeded);
+                entry.action = (*field).into();
+                entry.target = before.key.clone();
+                entry.incident = before.key.clone();
+                entry.reason = reason.clone();
+                entry.params = json!({"from": from, "to": to});
+                entry
+            })
+            .collect();
+        let recorded = self.ledger.record_all_first(entries.clone(), "nothing was changed").await?;
         let value = |field: &str| changes.iter().find(|c| c.0 == field).map(|c| c.2.clone());
         let updated = sqlx::query(
             "update incidents set status = coalesce($1, status), severity = coalesce($2, severity), \
@@ -362,18 +392,17 @@ impl Incidents {
         .bind(id)
         .bind(&before.status)
         .execute(&self.db)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Err(AppError::Conflict(format!("{} changed at the same moment; try again", before.key)));
-        }
-        for (field, from, to) in &changes {
-            let mut entry = NewEntry::new(actor.clone(), Kind::Incident, Outcome::Succeeded);
-            entry.action = (*field).into();
-            entry.target = before.key.clone();
-            entry.incident = before.key.clone();
-            entry.reason = reason.clone();
-            entry.params = json!({"from": from, "to": to});
-            self.ledger.append(entry).await?;
+        .await
+        .map_err(AppError::from)
+        .and_then(|done| match done.rows_affected() {
+            0 => Err(AppError::Conflict(format!("{} changed at the same moment; try again", before.key))),
+            _ => Ok(()),
+        });
+        if let Err(error) = updated {
+            for (entry, stored) in entries.into_iter().zip(&recorded) {
+                self.ledger.record_failure(entry, stored.id, &error).await?;
+            }
+            return Err(error);
         }
         let incident = self.get(id).await?;
         self.publish(&incident).await;
@@ -392,7 +421,8 @@ impl Incidents {
         entry.target = incident.key.clone();
         entry.incident = incident.key.clone();
         entry.reason = note;
-        let appended = self.ledger.append(entry).await?;
+        // The entry is the note: nothing else changes.
+        let appended = self.ledger.record_first(entry, "the note was not added").await?;
         self.acknowledge(&incident.key, appended.ts_ms).await?;
         Ok(appended)
     }
@@ -410,7 +440,7 @@ impl Incidents {
             "status": probed.status, "total_ms": probed.timings.total_ms, "error": probed.error,
             "address": probed.address,
         });
-        let appended = self.ledger.append(entry).await?;
+        let appended = self.ledger.record_first(entry, "the probe is not on the timeline").await?;
         self.acknowledge(&incident.key, appended.ts_ms).await
     }
 
@@ -431,7 +461,7 @@ impl Incidents {
         entry.target = source;
         entry.incident = incident.key.clone();
         entry.reason = line;
-        let appended = self.ledger.append(entry).await?;
+        let appended = self.ledger.record_first(entry, "the line was not pinned").await?;
         self.acknowledge(&incident.key, appended.ts_ms).await?;
         Ok(appended)
     }
@@ -448,29 +478,27 @@ impl Incidents {
         if on_timeline.is_none() {
             return Err(AppError::NotFound(format!("no entry {entry} on {}'s timeline", incident.key)));
         }
-        if starred {
-            sqlx::query(
-                "insert into incident_stars (incident_id, entry_id, starred_by, starred_at_ms) values ($1, $2, $3, $4) \
-                 on conflict (incident_id, entry_id) do nothing",
-            )
-            .bind(id)
-            .bind(entry)
-            .bind(&actor.name)
-            .bind(now_ms())
-            .execute(&self.db)
-            .await?;
-        } else {
-            sqlx::query("delete from incident_stars where incident_id = $1 and entry_id = $2")
-                .bind(id)
-                .bind(entry)
-                .execute(&self.db)
-                .await?;
-        }
         let mut audit = NewEntry::new(actor.clone(), Kind::Incident, Outcome::Succeeded);
         audit.action = if starred { "star" } else { "unstar" }.into();
         audit.target = incident.key;
         audit.params = json!({ "entry": entry });
-        self.ledger.append(audit).await?;
+        let mark = || async {
+            let query = if starred {
+                sqlx::query(
+                    "insert into incident_stars (incident_id, entry_id, starred_by, starred_at_ms) \
+                     values ($1, $2, $3, $4) on conflict (incident_id, entry_id) do nothing",
+                )
+                .bind(id)
+                .bind(entry)
+                .bind(&actor.name)
+                .bind(now_ms())
+            } else {
+                sqlx::query("delete from incident_stars where incident_id = $1 and entry_id = $2").bind(id).bind(entry)
+            };
+            query.execute(&self.db).await?;
+            Ok(())
+        };
+        self.ledger.recorded(audit, "nothing was changed", mark).await?;
         Ok(())
     }
 
@@ -508,6 +536,10 @@ pub fn describe(e: &AuditEntry) -> String {
     let params: Value = serde_json::from_str(&e.params).unwrap_or_default();
     let p = |k: &str| params[k].as_str().unwrap_or_default().to_string();
     let because = if e.reason.is_empty() { String::new() } else { format!(": {}", e.reason) };
+    if e.outcome == "failed" && e.kind == "incident" {
+        // The change was on the record first and then did not happen.
+        return format!("{}'s {} did not happen: {}", e.actor, e.action, p("error"));
+    }
     match (e.kind.as_str(), e.action.as_str()) {
         ("incident", "declare") => format!("{} declared {} ({}){because}", e.actor, e.target, p("severity")),
         ("incident", "note") => format!("{} noted: {}", e.actor, e.reason),
