@@ -351,6 +351,12 @@ impl ServerConsole {
         Ok(caller.actor)
     }
 
+    /// The mitigations offered, with their fields and bounds (viewer).
+    pub fn catalogue(&self) -> Result<app::dto::Catalogue> {
+        self.caller(Role::Viewer)?;
+        Ok(self.state.engine.catalogue())
+    }
+
     /// Recent actions on `gateway` (viewer).
     pub async fn actions(&self, gateway: Option<&str>) -> Result<Vec<ActionRecord>> {
         self.caller(Role::Viewer)?;
@@ -414,6 +420,12 @@ impl ServerConsole {
     }
 }
 
+/// A page's typed request as the JSON the console's rules read (they parse it after the
+/// role check, as for `/api/v1`).
+fn as_value<T: serde::Serialize>(body: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(body).map_err(|e| AppError::Internal(format!("request encode: {e}")))
+}
+
 /// Runs `f` on a clone of the console and converts its error to the wire type.
 fn run<T, F, Fut>(console: &ServerConsole, f: F) -> ApiFuture<T>
 where
@@ -444,20 +456,14 @@ impl Operations for ServerConsole {
     fn gateway(&self, id: String) -> ApiFuture<GatewayDetail> {
         run(self, |c| async move { c.gateway(&id).await })
     }
-    fn act(&self, gateway: String, action: String, body: String) -> ApiFuture<ActionResponse> {
-        run(self, |c| async move {
-            let body = serde_json::from_str(&body).map_err(|e| AppError::invalid("body", format!("not JSON: {e}")))?;
-            c.act(&gateway, &action, body).await
-        })
+    fn act(&self, gateway: String, action: String, body: app::dto::ActionRequest) -> ApiFuture<ActionResponse> {
+        run(self, |c| async move { c.act(&gateway, &action, as_value(&body)?).await })
     }
     fn actions(&self, gateway: String) -> ApiFuture<Vec<ActionRecord>> {
         run(self, |c| async move { c.actions(Some(&gateway)).await })
     }
-    fn undo(&self, id: i64, body: String) -> ApiFuture<ActionResponse> {
-        run(self, move |c| async move {
-            let body = serde_json::from_str(&body).map_err(|e| AppError::invalid("body", format!("not JSON: {e}")))?;
-            c.undo(id, body).await
-        })
+    fn undo(&self, id: i64, body: app::dto::UndoRequest) -> ApiFuture<ActionResponse> {
+        run(self, move |c| async move { c.undo(id, as_value(&body)?).await })
     }
     fn audit(&self, query: String) -> ApiFuture<AuditPage> {
         run(self, |c| async move { c.audit_page(&Params::from_query(&query)).await })
@@ -489,16 +495,15 @@ impl Operations for ServerConsole {
     fn approvals(&self, query: String) -> ApiFuture<ApprovalList> {
         run(self, |c| async move { c.approvals(&Params::from_query(&query)).await })
     }
+    fn catalogue(&self) -> ApiFuture<app::dto::Catalogue> {
+        run(self, |c| async move { c.catalogue() })
+    }
     fn send(&self, _method: String, path: String, _body: String) -> ApiFuture<String> {
         // Rendering reads; writes come from the browser, over /api/v1.
         run(self, |_| async move { Err(AppError::NotImplemented(format!("{path}: pages write through /api/v1"))) })
     }
-    fn probe(&self, body: String) -> ApiFuture<ProbeResult> {
-        run(self, |c| async move {
-            let request: ProbeRequest = serde_json::from_str(&body)
-                .map_err(|e| AppError::invalid("body", format!("not a probe request: {e}")))?;
-            c.probe(&request).await
-        })
+    fn probe(&self, body: ProbeRequest) -> ApiFuture<ProbeResult> {
+        run(self, |c| async move { c.probe(&body).await })
     }
     fn synthetics(&self) -> ApiFuture<Vec<SyntheticHistory>> {
         run(self, |c| async move { c.synthetics().await })

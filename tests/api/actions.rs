@@ -653,3 +653,29 @@ async fn the_charts_mark_the_bad_revision_and_the_rollback() {
     // A rollback reuses the old revision: no new revision mark.
     assert_eq!(detail.marks.iter().filter(|m| m.action.is_none()).count(), 1, "{:?}", detail.marks);
 }
+
+#[tokio::test]
+async fn the_catalogue_states_the_bounds_this_console_keeps_and_the_planner_keeps_them() {
+    let mut options = Options::new(Backend::Sqlite);
+    options.max_replicas = 200;
+    options.require_approval = vec!["rollback".into()];
+    let app = TestApp::spawn_with(options).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let responder = app.signed_in(Role::Responder).await;
+
+    let catalogue: app::dto::Catalogue = viewer.get("/api/v1/catalogue").await.json().await.unwrap();
+
+    let scale = catalogue.get("scale").expect("scale is offered");
+    let replicas = scale.fields.iter().find(|f| f.name == "replicas").unwrap();
+    assert_eq!((replicas.min, replicas.max), (Some(1), Some(200)), "--max-replicas, not a number in the page");
+    let rollback = catalogue.get("rollback").unwrap();
+    assert_eq!((rollback.role, rollback.approval), (Role::Responder, true), "a responder may ask for it");
+    assert_eq!(catalogue.get("bypass").unwrap().role, Role::Admin);
+    // What the catalogue says is what a request meets.
+    let at_bound = act(&responder, "edge", "scale", json!({"reason": "surge", "replicas": 200, "dry_run": true})).await;
+    assert_eq!(at_bound.status(), StatusCode::OK);
+    let past = act(&responder, "edge", "scale", json!({"reason": "surge", "replicas": 201, "dry_run": true})).await;
+    let message = assert_error(past, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert!(message.contains("1 to 200"), "{message}");
+    assert_eq!(app.anonymous().get("/api/v1/catalogue").await.status(), StatusCode::UNAUTHORIZED);
+}

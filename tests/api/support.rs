@@ -162,6 +162,8 @@ pub struct Options {
     pub site_root: String,
     /// The token `GET /metrics` requires.
     pub metrics_token: Option<String>,
+    /// `--max-replicas`.
+    pub max_replicas: u32,
 }
 
 impl Options {
@@ -185,6 +187,7 @@ impl Options {
             approval_expiry: std::time::Duration::from_secs(900),
             site_root: "target/site".into(),
             metrics_token: None,
+            max_replicas: 50,
         }
     }
     /// Starting in `scenario`.
@@ -266,7 +269,7 @@ impl TestApp {
             metrics_token: options.metrics_token.clone(),
             admin_password: Some(ADMIN_PASSWORD.into()),
             admin_password_file: std::path::PathBuf::from("unused-admin-password"),
-            max_replicas: 50,
+            max_replicas: options.max_replicas,
             kube: server::fleet::cluster::KubeSettings {
                 context: None,
                 namespaces: vec!["prod".into()],
@@ -379,6 +382,32 @@ impl TestApp {
     /// An anonymous session.
     pub fn anonymous(&self) -> Session {
         Session { client: self.client(), csrf: String::new(), base: format!("http://{}", self.addr) }
+    }
+
+    /// Makes every append to the audit ledger fail ("disk full"), as a full disk or a lost
+    /// database connection would, until [`TestApp::mend_ledger`].
+    pub async fn break_ledger(&self, backend: Backend) {
+        let statements: &[&str] = match backend {
+            Backend::Sqlite => {
+                &["create trigger break_ledger before insert on audit_log begin select raise(abort, 'disk full'); end"]
+            }
+            Backend::Postgres => &[
+                "create function break_ledger() returns trigger language plpgsql as $$ begin raise exception 'disk full'; end $$",
+                "create trigger break_ledger before insert on audit_log for each row execute function break_ledger()",
+            ],
+        };
+        for statement in statements {
+            sqlx::query(statement).execute(&self.state.db).await.unwrap();
+        }
+    }
+
+    /// Undoes [`TestApp::break_ledger`].
+    pub async fn mend_ledger(&self, backend: Backend) {
+        let statement = match backend {
+            Backend::Sqlite => "drop trigger break_ledger",
+            Backend::Postgres => "drop trigger break_ledger on audit_log",
+        };
+        sqlx::query(statement).execute(&self.state.db).await.unwrap();
     }
 
     /// Advances the simulation and waits until the live feed has published it.

@@ -574,9 +574,13 @@ pub struct FleetInfo {
     pub replicas: u32,
 }
 
+mod catalogue;
 mod changes;
 mod incidents;
 mod map;
+mod requests;
+pub use catalogue::*;
 pub use changes::*;
 pub use incidents::*;
 pub use map::*;
+pub use requests::*;

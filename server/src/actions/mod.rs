@@ -11,6 +11,7 @@
 //! interrupted intents at start-up.
 
 pub mod approval;
+pub mod catalogue;
 pub mod plan;
 mod reconcile;
 mod request;
@@ -138,6 +139,11 @@ impl Engine {
     pub fn with_replica(mut self, replica: Arc<crate::replicas::Replicas>) -> Self {
         self.replica = Some(replica);
         self
+    }
+
+    /// The mitigations as this console runs them: `scale`'s bound, which need approval.
+    pub fn catalogue(&self) -> app::dto::Catalogue {
+        catalogue::catalogue(self.max_replicas, |action| self.approvals.may_apply_to(action))
     }
 
     /// This process does the singleton work now.
@@ -352,10 +358,7 @@ impl Engine {
         intent.before = Some(json!(before));
         intent.after = Some(json!(plan.preview));
         // Fail closed: no record, no change.
-        let intent = self.ledger.append(intent).await.map_err(|e| {
-            tracing::error!(error = ?e, "audit intent not written; action not run");
-            AppError::Unavailable("the audit ledger is unavailable, so nothing was changed".into())
-        })?;
+        let intent = self.ledger.record_first(intent, "nothing was changed").await?;
         let impact_before = self.reading(gateway, &plan.change).await;
         let expires_at_s = plan.ttl_s.map(|t| self.fleet.clock_s() + t);
         let id = store::insert(

@@ -6,6 +6,7 @@ use crate::fleet::{BreakerPolicy, Change, GatewayState, RateLimitPolicy, Service
 use app::dto::{ActionRecord, FieldChange, Preview, Role};
 use serde_json::{Map, Value};
 
+use super::catalogue;
 pub use super::request::{Envelope, envelope, no_more};
 use super::request::{number, one_of};
 
@@ -138,11 +139,11 @@ pub fn plan(
             return plan_autoscale(gateway, params, state, max_replicas);
         }
         ActionName::Scale => {
-            let replicas = number(&mut params, "replicas", 1..=u64::from(max_replicas))?
+            let replicas = number(&mut params, "replicas", catalogue::replicas(max_replicas))?
                 .ok_or_else(|| AppError::invalid("replicas", "is required"))? as u32;
             // A surge fix is often temporary: back to today's count after this long,
             // unless the count was changed since.
-            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            let ttl_s = number(&mut params, "ttl_seconds", catalogue::TTL_SECONDS)?.map(|t| t as i64);
             no_more(&params)?;
             if let Some(hpa) = &state.autoscaler {
                 return Err(AppError::Conflict(format!(
@@ -177,7 +178,7 @@ pub fn plan(
             }
         }
         ActionName::Rollback => {
-            let requested = number(&mut params, "revision", 1..=u64::from(u32::MAX))?.map(|v| v as u32);
+            let requested = number(&mut params, "revision", catalogue::REVISION)?.map(|v| v as u32);
             no_more(&params)?;
             refuse_paused(gateway, state, "roll back")?;
             let (target, mut notes) = rollback_target(state, requested)?;
@@ -216,11 +217,11 @@ pub fn plan(
             }
         }
         ActionName::RateLimit => {
-            let rps = number(&mut params, "requests_per_second", 1..=1_000_000)?
+            let rps = number(&mut params, "requests_per_second", catalogue::REQUESTS_PER_SECOND)?
                 .ok_or_else(|| AppError::invalid("requests_per_second", "is required"))? as u32;
-            let burst = number(&mut params, "burst", 1..=10_000_000)?.map_or(rps, |b| b as u32);
+            let burst = number(&mut params, "burst", catalogue::BURST)?.map_or(rps, |b| b as u32);
             let route = one_of(&mut params, "route", &state.routes, "route", gateway)?;
-            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            let ttl_s = number(&mut params, "ttl_seconds", catalogue::TTL_SECONDS)?.map(|t| t as i64);
             no_more(&params)?;
             let policy = Some(RateLimitPolicy { requests_per_second: rps, burst, route });
             Plan {
@@ -241,10 +242,10 @@ pub fn plan(
         }
         ActionName::Timeouts => {
             let now = &state.timeouts;
-            let request = number(&mut params, "request_timeout_ms", 100..=60_000)?;
-            let connect = number(&mut params, "connect_timeout_ms", 50..=10_000)?;
-            let retries = number(&mut params, "retries", 0..=10)?;
-            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            let request = number(&mut params, "request_timeout_ms", catalogue::REQUEST_TIMEOUT_MS)?;
+            let connect = number(&mut params, "connect_timeout_ms", catalogue::CONNECT_TIMEOUT_MS)?;
+            let retries = number(&mut params, "retries", catalogue::RETRIES)?;
+            let ttl_s = number(&mut params, "ttl_seconds", catalogue::TTL_SECONDS)?.map(|t| t as i64);
             no_more(&params)?;
             if request.is_none() && connect.is_none() && retries.is_none() {
                 return Err(AppError::invalid(
@@ -285,11 +286,14 @@ pub fn plan(
             }
         }
         ActionName::CircuitBreaker => {
-            let consecutive_errors = number(&mut params, "consecutive_errors", 1..=100)?.unwrap_or(5) as u32;
-            let ejection_seconds = number(&mut params, "ejection_seconds", 1..=3600)?.unwrap_or(30) as u32;
-            let max_ejection_percent = number(&mut params, "max_ejection_percent", 1..=100)?.unwrap_or(100) as u32;
+            let consecutive_errors =
+                number(&mut params, "consecutive_errors", catalogue::CONSECUTIVE_ERRORS)?.unwrap_or(5) as u32;
+            let ejection_seconds =
+                number(&mut params, "ejection_seconds", catalogue::EJECTION_SECONDS)?.unwrap_or(30) as u32;
+            let max_ejection_percent =
+                number(&mut params, "max_ejection_percent", catalogue::MAX_EJECTION_PERCENT)?.unwrap_or(100) as u32;
             let service = one_of(&mut params, "service", &state.services, "service", gateway)?;
-            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            let ttl_s = number(&mut params, "ttl_seconds", catalogue::TTL_SECONDS)?.map(|t| t as i64);
             no_more(&params)?;
             let policy = Some(BreakerPolicy { consecutive_errors, ejection_seconds, max_ejection_percent, service });
             let describe = |p: &Option<BreakerPolicy>| match p {
@@ -318,7 +322,7 @@ pub fn plan(
         ActionName::Bypass => {
             let service = one_of(&mut params, "service", &state.services, "service", gateway)?
                 .ok_or_else(|| AppError::invalid("service", "is required"))?;
-            let ttl_s = number(&mut params, "ttl_seconds", 60..=86_400)?.map(|t| t as i64);
+            let ttl_s = number(&mut params, "ttl_seconds", catalogue::TTL_SECONDS)?.map(|t| t as i64);
             let methods = ["route".to_string(), "dns".to_string()];
             let method = one_of(&mut params, "method", &methods, "bypass method", gateway)?;
             // Why to go ahead although the direct target failed its preflight (read by the
@@ -508,7 +512,7 @@ fn plan_autoscale(
             format!("no HorizontalPodAutoscaler manages {gateway}; send replicas instead"),
         ));
     };
-    let bound = 1..=u64::from(max_replicas);
+    let bound = catalogue::replicas(max_replicas);
     let min = number(&mut params, "min_replicas", bound.clone())?.map_or(hpa.min_replicas, |v| v as u32);
     let max = number(&mut params, "max_replicas", bound)?.map_or(hpa.max_replicas, |v| v as u32);
     no_more(&params)?;

@@ -43,6 +43,13 @@ pub(super) fn routes() -> Vec<Route> {
         .records(Kind::ActionIntent, Name::Param("action"), Name::Param("id")),
         Route::new(
             Method::GET,
+            "/catalogue",
+            AtLeast(Viewer),
+            get(catalogue),
+            Doc::get("The mitigations offered: fields, bounds, roles, approval", json::<d::Catalogue>()),
+        ),
+        Route::new(
+            Method::GET,
             "/actions",
             AtLeast(Viewer),
             get(list_actions),
@@ -101,6 +108,10 @@ async fn run_action(
 #[derive(Deserialize)]
 struct ActionsQuery {
     gateway: Option<String>,
+}
+
+async fn catalogue(console: Console) -> Result<Json<d::Catalogue>> {
+    Ok(Json(console.catalogue()?))
 }
 
 async fn list_actions(console: Console, Query(q): Query<ActionsQuery>) -> Result<Json<Vec<ActionRecord>>> {
