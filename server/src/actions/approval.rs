@@ -482,8 +482,11 @@ fn decision_reason(body: Value, required: bool) -> Result<String> {
 /// Whether `role` may ask for (not run) an action: a responder may ask for one that
 /// needs approval even if only an admin may run it.
 pub fn may_request(role: Role) -> bool {
-    role >= Role::Responder
+    role >= REQUESTER
 }
+
+/// The lowest role that may ask for an action it may not run itself.
+pub const REQUESTER: Role = Role::Responder;
 
 /// A request or break-glass run that waits for someone: for a decision or a review.
 #[derive(Clone, Debug, PartialEq)]

@@ -3,9 +3,78 @@
 //! the pages build their forms from the catalogue the server serves, so the two cannot
 //! disagree (a test checks that every field listed here is one the planner reads).
 
-use super::plan::ActionName;
+use crate::fleet::Change;
 use app::dto::{ActionSpec, Catalogue, Choice, FieldSpec, Role};
 use std::ops::RangeInclusive;
+
+/// The runbook's actions, by API name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionName {
+    /// `kubectl rollout restart`.
+    Restart,
+    /// `kubectl scale`.
+    Scale,
+    /// `kubectl rollout undo`.
+    Rollback,
+    /// Emergency rate limit.
+    RateLimit,
+    /// Timeouts and retries.
+    Timeouts,
+    /// Circuit breaker.
+    CircuitBreaker,
+    /// Route a service around the gateway.
+    Bypass,
+}
+
+impl ActionName {
+    /// Parses an API name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "restart" => ActionName::Restart,
+            "scale" => ActionName::Scale,
+            "rollback" => ActionName::Rollback,
+            "rate-limit" => ActionName::RateLimit,
+            "timeouts" => ActionName::Timeouts,
+            "circuit-breaker" => ActionName::CircuitBreaker,
+            "bypass" => ActionName::Bypass,
+            _ => return None,
+        })
+    }
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionName::Restart => "restart",
+            ActionName::Scale => "scale",
+            ActionName::Rollback => "rollback",
+            ActionName::RateLimit => "rate-limit",
+            ActionName::Timeouts => "timeouts",
+            ActionName::CircuitBreaker => "circuit-breaker",
+            ActionName::Bypass => "bypass",
+        }
+    }
+
+    /// The lowest role allowed to run it.
+    pub fn role(self) -> Role {
+        match self {
+            ActionName::Rollback | ActionName::Bypass => Role::Admin,
+            _ => Role::Responder,
+        }
+    }
+
+    /// The action that makes `change`.
+    pub fn of_change(change: &Change) -> Self {
+        match change {
+            Change::Restart => ActionName::Restart,
+            Change::Scale { .. } | Change::Autoscale { .. } => ActionName::Scale,
+            Change::Rollback { .. } => ActionName::Rollback,
+            Change::RateLimit { .. } => ActionName::RateLimit,
+            Change::Timeouts { .. } => ActionName::Timeouts,
+            Change::CircuitBreaker { .. } => ActionName::CircuitBreaker,
+            Change::Bypass { .. } | Change::DnsRecord { .. } => ActionName::Bypass,
+        }
+    }
+}
 
 /// A change that reverts by itself: after this many seconds.
 pub const TTL_SECONDS: RangeInclusive<u64> = 60..=86_400;
@@ -132,19 +201,15 @@ fn spec(action: ActionName, max_replicas: u32) -> (&'static str, Vec<FieldSpec>)
 }
 
 /// The catalogue as this console runs: `scale` up to `max_replicas`, and `approval` on
-/// for the kinds `--require-approval` names (a responder may then ask for an admin's
-/// action: an admin approves and it runs).
-pub fn catalogue(max_replicas: u32, approval: impl Fn(ActionName) -> bool) -> Catalogue {
+/// for the kinds `--require-approval` names (`requester` and up may then ask for an
+/// action they may not run: someone who may approves, and it runs).
+pub fn catalogue(max_replicas: u32, approval: impl Fn(ActionName) -> bool, requester: Role) -> Catalogue {
     let actions = ORDER
         .iter()
         .map(|&action| {
             let (label, fields) = spec(action, max_replicas);
             let approval = approval(action);
-            let role = if approval && super::approval::may_request(Role::Responder) {
-                action.role().min(Role::Responder)
-            } else {
-                action.role()
-            };
+            let role = if approval { action.role().min(requester) } else { action.role() };
             ActionSpec { action: action.as_str().into(), label: label.into(), role, approval, fields }
         })
         .collect();
@@ -157,7 +222,7 @@ mod tests {
 
     #[test]
     fn every_action_is_offered_once() {
-        let catalogue = catalogue(50, |_| false);
+        let catalogue = catalogue(50, |_| false, Role::Responder);
         let names: Vec<&str> = catalogue.actions.iter().map(|a| a.action.as_str()).collect();
         assert_eq!(names, ["restart", "scale", "rollback", "rate-limit", "timeouts", "circuit-breaker", "bypass"]);
         assert!(names.iter().all(|n| ActionName::parse(n).is_some()));
@@ -166,7 +231,7 @@ mod tests {
     #[test]
     fn every_field_offered_is_one_the_planner_reads() {
         let planner = [include_str!("plan.rs"), include_str!("request.rs")].concat();
-        for spec in catalogue(50, |_| false).actions {
+        for spec in catalogue(50, |_| false, Role::Responder).actions {
             for field in spec.fields {
                 assert!(
                     planner.contains(&format!("\"{}\"", field.name)),
@@ -180,7 +245,7 @@ mod tests {
 
     #[test]
     fn the_scale_bound_is_the_consoles_own_and_approval_lets_a_responder_ask() {
-        let catalogue = catalogue(200, |a| a == ActionName::Rollback);
+        let catalogue = catalogue(200, |a| a == ActionName::Rollback, Role::Responder);
         let scale = catalogue.get("scale").unwrap();
         assert_eq!((scale.fields[0].min, scale.fields[0].max), (Some(1), Some(200)));
         assert_eq!(scale.fields[0].shown(), "Replicas (1–200)");

@@ -143,7 +143,7 @@ impl Engine {
 
     /// The mitigations as this console runs them: `scale`'s bound, which need approval.
     pub fn catalogue(&self) -> app::dto::Catalogue {
-        catalogue::catalogue(self.max_replicas, |action| self.approvals.may_apply_to(action))
+        catalogue::catalogue(self.max_replicas, |action| self.approvals.may_apply_to(action), approval::REQUESTER)
     }
 
     /// This process does the singleton work now.

@@ -3,81 +3,13 @@
 
 use crate::error::{AppError, Result};
 use crate::fleet::{BreakerPolicy, Change, GatewayState, RateLimitPolicy, ServiceRecord, TimeoutPolicy};
-use app::dto::{ActionRecord, FieldChange, Preview, Role};
+use app::dto::{ActionRecord, FieldChange, Preview};
 use serde_json::{Map, Value};
 
 use super::catalogue;
+pub use super::catalogue::ActionName;
 pub use super::request::{Envelope, envelope, no_more};
 use super::request::{number, one_of};
-
-/// The runbook's actions, by API name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActionName {
-    /// `kubectl rollout restart`.
-    Restart,
-    /// `kubectl scale`.
-    Scale,
-    /// `kubectl rollout undo`.
-    Rollback,
-    /// Emergency rate limit.
-    RateLimit,
-    /// Timeouts and retries.
-    Timeouts,
-    /// Circuit breaker.
-    CircuitBreaker,
-    /// Route a service around the gateway.
-    Bypass,
-}
-
-impl ActionName {
-    /// Parses an API name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "restart" => ActionName::Restart,
-            "scale" => ActionName::Scale,
-            "rollback" => ActionName::Rollback,
-            "rate-limit" => ActionName::RateLimit,
-            "timeouts" => ActionName::Timeouts,
-            "circuit-breaker" => ActionName::CircuitBreaker,
-            "bypass" => ActionName::Bypass,
-            _ => return None,
-        })
-    }
-
-    /// The API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionName::Restart => "restart",
-            ActionName::Scale => "scale",
-            ActionName::Rollback => "rollback",
-            ActionName::RateLimit => "rate-limit",
-            ActionName::Timeouts => "timeouts",
-            ActionName::CircuitBreaker => "circuit-breaker",
-            ActionName::Bypass => "bypass",
-        }
-    }
-
-    /// The lowest role allowed to run it.
-    pub fn role(self) -> Role {
-        match self {
-            ActionName::Rollback | ActionName::Bypass => Role::Admin,
-            _ => Role::Responder,
-        }
-    }
-
-    /// The action that makes `change`.
-    pub fn of_change(change: &Change) -> Self {
-        match change {
-            Change::Restart => ActionName::Restart,
-            Change::Scale { .. } | Change::Autoscale { .. } => ActionName::Scale,
-            Change::Rollback { .. } => ActionName::Rollback,
-            Change::RateLimit { .. } => ActionName::RateLimit,
-            Change::Timeouts { .. } => ActionName::Timeouts,
-            Change::CircuitBreaker { .. } => ActionName::CircuitBreaker,
-            Change::Bypass { .. } | Change::DnsRecord { .. } => ActionName::Bypass,
-        }
-    }
-}
 
 /// A validated plan: the change, what it looks like, and how to undo it.
 #[derive(Clone, Debug)]
