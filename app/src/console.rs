@@ -30,12 +30,15 @@ pub trait Console: Send + Sync {
 pub trait Operations: Send + Sync {
     /// One gateway with instances, history and chart marks.
     fn gateway(&self, id: String) -> ApiFuture<GatewayDetail>;
-    /// Runs (or with `dry_run`, previews) a mitigation.
-    fn act(&self, gateway: String, action: String, body: ActionRequest) -> ApiFuture<ActionResponse>;
+    /// Runs (or with `dry_run`, previews) a mitigation; `body` is the request's JSON
+    /// text (reason and params). Text, not `serde_json::Value`: the browser bundle then
+    /// needs no dynamic JSON tree.
+    fn act(&self, gateway: String, action: String, body: String) -> ApiFuture<ActionResponse>;
     /// Recent actions on a gateway, newest first.
     fn actions(&self, gateway: String) -> ApiFuture<Vec<ActionRecord>>;
-    /// Undoes (or with `dry_run`, previews undoing) an action.
-    fn undo(&self, id: i64, body: UndoRequest) -> ApiFuture<ActionResponse>;
+    /// Undoes (or with `dry_run`, previews undoing) an action; `body` is the request's
+    /// JSON text (reason, dry_run, confirm).
+    fn undo(&self, id: i64, body: String) -> ApiFuture<ActionResponse>;
     /// A page of the audit trail; `query` is the URL query (filters, cursor).
     fn audit(&self, query: String) -> ApiFuture<AuditPage>;
     /// Verifies the audit chain.
@@ -46,8 +49,8 @@ pub trait Operations: Send + Sync {
     fn search_logs(&self, query: String) -> ApiFuture<LogSearch>;
     /// The dependency map.
     fn dependencies(&self) -> ApiFuture<DependencyGraph>;
-    /// An endpoint probe.
-    fn probe(&self, body: ProbeRequest) -> ApiFuture<ProbeResult>;
+    /// An endpoint probe; `body` is a `ProbeRequest` as JSON text.
+    fn probe(&self, body: String) -> ApiFuture<ProbeResult>;
     /// The synthetic checks' recent results.
     fn synthetics(&self) -> ApiFuture<Vec<SyntheticHistory>>;
     /// Incidents; `query` is the URL query (`status`, `severity`, `gateway`, `open`).
@@ -60,11 +63,8 @@ pub trait Operations: Send + Sync {
     fn checklist(&self, id: i64) -> ApiFuture<Checklist>;
     /// Approvals; `query` is the URL query (`status`, `for=me`).
     fn approvals(&self, query: String) -> ApiFuture<ApprovalList>;
-    /// The mitigations offered, with their fields and bounds (the forms are built from it).
-    fn catalogue(&self) -> ApiFuture<Catalogue>;
-    /// A write to `/api/v1{path}` (`POST`, `PATCH`, `PUT`, `DELETE`) with a JSON body
-    /// (serialized from one of the request types, never built by hand), or a `GET` (the
-    /// body unused); the answer's JSON text. Pages send only from the
+    /// A write to `/api/v1{path}` (`POST`, `PATCH`, `PUT`, `DELETE`) with a JSON body,
+    /// or a `GET` (the body unused); the answer's JSON text. Pages send only from the
     /// browser: rendering never does. (Reading through it keeps a lazily loaded page's
     /// types out of the first download.)
     fn send(&self, method: String, path: String, body: String) -> ApiFuture<String>;

@@ -44,12 +44,6 @@ async fn fetch_serde<T: DeserializeOwned>(
     decoded(fetch_text(method, url, body, csrf).await?, |text| serde_json::from_str(text).map_err(|e| e.to_string()))
 }
 
-/// A request type as the JSON body it is sent as (by serde_json: the lazily loaded pages
-/// that write carry it already).
-pub fn request_json<T: serde::Serialize>(body: &T) -> ApiResult<String> {
-    serde_json::to_string(body).map_err(|e| ApiError::new("encode", format!("the request could not be written: {e}")))
-}
-
 fn decoded<T>(text: String, parse: impl FnOnce(&str) -> Result<T, String>) -> ApiResult<T> {
     // `null` stands in for an empty body (e.g. 204) when T is `()`.
     let text = if text.is_empty() { "null" } else { text.as_str() };
@@ -148,9 +142,8 @@ impl Operations for HttpConsole {
             fetch_serde("GET", &url, None, None).await
         })
     }
-    fn act(&self, gateway: String, action: String, body: ActionRequest) -> ApiFuture<ActionResponse> {
+    fn act(&self, gateway: String, action: String, body: String) -> ApiFuture<ActionResponse> {
         boxed(async move {
-            let body = request_json(&body)?;
             let url = format!(
                 "/api/v1/gateways/{}/actions/{}",
                 js_sys::encode_uri_component(&gateway),
@@ -165,9 +158,8 @@ impl Operations for HttpConsole {
             fetch_serde("GET", &url, None, None).await
         })
     }
-    fn undo(&self, id: i64, body: UndoRequest) -> ApiFuture<ActionResponse> {
+    fn undo(&self, id: i64, body: String) -> ApiFuture<ActionResponse> {
         boxed(async move {
-            let body = request_json(&body)?;
             fetch_serde("POST", &format!("/api/v1/actions/{id}/undo"), Some(body), Some(csrf_token().await?)).await
         })
     }
@@ -186,11 +178,8 @@ impl Operations for HttpConsole {
     fn dependencies(&self) -> ApiFuture<DependencyGraph> {
         boxed(async move { fetch_serde("GET", "/api/v1/dependencies", None, None).await })
     }
-    fn probe(&self, body: ProbeRequest) -> ApiFuture<ProbeResult> {
-        boxed(async move {
-            let body = request_json(&body)?;
-            fetch_serde("POST", "/api/v1/probe", Some(body), Some(csrf_token().await?)).await
-        })
+    fn probe(&self, body: String) -> ApiFuture<ProbeResult> {
+        boxed(async move { fetch_serde("POST", "/api/v1/probe", Some(body), Some(csrf_token().await?)).await })
     }
     fn synthetics(&self) -> ApiFuture<Vec<SyntheticHistory>> {
         boxed(async move { fetch_serde("GET", "/api/v1/synthetics", None, None).await })
@@ -209,9 +198,6 @@ impl Operations for HttpConsole {
     }
     fn approvals(&self, query: String) -> ApiFuture<ApprovalList> {
         boxed(async move { fetch_serde("GET", &format!("/api/v1/approvals?{query}"), None, None).await })
-    }
-    fn catalogue(&self) -> ApiFuture<Catalogue> {
-        boxed(async move { fetch_serde("GET", "/api/v1/catalogue", None, None).await })
     }
     fn send(&self, method: String, path: String, body: String) -> ApiFuture<String> {
         boxed(

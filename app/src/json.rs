@@ -20,10 +20,24 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
+/// `s` as a JSON string literal.
+pub fn string(s: &str) -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::JSON::stringify(&wasm_bindgen::JsValue::from_str(s))
+            .ok()
+            .and_then(|s| s.as_string())
+            .unwrap_or_default()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    serde_json::to_string(s).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
-    fn text_decodes_and_a_broken_text_is_an_error() {
+    fn strings_are_quoted_and_escaped_and_text_decodes() {
+        assert_eq!(super::string("a \"b\"\n"), r#""a \"b\"\n""#);
         assert_eq!(super::from_str::<Vec<u32>>("[1, 2]"), Ok(vec![1, 2]));
         assert!(super::from_str::<Vec<u32>>("[1,").is_err());
     }

@@ -2,11 +2,112 @@
 //! and the live list of what was done, with impact and undo. The server decides every
 //! rule; this only collects input and shows answers.
 
-use super::format;
 use super::use_live_actions;
+use super::{format, quote};
 use crate::client::operations;
-use crate::dto::{ActionRecord, ActionRequest, ActionSpec, ApiResult, Param, Preview, SessionInfo, UndoRequest};
+use crate::dto::{ActionRecord, ApiResult, Preview, Role, SessionInfo};
 use leptos::prelude::*;
+
+/// One input of an action's form.
+struct Field {
+    name: &'static str,
+    label: &'static str,
+    /// Sent as a number (else as text).
+    number: bool,
+    /// A choice of these (value, label), instead of free input; the first is the default.
+    choices: &'static [(&'static str, &'static str)],
+}
+
+/// A runbook action as the UI offers it.
+struct Spec {
+    action: &'static str,
+    label: &'static str,
+    role: Role,
+    fields: &'static [Field],
+}
+
+const fn num(name: &'static str, label: &'static str) -> Field {
+    Field { name, label, number: true, choices: &[] }
+}
+
+const fn text(name: &'static str, label: &'static str) -> Field {
+    Field { name, label, number: false, choices: &[] }
+}
+
+const TTL: Field = num("ttl_seconds", "Revert after (s, optional)");
+
+const SPECS: &[Spec] = &[
+    Spec { action: "restart", label: "Restart", role: Role::Responder, fields: &[] },
+    Spec {
+        action: "scale",
+        label: "Scale",
+        role: Role::Responder,
+        fields: &[
+            num("replicas", "Replicas (1–50)"),
+            // An HPA would undo a manual scale: move its bounds instead (leave replicas blank).
+            num("min_replicas", "Autoscaler min (instead of replicas, if an HPA manages it)"),
+            num("max_replicas", "Autoscaler max (instead of replicas, if an HPA manages it)"),
+        ],
+    },
+    // A responder may ask for a rollback or a bypass where they need a second person's
+    // approval (an admin then runs it); the server decides.
+    Spec {
+        action: "rollback",
+        label: "Roll back",
+        role: Role::Responder,
+        fields: &[num("revision", "Revision (blank: previous)")],
+    },
+    Spec {
+        action: "rate-limit",
+        label: "Rate limit",
+        role: Role::Responder,
+        fields: &[
+            num("requests_per_second", "Requests per second"),
+            num("burst", "Burst (blank: same)"),
+            text("route", "Route (blank: all)"),
+            TTL,
+        ],
+    },
+    Spec {
+        action: "timeouts",
+        label: "Timeouts & retries",
+        role: Role::Responder,
+        fields: &[
+            num("request_timeout_ms", "Request timeout (ms)"),
+            num("connect_timeout_ms", "Connect timeout (ms)"),
+            num("retries", "Retries"),
+            TTL,
+        ],
+    },
+    Spec {
+        action: "circuit-breaker",
+        label: "Circuit breaker",
+        role: Role::Responder,
+        fields: &[
+            num("consecutive_errors", "Consecutive errors (5)"),
+            num("ejection_seconds", "Ejection (s, 30)"),
+            num("max_ejection_percent", "Max ejected % (100)"),
+            text("service", "Service (blank: all)"),
+            TTL,
+        ],
+    },
+    Spec {
+        action: "bypass",
+        label: "Bypass gateway",
+        role: Role::Responder,
+        fields: &[
+            text("service", "Service"),
+            Field {
+                name: "method",
+                label: "How",
+                number: false,
+                choices: &[("", "Route around it inside the gateway"), ("dns", "Point the service's DNS record at it")],
+            },
+            text("force", "If its direct target fails the preflight, go ahead anyway because (DNS only)"),
+            TTL,
+        ],
+    },
+];
 
 /// The signed-in session, provided by the layout.
 #[derive(Clone, Copy)]
@@ -17,15 +118,7 @@ pub struct SessionContext(pub Resource<ApiResult<SessionInfo>, super::BrowserJso
 pub fn ActionsPanel(gateway: String) -> impl IntoView {
     let session = expect_context::<SessionContext>().0;
     let connection = super::use_connection();
-    let open = RwSignal::new(None::<ActionSpec>);
-    // The mitigations as the server offers them: buttons, fields and bounds.
-    let catalogue = Resource::new(
-        || (),
-        |_| {
-            let c = operations();
-            async move { c.catalogue().await }
-        },
-    );
+    let open = RwSignal::new(None::<usize>);
     // The action just started from this page: followed at the top of the screen.
     let notice = RwSignal::new(None::<(i64, String)>);
     let gw = gateway.clone();
@@ -33,8 +126,9 @@ pub fn ActionsPanel(gateway: String) -> impl IntoView {
     // in every dialog; a runbook step's link opens its dialog (`?action=...`).
     let query = leptos_router::hooks::use_query_map();
     let incident = RwSignal::new(query.with_untracked(|q| q.get("incident")).unwrap_or_default());
-    // A runbook step's link opens its dialog once the catalogue is here.
-    let asked = StoredValue::new(query.with_untracked(|q| q.get("action")));
+    if let Some(i) = query.with_untracked(|q| q.get("action")).and_then(|a| SPECS.iter().position(|s| s.action == a)) {
+        open.set(Some(i));
+    }
     #[cfg(feature = "hydrate")]
     {
         let gateway = gateway.clone();
@@ -57,27 +151,15 @@ pub fn ActionsPanel(gateway: String) -> impl IntoView {
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
                     let role = session.await.ok().map(|s| s.role);
-                    let catalogue = match catalogue.await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            let said = format!("The mitigations could not be loaded: {}", e.message);
-                            return view! { <p class="error" role="alert">{said}</p> }.into_any();
-                        }
-                    };
-                    if let Some(spec) = asked.get_value().and_then(|a| catalogue.get(&a).cloned()) {
-                        asked.set_value(None);
-                        open.set(Some(spec));
-                    }
-                    catalogue
-                        .actions
-                        .into_iter()
-                        .map(|spec| {
+                    SPECS
+                        .iter()
+                        .enumerate()
+                        .map(|(i, spec)| {
                             let allowed = role.is_some_and(|r| r >= spec.role);
                             let lost = move || connection.lost_since().is_some();
-                            let needs = spec.role;
                             let tip = move || {
                                 if !allowed {
-                                    format!("Needs the {needs} role")
+                                    format!("Needs the {} role", spec.role)
                                 } else if lost() {
                                     "The console cannot be reached: actions cannot be sent until it answers again"
                                         .to_string()
@@ -85,24 +167,22 @@ pub fn ActionsPanel(gateway: String) -> impl IntoView {
                                     String::new()
                                 }
                             };
-                            let (name, label) = (spec.action.clone(), spec.label.clone());
                             view! {
                                 <button
                                     class="btn"
                                     disabled=move || !allowed || lost()
                                     title=tip
-                                    data-action=name
-                                    on:click=move |_| open.set(Some(spec.clone()))
+                                    data-action=spec.action
+                                    on:click=move |_| open.set(Some(i))
                                 >
-                                    {label}
+                                    {spec.label}
                                 </button>
                             }
                         })
                         .collect_view()
-                        .into_any()
                 })}
             </Suspense>
-            {move || open.get().map(|spec| view! { <ActionDialog gateway=gw.clone() spec open notice incident /> })}
+            {move || open.get().map(|i| view! { <ActionDialog gateway=gw.clone() spec=i open notice incident /> })}
             <RunNotice notice />
             <ActionList gateway />
         </section>
@@ -112,14 +192,13 @@ pub fn ActionsPanel(gateway: String) -> impl IntoView {
 #[component]
 fn ActionDialog(
     gateway: String,
-    spec: ActionSpec,
-    open: RwSignal<Option<ActionSpec>>,
+    spec: usize,
+    open: RwSignal<Option<usize>>,
     notice: RwSignal<Option<(i64, String)>>,
     incident: RwSignal<String>,
 ) -> impl IntoView {
-    let spec = StoredValue::new(spec);
-    let values: Vec<RwSignal<String>> =
-        spec.with_value(|s| s.fields.iter().map(|_| RwSignal::new(String::new())).collect());
+    let spec = &SPECS[spec];
+    let values: Vec<RwSignal<String>> = spec.fields.iter().map(|_| RwSignal::new(String::new())).collect();
     let (reason, confirm) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
     let incident = RwSignal::new(incident.get_untracked());
     let break_glass = RwSignal::new(false);
@@ -128,41 +207,39 @@ fn ActionDialog(
     let busy = RwSignal::new(false);
     let gateway_id = gateway.clone();
     let vals = values.clone();
-    // The request: reason, incident, confirmation and the filled-in fields, typed.
-    let request = move |dry_run: bool| {
-        let params = spec.with_value(|spec| {
-            spec.fields
-                .iter()
-                .zip(&vals)
-                .filter_map(|(field, value)| {
-                    let v = value.get_untracked().trim().to_string();
-                    // Unparseable numbers go as text, so the server names the field in its 422.
-                    let param = match (field.number(), v.parse::<u64>()) {
-                        _ if v.is_empty() => return None,
-                        (true, Ok(n)) => Param::Number(n),
-                        _ => Param::Text(v),
-                    };
-                    Some((field.name.clone(), param))
-                })
-                .collect()
-        });
-        ActionRequest {
-            reason: reason.get_untracked(),
-            dry_run,
-            incident: incident.get_untracked(),
-            confirm: confirm.get_untracked(),
-            break_glass: break_glass.get_untracked(),
-            params,
+    // The request body: reason, incident, confirmation and the filled-in parameters.
+    let body = move |dry_run: bool| {
+        let mut parts =
+            vec![format!("\"reason\":{}", quote(&reason.get_untracked())), format!("\"dry_run\":{dry_run}")];
+        for (name, v) in [("incident", incident), ("confirm", confirm)] {
+            if !v.get_untracked().is_empty() {
+                parts.push(format!("\"{name}\":{}", quote(&v.get_untracked())));
+            }
         }
+        if break_glass.get_untracked() {
+            parts.push("\"break_glass\":true".into());
+        }
+        for (field, value) in spec.fields.iter().zip(&vals) {
+            let v = value.get_untracked().trim().to_string();
+            if v.is_empty() {
+                continue;
+            }
+            // Unparseable numbers go as text, so the server names the field in its 422.
+            let json = match (field.number, v.parse::<u64>()) {
+                (true, Ok(n)) => n.to_string(),
+                _ => quote(&v),
+            };
+            parts.push(format!("\"{}\":{json}", field.name));
+        }
+        format!("{{{}}}", parts.join(","))
     };
     let send = move |dry_run: bool, gateway: String| {
-        let request = request(dry_run);
-        let action = spec.with_value(|s| s.action.clone());
+        let request = body(dry_run);
         busy.set(true);
         error.set(None);
         let c = operations();
         leptos::task::spawn_local(async move {
-            match c.act(gateway, action, request).await {
+            match c.act(gateway, spec.action.into(), request).await {
                 Ok(r) if dry_run => preview.set(Some(r.preview)),
                 Ok(r) => {
                     match (r.id, r.approval) {
@@ -195,7 +272,7 @@ fn ActionDialog(
     });
     on_cleanup(move || {
         #[cfg(feature = "hydrate")]
-        focus_first(&format!("button[data-action=\"{}\"]", spec.with_value(|s| s.action.clone())));
+        focus_first(&format!("button[data-action=\"{}\"]", spec.action));
     });
     let on_key = move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
         "Escape" => {
@@ -217,38 +294,33 @@ fn ActionDialog(
                 class="card dialog"
                 role="dialog"
                 aria-modal="true"
-                aria-label=spec.with_value(|s| format!("{} · {}", s.label, gateway))
+                aria-label=format!("{} · {}", spec.label, gateway)
                 node_ref=form
                 on:keydown=on_key
                 on:submit=|ev| ev.prevent_default()
                 data-testid="action-dialog"
             >
-                <h3>{spec.with_value(|s| format!("{} · {}", s.label, gateway))}</h3>
+                <h3>{format!("{} · {}", spec.label, gateway)}</h3>
                 {spec
-                    .get_value()
                     .fields
-                    .into_iter()
+                    .iter()
                     .zip(values)
                     .map(|(f, v)| {
-                        let shown = f.shown();
                         let input = if f.choices.is_empty() {
-                            // Text, not type=number: what the server refuses, it names (a browser's
-                            // number field would drop what it cannot parse without a word).
-                            let mode = f.number().then_some("numeric");
-                            view! { <input name=f.name inputmode=mode bind:value=v /> }.into_any()
+                            view! { <input name=f.name bind:value=v /> }.into_any()
                         } else {
                             view! {
                                 <select name=f.name bind:value=v>
                                     {f
                                         .choices
-                                        .into_iter()
-                                        .map(|c| view! { <option value=c.value>{c.label}</option> })
+                                        .iter()
+                                        .map(|(value, label)| view! { <option value=*value>{*label}</option> })
                                         .collect_view()}
                                 </select>
                             }
                                 .into_any()
                         };
-                        view! { <label>{shown} {input}</label> }
+                        view! { <label>{f.label} {input}</label> }
                     })
                     .collect_view()}
                 <label>
@@ -540,7 +612,11 @@ fn ActionRow(a: Memo<ActionRecord>) -> impl IntoView {
     let gateway_id = StoredValue::new(fixed.gateway.clone());
     let send = move |dry_run: bool| {
         let c = operations();
-        let body = UndoRequest { reason: reason.get_untracked(), dry_run, confirm: confirm.get_untracked() };
+        let body = format!(
+            "{{\"reason\":{},\"dry_run\":{dry_run},\"confirm\":{}}}",
+            quote(&reason.get_untracked()),
+            quote(&confirm.get_untracked())
+        );
         error.set(None);
         leptos::task::spawn_local(async move {
             match c.undo(id, body).await {

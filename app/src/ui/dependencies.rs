@@ -403,10 +403,11 @@ fn ProbeForm(gateway: Option<String>, path: String) -> impl IntoView {
             Some(g) => ProbeRequest { gateway: Some(g.clone()), path: Some(t), url: None, incident },
             None => ProbeRequest { gateway: None, path: None, url: Some(t), incident },
         };
+        let body = serde_json::to_string(&request).unwrap_or_default();
         busy.set(true);
         let ops = operations();
         leptos::task::spawn_local(async move {
-            let r = ops.probe(request).await.map_err(|e| e.message);
+            let r = ops.probe(body).await.map_err(|e| e.message);
             result.set(Some(r));
             busy.set(false);
         });

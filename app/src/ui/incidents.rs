@@ -3,12 +3,9 @@
 //! checklist, notes, the timeline (refreshed as the ledger grows) and the postmortem.
 
 use super::format::{encode, time};
-use super::{body, on_ledger_change, send};
+use super::{on_ledger_change, quote, send};
 use crate::client::operations;
-use crate::dto::{
-    ApiResult, Approval, ApprovalList, Checklist, Incident, IncidentList, IncidentNote, IncidentUpdate, NewIncident,
-    ReasonBody, StepRequest, Timeline,
-};
+use crate::dto::{ApiResult, Approval, ApprovalList, Checklist, Incident, IncidentList, Timeline};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 
@@ -68,7 +65,7 @@ fn ApprovalRow(a: Approval, decided: RwSignal<Option<String>>) -> impl IntoView 
     let id = a.id;
     let summary = StoredValue::new(format!("{} on {} ({}'s request #{id})", a.action, a.gateway, a.requester));
     let decide = move |how: &'static str| {
-        let body = body(&ReasonBody { reason: reason.get_untracked() });
+        let body = format!("{{\"reason\":{}}}", quote(&reason.get_untracked()));
         let summary = summary.get_value();
         leptos::task::spawn_local(async move {
             match send("POST", format!("/approvals/{id}/{how}"), body).await {
@@ -163,14 +160,15 @@ fn Declare() -> impl IntoView {
     let navigate = use_navigate();
     let declare = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let listed = gateways.get_untracked();
-        let gateways = listed.split(',').map(str::trim).filter(|g| !g.is_empty()).map(String::from);
-        let body = body(&NewIncident {
-            title: title.get_untracked(),
-            severity: severity.get_untracked(),
-            summary: summary.get_untracked(),
-            gateways: gateways.collect(),
-        });
+        let list: Vec<String> =
+            gateways.get_untracked().split(',').map(|g| quote(g.trim())).filter(|g| g.len() > 2).collect();
+        let body = format!(
+            "{{\"title\":{},\"severity\":{},\"summary\":{},\"gateways\":[{}]}}",
+            quote(&title.get_untracked()),
+            quote(&severity.get_untracked()),
+            quote(&summary.get_untracked()),
+            list.join(",")
+        );
         let navigate = navigate.clone();
         leptos::task::spawn_local(async move {
             match send("POST", "/incidents".into(), body).await {
@@ -309,7 +307,7 @@ fn IncidentView(id: i64) -> impl IntoView {
                         {next
                             .into_iter()
                             .map(|s| view! {
-                                <button class="btn" data-status=s on:click=move |_| write("PATCH", format!("/incidents/{id}"), body(&IncidentUpdate { status: Some(s.into()), reason: Some(reason.get_untracked()), ..Default::default() }))>
+                                <button class="btn" data-status=s on:click=move |_| write("PATCH", format!("/incidents/{id}"), format!("{{\"status\":\"{s}\",\"reason\":{}}}", quote(&reason.get_untracked())))>
                                     {format!("Mark {s}")}
                                 </button>
                             })
@@ -321,9 +319,10 @@ fn IncidentView(id: i64) -> impl IntoView {
                         <input aria-label="Scribe" placeholder="scribe (user)" bind:value=scribe />
                         <button class="btn btn-ghost" on:click=move |_| {
                             let (c, s) = (commander.get_untracked(), scribe.get_untracked());
-                            let given = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
-                            let update = IncidentUpdate { commander: given(&c), scribe: given(&s), ..Default::default() };
-                            write("PATCH", format!("/incidents/{id}"), body(&update));
+                            let mut fields = Vec::new();
+                            if !c.trim().is_empty() { fields.push(format!("\"commander\":{}", quote(c.trim()))); }
+                            if !s.trim().is_empty() { fields.push(format!("\"scribe\":{}", quote(s.trim()))); }
+                            write("PATCH", format!("/incidents/{id}"), format!("{{{}}}", fields.join(",")));
                         }>"Hand over"</button>
                     </div>
                     {i.training.clone().map(|t| view! {
@@ -373,8 +372,8 @@ fn IncidentView(id: i64) -> impl IntoView {
                                         {mark.map(|m| view! { <span class="muted step-mark">{m}</span> })}
                                         <span class="step-buttons">
                                             <input aria-label="Note" placeholder="note" bind:value=step_note />
-                                            <button class="btn btn-ghost" on:click=move |_| write("POST", format!("/incidents/{id}/checklist/{step}"), body(&StepRequest { state: "done".into(), note: step_note.get_untracked() }))>"Done"</button>
-                                            <button class="btn btn-ghost" on:click=move |_| write("POST", format!("/incidents/{id}/checklist/{step2}"), body(&StepRequest { state: "not_applicable".into(), note: step_note.get_untracked() }))>"N/A"</button>
+                                            <button class="btn btn-ghost" on:click=move |_| write("POST", format!("/incidents/{id}/checklist/{step}"), format!("{{\"state\":\"done\",\"note\":{}}}", quote(&step_note.get_untracked())))>"Done"</button>
+                                            <button class="btn btn-ghost" on:click=move |_| write("POST", format!("/incidents/{id}/checklist/{step2}"), format!("{{\"state\":\"not_applicable\",\"note\":{}}}", quote(&step_note.get_untracked())))>"N/A"</button>
                                         </span>
                                     </li>
                                 }
@@ -388,7 +387,7 @@ fn IncidentView(id: i64) -> impl IntoView {
                 <h2>"Timeline"</h2>
                 <form class="note" on:submit=move |ev| {
                     ev.prevent_default();
-                    write("POST", format!("/incidents/{id}/notes"), body(&IncidentNote { text: note.get_untracked() }));
+                    write("POST", format!("/incidents/{id}/notes"), format!("{{\"text\":{}}}", quote(&note.get_untracked())));
                     note.set(String::new());
                 }>
                     <input aria-label="Note" placeholder="add a note to the timeline" bind:value=note />

@@ -346,7 +346,11 @@ fn HitRow(h: LogHit, pin_to: Option<i64>) -> impl IntoView {
     let pinned = RwSignal::new(None::<String>);
     let pin = pin_to.map(|id| {
         let line = format!("{} {} {} {}", format::time(h.ts), h.instance, h.level, h.message.lines().next().unwrap_or(""));
-        let body = super::body(&crate::dto::PinRequest { line, source: h.instance.clone() });
+        let body = format!(
+            "{{\"line\":{},\"source\":{}}}",
+            serde_json::to_string(&line).unwrap_or_default(),
+            serde_json::to_string(&h.instance).unwrap_or_default()
+        );
         let body = StoredValue::new(body);
         view! {
             <td>

@@ -180,10 +180,9 @@ async fn send(method: &str, path: String, body: String) -> Result<String, String
     crate::client::operations().send(method.into(), path, body).await.map_err(|e| e.message)
 }
 
-/// A request type as the JSON body a page sends: serialized, never built by hand. (Only
-/// the lazily loaded pages write, and they carry serde_json already.)
-fn body<T: serde::Serialize>(request: &T) -> String {
-    serde_json::to_string(request).unwrap_or_default()
+/// `s` as a JSON string literal, for the bodies pages build.
+fn quote(s: &str) -> String {
+    crate::json::string(s)
 }
 
 /// Runs `fetch` now (in the browser) and again whenever the ledger grows, at most once a

@@ -4,10 +4,8 @@
 //! audit trail keeps it) and is confirmed where it was made.
 
 use super::format::time;
-use super::{body, on_ledger_change, send};
-use crate::dto::{
-    NewUser, PasswordChange, PasswordReset, ReasonBody, Role, SessionsRevoked, UserSource, UserSummary, UserUpdate,
-};
+use super::{on_ledger_change, quote, send};
+use crate::dto::{PasswordReset, Role, SessionsRevoked, UserSource, UserSummary};
 use leptos::prelude::*;
 
 /// A confirmation (`Ok`) or a refusal (`Err`), said where the person acted.
@@ -123,18 +121,16 @@ fn UserTable(users: Vec<UserSummary>, chosen: RwSignal<String>) -> impl IntoView
 
 /// One change to one account: what it is, as the form's select says it.
 fn change_request(change: &str, user: &str, reason: &str) -> Option<(&'static str, String, String)> {
-    let reason = reason.to_string();
+    let reason = quote(reason);
     let path = |tail: &str| format!("/users/{user}{tail}");
-    let update =
-        |role: Option<Role>, disabled: Option<bool>| body(&UserUpdate { role, disabled, reason: reason.clone() });
     Some(match change {
-        "viewer" => ("PATCH", path(""), update(Some(Role::Viewer), None)),
-        "responder" => ("PATCH", path(""), update(Some(Role::Responder), None)),
-        "admin" => ("PATCH", path(""), update(Some(Role::Admin), None)),
-        "disable" => ("PATCH", path(""), update(None, Some(true))),
-        "enable" => ("PATCH", path(""), update(None, Some(false))),
-        "reset" => ("POST", path("/password"), body(&ReasonBody { reason })),
-        "revoke" => ("POST", path("/revoke-sessions"), body(&ReasonBody { reason })),
+        "viewer" | "responder" | "admin" => {
+            ("PATCH", path(""), format!("{{\"role\":{},\"reason\":{reason}}}", quote(change)))
+        }
+        "disable" => ("PATCH", path(""), format!("{{\"disabled\":true,\"reason\":{reason}}}")),
+        "enable" => ("PATCH", path(""), format!("{{\"disabled\":false,\"reason\":{reason}}}")),
+        "reset" => ("POST", path("/password"), format!("{{\"reason\":{reason}}}")),
+        "revoke" => ("POST", path("/revoke-sessions"), format!("{{\"reason\":{reason}}}")),
         _ => return None,
     })
 }
@@ -236,13 +232,13 @@ fn CreateUser(reload: Callback<()>) -> impl IntoView {
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let name = username.get_untracked();
-        // The select offers only the three roles.
-        let body = body(&NewUser {
-            username: name.clone(),
-            password: password.get_untracked(),
-            role: role.get_untracked().parse().unwrap_or(Role::Viewer),
-            reason: reason.get_untracked(),
-        });
+        let body = format!(
+            "{{\"username\":{},\"role\":{},\"password\":{},\"reason\":{}}}",
+            quote(&name),
+            quote(&role.get_untracked()),
+            quote(&password.get_untracked()),
+            quote(&reason.get_untracked())
+        );
         leptos::task::spawn_local(async move {
             match send("POST", "/users".into(), body).await {
                 Ok(_) => {
@@ -284,8 +280,11 @@ fn OwnPassword() -> impl IntoView {
     let result: Said = RwSignal::new(None);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let body =
-            body(&PasswordChange { current_password: current.get_untracked(), new_password: new.get_untracked() });
+        let body = format!(
+            "{{\"current_password\":{},\"new_password\":{}}}",
+            quote(&current.get_untracked()),
+            quote(&new.get_untracked())
+        );
         leptos::task::spawn_local(async move {
             match send("PUT", "/session/password".into(), body).await {
                 Ok(_) => {

@@ -471,12 +471,14 @@ pub async fn followups(db: &crate::db::Db, key: &str) -> Result<Vec<app::dto::Fo
 /// characters; nothing else.
 fn decision_reason(body: Value, required: bool) -> Result<String> {
     let mut body = crate::params::Body::parse(body)?;
-    let reason = body.text("reason", 1000)?.unwrap_or_default();
+    let reason = body.text("reason", app::dto::Reason::MAX_CHARS)?.unwrap_or_default();
     body.done()?;
-    if required && reason.is_empty() {
-        return Err(AppError::invalid("reason", "is required: say why, for the audit trail"));
-    }
-    Ok(reason)
+    let checked = if required {
+        app::dto::Reason::parse(&reason).map(app::dto::Reason::into_string)
+    } else {
+        app::dto::Reason::optional(&reason)
+    };
+    checked.map_err(|why| AppError::invalid("reason", why))
 }
 
 /// Whether `role` may ask for (not run) an action: a responder may ask for one that

@@ -7,72 +7,19 @@ use crate::fleet::Change;
 use app::dto::{ActionSpec, Catalogue, Choice, FieldSpec, Role};
 use std::ops::RangeInclusive;
 
-/// The runbook's actions, by API name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActionName {
-    /// `kubectl rollout restart`.
-    Restart,
-    /// `kubectl scale`.
-    Scale,
-    /// `kubectl rollout undo`.
-    Rollback,
-    /// Emergency rate limit.
-    RateLimit,
-    /// Timeouts and retries.
-    Timeouts,
-    /// Circuit breaker.
-    CircuitBreaker,
-    /// Route a service around the gateway.
-    Bypass,
-}
+/// The runbook's actions, by API name: the words are `app::dto::ActionName`'s.
+pub use app::dto::ActionName;
 
-impl ActionName {
-    /// Parses an API name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "restart" => ActionName::Restart,
-            "scale" => ActionName::Scale,
-            "rollback" => ActionName::Rollback,
-            "rate-limit" => ActionName::RateLimit,
-            "timeouts" => ActionName::Timeouts,
-            "circuit-breaker" => ActionName::CircuitBreaker,
-            "bypass" => ActionName::Bypass,
-            _ => return None,
-        })
-    }
-
-    /// The API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionName::Restart => "restart",
-            ActionName::Scale => "scale",
-            ActionName::Rollback => "rollback",
-            ActionName::RateLimit => "rate-limit",
-            ActionName::Timeouts => "timeouts",
-            ActionName::CircuitBreaker => "circuit-breaker",
-            ActionName::Bypass => "bypass",
-        }
-    }
-
-    /// The lowest role allowed to run it.
-    pub fn role(self) -> Role {
-        match self {
-            ActionName::Rollback | ActionName::Bypass => Role::Admin,
-            _ => Role::Responder,
-        }
-    }
-
-    /// The action that makes `change`.
-    pub fn of_change(change: &Change) -> Self {
-        match change {
-            Change::Restart => ActionName::Restart,
-            Change::Scale { .. } | Change::Autoscale { .. } => ActionName::Scale,
-            Change::Rollback { .. } => ActionName::Rollback,
-            Change::RateLimit { .. } => ActionName::RateLimit,
-            Change::Timeouts { .. } => ActionName::Timeouts,
-            Change::CircuitBreaker { .. } => ActionName::CircuitBreaker,
-            Change::Bypass { .. } | Change::DnsRecord { .. } => ActionName::Bypass,
-        }
+/// The action that makes `change`.
+pub fn action_of(change: &Change) -> ActionName {
+    match change {
+        Change::Restart => ActionName::Restart,
+        Change::Scale { .. } | Change::Autoscale { .. } => ActionName::Scale,
+        Change::Rollback { .. } => ActionName::Rollback,
+        Change::RateLimit { .. } => ActionName::RateLimit,
+        Change::Timeouts { .. } => ActionName::Timeouts,
+        Change::CircuitBreaker { .. } => ActionName::CircuitBreaker,
+        Change::Bypass { .. } | Change::DnsRecord { .. } => ActionName::Bypass,
     }
 }
 
@@ -101,17 +48,6 @@ pub const MAX_EJECTION_PERCENT: RangeInclusive<u64> = 1..=100;
 pub fn replicas(max_replicas: u32) -> RangeInclusive<u64> {
     1..=u64::from(max_replicas)
 }
-
-/// The runbook's actions in the order the page offers them.
-pub const ORDER: [ActionName; 7] = [
-    ActionName::Restart,
-    ActionName::Scale,
-    ActionName::Rollback,
-    ActionName::RateLimit,
-    ActionName::Timeouts,
-    ActionName::CircuitBreaker,
-    ActionName::Bypass,
-];
 
 fn number(name: &str, label: &str, range: RangeInclusive<u64>) -> FieldSpec {
     FieldSpec {
@@ -204,7 +140,8 @@ fn spec(action: ActionName, max_replicas: u32) -> (&'static str, Vec<FieldSpec>)
 /// for the kinds `--require-approval` names (`requester` and up may then ask for an
 /// action they may not run: someone who may approves, and it runs).
 pub fn catalogue(max_replicas: u32, approval: impl Fn(ActionName) -> bool, requester: Role) -> Catalogue {
-    let actions = ORDER
+    // In the runbook's order, as the page offers them.
+    let actions = ActionName::ALL
         .iter()
         .map(|&action| {
             let (label, fields) = spec(action, max_replicas);

@@ -468,7 +468,7 @@ impl Engine {
     /// `POST /api/v1/actions/{id}/undo`: runs the recorded inverse as a new action.
     pub async fn undo(self: &Arc<Self>, caller: Caller, id: i64, body: Value) -> Result<ActionResponse> {
         let stored = store::load(&self.db, id).await?;
-        let action = ActionName::of_change(&stored.change);
+        let action = catalogue::action_of(&stored.change);
         if let Err(refused) = caller.require(action.role()) {
             let mut entry = NewEntry::new(caller.actor.clone(), Kind::Undo, Outcome::Denied);
             entry.action = action.as_str().into();

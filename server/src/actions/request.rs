@@ -3,6 +3,7 @@
 //! each refusing with the field's name and its bound.
 
 use crate::error::{AppError, Result};
+use app::dto::Reason;
 use serde_json::{Map, Value};
 
 /// The common fields of an action request; the rest are the action's parameters.
@@ -35,13 +36,8 @@ pub fn envelope(body: Value) -> Result<Envelope> {
             Some(_) => Err(AppError::invalid(field, "must be a string")),
         }
     };
-    let reason = text(&mut map, "reason")?.map(|s| s.trim().to_string()).unwrap_or_default();
-    if reason.is_empty() {
-        return Err(AppError::invalid("reason", "is required: say why, for the audit trail"));
-    }
-    if reason.chars().count() > 1000 {
-        return Err(AppError::invalid("reason", "must be at most 1000 characters"));
-    }
+    let reason = text(&mut map, "reason")?.unwrap_or_default();
+    let reason = Reason::parse(&reason).map_err(|why| AppError::invalid("reason", why))?.into_string();
     let incident = text(&mut map, "incident")?.unwrap_or_default();
     if incident.len() > 128 {
         return Err(AppError::invalid("incident", "must be at most 128 characters"));

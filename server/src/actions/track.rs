@@ -1,8 +1,8 @@
 //! Following actions after they ran: rollout progress and the impact reading, and the
 //! reverting of time-limited changes when their expiry passes.
 
-use super::plan::{ActionName, in_force, inverse_plan};
-use super::{Engine, IMPACT_AFTER_S, store};
+use super::plan::{in_force, inverse_plan};
+use super::{Engine, IMPACT_AFTER_S, catalogue, store};
 use crate::audit::{Actor, Kind, NewEntry, Outcome};
 use crate::error::Result;
 use crate::fleet::{Change, Propagation};
@@ -241,7 +241,7 @@ impl Engine {
     async fn revert_one(self: &Arc<Self>, id: i64, now: i64) -> Result<()> {
         let stored = store::load(&self.db, id).await?;
         let gateway = stored.record.gateway.clone();
-        let action = ActionName::of_change(&stored.change);
+        let action = catalogue::action_of(&stored.change);
         // Nothing is tried unless the gateway, and what the change set, can be read: then
         // it says so on the record, waits and tries again.
         let read = match self.fleet.state(&gateway).await {

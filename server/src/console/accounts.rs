@@ -16,9 +16,6 @@ use app::dto::{
 };
 use serde::de::DeserializeOwned;
 
-/// The longest reason kept (characters), as for mitigations.
-const MAX_REASON: usize = 1000;
-
 /// A body's fields, with the path to a bad one, as the JSON extractor says it.
 fn parse<T: DeserializeOwned>(body: serde_json::Value) -> Result<T> {
     serde_path_to_error::deserialize(body).map_err(|e| AppError::BadRequest {
@@ -27,16 +24,9 @@ fn parse<T: DeserializeOwned>(body: serde_json::Value) -> Result<T> {
     })
 }
 
-/// A change's reason, trimmed: required, and at most [`MAX_REASON`] characters.
+/// A change's reason (the rule is [`app::dto::Reason`]'s).
 fn reason(text: &str) -> Result<String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(AppError::invalid("reason", "is required: say why, for the audit trail"));
-    }
-    if text.chars().count() > MAX_REASON {
-        return Err(AppError::invalid("reason", "must be at most 1000 characters"));
-    }
-    Ok(text.to_string())
+    app::dto::Reason::parse(text).map(app::dto::Reason::into_string).map_err(|why| AppError::invalid("reason", why))
 }
 
 /// What the ledger says about an account.
@@ -263,5 +253,11 @@ impl ServerConsole {
         self.streams_end(&ended).await;
         tracing::info!(user = %user.username, sessions = ended.len(), "own password changed");
         Ok(epoch)
+    }
+
+    /// Every account (admin).
+    pub async fn users(&self) -> Result<Vec<UserSummary>> {
+        self.caller(Role::Admin)?;
+        users::list(&self.state.db).await
     }
 }

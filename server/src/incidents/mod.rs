@@ -20,10 +20,10 @@ pub mod postmortem;
 pub mod watch;
 use std::sync::Arc;
 
-/// Severities, worst first.
-pub const SEVERITIES: [&str; 4] = ["sev1", "sev2", "sev3", "sev4"];
-/// Statuses, in the order an incident usually goes through them.
-pub const STATUSES: [&str; 5] = ["investigating", "identified", "mitigated", "resolved", "closed"];
+/// Severities, worst first (the words are `app::dto::Severity`'s).
+pub const SEVERITIES: &[&str] = app::dto::Severity::NAMES;
+/// Statuses, in the order an incident usually goes through them (`app::dto::IncidentStatus`).
+pub const STATUSES: &[&str] = app::dto::IncidentStatus::NAMES;
 /// Longest title, in characters.
 pub const TITLE_MAX: usize = 200;
 /// Longest summary or note, in characters.
@@ -145,7 +145,7 @@ impl Incidents {
         let mut map = Body::parse(body)?;
         let title = map.text("title", TITLE_MAX)?.filter(|t| !t.is_empty());
         let title = title.ok_or_else(|| AppError::invalid("title", "is required: one line that says what is wrong"))?;
-        let severity = one_of(map.text("severity", 8)?, "severity", &SEVERITIES)?
+        let severity = one_of(map.text("severity", 8)?, "severity", SEVERITIES)?
             .ok_or_else(|| AppError::invalid("severity", "is required: sev1 (worst) to sev4"))?;
         let summary = map.text("summary", TEXT_MAX)?.unwrap_or_default();
         let gateways = match map.take("gateways") {
@@ -174,7 +174,7 @@ impl Incidents {
         map.done()?;
         let now = now_ms();
         let milestones = vec![Milestone {
-            status: "investigating".into(),
+            status: app::dto::IncidentStatus::Investigating.as_str().into(),
             at_ms: now,
             by: actor.name.clone(),
             chart_ms: Some(self.health.chart_now_ms()),
@@ -313,12 +313,13 @@ impl Incidents {
     /// a closed incident changes no more.
     pub async fn update(&self, actor: Actor, id: i64, body: Value) -> Result<Incident> {
         let mut map = Body::parse(body)?;
-        let status = one_of(map.text("status", 16)?, "status", &STATUSES)?;
-        let severity = one_of(map.text("severity", 8)?, "severity", &SEVERITIES)?;
+        let status = one_of(map.text("status", 16)?, "status", STATUSES)?;
+        let severity = one_of(map.text("severity", 8)?, "severity", SEVERITIES)?;
         let summary = map.text("summary", TEXT_MAX)?;
         let commander = map.text("commander", NAME_MAX)?;
         let scribe = map.text("scribe", NAME_MAX)?;
-        let reason = map.text("reason", 1000)?.unwrap_or_default();
+        let reason = map.text("reason", app::dto::Reason::MAX_CHARS)?.unwrap_or_default();
+        let reason = app::dto::Reason::optional(&reason).map_err(|why| AppError::invalid("reason", why))?;
         map.done()?;
         if commander.as_deref() == Some("") {
             return Err(AppError::invalid("commander", "an incident always has a commander"));
