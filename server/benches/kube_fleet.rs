@@ -86,7 +86,8 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
 }
 
-fn report(what: &str, mut samples: Vec<Duration>) {
+/// Prints the phase's percentiles; answers its p95.
+fn report(what: &str, mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
@@ -97,7 +98,12 @@ fn report(what: &str, mut samples: Vec<Duration>) {
         ms(percentile(&samples, 0.99)),
         ms(*samples.last().unwrap())
     );
+    percentile(&samples, 0.95)
 }
+
+/// The targets: every phase's p95 within 50 ms, the console within 300 MB.
+const P95_BUDGET: Duration = Duration::from_millis(50);
+const RSS_BUDGET_MB: u64 = 300;
 
 #[tokio::main]
 async fn main() {
@@ -191,7 +197,7 @@ async fn main() {
         sequential.push(t.elapsed());
         assert!(bytes.len() > 1000);
     }
-    report("GET /api/v1/gateways, one at a time", sequential);
+    let quiet = report("GET /api/v1/gateways, one at a time", sequential);
 
     let concurrent: Vec<Duration> = futures::future::join_all((0..8).map(|_| {
         let http = http.clone();
@@ -210,7 +216,7 @@ async fn main() {
     .into_iter()
     .flatten()
     .collect();
-    report("GET /api/v1/gateways, 8 concurrent", concurrent);
+    let mut p95s = vec![quiet, report("GET /api/v1/gateways, 8 concurrent", concurrent)];
     println!(
         "console RSS after load: {} MB (peak {} MB)",
         status_kb(pid, "VmRSS:") / 1024,
@@ -228,11 +234,18 @@ async fn main() {
         churning.push(t.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    report(&format!("GET /api/v1/gateways, one at a time, {churn} pod events/s"), churning);
-    println!(
-        "console RSS after 30 s of churn: {} MB (peak {} MB)",
-        status_kb(pid, "VmRSS:") / 1024,
-        status_kb(pid, "VmHWM:") / 1024
-    );
+    p95s.push(report(&format!("GET /api/v1/gateways, one at a time, {churn} pod events/s"), churning));
+    let peak_mb = status_kb(pid, "VmHWM:") / 1024;
+    println!("console RSS after 30 s of churn: {} MB (peak {peak_mb} MB)", status_kb(pid, "VmRSS:") / 1024);
     let _ = console.kill().await;
+    // Out of budget is a failure, not a line to read past.
+    let worst = p95s.iter().max().copied().unwrap_or_default();
+    if worst > P95_BUDGET || peak_mb > RSS_BUDGET_MB {
+        eprintln!(
+            "OVER BUDGET: worst p95 {:.2} ms (budget {} ms), peak RSS {peak_mb} MB (budget {RSS_BUDGET_MB} MB)",
+            worst.as_secs_f64() * 1000.0,
+            P95_BUDGET.as_millis()
+        );
+        std::process::exit(1);
+    }
 }
