@@ -61,11 +61,6 @@ pub struct Choice {
 }
 
 impl FieldSpec {
-    /// Whether the field is a number.
-    pub fn number(&self) -> bool {
-        self.min.is_some() || self.max.is_some()
-    }
-
     /// The label with its range, as the form shows it ("Replicas (1–50)").
     pub fn shown(&self) -> String {
         match (self.min, self.max) {

@@ -108,20 +108,6 @@ vocabulary! {
     }
 }
 
-vocabulary! {
-    /// How an attempt on the record ended.
-    AuditOutcome {
-        /// Written before the work; settled by a later entry.
-        Pending = "pending",
-        /// It worked.
-        Succeeded = "succeeded",
-        /// It was tried and did not work.
-        Failed = "failed",
-        /// It was refused.
-        Denied = "denied",
-    }
-}
-
 impl ActionName {
     /// The lowest role allowed to run it (a lower one may ask, where it needs approval).
     pub fn role(self) -> super::Role {
@@ -129,13 +115,6 @@ impl ActionName {
             ActionName::Rollback | ActionName::Bypass => super::Role::Admin,
             _ => super::Role::Responder,
         }
-    }
-}
-
-impl IncidentStatus {
-    /// Whether the incident is still being worked (not resolved or closed).
-    pub fn open(self) -> bool {
-        self < IncidentStatus::Resolved
     }
 }
 
@@ -190,7 +169,6 @@ mod tests {
         assert_eq!(Severity::NAMES, ["sev1", "sev2", "sev3", "sev4"]);
         assert_eq!(ApprovalStatus::parse("break_glass"), Some(ApprovalStatus::BreakGlass));
         assert!(IncidentStatus::parse("closed ").is_none());
-        assert!(IncidentStatus::Mitigated.open() && !IncidentStatus::Resolved.open());
     }
 
     #[test]
