@@ -319,10 +319,10 @@ pub fn synthetic(gateways: usize, services: usize) -> DependencyGraph {
         kind: kind.into(),
         name,
         gateway,
-        health: node_health(error_rate, None),
-        rps: 10.0,
-        error_rate,
-        latency_ms: 20.0,
+        health: node_health(Some(error_rate), None),
+        rps: Some(10.0),
+        error_rate: Some(error_rate),
+        latency_ms: Some(20.0),
         ready_endpoints: None,
         endpoints: None,
     };
@@ -339,10 +339,15 @@ pub fn synthetic(gateways: usize, services: usize) -> DependencyGraph {
             g.edges.push(DepEdge {
                 from: format!("gateway:gw-{gw}"),
                 to: route.clone(),
-                rps: 10.0,
-                error_rate: failing,
+                rps: Some(10.0),
+                error_rate: Some(failing),
             });
-            g.edges.push(DepEdge { from: route, to: format!("service:svc-{s}"), rps: 10.0, error_rate: failing });
+            g.edges.push(DepEdge {
+                from: route,
+                to: format!("service:svc-{s}"),
+                rps: Some(10.0),
+                error_rate: Some(failing),
+            });
         }
     }
     g

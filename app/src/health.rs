@@ -15,6 +15,8 @@ pub enum HealthStatus {
     Degraded,
     /// Users are failing now.
     Critical,
+    /// The numbers could not be read: nothing is concluded from them.
+    Unknown,
 }
 
 impl HealthStatus {
@@ -24,6 +26,7 @@ impl HealthStatus {
             HealthStatus::Healthy => "healthy",
             HealthStatus::Degraded => "degraded",
             HealthStatus::Critical => "critical",
+            HealthStatus::Unknown => "unknown",
         }
     }
 }
@@ -40,6 +43,11 @@ pub const DEGRADED_P99_MS: f64 = 500.0;
 pub const CRITICAL_P99_MS: f64 = 2000.0;
 /// Failing fraction from which a dependency map node (route, service) is down.
 pub const DOWN_FAILURES: f64 = 0.2;
+/// Traffic below this fraction of the gateway's own level over the last 15 minutes has
+/// fallen away: clients may no longer reach it (a DNS, load-balancer or network fault).
+pub const TRAFFIC_DROP: f64 = 0.1;
+/// ... judged only when that level was at least this many requests per second.
+pub const TRAFFIC_DROP_MIN_RPS: f64 = 1.0;
 
 /// How far one number is from normal: the colour of its cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -100,32 +108,48 @@ pub fn level_instances(ready: u32, desired: u32) -> Level {
     }
 }
 
-/// A gateway's status: the worst of its numbers' levels.
-pub fn gateway_status(
-    error_rate_5xx: f64,
-    throttle_rate_429: f64,
-    p99_ms: f64,
-    ready: u32,
-    desired: u32,
-    checks: Option<[u32; 2]>,
-) -> HealthStatus {
+/// A gateway's numbers over the last few seconds, and its own recent level. Every field
+/// is `None` when it could not be read: blind is not healthy.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Numbers {
+    /// Fraction answered 5xx.
+    pub error_rate_5xx: Option<f64>,
+    /// Fraction answered 429.
+    pub throttle_rate_429: Option<f64>,
+    /// p99 latency, ms.
+    pub p99_ms: Option<f64>,
+    /// Requests per second now.
+    pub rps: Option<f64>,
+    /// Requests per second over the last 15 minutes.
+    pub baseline_rps: Option<f64>,
+}
+
+/// Traffic has fallen to near nothing against the gateway's own recent level.
+pub fn traffic_dropped(rps: Option<f64>, baseline_rps: Option<f64>) -> bool {
+    match (rps, baseline_rps) {
+        (Some(now), Some(before)) => before >= TRAFFIC_DROP_MIN_RPS && now < before * TRAFFIC_DROP,
+        _ => false,
+    }
+}
+
+/// A gateway's status: the worst of its numbers' levels; `unknown` when its traffic
+/// numbers could not be read (the instance counts alone do not make it healthy).
+pub fn gateway_status(n: &Numbers, ready: u32, desired: u32, checks: Option<[u32; 2]>) -> HealthStatus {
+    let (Some(e5), Some(e429), Some(p99)) = (n.error_rate_5xx, n.throttle_rate_429, n.p99_ms) else {
+        return HealthStatus::Unknown;
+    };
     // A failing synthetic check (passing < checked) is a path that does not answer right:
     // never "healthy" beside a red checks column.
     let checks = match checks {
         Some([ok, all]) if ok < all => Level::Warn,
         _ => Level::Ok,
     };
-    [
-        level_5xx(error_rate_5xx),
-        level_429(throttle_rate_429),
-        level_p99(p99_ms),
-        level_instances(ready, desired),
-        checks,
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(Level::Ok)
-    .status()
+    let dropped = if traffic_dropped(n.rps, n.baseline_rps) { Level::Warn } else { Level::Ok };
+    [level_5xx(e5), level_429(e429), level_p99(p99), level_instances(ready, desired), checks, dropped]
+        .into_iter()
+        .max()
+        .unwrap_or(Level::Ok)
+        .status()
 }
 
 /// The health page's legend, in words, from the same thresholds.
@@ -143,7 +167,9 @@ pub fn legend() -> String {
     format!(
         "Rates over the last 5 seconds. Status turns amber from {} 5xx, {} 429 or {} p99, with an instance missing \
          or a synthetic check failing; \
-         red from {} 5xx, {} p99 or with fewer than half the instances ready.",
+         red from {} 5xx, {} p99 or with fewer than half the instances ready. Amber too when traffic falls \
+         below a tenth of its own 15-minute level. Unknown (grey) when the numbers cannot be read: \
+         nothing is concluded from them.",
         percent(DEGRADED_5XX),
         percent(DEGRADED_429),
         ms(DEGRADED_P99_MS),
@@ -164,6 +190,8 @@ pub enum NodeHealth {
     Degraded,
     /// Failing most requests, or nothing ready to serve.
     Down,
+    /// No numbers for it (nothing is concluded).
+    Unknown,
 }
 
 impl NodeHealth {
@@ -173,6 +201,7 @@ impl NodeHealth {
             NodeHealth::Ok => "ok",
             NodeHealth::Degraded => "degraded",
             NodeHealth::Down => "down",
+            NodeHealth::Unknown => "unknown",
         }
     }
 }
@@ -191,20 +220,53 @@ impl std::fmt::Display for NodeHealth {
 }
 
 /// `ok` below the degraded 5xx threshold, `degraded` below [`DOWN_FAILURES`], `down` from
-/// there or with nothing ready.
-pub fn node_health(error_rate: f64, ready: Option<u32>) -> NodeHealth {
-    if ready == Some(0) || error_rate >= DOWN_FAILURES {
-        NodeHealth::Down
-    } else if error_rate >= DEGRADED_5XX {
-        NodeHealth::Degraded
-    } else {
-        NodeHealth::Ok
+/// there or with nothing ready; `unknown` with no failure share to judge.
+pub fn node_health(error_rate: Option<f64>, ready: Option<u32>) -> NodeHealth {
+    match error_rate {
+        _ if ready == Some(0) => NodeHealth::Down,
+        None => NodeHealth::Unknown,
+        Some(e) if e >= DOWN_FAILURES => NodeHealth::Down,
+        Some(e) if e >= DEGRADED_5XX => NodeHealth::Degraded,
+        Some(_) => NodeHealth::Ok,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn n(e5: f64, e429: f64, p99: f64) -> Numbers {
+        Numbers {
+            error_rate_5xx: Some(e5),
+            throttle_rate_429: Some(e429),
+            p99_ms: Some(p99),
+            rps: Some(100.0),
+            baseline_rps: Some(100.0),
+        }
+    }
+
+    #[test]
+    fn a_gateway_whose_numbers_cannot_be_read_is_unknown_never_healthy() {
+        let blind = Numbers::default();
+        assert_eq!(gateway_status(&blind, 4, 4, None), HealthStatus::Unknown);
+        assert_eq!(gateway_status(&blind, 0, 4, Some([3, 3])), HealthStatus::Unknown);
+        let partly = Numbers { p99_ms: None, ..n(0.0, 0.0, 10.0) };
+        assert_eq!(gateway_status(&partly, 4, 4, None), HealthStatus::Unknown);
+        assert_eq!(serde_json::to_string(&HealthStatus::Unknown).unwrap(), "\"unknown\"");
+        assert!(legend().contains("Unknown"));
+    }
+
+    #[test]
+    fn traffic_falling_away_from_its_own_level_is_amber() {
+        let at = |now: f64, before: f64| Numbers { rps: Some(now), baseline_rps: Some(before), ..n(0.0, 0.0, 10.0) };
+        assert_eq!(gateway_status(&at(2.0, 200.0), 4, 4, None), HealthStatus::Degraded);
+        assert_eq!(gateway_status(&at(25.0, 200.0), 4, 4, None), HealthStatus::Healthy);
+        // A gateway that was quiet anyway is not "dropped".
+        assert_eq!(gateway_status(&at(0.0, 0.5), 4, 4, None), HealthStatus::Healthy);
+        // Without a recent level nothing is concluded about a drop.
+        assert!(!traffic_dropped(Some(0.0), None));
+        assert!(legend().contains("15-minute level"));
+    }
 
     #[test]
     fn the_legend_the_cells_and_the_status_agree() {
@@ -221,30 +283,33 @@ mod tests {
                     for (ready, desired) in [(4, 4), (3, 4), (2, 4), (1, 4), (0, 0), (0, 1)] {
                         let cells = [level_5xx(r5), level_429(r4), level_p99(p99), level_instances(ready, desired)];
                         let worst = cells.into_iter().max().unwrap();
-                        assert_eq!(gateway_status(r5, r4, p99, ready, desired, None), worst.status());
+                        assert_eq!(gateway_status(&n(r5, r4, p99), ready, desired, None), worst.status());
                     }
                 }
             }
         }
-        assert_eq!(gateway_status(0.011, 0.0, 10.0, 4, 4, None), HealthStatus::Degraded);
-        assert_eq!(gateway_status(0.05, 0.0, 10.0, 4, 4, None), HealthStatus::Critical);
-        assert_eq!(gateway_status(0.0, 0.9, 10.0, 4, 4, None), HealthStatus::Degraded);
-        assert_eq!(gateway_status(0.0, 0.0, 2000.0, 4, 4, None), HealthStatus::Critical);
-        assert_eq!(gateway_status(0.0, 0.0, 10.0, 1, 4, None), HealthStatus::Critical);
-        assert_eq!(gateway_status(0.0, 0.0, 10.0, 3, 4, None), HealthStatus::Degraded);
-        assert_eq!(gateway_status(0.0, 0.0, 10.0, 0, 0, None), HealthStatus::Healthy);
+        assert_eq!(gateway_status(&n(0.011, 0.0, 10.0), 4, 4, None), HealthStatus::Degraded);
+        assert_eq!(gateway_status(&n(0.05, 0.0, 10.0), 4, 4, None), HealthStatus::Critical);
+        assert_eq!(gateway_status(&n(0.0, 0.9, 10.0), 4, 4, None), HealthStatus::Degraded);
+        assert_eq!(gateway_status(&n(0.0, 0.0, 2000.0), 4, 4, None), HealthStatus::Critical);
+        assert_eq!(gateway_status(&n(0.0, 0.0, 10.0), 1, 4, None), HealthStatus::Critical);
+        assert_eq!(gateway_status(&n(0.0, 0.0, 10.0), 3, 4, None), HealthStatus::Degraded);
+        assert_eq!(gateway_status(&n(0.0, 0.0, 10.0), 0, 0, None), HealthStatus::Healthy);
         // A failing synthetic check makes a gateway at least degraded.
-        assert_eq!(gateway_status(0.0, 0.0, 10.0, 4, 4, Some([2, 3])), HealthStatus::Degraded);
-        assert_eq!(gateway_status(0.0, 0.0, 10.0, 4, 4, Some([3, 3])), HealthStatus::Healthy);
+        assert_eq!(gateway_status(&n(0.0, 0.0, 10.0), 4, 4, Some([2, 3])), HealthStatus::Degraded);
+        assert_eq!(gateway_status(&n(0.0, 0.0, 10.0), 4, 4, Some([3, 3])), HealthStatus::Healthy);
     }
 
     #[test]
     fn a_node_is_degraded_from_the_gateway_threshold_and_down_from_a_fifth_failing() {
-        assert_eq!(node_health(0.0, None), NodeHealth::Ok);
-        assert_eq!(node_health(DEGRADED_5XX, None), NodeHealth::Degraded);
-        assert_eq!(node_health(0.19, Some(3)), NodeHealth::Degraded);
-        assert_eq!(node_health(DOWN_FAILURES, None), NodeHealth::Down);
-        assert_eq!(node_health(0.0, Some(0)), NodeHealth::Down);
+        assert_eq!(node_health(Some(0.0), None), NodeHealth::Ok);
+        assert_eq!(node_health(Some(DEGRADED_5XX), None), NodeHealth::Degraded);
+        assert_eq!(node_health(Some(0.19), Some(3)), NodeHealth::Degraded);
+        assert_eq!(node_health(Some(DOWN_FAILURES), None), NodeHealth::Down);
+        assert_eq!(node_health(Some(0.0), Some(0)), NodeHealth::Down);
+        // No numbers: unknown, unless nothing is ready to serve at all.
+        assert_eq!(node_health(None, Some(3)), NodeHealth::Unknown);
+        assert_eq!(node_health(None, Some(0)), NodeHealth::Down);
         assert_eq!(serde_json::to_string(&NodeHealth::Down).unwrap(), "\"down\"");
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::error::{AppError, Result};
 use crate::fleet::{Fleet, GatewayInventory, HealthWindow, Metrics};
-use app::dto::{GatewayDetail, GatewayLive, GatewaySummary, HealthStatus, Latency, LiveSnapshot};
+use app::dto::{GatewayDetail, GatewayLive, GatewaySummary, HealthStatus, LiveSnapshot};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -11,9 +11,27 @@ use tokio::sync::watch;
 /// 50,000 pods (5 MB) to every open browser on every change costs more than it shows.
 pub const LIVE_INSTANCES_MAX: usize = 2_000;
 
-/// Judges a gateway from its numbers and instance counts.
-pub fn status(w: &HealthWindow, ready: u32, desired: u32, checks: Option<[u32; 2]>) -> HealthStatus {
-    app::health::gateway_status(w.error_rate_5xx, w.throttle_rate_429, w.latency_ms.p99, ready, desired, checks)
+/// The longest the live hub goes without publishing, whatever the backend.
+pub const HUB_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A gateway's numbers, or why they could not be read.
+pub type Reading = std::result::Result<HealthWindow, String>;
+
+/// The judge's view of a window.
+fn numbers(w: &HealthWindow) -> app::health::Numbers {
+    app::health::Numbers {
+        error_rate_5xx: Some(w.error_rate_5xx),
+        throttle_rate_429: Some(w.throttle_rate_429),
+        p99_ms: Some(w.latency_ms.p99),
+        rps: Some(w.rps),
+        baseline_rps: w.baseline_rps,
+    }
+}
+
+/// Judges a gateway from its numbers (unknown without them) and instance counts.
+pub fn status(w: &Reading, ready: u32, desired: u32, checks: Option<[u32; 2]>) -> HealthStatus {
+    let n = w.as_ref().map(numbers).unwrap_or_default();
+    app::health::gateway_status(&n, ready, desired, checks)
 }
 
 /// Health views over a fleet and its metrics.
@@ -26,17 +44,20 @@ pub struct HealthService {
     probes: std::sync::OnceLock<Arc<crate::probe::Probes>>,
 }
 
-fn summarize(inv: &GatewayInventory, w: &HealthWindow, checks: Option<[u32; 2]>) -> GatewaySummary {
+fn summarize(inv: &GatewayInventory, w: &Reading, checks: Option<[u32; 2]>) -> GatewaySummary {
     let ready = inv.instances.iter().filter(|i| i.ready).count() as u32;
+    let known = w.as_ref().ok();
     GatewaySummary {
         id: inv.id.clone(),
         name: inv.name.clone(),
         namespace: inv.namespace.clone(),
         status: status(w, ready, inv.desired, checks),
-        rps: w.rps,
-        error_rate_5xx: w.error_rate_5xx,
-        throttle_rate_429: w.throttle_rate_429,
-        latency_ms: w.latency_ms,
+        rps: known.map(|w| w.rps),
+        error_rate_5xx: known.map(|w| w.error_rate_5xx),
+        throttle_rate_429: known.map(|w| w.throttle_rate_429),
+        latency_ms: known.map(|w| w.latency_ms),
+        baseline_rps: known.and_then(|w| w.baseline_rps),
+        blind: w.as_ref().err().cloned(),
         instances_ready: ready,
         instances_desired: inv.desired,
         version: inv.version.clone(),
@@ -83,21 +104,22 @@ impl HealthService {
         }
     }
 
-    async fn current(&self) -> std::collections::HashMap<String, HealthWindow> {
+    /// Every gateway's numbers now, or why there are none at all.
+    async fn current(&self) -> std::result::Result<std::collections::HashMap<String, HealthWindow>, String> {
         let result = self.metrics.current().await;
         let mut problem = self.metrics_problem.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(map) => {
                 *problem = None;
-                map
+                Ok(map)
             }
             Err(e) => {
-                // Keep serving the inventory; the numbers show as zeros next to the reason.
+                // Keep serving the inventory; the numbers are unknown, with the reason.
                 if problem.is_none() {
                     tracing::warn!(error = %e, "metrics unavailable");
                 }
                 *problem = Some(e.to_string());
-                Default::default()
+                Err(format!("metrics could not be read: {e}"))
             }
         }
     }
@@ -107,20 +129,23 @@ impl HealthService {
         self.fleet.updates()
     }
 
-    async fn joined(&self) -> Result<(Arc<Vec<GatewayInventory>>, Vec<HealthWindow>)> {
+    async fn joined(&self) -> Result<(Arc<Vec<GatewayInventory>>, Vec<Reading>)> {
         let inventory = self.fleet.inventory().await?;
         let mut current = self.current().await;
         let windows = inventory
             .iter()
-            .map(|inv| {
-                // A gateway with no traffic numbers yet shows zeros, not an error.
-                current.remove(&inv.id).unwrap_or(HealthWindow {
-                    ts_ms: 0,
-                    rps: 0.0,
-                    error_rate_5xx: 0.0,
-                    throttle_rate_429: 0.0,
-                    latency_ms: Latency::default(),
-                })
+            .map(|inv| match &mut current {
+                Err(why) => Err(why.clone()),
+                // The metrics answered but not for this gateway: its labels do not match
+                // the flavor's queries, or it has never served a request. Unknown either
+                // way: a zero would read as "healthy and idle".
+                Ok(map) => map.remove(&inv.id).ok_or_else(|| {
+                    format!(
+                        "the metrics have no series for {} (namespace {}, deployment {}): check the metrics \
+                         flavor's labels",
+                        inv.id, inv.namespace, inv.name
+                    )
+                }),
             })
             .collect();
         Ok((inventory, windows))
@@ -201,10 +226,11 @@ impl HealthService {
                         .iter_mut()
                         .find(|n| n.kind == "gateway" && n.gateway.as_deref() == Some(inv.id.as_str()))
                     {
-                        n.rps = w.rps;
-                        n.error_rate = w.error_rate_5xx;
-                        n.latency_ms = w.latency_ms.p99;
-                        n.health = app::health::node_health(w.error_rate_5xx, n.ready_endpoints);
+                        let w = w.as_ref().ok();
+                        n.rps = w.map(|w| w.rps);
+                        n.error_rate = w.map(|w| w.error_rate_5xx);
+                        n.latency_ms = w.map(|w| w.latency_ms.p99);
+                        n.health = app::health::node_health(n.error_rate, n.ready_endpoints);
                     }
                 }
             }
@@ -215,7 +241,7 @@ impl HealthService {
     /// Everything the live views need, in one message.
     pub async fn snapshot(&self) -> Result<LiveSnapshot> {
         let (inventory, windows) = self.joined().await?;
-        let ts_ms = windows.iter().map(|w| w.ts_ms).max().unwrap_or(0);
+        let ts_ms = windows.iter().filter_map(|w| w.as_ref().ok()).map(|w| w.ts_ms).max().unwrap_or(0);
         let pods: usize = inventory.iter().map(|g| g.instances.len()).sum();
         let with_instances = pods <= LIVE_INSTANCES_MAX;
         let checks = self.checks();
@@ -224,7 +250,7 @@ impl HealthService {
             .zip(&windows)
             .map(|(inv, w)| GatewayLive {
                 summary: summarize(inv, w, checks.get(&inv.id).copied()),
-                point: w.point(),
+                point: w.as_ref().ok().map(HealthWindow::point),
                 instances: with_instances.then(|| inv.instances.clone()),
                 bypasses: self.bypasses(&inv.id),
             })
@@ -259,7 +285,10 @@ impl HealthService {
                         e.to_api();
                     }
                 }
-                if updates.changed().await.is_err() {
+                // Again on the next fleet change, and at least every second with none: the
+                // numbers move between changes (a quiet cluster has none for minutes), and
+                // a page calls a feed silent for 4 s lost.
+                if let Ok(Err(_)) = tokio::time::timeout(HUB_TICK, updates.changed()).await {
                     return;
                 }
             }
@@ -280,15 +309,17 @@ pub struct Live {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use app::dto::Latency;
 
-    fn window(e5: f64, e429: f64, p99: f64) -> HealthWindow {
-        HealthWindow {
+    fn window(e5: f64, e429: f64, p99: f64) -> Reading {
+        Ok(HealthWindow {
             ts_ms: 0,
             rps: 100.0,
             error_rate_5xx: e5,
             throttle_rate_429: e429,
             latency_ms: Latency { p50: p99 / 3.0, p95: p99 / 1.5, p99 },
-        }
+            baseline_rps: None,
+        })
     }
 
     #[test]
@@ -305,5 +336,7 @@ mod tests {
         assert_eq!(status(&window(0.001, 0.002, 120.0), 4, 4, Some([2, 3])), HealthStatus::Degraded);
         assert_eq!(status(&window(0.30, 0.0, 120.0), 4, 4, Some([2, 3])), HealthStatus::Critical);
         assert_eq!(status(&window(0.0, 0.0, 120.0), 1, 4, None), HealthStatus::Critical);
+        // No numbers: unknown, whatever the instances say.
+        assert_eq!(status(&Err("prometheus down".into()), 4, 4, None), HealthStatus::Unknown);
     }
 }

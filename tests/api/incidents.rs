@@ -517,3 +517,43 @@ async fn an_incident_change_that_fails_after_its_record_is_on_the_timeline_as_no
         timeline["entries"].as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap()).collect();
     assert!(texts.iter().any(|t| t.contains("severity did not happen")), "{texts:?}");
 }
+
+#[tokio::test]
+async fn a_gateway_going_blind_is_no_status_change_on_the_timeline() {
+    use app::dto::{GatewayLive, HealthStatus, Latency, LiveSnapshot};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let created = declare(&responder, json!({"title": "edge 5xx", "severity": "sev2", "gateways": ["edge"]})).await;
+    let id = created.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let summary = app.gateway("edge").await;
+    let snapshot = |status: HealthStatus, known: bool| {
+        let mut g = summary.clone();
+        g.status = status;
+        (g.rps, g.error_rate_5xx, g.throttle_rate_429, g.latency_ms) = if known {
+            (Some(100.0), Some(0.3), Some(0.0), Some(Latency { p50: 10.0, p95: 50.0, p99: 90.0 }))
+        } else {
+            (None, None, None, None)
+        };
+        g.blind = (!known).then(|| "metrics could not be read: prometheus: connection refused".to_string());
+        LiveSnapshot {
+            ts_ms: 0,
+            gateways: vec![GatewayLive { summary: g, instances: None, point: None, bypasses: Vec::new() }],
+            backend_problem: None,
+        }
+    };
+    let incidents = &app.state.incidents;
+    let mut last = std::collections::HashMap::new();
+    assert_eq!(incidents.record_transitions(&mut last, &snapshot(HealthStatus::Critical, true)).await.unwrap(), 0);
+    // Prometheus goes away: nothing is concluded, so nothing goes on the timeline (before,
+    // the zeros it read were "critical -> healthy", a cure that did not happen).
+    let blind = snapshot(HealthStatus::Unknown, false);
+    assert_eq!(incidents.record_transitions(&mut last, &blind).await.unwrap(), 0, "blind is not a transition");
+    assert_eq!(incidents.record_transitions(&mut last, &blind).await.unwrap(), 0);
+    // Sight returns with the gateway still critical: no change happened.
+    assert_eq!(incidents.record_transitions(&mut last, &snapshot(HealthStatus::Critical, true)).await.unwrap(), 0);
+    // A real recovery is recorded, with its numbers.
+    assert_eq!(incidents.record_transitions(&mut last, &snapshot(HealthStatus::Healthy, true)).await.unwrap(), 1);
+    let timeline = responder.get_json(&format!("/api/v1/incidents/{id}/timeline")).await.to_string();
+    assert!(timeline.contains("went from critical to healthy"), "{timeline}");
+    assert!(!timeline.contains("unknown"), "{timeline}");
+}

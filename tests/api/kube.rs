@@ -200,7 +200,12 @@ async fn the_dependency_map_follows_the_bound_ingress_to_its_service_and_counts_
     let ids: Vec<&str> = g.nodes.iter().map(|n| n.id.as_str()).collect();
     assert_eq!(ids, ["gateway:prod:auth", "gateway:prod:edge", "route:prod:edge:payments", "service:prod/payments"]);
     let payments = &g.nodes[3];
-    assert_eq!((payments.ready_endpoints, payments.endpoints, payments.health.as_str()), (Some(1), Some(2), "ok"));
+    // No per-service numbers from a cluster: its endpoints are counted, its health is not
+    // guessed ("ok" would be a claim nothing measured).
+    assert_eq!(
+        (payments.ready_endpoints, payments.endpoints, payments.health.as_str(), payments.error_rate),
+        (Some(1), Some(2), "unknown", None)
+    );
     let edges: Vec<(&str, &str)> = g.edges.iter().map(|e| (e.from.as_str(), e.to.as_str())).collect();
     assert_eq!(
         edges,
@@ -575,4 +580,109 @@ async fn in_a_cluster_a_dns_bypass_patches_the_dns_endpoint_waits_for_external_d
         admin.post(&format!("/api/v1/actions/{id}/undo"), &json!({"reason": "edge back", "confirm": "edge"})).await;
     assert_eq!(undo.status(), 202, "{}", undo.text().await.unwrap());
     assert_eq!(fake.get("DNSEndpoint", "prod", "public-records").unwrap()["spec"]["endpoints"][0], endpoint);
+}
+
+/// Blind is not healthy: every way the numbers go missing.
+mod blind {
+    use super::*;
+    use app::dto::{DependencyGraph, GatewaySummary, HealthStatus};
+
+    async fn gateways(viewer: &crate::support::Session) -> Vec<GatewaySummary> {
+        serde_json::from_value(viewer.get_json("/api/v1/gateways").await).unwrap()
+    }
+
+    #[tokio::test]
+    async fn with_no_prometheus_every_gateway_and_its_map_node_is_unknown_and_no_impact_is_read() {
+        let fake = fleet_with_policy();
+        let app = cluster_app(&fake).await;
+        let responder = app.signed_in(Role::Responder).await;
+        let list = within("the first list", || async {
+            let list = gateways(&responder).await;
+            (list.len() == 2).then_some(list)
+        })
+        .await;
+        for g in &list {
+            assert_eq!(g.status, HealthStatus::Unknown, "{g:?}");
+            assert_eq!((g.rps, g.error_rate_5xx, g.throttle_rate_429, g.latency_ms), (None, None, None, None));
+            assert!(g.blind.as_deref().is_some_and(|b| b.contains("no Prometheus configured")), "{g:?}");
+        }
+        let raw = responder.get_json("/api/v1/gateways").await;
+        assert_eq!(raw[0]["rps"], Value::Null, "null on the wire, never 0: {raw}");
+
+        let map: DependencyGraph = serde_json::from_value(responder.get_json("/api/v1/dependencies").await).unwrap();
+        let judged: Vec<(&str, &str)> = map.nodes.iter().map(|n| (n.id.as_str(), n.health.as_str())).collect();
+        // Unknown, except what Kubernetes alone shows: a Service with no ready endpoint is down.
+        assert!(judged.iter().all(|(_, h)| *h != "ok"), "nothing on the map is called ok blind: {judged:?}");
+        assert!(
+            judged.contains(&("gateway:prod:edge", "unknown"))
+                && judged.contains(&("route:prod:edge:payments", "unknown"))
+        );
+
+        // An action taken blind credits nothing to itself: no reading before (or after).
+        let response = responder.post("/api/v1/gateways/prod:edge/actions/restart", &json!({"reason": "stuck"})).await;
+        assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+        let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+        let record = responder.get_json(&format!("/api/v1/actions/{id}")).await;
+        assert_eq!(record["impact_before"], Value::Null, "{record}");
+
+        // The pages say unknown where the numbers would be, and why.
+        let page = responder.get("/gateways/prod:edge").await.text().await.unwrap();
+        assert!(page.contains("data-testid=\"blind\""), "the gateway page says its numbers are unknown");
+        assert!(!page.contains(">0 ms<") && !page.contains(">0.0<"), "and shows no zero for them");
+        let health = responder.get("/").await.text().await.unwrap();
+        assert!(health.contains("badge-unknown"), "the health page's badge is unknown");
+        assert!(!health.contains("badge-healthy"), "never healthy");
+    }
+
+    #[tokio::test]
+    async fn with_prometheus_down_the_gateways_are_unknown_with_the_reason() {
+        let fake = fleet();
+        // Nothing listens on port 1.
+        let mut options = Options::new(Backend::Sqlite);
+        options.kube = Some(InjectedClient(fake.client("prod")));
+        options.prometheus =
+            Some(("http://127.0.0.1:1".into(), server::fleet::prometheus::Queries::flavor("gatewarden").unwrap()));
+        let app = TestApp::spawn_with(options).await;
+        let viewer = app.signed_in(Role::Viewer).await;
+        let list = within("the first list", || async {
+            let list = gateways(&viewer).await;
+            (list.len() == 2).then_some(list)
+        })
+        .await;
+        for g in &list {
+            assert_eq!((g.status, g.rps), (HealthStatus::Unknown, None), "{g:?}");
+            assert!(g.blind.as_deref().is_some_and(|b| b.contains("metrics could not be read")), "{g:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_quiet_cluster_still_gets_a_live_snapshot_every_second() {
+        use futures::StreamExt;
+        let fake = fleet();
+        let app = cluster_app(&fake).await;
+        let viewer = app.signed_in(Role::Viewer).await;
+        within("the first list", || async { (gateway_ids(&viewer).await.len() == 2).then_some(()) }).await;
+        let mut stream = viewer.get("/api/v1/events").await.bytes_stream();
+        let started = std::time::Instant::now();
+        let mut arrivals = Vec::new();
+        let mut buffer = String::new();
+        // No cluster event for 6 s: the page calls a feed silent for 4 s lost.
+        while started.elapsed() < Duration::from_secs(6) {
+            let chunk = tokio::time::timeout(Duration::from_secs(3), stream.next())
+                .await
+                .expect("something within 3 s")
+                .expect("open")
+                .expect("chunk");
+            buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                if event.lines().any(|l| l == "event: snapshot") {
+                    arrivals.push(started.elapsed());
+                }
+            }
+        }
+        let gaps: Vec<f64> = arrivals.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+        assert!(arrivals.len() >= 5, "a snapshot about every second: {arrivals:?}");
+        assert!(gaps.iter().all(|g| *g <= 1.6), "never a gap near the page's 4 s: {gaps:?}");
+    }
 }

@@ -164,6 +164,8 @@ pub struct Options {
     pub metrics_token: Option<String>,
     /// `--max-replicas`.
     pub max_replicas: u32,
+    /// `--prometheus-url` and its queries (with `kube`).
+    pub prometheus: Option<(String, server::fleet::prometheus::Queries)>,
 }
 
 impl Options {
@@ -188,6 +190,7 @@ impl Options {
             site_root: "target/site".into(),
             metrics_token: None,
             max_replicas: 50,
+            prometheus: None,
         }
     }
     /// Starting in `scenario`.
@@ -284,7 +287,7 @@ impl TestApp {
                 .map(|a| server::probe::Allowed::parse(a).expect("a valid --probe-allow entry"))
                 .collect(),
             synthetic_interval_s: 0,
-            prometheus: None,
+            prometheus: options.prometheus.clone(),
             trusted_proxies: options.trusted_proxies.clone(),
             limits: options.limits.clone(),
             dns: options.dns.clone(),

@@ -26,14 +26,14 @@ pub struct DepNode {
     /// The gateway a gateway or route node belongs to.
     #[serde(default)]
     pub gateway: Option<String>,
-    /// `ok`, `degraded` or `down` (judged by `health::node_health`).
+    /// `ok`, `degraded`, `down` or `unknown` (judged by `health::node_health`).
     pub health: NodeHealth,
-    /// Requests per second through it.
-    pub rps: f64,
-    /// Fraction of its requests that fail (5xx).
-    pub error_rate: f64,
-    /// p99 latency, ms (mean for services).
-    pub latency_ms: f64,
+    /// Requests per second through it; `null` when unknown.
+    pub rps: Option<f64>,
+    /// Fraction of its requests that fail (5xx); `null` when unknown.
+    pub error_rate: Option<f64>,
+    /// p99 latency, ms (mean for services); `null` when unknown.
+    pub latency_ms: Option<f64>,
     /// Ready endpoints (pods for a gateway), when known.
     #[serde(default)]
     pub ready_endpoints: Option<u32>,
@@ -50,10 +50,10 @@ pub struct DepEdge {
     pub from: String,
     /// Node id.
     pub to: String,
-    /// Requests per second along it.
-    pub rps: f64,
-    /// Fraction of them that fail.
-    pub error_rate: f64,
+    /// Requests per second along it; `null` when unknown.
+    pub rps: Option<f64>,
+    /// Fraction of them that fail; `null` when unknown.
+    pub error_rate: Option<f64>,
 }
 
 /// `POST /api/v1/probe`: one request to a gateway path (or an allowed URL), as `curl -v`.

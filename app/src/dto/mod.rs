@@ -79,7 +79,7 @@ pub struct SessionInfo {
     pub csrf_token: String,
 }
 
-pub use crate::health::{HealthStatus, NodeHealth};
+pub use crate::health::{HealthStatus, NodeHealth, Numbers};
 
 /// Latency percentiles in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -103,16 +103,22 @@ pub struct GatewaySummary {
     pub name: String,
     /// Namespace the gateway runs in.
     pub namespace: String,
-    /// Overall judgement.
+    /// Overall judgement (`unknown` when the numbers could not be read).
     pub status: HealthStatus,
-    /// Requests per second.
-    pub rps: f64,
-    /// Fraction of requests answered 5xx.
-    pub error_rate_5xx: f64,
-    /// Fraction of requests answered 429.
-    pub throttle_rate_429: f64,
-    /// Latency percentiles of admitted requests.
-    pub latency_ms: Latency,
+    /// Requests per second; `null` when it could not be read (never a zero).
+    pub rps: Option<f64>,
+    /// Fraction of requests answered 5xx; `null` when unknown.
+    pub error_rate_5xx: Option<f64>,
+    /// Fraction of requests answered 429; `null` when unknown.
+    pub throttle_rate_429: Option<f64>,
+    /// Latency percentiles of admitted requests; `null` when unknown.
+    pub latency_ms: Option<Latency>,
+    /// Requests per second over the last 15 minutes (the gateway's own level), when known.
+    #[serde(default)]
+    pub baseline_rps: Option<f64>,
+    /// Why the numbers are unknown, when they are.
+    #[serde(default)]
+    pub blind: Option<String>,
     /// Instances passing readiness.
     pub instances_ready: u32,
     /// Instances the Deployment asks for.
@@ -123,6 +129,19 @@ pub struct GatewaySummary {
     /// the first round.
     #[serde(default)]
     pub checks: Option<[u32; 2]>,
+}
+
+impl GatewaySummary {
+    /// The numbers its status was judged from.
+    pub fn numbers(&self) -> Numbers {
+        Numbers {
+            error_rate_5xx: self.error_rate_5xx,
+            throttle_rate_429: self.throttle_rate_429,
+            p99_ms: self.latency_ms.map(|l| l.p99),
+            rps: self.rps,
+            baseline_rps: self.baseline_rps,
+        }
+    }
 }
 
 /// One gateway instance (a pod).
@@ -172,16 +191,22 @@ pub struct GatewayDetail {
     pub name: String,
     /// Namespace the gateway runs in.
     pub namespace: String,
-    /// Overall judgement.
+    /// Overall judgement (`unknown` when the numbers could not be read).
     pub status: HealthStatus,
-    /// Requests per second.
-    pub rps: f64,
-    /// Fraction of requests answered 5xx.
-    pub error_rate_5xx: f64,
-    /// Fraction of requests answered 429.
-    pub throttle_rate_429: f64,
-    /// Latency percentiles of admitted requests.
-    pub latency_ms: Latency,
+    /// Requests per second; `null` when it could not be read (never a zero).
+    pub rps: Option<f64>,
+    /// Fraction of requests answered 5xx; `null` when unknown.
+    pub error_rate_5xx: Option<f64>,
+    /// Fraction of requests answered 429; `null` when unknown.
+    pub throttle_rate_429: Option<f64>,
+    /// Latency percentiles of admitted requests; `null` when unknown.
+    pub latency_ms: Option<Latency>,
+    /// Requests per second over the last 15 minutes (the gateway's own level), when known.
+    #[serde(default)]
+    pub baseline_rps: Option<f64>,
+    /// Why the numbers are unknown, when they are.
+    #[serde(default)]
+    pub blind: Option<String>,
     /// Instances passing readiness.
     pub instances_ready: u32,
     /// Instances the Deployment asks for.
@@ -323,6 +348,8 @@ impl GatewayDetail {
             error_rate_5xx: s.error_rate_5xx,
             throttle_rate_429: s.throttle_rate_429,
             latency_ms: s.latency_ms,
+            baseline_rps: s.baseline_rps,
+            blind: s.blind,
             instances_ready: s.instances_ready,
             instances_desired: s.instances_desired,
             version: s.version,
@@ -346,6 +373,8 @@ impl GatewayDetail {
             error_rate_5xx: self.error_rate_5xx,
             throttle_rate_429: self.throttle_rate_429,
             latency_ms: self.latency_ms,
+            baseline_rps: self.baseline_rps,
+            blind: self.blind.clone(),
             instances_ready: self.instances_ready,
             instances_desired: self.instances_desired,
             version: self.version.clone(),
@@ -363,8 +392,8 @@ pub struct GatewayLive {
     /// Current pods; left out (`None`) for fleets too large to resend every pod on every
     /// change: the gateway page then keeps the list it loaded.
     pub instances: Option<Vec<Instance>>,
-    /// The newest series point.
-    pub point: SeriesPoint,
+    /// The newest series point; none while the numbers cannot be read.
+    pub point: Option<SeriesPoint>,
     /// Services bypassing the gateway now, as on [`GatewayDetail`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bypasses: Vec<BypassedService>,

@@ -5,7 +5,7 @@
 //! URL so a view can be pasted into an incident channel.
 
 use super::actions::SessionContext;
-use super::format::encode;
+use super::format::{encode, unknown_number};
 use crate::client::operations;
 use crate::deps::{Graph, Mark, actions_for, layout, matches, svg};
 use crate::dto::{DepNode, DependencyGraph, ProbeRequest, ProbeResult};
@@ -149,7 +149,15 @@ where
     let (width, height) = (l.width.max(1.0), l.height.max(1.0));
     // Every kind counts: during an incident the red ones are often a gateway and its routes.
     let count = |kind: &str| graph.nodes.iter().filter(|n| n.kind == kind).count();
-    let unhealthy = |kind: &str| graph.nodes.iter().filter(|n| n.kind == kind && n.health != NodeHealth::Ok).count();
+    let unhealthy = |kind: &str| {
+        graph
+            .nodes
+            .iter()
+            .filter(|n| n.kind == kind && matches!(n.health, NodeHealth::Degraded | NodeHealth::Down))
+            .count()
+    };
+    // Nodes without numbers are neither healthy nor unhealthy: the summary says so.
+    let unknown = graph.nodes.iter().filter(|n| n.health == NodeHealth::Unknown).count();
     let summary = {
         let bad: Vec<String> = [("gateway", "gateways"), ("route", "routes"), ("service", "services")]
             .iter()
@@ -159,13 +167,14 @@ where
                 n => Some(format!("{n} {many}")),
             })
             .collect();
-        format!(
-            "{} gateways, {} routes, {} services ({})",
-            count("gateway"),
-            count("route"),
-            count("service"),
-            if bad.is_empty() { "all healthy".to_string() } else { format!("unhealthy: {}", bad.join(", ")) }
-        )
+        let judged = match (bad.is_empty(), unknown) {
+            (true, 0) => "all healthy".to_string(),
+            (true, n) if n == graph.nodes.len() => "no numbers to judge any of them by".to_string(),
+            (true, n) => format!("none unhealthy; {n} without numbers"),
+            (false, 0) => format!("unhealthy: {}", bad.join(", ")),
+            (false, n) => format!("unhealthy: {}; {n} without numbers", bad.join(", ")),
+        };
+        format!("{} gateways, {} routes, {} services ({judged})", count("gateway"), count("route"), count("service"))
     };
     // Pan and zoom: translate, then scale, in screen pixels.
     let fit = move |w: f64, h: f64| {
@@ -324,12 +333,12 @@ where
                         <aside class="dep-panel" data-testid="dep-panel">
                             <button class="btn btn-ghost" on:click=move |_| close(None)>"Close"</button>
                             <h2>{format!("{} {}", node.kind, node.name)}</h2>
-                            <p class=format!("badge badge-{}", match node.health { NodeHealth::Ok => "healthy", NodeHealth::Degraded => "degraded", NodeHealth::Down => "critical" })>{node.health.as_str()}</p>
+                            <p class=format!("badge badge-{}", match node.health { NodeHealth::Ok => "healthy", NodeHealth::Degraded => "degraded", NodeHealth::Down => "critical", NodeHealth::Unknown => "unknown" })>{node.health.as_str()}</p>
                             <dl class="dep-facts">
-                                <dt>"Requests/s"</dt><dd>{format!("{:.1}", node.rps)}</dd>
-                                <dt>"Failing"</dt><dd>{format!("{:.1} %", node.error_rate * 100.0)}</dd>
+                                <dt>"Requests/s"</dt><dd>{node.rps.map_or_else(unknown_number, |v| format!("{v:.1}"))}</dd>
+                                <dt>"Failing"</dt><dd>{node.error_rate.map_or_else(unknown_number, |v| format!("{:.1} %", v * 100.0))}</dd>
                                 <dt>{if node.kind == "service" { "Latency (mean)" } else { "Latency p99" }}</dt>
-                                <dd>{format!("{:.0} ms", node.latency_ms)}</dd>
+                                <dd>{node.latency_ms.map_or_else(unknown_number, |v| format!("{v:.0} ms"))}</dd>
                                 <dt>"Ready endpoints"</dt>
                                 <dd>{match (node.ready_endpoints, node.endpoints) {
                                     (Some(r), Some(t)) => format!("{r} of {t}"),

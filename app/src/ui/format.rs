@@ -21,6 +21,11 @@ pub fn rps(v: f64) -> String {
     if v < 100.0 { fixed(v, 1) } else { fixed(v, 0) }
 }
 
+/// What a number that could not be read shows: never a zero.
+pub fn unknown_number() -> String {
+    "unknown".into()
+}
+
 /// A fraction as a percentage with precision where it matters.
 pub fn percent(v: f64) -> String {
     let p = v * 100.0;

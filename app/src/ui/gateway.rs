@@ -70,8 +70,8 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
     };
     // Extend the charts with live points, one per series step, keeping 15 minutes.
     Effect::new(move |_| {
-        let Some(point) =
-            live.with(|s| s.as_ref().and_then(|s| s.gateways.iter().find(|g| g.summary.id == id)).map(|g| g.point))
+        let Some(point) = live
+            .with(|s| s.as_ref().and_then(|s| s.gateways.iter().find(|g| g.summary.id == id)).and_then(|g| g.point))
         else {
             return;
         };
@@ -173,7 +173,19 @@ fn GatewayView(detail: GatewayDetail) -> impl IntoView {
 
 #[component]
 fn SummaryHeader(s: GatewaySummary) -> impl IntoView {
+    use super::health::shown;
+    use crate::health::{Level, level_5xx, level_429, level_instances, level_p99, traffic_dropped};
     let status = s.status.as_str();
+    // The same judgement as the status and the health page's cells (`app::health`).
+    let state = |level: Option<Level>| match level {
+        None => "unknown",
+        Some(Level::Ok) => "",
+        Some(Level::Warn) => "warn",
+        Some(Level::Bad) => "bad",
+    };
+    let known = |v: Option<f64>| v.map(|_| Level::Ok);
+    let (p50, p95, p99) = (s.latency_ms.map(|l| l.p50), s.latency_ms.map(|l| l.p95), s.latency_ms.map(|l| l.p99));
+    let dropped = traffic_dropped(s.rps, s.baseline_rps);
     view! {
         <div class="gw-header">
             <h1>
@@ -184,41 +196,28 @@ fn SummaryHeader(s: GatewaySummary) -> impl IntoView {
                 </span>
             </h1>
             <p class="muted">{format!("namespace {} · version {}", s.namespace, s.version)}</p>
+            {s.blind.clone().map(|why| view! { <p class="banner banner-warn" data-testid="blind">{format!("Numbers unknown: {why}.")}</p> })}
+            {dropped.then(|| view! {
+                <p class="banner banner-warn" data-testid="traffic-dropped">
+                    {format!(
+                        "Traffic fell to {} req/s from {} req/s over the last 15 minutes: are clients still reaching this gateway?",
+                        shown(s.rps, format::rps),
+                        shown(s.baseline_rps, format::rps),
+                    )}
+                </p>
+            })}
             <div class="tiles">
-                <Tile label="Requests/s" value=format::rps(s.rps) testid="rps" state="" />
-                <Tile
-                    label="5xx"
-                    value=format::percent(s.error_rate_5xx)
-                    testid="err5xx"
-                    state={if s.error_rate_5xx >= 0.01 { "bad" } else { "" }}
-                />
-                <Tile
-                    label="429"
-                    value=format::percent(s.throttle_rate_429)
-                    testid="rate429"
-                    state={if s.throttle_rate_429 >= 0.05 { "warn" } else { "" }}
-                />
-                <Tile label="p50" value=format::millis(s.latency_ms.p50) testid="p50" state="" />
-                <Tile label="p95" value=format::millis(s.latency_ms.p95) testid="p95" state="" />
-                <Tile
-                    label="p99"
-                    value=format::millis(s.latency_ms.p99)
-                    testid="p99"
-                    state={
-                        if s.latency_ms.p99 >= 2000.0 {
-                            "bad"
-                        } else if s.latency_ms.p99 >= 500.0 {
-                            "warn"
-                        } else {
-                            ""
-                        }
-                    }
-                />
+                <Tile label="Requests/s" value=shown(s.rps, format::rps) testid="rps" state=if dropped { "warn" } else { state(known(s.rps)) } />
+                <Tile label="5xx" value=shown(s.error_rate_5xx, format::percent) testid="err5xx" state=state(s.error_rate_5xx.map(level_5xx)) />
+                <Tile label="429" value=shown(s.throttle_rate_429, format::percent) testid="rate429" state=state(s.throttle_rate_429.map(level_429)) />
+                <Tile label="p50" value=shown(p50, format::millis) testid="p50" state=state(known(p50)) />
+                <Tile label="p95" value=shown(p95, format::millis) testid="p95" state=state(known(p95)) />
+                <Tile label="p99" value=shown(p99, format::millis) testid="p99" state=state(p99.map(level_p99)) />
                 <Tile
                     label="Ready"
                     value=format!("{}/{}", s.instances_ready, s.instances_desired)
                     testid="ready"
-                    state={if s.instances_ready < s.instances_desired { "warn" } else { "" }}
+                    state=state(Some(level_instances(s.instances_ready, s.instances_desired)))
                 />
             </div>
         </div>

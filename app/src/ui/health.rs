@@ -130,18 +130,27 @@ fn GatewayTable(initial: Vec<GatewaySummary>, live: Memo<Option<HealthLive>>) ->
     }
 }
 
-/// A number cell's classes: amber or red past the thresholds its status uses.
-fn level_class(level: Level) -> &'static str {
+/// A number cell's classes: amber or red past the thresholds its status uses, grey
+/// when the number could not be read.
+pub(crate) fn level_class(level: Option<Level>) -> &'static str {
     match level {
-        Level::Ok => "num",
-        Level::Warn => "num warn",
-        Level::Bad => "num bad",
+        None => "num unknown",
+        Some(Level::Ok) => "num",
+        Some(Level::Warn) => "num warn",
+        Some(Level::Bad) => "num bad",
     }
+}
+
+/// A number, or `unknown` (never a zero) when it could not be read.
+pub(crate) fn shown(v: Option<f64>, show: fn(f64) -> String) -> String {
+    v.map_or_else(format::unknown_number, show)
 }
 
 #[component]
 fn GatewayRow(g: GatewaySummary) -> impl IntoView {
     let status = g.status.as_str();
+    let (p50, p95, p99) = (g.latency_ms.map(|l| l.p50), g.latency_ms.map(|l| l.p95), g.latency_ms.map(|l| l.p99));
+    let dropped = crate::health::traffic_dropped(g.rps, g.baseline_rps);
     view! {
         <tr class=format!("row-{status}") data-gateway=g.id.clone()>
             <td>
@@ -150,25 +159,29 @@ fn GatewayRow(g: GatewaySummary) -> impl IntoView {
                     {g.name.clone()}
                 </a>
                 <span class="muted ns">{g.namespace.clone()}</span>
-                <span class=format!("badge badge-{status}") data-testid="status">
+                <span class=format!("badge badge-{status}") data-testid="status" title=g.blind.clone()>
                     {status}
                 </span>
             </td>
-            <td class="num" data-testid="rps">
-                {format::rps(g.rps)}
+            <td
+                class=if dropped { "num warn" } else { level_class(g.rps.map(|_| Level::Ok)) }
+                title=dropped.then(|| format!("{} req/s over the last 15 minutes", shown(g.baseline_rps, format::rps)))
+                data-testid="rps"
+            >
+                {shown(g.rps, format::rps)}
             </td>
-            <td class=level_class(level_5xx(g.error_rate_5xx)) data-testid="err5xx">
-                {format::percent(g.error_rate_5xx)}
+            <td class=level_class(g.error_rate_5xx.map(level_5xx)) data-testid="err5xx">
+                {shown(g.error_rate_5xx, format::percent)}
             </td>
-            <td class=level_class(level_429(g.throttle_rate_429)) data-testid="rate429">
-                {format::percent(g.throttle_rate_429)}
+            <td class=level_class(g.throttle_rate_429.map(level_429)) data-testid="rate429">
+                {shown(g.throttle_rate_429, format::percent)}
             </td>
-            <td class="num">{format::millis(g.latency_ms.p50)}</td>
-            <td class="num">{format::millis(g.latency_ms.p95)}</td>
-            <td class=level_class(level_p99(g.latency_ms.p99)) data-testid="p99">
-                {format::millis(g.latency_ms.p99)}
+            <td class=level_class(p50.map(|_| Level::Ok))>{shown(p50, format::millis)}</td>
+            <td class=level_class(p95.map(|_| Level::Ok))>{shown(p95, format::millis)}</td>
+            <td class=level_class(p99.map(level_p99)) data-testid="p99">
+                {shown(p99, format::millis)}
             </td>
-            <td class=level_class(level_instances(g.instances_ready, g.instances_desired))>
+            <td class=level_class(Some(level_instances(g.instances_ready, g.instances_desired)))>
                 {format!("{}/{}", g.instances_ready, g.instances_desired)}
             </td>
             <td>

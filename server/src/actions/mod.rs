@@ -185,12 +185,13 @@ impl Engine {
             }
             _ => None,
         };
+        // Blind: no reading, so nothing is credited to (or blamed on) the change.
         Some(ImpactReading {
             clock_s: self.fleet.clock_s(),
-            rps: g.rps,
-            error_rate_5xx: g.error_rate_5xx,
-            throttle_rate_429: g.throttle_rate_429,
-            p99_ms: g.latency_ms.p99,
+            rps: g.rps?,
+            error_rate_5xx: g.error_rate_5xx?,
+            throttle_rate_429: g.throttle_rate_429?,
+            p99_ms: g.latency_ms?.p99,
             service,
         })
     }

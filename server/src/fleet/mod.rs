@@ -49,6 +49,8 @@ pub struct HealthWindow {
     pub throttle_rate_429: f64,
     /// Percentiles of admitted requests.
     pub latency_ms: Latency,
+    /// Requests per second over the last 15 minutes, when the backend can say.
+    pub baseline_rps: Option<f64>,
 }
 
 impl HealthWindow {

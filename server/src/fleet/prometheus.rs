@@ -113,6 +113,14 @@ impl Queries {
         format!("histogram_quantile({q}, sum by (namespace, deployment, le) ({rate})) * {}", self.duration_unit_ms)
     }
 
+    /// Requests per second over the last 15 minutes: the gateway's own level, against
+    /// which a fall to near nothing is judged. The mean of the windowed rate (a subquery),
+    /// not `rate(...[15m])`: that divides by the full 15 minutes even when the series is
+    /// younger (a new gateway, a restarted Prometheus), making the level look low.
+    pub fn baseline(&self) -> String {
+        format!("avg_over_time(({})[15m:15s])", self.rate(&self.requests))
+    }
+
     /// The six queries behind a health window, in `Six` order.
     pub fn all(&self) -> [String; 6] {
         [
@@ -226,6 +234,7 @@ fn window(ts_ms: i64, v: [f64; 6]) -> HealthWindow {
         error_rate_5xx: frac(v[1]),
         throttle_rate_429: frac(v[2]),
         latency_ms: Latency { p50: v[3], p95: v[4], p99: v[5] },
+        baseline_rps: None,
     }
 }
 
@@ -235,14 +244,24 @@ impl Metrics for Prometheus {
             let now = time::OffsetDateTime::now_utc();
             let at = now.unix_timestamp_nanos() as f64 / 1e9;
             let queries = self.queries.all();
-            let answers = futures::future::try_join_all(queries.iter().map(|q| self.instant(q, at))).await?;
+            let baseline = self.queries.baseline();
+            let (answers, baseline) = futures::future::join(
+                futures::future::try_join_all(queries.iter().map(|q| self.instant(q, at))),
+                self.instant(&baseline, at),
+            )
+            .await;
+            let answers = answers?;
+            // Without its own level a gateway is still judged; only a drop is not.
+            let baseline = baseline.unwrap_or_default();
             let mut ids: Vec<&String> = answers[0].keys().collect();
             ids.sort();
             Ok(ids
                 .into_iter()
                 .map(|id| {
                     let v = std::array::from_fn(|i| answers[i].get(id).copied().unwrap_or(0.0));
-                    (id.clone(), window((at * 1000.0) as i64, v))
+                    let mut w = window((at * 1000.0) as i64, v);
+                    w.baseline_rps = baseline.get(id).copied();
+                    (id.clone(), w)
                 })
                 .collect())
         })
@@ -269,7 +288,7 @@ impl Metrics for Prometheus {
 }
 
 /// Metrics when no Prometheus is configured: no numbers, which the health view shows
-/// as zeros next to the backend problem.
+/// as unknown next to the backend problem.
 pub struct NoMetrics;
 
 impl Metrics for NoMetrics {

@@ -23,6 +23,13 @@ impl Incidents {
         let mut recorded = 0;
         let mut open = None;
         for g in snapshot.gateways.iter().map(|g| &g.summary) {
+            // Blind is not a status change: a gateway whose numbers cannot be read keeps
+            // its last known status here, and nothing is recorded until they can again.
+            let (Some(rps), Some(e5), Some(e429), Some(latency)) =
+                (g.rps, g.error_rate_5xx, g.throttle_rate_429, g.latency_ms)
+            else {
+                continue;
+            };
             let now = g.status.as_str();
             let before = last.insert(g.id.clone(), now);
             let Some(before) = before.filter(|b| *b != now) else { continue };
@@ -35,15 +42,14 @@ impl Incidents {
                 entry.target = g.id.clone();
                 entry.incident = incident.key.clone();
                 entry.reason = format!(
-                    "{:.0} req/s, 5xx {:.2}%, 429 {:.2}%, p99 {:.0} ms",
-                    g.rps,
-                    g.error_rate_5xx * 100.0,
-                    g.throttle_rate_429 * 100.0,
-                    g.latency_ms.p99
+                    "{rps:.0} req/s, 5xx {:.2}%, 429 {:.2}%, p99 {:.0} ms",
+                    e5 * 100.0,
+                    e429 * 100.0,
+                    latency.p99
                 );
                 entry.params = json!({
-                    "from": before, "to": now, "rps": g.rps, "error_rate_5xx": g.error_rate_5xx,
-                    "throttle_rate_429": g.throttle_rate_429, "p99_ms": g.latency_ms.p99,
+                    "from": before, "to": now, "rps": rps, "error_rate_5xx": e5,
+                    "throttle_rate_429": e429, "p99_ms": latency.p99,
                 });
                 self.ledger.append(entry).await?;
                 recorded += 1;

@@ -39,10 +39,12 @@ impl KubeFleet {
                     kind: kind.into(),
                     name,
                     gateway,
-                    health: node_health(0.0, ready),
-                    rps: 0.0,
-                    error_rate: 0.0,
-                    latency_ms: 0.0,
+                    // No per-route or per-service numbers from a cluster (yet): unknown, or
+                    // down when nothing is ready to serve.
+                    health: node_health(None, ready),
+                    rps: None,
+                    error_rate: None,
+                    latency_ms: None,
                     ready_endpoints: ready,
                     endpoints: all,
                 }
@@ -82,13 +84,13 @@ impl KubeFleet {
                 let name = object.metadata.name.clone().unwrap_or_default();
                 let route_id = format!("route:{}:{name}", inv.id);
                 g.nodes.push(node(route_id.clone(), "route", name, Some(inv.id.clone()), None, None));
-                g.edges.push(DepEdge { from: gateway_id.clone(), to: route_id.clone(), rps: 0.0, error_rate: 0.0 });
+                g.edges.push(DepEdge { from: gateway_id.clone(), to: route_id.clone(), rps: None, error_rate: None });
                 for service in adapter::backends(binding, &object) {
                     g.edges.push(DepEdge {
                         from: route_id.clone(),
                         to: format!("service:{namespace}/{service}"),
-                        rps: 0.0,
-                        error_rate: 0.0,
+                        rps: None,
+                        error_rate: None,
                     });
                     services.insert((namespace.to_string(), service));
                 }

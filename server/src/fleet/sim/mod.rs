@@ -311,6 +311,7 @@ fn window(seconds: &[&Second], ts_ms: i64) -> HealthWindow {
             p95: histogram::quantile(0.95, &buckets),
             p99: histogram::quantile(0.99, &buckets),
         },
+        baseline_rps: None,
     }
 }
 
@@ -496,7 +497,11 @@ impl Metrics for SimFleet {
             .iter()
             .map(|gw| {
                 let last: Vec<&Second> = gw.history.iter().rev().take(WINDOW_S).collect();
-                (gw.id.to_string(), window(&last, ts))
+                let mut w = window(&last, ts);
+                // The whole history kept (15 minutes) is the gateway's own level.
+                let all: u64 = gw.history.iter().map(|s| s.total).sum();
+                w.baseline_rps = (!gw.history.is_empty()).then(|| all as f64 / gw.history.len() as f64);
+                (gw.id.to_string(), w)
             })
             .collect();
         Box::pin(async move { Ok(map) })
@@ -544,10 +549,10 @@ pub fn dependencies_of(sim: &model::Sim) -> app::dto::DependencyGraph {
             kind: "gateway".into(),
             name: gw.name.into(),
             gateway: Some(gw.id.into()),
-            health: node_health(share(&all), Some(ready)),
-            rps: all.total as f64 / window,
-            error_rate: share(&all),
-            latency_ms: histogram::quantile(0.99, &all.buckets),
+            health: node_health(Some(share(&all)), Some(ready)),
+            rps: Some(all.total as f64 / window),
+            error_rate: Some(share(&all)),
+            latency_ms: Some(histogram::quantile(0.99, &all.buckets)),
             ready_endpoints: Some(ready),
             endpoints: Some(gw.pods.len() as u32),
         });
@@ -565,18 +570,18 @@ pub fn dependencies_of(sim: &model::Sim) -> app::dto::DependencyGraph {
                 kind: "route".into(),
                 name: route.path.into(),
                 gateway: Some(gw.id.into()),
-                health: node_health(share(&s), None),
-                rps: s.total as f64 / window,
-                error_rate: share(&s),
-                latency_ms: histogram::quantile(0.99, &s.buckets),
+                health: node_health(Some(share(&s)), None),
+                rps: Some(s.total as f64 / window),
+                error_rate: Some(share(&s)),
+                latency_ms: Some(histogram::quantile(0.99, &s.buckets)),
                 ready_endpoints: None,
                 endpoints: None,
             });
             g.edges.push(DepEdge {
                 from: gateway_id.clone(),
                 to: route_id.clone(),
-                rps: s.total as f64 / window,
-                error_rate: share(&s),
+                rps: Some(s.total as f64 / window),
+                error_rate: Some(share(&s)),
             });
             // What the route sends on: everything it admitted (not throttled, not
             // rejected by its own auth layer), none while the service is bypassed.
@@ -584,8 +589,8 @@ pub fn dependencies_of(sim: &model::Sim) -> app::dto::DependencyGraph {
             g.edges.push(DepEdge {
                 from: route_id,
                 to: format!("service:{}", route.service),
-                rps: sent as f64 / window,
-                error_rate: if sent > 0 { (s.c5xx as f64 / sent as f64).min(1.0) } else { 0.0 },
+                rps: Some(sent as f64 / window),
+                error_rate: Some(if sent > 0 { (s.c5xx as f64 / sent as f64).min(1.0) } else { 0.0 }),
             });
         }
     }
@@ -600,10 +605,10 @@ pub fn dependencies_of(sim: &model::Sim) -> app::dto::DependencyGraph {
             kind: "service".into(),
             name: svc.name.into(),
             gateway: None,
-            health: node_health(svc.fail, None),
-            rps: svc.load,
-            error_rate: svc.fail,
-            latency_ms: latencies.iter().sum::<f64>() / latencies.len() as f64,
+            health: node_health(Some(svc.fail), None),
+            rps: Some(svc.load),
+            error_rate: Some(svc.fail),
+            latency_ms: Some(latencies.iter().sum::<f64>() / latencies.len() as f64),
             ready_endpoints: None,
             endpoints: None,
         });
