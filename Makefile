@@ -36,6 +36,7 @@ postgres:
 
 lint:
 	python3 .ci/test_module_cycles.py
+	$${SCHEMATHESIS_VENV:-$(HOME)/.cache/gatewarden/schemathesis}/bin/python .ci/test_deploy.py
 	.ci/module-cycles.py server/src app/src
 	cargo fmt --all --check
 	cargo clippy --locked --all-targets -- -D warnings

@@ -212,7 +212,91 @@ crate::both_databases!(
     parallel_wrong_logins_are_counted_before_hashing,
     an_attacker_cannot_lock_the_admin_out,
     refusals_are_folded_into_windows_and_every_attempt_is_counted,
+    an_account_guessed_from_many_addresses_gets_one_check_a_second_not_a_shared_sleep,
+    a_shared_address_full_of_failures_does_not_lock_out_who_signed_in_from_it,
 );
+
+/// Issue 29, item 1: a sign-in body is bounded before anything reads it (JSON and the
+/// form alike), the refusal says the bound, and nothing is recorded or kept of it.
+#[tokio::test]
+async fn a_huge_sign_in_is_refused_by_its_size_before_anything_keeps_it() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let entries = app.audit_count().await;
+    let huge = "x".repeat(2 << 20);
+    let r = login_from(&app, None, &huge, "guess").await;
+    let message = assert_error(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    assert!(message.contains("a sign-in may be at most 8192 bytes"), "{message}");
+    let form = app.client().post(app.url("/login")).form(&[("username", huge.as_str()), ("password", "guess")]);
+    let r = form.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.text().await.unwrap().contains("at most 8192 bytes"));
+    assert_eq!(app.audit_count().await, entries, "a refused body is not on the record");
+    // Just under the bound: a wrong sign-in like any other, its name cut to 64 characters
+    // on the record.
+    let long = "y".repeat(7_000);
+    assert_eq!(login_from(&app, None, &long, "guess").await.status(), StatusCode::UNAUTHORIZED);
+    let target: (String,) =
+        sqlx::query_as("select target from audit_log where kind = 'login_failure' order by id desc limit 1")
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(target.0.chars().count(), 64);
+    // Other API bodies keep their own, larger bound, also named.
+    let admin = app.signed_in(Role::Admin).await;
+    let big = serde_json::json!({"reason": "z".repeat(70_000)});
+    let r = admin.post("/api/v1/gateways/edge/actions/restart", &big).await;
+    let message = assert_error(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    assert!(message.contains("any other request 65536 bytes"), "{message}");
+}
+
+/// IPv6 clients are counted by their /64: a new address from the same block is the same
+/// client.
+#[tokio::test]
+async fn an_ipv6_client_hopping_addresses_in_its_block_is_one_client() {
+    let app = TestApp::spawn_with(Options::new(Backend::Sqlite).trusted_proxy("127.0.0.1/32")).await;
+    for i in 0..server::auth::throttle::FREE_PER_ADDRESS {
+        let r = login_from(&app, Some(&format!("2001:db8:7:1::{:x}", i + 1)), &format!("user{i}"), "guess").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = login_from(&app, Some("2001:db8:7:1:abcd::1"), "someone", "guess").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "the same /64");
+    let r = login_from(&app, Some("2001:db8:7:2::1"), "someone", "guess").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "another /64 is another client");
+}
+
+/// Past 50 failures an account gets one password check a second from anywhere: ten
+/// attempts at once from ten new addresses are not all checked (before, each slept one
+/// second side by side, then all were checked).
+async fn an_account_guessed_from_many_addresses_gets_one_check_a_second_not_a_shared_sleep(backend: Backend) {
+    let app = TestApp::spawn_with(Options::new(backend).trusted_proxy("127.0.0.1/32")).await;
+    for i in 0..server::auth::throttle::ACCOUNT_SLOW_AT {
+        let r = login_from(&app, Some(&format!("10.20.{}.{}", i / 200, i % 200 + 1)), "admin", "guess").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let at_once = (0..10).map(|i| {
+        let app = &app;
+        async move { login_from(app, Some(&format!("10.30.0.{}", i + 1)), "admin", "guess").await.status() }
+    });
+    let statuses = futures::future::join_all(at_once).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert!((1..=2).contains(&checked) && checked + refused == 10, "one check a second: {statuses:?}");
+}
+
+/// Everyone behind one address (an ingress without `--trusted-proxy`): 20 failures from
+/// anyone hold the address, but not for an account that signed in from it lately.
+async fn a_shared_address_full_of_failures_does_not_lock_out_who_signed_in_from_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(login_from(&app, None, "admin", ADMIN_PASSWORD).await.status(), StatusCode::OK);
+    for i in 0..server::auth::throttle::FREE_PER_ADDRESS + 3 {
+        let _ = login_from(&app, None, &format!("guess{i}"), "guess").await;
+    }
+    let r = login_from(&app, None, "someone-else", "guess").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "the address is held");
+    let r = login_from(&app, None, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK, "the admin, who signed in from here, is not");
+}
 
 /// The id of the newest account (the one a test just signed in as).
 async fn newest_user_id(app: &TestApp) -> i64 {
@@ -314,13 +398,15 @@ async fn a_flood_from_many_addresses_adds_entries_for_judged_attempts_only() {
     let busy = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count() as u64;
     assert_eq!(judged + busy, 300);
     assert!(busy > 0, "more arrived at once than the gate lets through");
+    // Turned away as "busy" (the password-check gate), or, once 50 have failed, as
+    // "throttled" (the account's one check a second).
     let (counted, entries) = eventually("every refusal summarized", || async {
-        let (counted, entries) = refusals(&app, "busy").await;
-        (counted == busy).then_some((counted, entries))
+        let ((busy_n, busy_e), (slow_n, slow_e)) = (refusals(&app, "busy").await, refusals(&app, "throttled").await);
+        (busy_n + slow_n == busy).then_some((busy_n + slow_n, busy_e + slow_e))
     })
     .await;
     assert_eq!(counted, busy);
-    assert!(entries <= 4, "{entries} entries for {busy} turned away from {busy} addresses");
+    assert!(entries <= 8, "{entries} entries for {busy} turned away from {busy} addresses");
     let (wrong, wrong_entries) = refusals(&app, "invalid credentials").await;
     assert_eq!((wrong, wrong_entries as u64), (judged, judged), "each judged attempt is its own entry");
 }

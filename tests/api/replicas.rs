@@ -375,6 +375,28 @@ async fn wrong_passwords_spread_over_replicas_meet_one_count() {
 }
 
 #[tokio::test]
+async fn across_replicas_an_address_held_by_failures_still_lets_in_who_signed_in_from_it() {
+    let fake = cluster();
+    let db = TestDb::new(Backend::Postgres).await;
+    let apps = [replica(db.share(), &fake).await, replica(db.share(), &fake).await, replica(db.share(), &fake).await];
+    eventually_within(Duration::from_secs(5), "every replica sees three", || async {
+        apps.iter().all(|a| a.state.replicas.running() == 3).then_some(())
+    })
+    .await;
+    let client = reqwest::Client::new();
+    assert_eq!(apps[0].login(&client, "admin", crate::support::ADMIN_PASSWORD).await.status(), 200);
+    // Everyone else at this address fails, spread over the replicas.
+    for i in 0..server::auth::throttle::FREE_PER_ADDRESS + 3 {
+        let _ = apps[i as usize % 3].login(&client, &format!("guess{i}"), "wrong").await;
+    }
+    assert_eq!(apps[1].login(&client, "nobody", "wrong").await.status(), 429, "the address is held everywhere");
+    // Trusted in the shared counters: the replica that never saw the admin sign in agrees.
+    assert_eq!(apps[2].login(&client, "admin", crate::support::ADMIN_PASSWORD).await.status(), 200);
+    drop(apps);
+    drop(db);
+}
+
+#[tokio::test]
 async fn the_leader_runs_the_synthetic_checks_and_every_replica_shows_the_same_results() {
     use axum::routing::get;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -14,10 +14,10 @@
 //! sign-ins on one PostgreSQL replica costs the database nothing more than on SQLite).
 
 use super::throttle::{
-    ACCOUNT_SLOW_AT, ACCOUNT_SLOWDOWN, FREE_PER_ADDRESS, FREE_PER_PAIR, LoginThrottle, MAX_DELAY, Verdict, WINDOW,
+    ACCOUNT_SLOW_AT, ACCOUNT_SLOWDOWN, Attempt, FREE_PER_ADDRESS, FREE_PER_PAIR, LoginThrottle, MAX_DELAY, TRUST,
+    Verdict, WINDOW,
 };
 use crate::db::{Db, Dialect, now_ms};
-use std::net::IpAddr;
 use std::time::Duration;
 
 /// Shared decisions running at once per replica.
@@ -36,8 +36,11 @@ pub struct Throttle {
     replicas: Option<std::sync::Arc<crate::replicas::Replicas>>,
 }
 
-fn keys(account: &str, addr: IpAddr) -> [String; 3] {
-    [format!("p:{addr}|{account}"), format!("a:{addr}"), format!("u:{account}")]
+/// The shared counters' keys of an attempt: pair, address, account, trusted pair. Fixed
+/// size whatever the name (a digest of it).
+fn keys(attempt: &Attempt) -> [String; 4] {
+    let (account, addr) = (attempt.account_hex(), attempt.client);
+    [format!("p:{addr}|{account}"), format!("a:{addr}"), format!("u:{account}"), format!("t:{addr}|{account}")]
 }
 
 impl Throttle {
@@ -58,23 +61,23 @@ impl Throttle {
     }
 
     /// Lets an attempt through (and counts it everywhere) or says how long to wait.
-    pub async fn begin(&self, account: &str, addr: IpAddr) -> Verdict {
-        let local = self.local.begin(account, addr);
+    pub async fn begin(&self, attempt: &Attempt) -> Verdict {
+        let local = self.local.begin(attempt);
         let Some((db, turns)) = self.shared() else { return local };
         if matches!(local, Verdict::Wait(_)) {
             return local;
         }
         let Ok(Ok(_turn)) = tokio::time::timeout(QUEUE_WAIT, turns.acquire()).await else {
-            self.local.abandon(account, addr);
+            self.local.abandon(attempt);
             return Verdict::Wait(1);
         };
-        match decide(db, &account.to_lowercase(), addr).await {
+        match decide(db, attempt).await {
             Ok(Verdict::Wait(s)) => {
                 // Refused by the shared count: this replica's own count takes it back.
-                self.local.abandon(account, addr);
+                self.local.abandon(attempt);
                 Verdict::Wait(s)
             }
-            Ok(go) => max_go(local, go),
+            Ok(Verdict::Go) => Verdict::Go,
             Err(e) => {
                 tracing::warn!(error = %e, "shared sign-in throttling unavailable; this replica's counts decide");
                 local
@@ -83,17 +86,26 @@ impl Throttle {
     }
 
     /// The attempt succeeded (see [`LoginThrottle::success`]).
-    pub async fn success(&self, account: &str, addr: IpAddr) {
-        self.local.success(account, addr);
+    pub async fn success(&self, attempt: &Attempt) {
+        self.local.success(attempt);
         if let Some((db, _)) = self.shared() {
-            let [pair, address, user] = keys(&account.to_lowercase(), addr);
+            let [pair, address, user, trusted] = keys(attempt);
             let forgiven = async {
                 sqlx::query("delete from login_throttle where key = $1").bind(&pair).execute(db).await?;
                 sqlx::query("update login_throttle set failures = failures - 1 where failures > 0 and key in ($1, $2)")
                     .bind(&address)
                     .bind(&user)
                     .execute(db)
-                    .await
+                    .await?;
+                let now = now_ms();
+                sqlx::query(
+                    "insert into login_throttle (key, first_ms, last_ms, failures) values ($1, $2, $2, 0) \
+                     on conflict (key) do update set first_ms = $2, last_ms = $2",
+                )
+                .bind(&trusted)
+                .bind(now)
+                .execute(db)
+                .await
             };
             if let Err(e) = forgiven.await {
                 tracing::warn!(error = %e, "could not take back a shared sign-in count");
@@ -102,10 +114,10 @@ impl Throttle {
     }
 
     /// The attempt was never judged (see [`LoginThrottle::abandon`]).
-    pub async fn abandon(&self, account: &str, addr: IpAddr) {
-        self.local.abandon(account, addr);
+    pub async fn abandon(&self, attempt: &Attempt) {
+        self.local.abandon(attempt);
         if let Some((db, _)) = self.shared() {
-            let [pair, address, user] = keys(&account.to_lowercase(), addr);
+            let [pair, address, user, _] = keys(attempt);
             let taken_back = sqlx::query(
                 "update login_throttle set failures = failures - 1 where failures > 0 and key in ($1, $2, $3)",
             )
@@ -123,46 +135,42 @@ impl Throttle {
     /// Deletes shared counters whose window has passed (the leader does).
     pub async fn sweep(&self) -> crate::error::Result<u64> {
         let Some((db, _)) = &self.shared else { return Ok(0) };
-        let done = sqlx::query("delete from login_throttle where first_ms < $1")
-            .bind(now_ms() - WINDOW.as_millis() as i64)
-            .execute(db)
-            .await?;
+        let now = now_ms();
+        let done = sqlx::query(
+            "delete from login_throttle where (key like 't:%' and last_ms < $2) or (key not like 't:%' and first_ms < $1)",
+        )
+        .bind(now - WINDOW.as_millis() as i64)
+        .bind(now - TRUST.as_millis() as i64)
+        .execute(db)
+        .await?;
         Ok(done.rows_affected())
     }
 }
 
-/// The longer of two slowdowns.
-fn max_go(a: Verdict, b: Verdict) -> Verdict {
-    match (a, b) {
-        (Verdict::Go(x), Verdict::Go(y)) => Verdict::Go(x.max(y)),
-        (w @ Verdict::Wait(_), _) | (_, w @ Verdict::Wait(_)) => w,
-    }
-}
-
-/// One decision on the shared counters: one round trip to `gatewarden_login_attempt` (a
-/// migration), which takes [`THROTTLE_LOCK`] for its transaction and reads the clock under
-/// it (the database's clock), so a decision that waited for the lock does not judge later
-/// attempts as future ones.
-async fn decide(db: &Db, account: &str, addr: IpAddr) -> Result<Verdict, sqlx::Error> {
-    let [pair, address, user] = keys(account, addr);
-    let window_ms = WINDOW.as_millis() as i64;
-    let answer: i64 = sqlx::query_scalar("select gatewarden_login_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-        .bind(THROTTLE_LOCK)
-        .bind(&pair)
-        .bind(&address)
-        .bind(&user)
-        .bind(window_ms)
-        .bind(i64::from(FREE_PER_PAIR))
-        .bind(i64::from(FREE_PER_ADDRESS))
-        .bind(i64::from(ACCOUNT_SLOW_AT))
-        .bind(MAX_DELAY.as_millis() as i64)
-        .fetch_one(db)
-        .await?;
-    Ok(match answer {
-        ms if ms > 0 => Verdict::Wait(((ms + 999) / 1000).max(1) as u64),
-        -1 => Verdict::Go(ACCOUNT_SLOWDOWN),
-        _ => Verdict::Go(Duration::ZERO),
-    })
+/// One decision on the shared counters: one round trip to `gatewarden_login_attempt_v2`
+/// (a migration), which takes [`THROTTLE_LOCK`] for its transaction and reads the clock
+/// under it (the database's clock), so a decision that waited for the lock does not judge
+/// later attempts as future ones.
+async fn decide(db: &Db, attempt: &Attempt) -> Result<Verdict, sqlx::Error> {
+    let [pair, address, user, trusted] = keys(attempt);
+    let ms = |d: Duration| d.as_millis() as i64;
+    let answer: i64 =
+        sqlx::query_scalar("select gatewarden_login_attempt_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+            .bind(THROTTLE_LOCK)
+            .bind(&pair)
+            .bind(&address)
+            .bind(&user)
+            .bind(&trusted)
+            .bind(ms(WINDOW))
+            .bind(i64::from(FREE_PER_PAIR))
+            .bind(i64::from(FREE_PER_ADDRESS))
+            .bind(i64::from(ACCOUNT_SLOW_AT))
+            .bind(ms(ACCOUNT_SLOWDOWN))
+            .bind(ms(TRUST))
+            .bind(ms(MAX_DELAY))
+            .fetch_one(db)
+            .await?;
+    Ok(if answer > 0 { Verdict::Wait(((answer + 999) / 1000).max(1) as u64) } else { Verdict::Go })
 }
 
 #[cfg(test)]

@@ -166,9 +166,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(AppError::BadRequest { status: rejection.status(), message: rejection.body_text() }),
+            Err(rejection) => Err(body_refused(rejection.status(), rejection.body_text())),
         }
     }
+}
+
+/// A body the server would not read, saying which bound when it was too large.
+pub fn body_refused(status: axum::http::StatusCode, text: String) -> AppError {
+    let message = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "request body too large: a sign-in may be at most {} bytes, any other request {} bytes",
+            super::api::SIGN_IN_BODY_LIMIT,
+            super::api::BODY_LIMIT
+        )
+    } else {
+        text
+    };
+    AppError::BadRequest { status, message }
 }
 
 /// Path parameters whose rejections (an id that is not a number) are the API's JSON

@@ -49,7 +49,12 @@ pub fn router(state: AppState, secure_cookies: bool) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(console_metrics))
         .route("/sim/metrics", get(sim_metrics))
-        .route("/login", get(pages::sign_in).post(session::login_form))
+        .route(
+            "/login",
+            get(pages::sign_in)
+                .post(session::login_form)
+                .layer(axum::extract::DefaultBodyLimit::max(api::SIGN_IN_BODY_LIMIT)),
+        )
         .route("/auth/oidc/login", get(sso::start))
         .route("/auth/oidc/callback", get(sso::callback))
         .nest("/api/v1", api::router(state.clone()))

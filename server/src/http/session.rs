@@ -75,11 +75,17 @@ pub async fn login_form(
     client: Client,
     headers: HeaderMap,
     session: Session,
-    Form(req): Form<LoginRequest>,
+    form: std::result::Result<Form<LoginRequest>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     if !same_origin(&headers) {
         return AppError::Forbidden("cross-site sign-in refused".into()).into_response();
     }
+    let req = match form {
+        Ok(Form(req)) => req,
+        Err(rejection) => {
+            return super::extract::body_refused(rejection.status(), rejection.body_text()).into_response();
+        }
+    };
     match authenticate(&state, &client, addr, &session, req).await {
         Ok(_) => Redirect::to("/").into_response(),
         Err(AppError::InvalidCredentials) => Redirect::to("/login?failed=credentials").into_response(),

@@ -168,6 +168,9 @@ async fn openapi() -> Json<&'static serde_json::Value> {
 
 /// Largest request body accepted (logins and settings are far smaller).
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// Largest sign-in body (JSON or form), before anyone is known: a name of 64 characters
+/// and a password of 1,024 bytes fit with room for escapes.
+pub const SIGN_IN_BODY_LIMIT: usize = 8 * 1024;
 
 /// Routes whose answers carry a secret (the session's CSRF token): never compressed, so
 /// the size of an answer that also reflects a request's input cannot reveal it (BREACH).
@@ -189,7 +192,8 @@ pub fn router(state: AppState) -> Router<AppState> {
             // Compressed (brotli or gzip, as the client accepts; event streams never),
             // except answers that carry a secret beside what a request sent (BREACH).
             let methods = if SECRET_BEARING.contains(&path) {
-                methods
+                // Signing in reads a body from anyone: the smallest bound.
+                methods.layer(DefaultBodyLimit::max(SIGN_IN_BODY_LIMIT))
             } else {
                 methods.layer(tower_http::compression::CompressionLayer::new())
             };
