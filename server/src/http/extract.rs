@@ -171,13 +171,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Largest request body accepted (logins and settings are far smaller).
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Largest sign-in body (JSON or form), before anyone is known: a name of 64 characters
+/// and a password of 1,024 bytes fit with room for escapes.
+pub const SIGN_IN_BODY_LIMIT: usize = 8 * 1024;
+
 /// A body the server would not read, saying which bound when it was too large.
 pub fn body_refused(status: axum::http::StatusCode, text: String) -> AppError {
     let message = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         format!(
             "request body too large: a sign-in may be at most {} bytes, any other request {} bytes",
-            super::api::SIGN_IN_BODY_LIMIT,
-            super::api::BODY_LIMIT
+            SIGN_IN_BODY_LIMIT, BODY_LIMIT
         )
     } else {
         text

@@ -166,11 +166,7 @@ async fn openapi() -> Json<&'static serde_json::Value> {
     Json(described())
 }
 
-/// Largest request body accepted (logins and settings are far smaller).
-pub const BODY_LIMIT: usize = 64 * 1024;
-/// Largest sign-in body (JSON or form), before anyone is known: a name of 64 characters
-/// and a password of 1,024 bytes fit with room for escapes.
-pub const SIGN_IN_BODY_LIMIT: usize = 8 * 1024;
+pub use super::extract::{BODY_LIMIT, SIGN_IN_BODY_LIMIT};
 
 /// Routes whose answers carry a secret (the session's CSRF token): never compressed, so
 /// the size of an answer that also reflects a request's input cannot reveal it (BREACH).
