@@ -73,6 +73,11 @@ async fn fetch_text(method: &str, url: &str, body: Option<String>, csrf: Option<
         .map_err(js_error)?;
     let text =
         JsFuture::from(response.text().map_err(js_error)?).await.map_err(js_error)?.as_string().unwrap_or_default();
+    // A read refused for want of a session (signed out by idleness, or elsewhere): the
+    // page cannot show anything true any more, so it goes to sign-in and back here after.
+    if response.status() == 401 && method == "GET" {
+        to_sign_in();
+    }
     if response.ok() {
         Ok(text)
     } else {
@@ -287,8 +292,15 @@ pub fn subscribe(feed: Feed) {
     let (feed, retry): (std::rc::Rc<Feed>, Retry) = (std::rc::Rc::new(feed), Default::default());
     retry.set((0, 1));
     open_feed(feed.clone(), retry.clone());
+    let mut ticks = 0u32;
     let tick = Closure::<dyn FnMut()>::new(move || {
         (feed.on_tick)();
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(KEEP_ALIVE_TICKS) {
+            leptos::task::spawn_local(async {
+                let _ = fetch_text("GET", "/api/v1/session", None, None).await;
+            });
+        }
         match retry.get() {
             (1, wait) => {
                 retry.set((0, wait));
@@ -304,6 +316,19 @@ pub fn subscribe(feed: Feed) {
     tick.forget();
 }
 
+/// To the sign-in page, which comes back to this page after (`next`).
+fn to_sign_in() {
+    if let Some(location) = web_sys::window().map(|w| w.location()) {
+        let here = format!("{}{}", location.pathname().unwrap_or_default(), location.search().unwrap_or_default());
+        let next: String = js_sys::encode_uri_component(&here).into();
+        let _ = location.assign(&format!("/login?next={next}"));
+    }
+}
+
+/// Every 5 minutes of watching, the session is used once, so a live page (a wall display)
+/// keeps it past the 30-minute idle timeout, up to its 12-hour absolute limit.
+const KEEP_ALIVE_TICKS: u32 = 300;
+
 fn open_feed(feed: std::rc::Rc<Feed>, retry: Retry) {
     let refused = {
         let (feed, retry) = (feed.clone(), retry.clone());
@@ -311,6 +336,11 @@ fn open_feed(feed: std::rc::Rc<Feed>, retry: Retry) {
             let (_, wait) = retry.get();
             retry.set((wait, (wait * 2).min(30)));
             (feed.on_closed)();
+            // An EventSource hides its status: ask whether the session still stands (a
+            // 401 there takes the page to sign-in).
+            leptos::task::spawn_local(async {
+                let _ = fetch_text("GET", "/api/v1/session", None, None).await;
+            });
         }
     };
     let Ok(source) = EventSource::new("/api/v1/events") else {

@@ -1,4 +1,4 @@
-import { test, expect } from '@playwright/test';
+import { test, expect, request as playwrightRequest } from '@playwright/test';
 import { signIn, OwnConsole } from '../support';
 import { ADMIN_PASSWORD } from '../playwright.config';
 
@@ -40,4 +40,30 @@ test('a stopped console is shown as disconnected with the age of the data, and t
   } finally {
     await OwnConsole.stop(server);
   }
+});
+
+// Issue 29, item 12: a page whose session ended (idleness, an admin, another tab) goes to
+// sign-in and comes back, instead of "cannot be reached" for ever.
+test('a page whose session ends goes to sign-in and comes back to where it was', async ({ page, baseURL }) => {
+  const api = await playwrightRequest.newContext({ baseURL });
+  const login = await api.post('/api/v1/session', { data: { username: 'admin', password: ADMIN_PASSWORD } });
+  const { csrf_token } = await login.json();
+  const headers = { 'x-csrf-token': csrf_token };
+  const created = await api.post('/api/v1/users', {
+    data: { username: 'wall-display', password: 'a wall display password', role: 'viewer', reason: 'the team screen' }, headers,
+  });
+  expect([201, 409]).toContain(created.status());
+
+  await signIn(page, 'wall-display', 'a wall display password');
+  await page.goto('/gateways/edge');
+  await expect(page.getByTestId('live-indicator')).toHaveText('live');
+  const ended = await api.post('/api/v1/users/wall-display/revoke-sessions', { data: { reason: 'test: end its session' }, headers });
+  expect(ended.status()).toBe(200);
+  await expect(page).toHaveURL(/\/login\?next=%2Fgateways%2Fedge$/, { timeout: 15_000 });
+  await page.getByLabel('Username').fill('wall-display');
+  await page.getByLabel('Password').fill('a wall display password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(/\/gateways\/edge$/);
+  await expect(page.getByTestId('live-indicator')).toHaveText('live');
+  await api.dispose();
 });

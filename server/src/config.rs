@@ -255,6 +255,14 @@ pub struct ServeArgs {
     /// The TSIG key that signs updates, as `tsig-keygen` writes it (BIND's `key` statement).
     #[arg(long, env = "GATEWARDEN_DNS_TSIG_KEY_FILE", requires = "dns_server")]
     pub dns_tsig_key_file: Option<std::path::PathBuf>,
+    /// Send unsigned updates to `--dns-server` (a server that trusts the network instead
+    /// of a key). Without a TSIG key the console refuses to start unless this is given.
+    #[arg(long, env = "GATEWARDEN_DNS_UNSIGNED_UPDATES", requires = "dns_server")]
+    pub dns_unsigned_updates: bool,
+    /// With `--dns-provider external-dns` and no `--external-dns-owner-id`: change
+    /// DNSEndpoint endpoints whatever their owner (refused at start-up otherwise).
+    #[arg(long, env = "GATEWARDEN_EXTERNAL_DNS_ANY_OWNER")]
+    pub external_dns_any_owner: bool,
     /// A name server of the zone (ADDR:PORT) to ask after a DNS change until it serves the
     /// new record; by default, those the zone's NS records name, on --dns-server's port.
     /// Repeatable.

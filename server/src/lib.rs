@@ -17,6 +17,7 @@ pub mod files;
 pub mod fleet;
 pub mod health;
 pub mod http;
+pub mod incident_keys;
 pub mod incidents;
 pub mod limits;
 pub mod logs;

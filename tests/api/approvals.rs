@@ -19,7 +19,18 @@ async fn app_with_approvals(backend: Backend, expiry: Duration) -> TestApp {
     let mut options = Options::new(backend).scenario(Scenario::BadDeploy);
     options.require_approval = vec!["rollback".into(), "bypass".into(), "scale-down".into()];
     options.approval_expiry = expiry;
-    TestApp::spawn_with(options).await
+    let app = TestApp::spawn_with(options).await;
+    // INC-1, which the requests below name (an action may name only an open incident).
+    let declared = app
+        .signed_in(Role::Admin)
+        .await
+        .post(
+            "/api/v1/incidents",
+            &json!({"title": "edge fails after 2.15.0", "severity": "sev1", "gateways": ["edge"]}),
+        )
+        .await;
+    assert_eq!(declared.status(), StatusCode::CREATED);
+    app
 }
 
 /// A second admin, signed in.
@@ -333,4 +344,40 @@ async fn a_waiting_request_stays_in_the_inbox_however_many_were_decided_after_it
         .unwrap();
     }
     assert_eq!(inbox(&admin).await, 1, "the old request still waits for the admin");
+}
+
+/// Issue 29, item 9: an admin cannot make a second account after asking and approve their
+/// own request with it; the refusal is on the record and the request still waits.
+#[tokio::test]
+async fn an_account_made_after_the_request_cannot_approve_it() {
+    let app = app_with_approvals(Backend::Sqlite, Duration::from_secs(900)).await;
+    let (responder, admin) = (app.signed_in(Role::Responder).await, app.signed_in(Role::Admin).await);
+    let before = another_admin(&app).await;
+    let id = ask_for_rollback(&responder).await["approval"]["id"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let late = another_admin(&app).await;
+    let r = late.post(&format!("/api/v1/approvals/{id}/approve"), &json!({"reason": "looks fine"})).await;
+    let message = assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    assert!(message.contains("created after this request"), "{message}");
+    assert_eq!(admin.get_json(&format!("/api/v1/approvals/{id}")).await["status"], "awaiting_approval");
+    // An account that existed before the request may.
+    let r = before.post(&format!("/api/v1/approvals/{id}/approve"), &json!({"reason": "rollback is right"})).await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// Issue 29, item 7: asking again for the same change while it waits is the same request
+/// (no second row, no second signed entry with the gateway's whole state).
+#[tokio::test]
+async fn asking_again_for_the_same_change_is_the_request_that_waits() {
+    let app = app_with_approvals(Backend::Sqlite, Duration::from_secs(900)).await;
+    let (responder, admin) = (app.signed_in(Role::Responder).await, app.signed_in(Role::Admin).await);
+    let first = ask_for_rollback(&responder).await["approval"]["id"].as_i64().unwrap();
+    let entries = app.audit_count().await;
+    for _ in 0..5 {
+        assert_eq!(ask_for_rollback(&responder).await["approval"]["id"].as_i64().unwrap(), first);
+    }
+    assert_eq!(app.audit_count().await, entries, "nothing more on the record");
+    let list = admin.get_json("/api/v1/approvals").await;
+    let waiting = list.to_string().matches("\"awaiting_approval\"").count();
+    assert_eq!(waiting, 1, "{list}");
 }

@@ -194,3 +194,33 @@ async fn idle_and_over_age_sessions_are_refused() {
     assert_error(idle.get("/api/v1/gateways").await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     assert_error(old.get("/api/v1/gateways").await, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
+
+/// Issue 29, item 12: the sign-in page takes a page signed out under someone's eyes back
+/// to where it was, and only to a page of this console (never an open redirect).
+#[tokio::test]
+async fn signing_in_goes_back_to_the_page_it_came_from_and_never_to_another_site() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let client = || reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = client().get(app.url("/login?next=%2Fgateways%2Fedge")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(r#"<input type="hidden" name="next" value="/gateways/edge">"#), "{page}");
+    for bad in ["//evil.example/x", "https://evil.example/", "/\\evil.example", "/login?next=/x"] {
+        let url = format!("/login?next={}", form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>());
+        let page = client().get(app.url(&url)).send().await.unwrap().text().await.unwrap();
+        assert!(!page.contains("name=\"next\""), "{bad} is not kept");
+    }
+    let post = |next: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let r = client()
+                .post(app.url("/login"))
+                .form(&[("username", "admin"), ("password", password), ("next", next)])
+                .send()
+                .await
+                .unwrap();
+            r.headers()["location"].to_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(post("/gateways/edge", "wrong").await, "/login?failed=credentials&next=%2Fgateways%2Fedge");
+    assert_eq!(post("/gateways/edge", ADMIN_PASSWORD).await, "/gateways/edge");
+    assert_eq!(post("//evil.example/", ADMIN_PASSWORD).await, "/");
+}

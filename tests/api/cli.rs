@@ -30,6 +30,12 @@ fn bad_flags_and_unusable_databases_exit_2_with_a_message() {
     assert_one_line_error(&["--require-approval", "rollback,reboot"], "--require-approval: no action 'reboot'");
     assert_one_line_error(&["--approval-expiry-seconds", "5"], "--approval-expiry-seconds");
     assert_one_line_error(&["--dns-provider", "external-dns"], "--dns-provider external-dns needs --fleet kube");
+    // Issue 29, item 9: no unsigned updates and no ownerless external-dns unless asked for.
+    assert_one_line_error(&["--dns-server", "127.0.0.1:53", "--dns-zone", "gw.test"], "--dns-unsigned-updates");
+    assert_one_line_error(
+        &["--fleet", "kube", "--dns-provider", "external-dns"],
+        "--dns-provider external-dns needs --external-dns-owner-id",
+    );
     assert_one_line_error(
         &["--dns-server", "127.0.0.1:53", "--dns-zone", "gw.test", "--dns-tsig-key-file", "/nonexistent/key"],
         "cannot read the TSIG key file /nonexistent/key",

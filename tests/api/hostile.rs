@@ -379,9 +379,29 @@ async fn pages_and_answers_carry_the_browser_defences() {
     assert_eq!(api.headers()["cache-control"], "no-store");
     assert_eq!(api.headers()["x-frame-options"], "DENY");
 
+    // Issue 29, item 9: rendered pages are kept by no cache, and the pages outside the
+    // app (a 404, the API reference, single sign-on's) carry a policy too.
+    let page = viewer.get("/").await;
+    assert_eq!(page.headers()["cache-control"], "no-store", "a signed-in page");
+    for path in ["/no/such/page", "/api/v1/reference", "/auth/oidc/callback?state=x&code=y"] {
+        let r = viewer.get(path).await;
+        let csp = r.headers().get("content-security-policy").map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            csp.as_deref().is_some_and(|c| c.contains("frame-ancestors 'none'") && c.contains("default-src")),
+            "{path} ({}): {csp:?}",
+            r.status()
+        );
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+    }
+
     let https = TestApp::spawn_with(Options { https: true, ..Options::new(Backend::Sqlite) }).await;
     let r = https.client().get(https.url("/login")).send().await.unwrap();
     assert!(r.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age=31536000"));
+    // Over https the session cookie is host-only by its name's prefix.
+    let r = https.login(&https.client(), "admin", ADMIN_PASSWORD).await;
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.starts_with("__Host-gatewarden_session=") && cookie.contains("Secure"), "{cookie}");
+    assert!(cookie.contains("Path=/") && !cookie.contains("Domain"), "{cookie}");
 }
 
 /// Sign-ins turned away unjudged (busy, throttled) from thousands of addresses still add

@@ -349,9 +349,11 @@ async fn probes_for_an_incident_and_pinned_log_lines_go_on_its_timeline() {
         .post("/api/v1/probe", &json!({"gateway": "edge", "path": "/healthz", "incident": format!("INC-{id}")}))
         .await;
     assert_eq!(probe.status(), StatusCode::OK);
+    // A body naming no incident is bad input (422 naming the field), as for actions.
     let unknown =
         responder.post("/api/v1/probe", &json!({"gateway": "edge", "path": "/healthz", "incident": "INC-99"})).await;
-    assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
+    let message = assert_error(unknown, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert!(message.contains("no incident INC-99"), "{message}");
     let malformed =
         responder.post("/api/v1/probe", &json!({"gateway": "edge", "path": "/healthz", "incident": "edge"})).await;
     assert_error(malformed, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
@@ -556,4 +558,52 @@ async fn a_gateway_going_blind_is_no_status_change_on_the_timeline() {
     let timeline = responder.get_json(&format!("/api/v1/incidents/{id}/timeline")).await.to_string();
     assert!(timeline.contains("went from critical to healthy"), "{timeline}");
     assert!(!timeline.contains("unknown"), "{timeline}");
+}
+
+/// Issue 29, items 7 and 18: an action or a probe names an open incident or none; a typo or
+/// a closed incident is a 422 naming it, and nothing runs or is recorded.
+#[tokio::test]
+async fn an_action_or_probe_naming_no_open_incident_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (responder, admin) = (app.signed_in(Role::Responder).await, app.signed_in(Role::Admin).await);
+    let created = declare(&responder, json!({"title": "edge slow", "severity": "sev3", "gateways": ["edge"]})).await;
+    let id = created.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let entries = app.audit_count().await;
+    let restart = |incident: &str| json!({"reason": "stuck workers", "incident": incident});
+    let typo = responder.post("/api/v1/gateways/edge/actions/restart", &restart("INC-9")).await;
+    let message = assert_error(typo, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert!(message.contains("no incident INC-9"), "{message}");
+    assert!(admin.get_json("/api/v1/actions").await.as_array().unwrap().is_empty(), "nothing ran");
+    assert_eq!(app.audit_count().await, entries, "and nothing was recorded");
+
+    for status in ["mitigated", "resolved"] {
+        let r = admin.patch(&format!("/api/v1/incidents/{id}"), &json!({"status": status, "reason": "fixed"})).await;
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+    let entries = app.audit_count().await;
+    let closed = responder.post("/api/v1/gateways/edge/actions/restart", &restart(&format!("INC-{id}"))).await;
+    let message = assert_error(closed, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert!(message.contains("is resolved"), "{message}");
+    let probe = json!({"gateway": "edge", "path": "/healthz", "incident": format!("INC-{id}")});
+    let closed = responder.post("/api/v1/probe", &probe).await;
+    assert_error(closed, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(app.audit_count().await, entries, "a probe on a resolved incident appends nothing");
+}
+
+/// Issue 29, item 7: probes put on an incident's timeline count against the per-user cap
+/// on incident changes.
+#[tokio::test]
+async fn probes_on_an_incident_count_against_the_incident_write_cap() {
+    let limits = server::limits::Limits { incident_writes_per_minute: 3, ..Default::default() };
+    let app = TestApp::spawn_with(Options::new(Backend::Sqlite).limits(limits)).await;
+    let responder = app.signed_in(Role::Responder).await;
+    let created = declare(&responder, json!({"title": "edge slow", "severity": "sev3", "gateways": ["edge"]})).await;
+    let key = format!("INC-{}", created.json::<Value>().await.unwrap()["id"].as_i64().unwrap());
+    let probe = json!({"gateway": "edge", "path": "/healthz", "incident": key});
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(responder.post("/api/v1/probe", &probe).await.status().as_u16());
+    }
+    // The declaration was the first write of the minute.
+    assert_eq!(statuses, [200, 200, 429, 429], "{statuses:?}");
 }

@@ -358,3 +358,17 @@ async fn wrong_current_passwords_are_capped_apart_from_sign_ins() {
     assert_eq!(person.put_json("/api/v1/session/password", &right).await.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(sign_in(&app, &name, USER_PASSWORD).await.status(), StatusCode::OK);
 }
+
+/// Issue 29, item 9: `Admin` beside `admin` would read as one person in the audit trail
+/// and in approvals; a name that differs from an existing one only by case is refused.
+#[tokio::test]
+async fn a_name_differing_from_an_existing_one_only_by_case_is_refused() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.signed_in(Role::Admin).await;
+    let body = |name: &str| json!({"username": name, "password": USER_PASSWORD, "role": "admin", "reason": "a twin"});
+    let r = admin.post("/api/v1/users", &body("Admin")).await;
+    let message = assert_error(r, StatusCode::CONFLICT, "conflict").await;
+    assert!(message.contains("'admin' already exists") && message.contains("only by case"), "{message}");
+    assert_eq!(user(&admin, "Admin").await, Value::Null, "nothing was created");
+    assert_eq!(admin.post("/api/v1/users", &body("admin2")).await.status(), StatusCode::CREATED);
+}

@@ -207,6 +207,25 @@ fn ActionDialog(
     let busy = RwSignal::new(false);
     let gateway_id = gateway.clone();
     let vals = values.clone();
+    // What runs is what was previewed: the fields a preview was made from; editing any of
+    // them afterwards clears the preview (and so disables Run) until it is made again.
+    let fields_now = {
+        let values = values.clone();
+        move || (values.iter().map(|v| v.get()).collect::<Vec<_>>(), incident.get())
+    };
+    let previewed_for = StoredValue::new(None::<(Vec<String>, String)>);
+    let edited_after_preview = RwSignal::new(false);
+    {
+        let fields_now = fields_now.clone();
+        Effect::new(move |_| {
+            let now = fields_now();
+            if previewed_for.with_value(|p| p.as_ref().is_some_and(|p| *p != now)) {
+                previewed_for.set_value(None);
+                preview.set(None);
+                edited_after_preview.set(true);
+            }
+        });
+    }
     // The request body: reason, incident, confirmation and the filled-in parameters.
     let body = move |dry_run: bool| {
         let mut parts =
@@ -235,12 +254,21 @@ fn ActionDialog(
     };
     let send = move |dry_run: bool, gateway: String| {
         let request = body(dry_run);
+        let asked_for = untrack(&fields_now);
+        let fields_then = fields_now.clone();
         busy.set(true);
         error.set(None);
         let c = operations();
         leptos::task::spawn_local(async move {
             match c.act(gateway, spec.action.into(), request).await {
-                Ok(r) if dry_run => preview.set(Some(r.preview)),
+                Ok(r) if dry_run => {
+                    // A preview of fields edited meanwhile is not what would run.
+                    if untrack(&fields_then) == asked_for {
+                        previewed_for.set_value(Some(asked_for));
+                        edited_after_preview.set(false);
+                        preview.set(Some(r.preview));
+                    }
+                }
                 Ok(r) => {
                     match (r.id, r.approval) {
                         (Some(id), _) => notice.set(Some((id, r.preview.summary))),
@@ -376,6 +404,13 @@ fn ActionDialog(
                                 </div>
                             }
                         })
+                }}
+                {move || {
+                    edited_after_preview.get().then(|| view! {
+                        <p class="warning" role="status" data-testid="preview-stale">
+                            "Changed since the preview: preview again to see what will run."
+                        </p>
+                    })
                 }}
                 {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
                 <div class="dialog-buttons">

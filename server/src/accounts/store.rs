@@ -287,6 +287,9 @@ pub async fn find_by_subject(db: &Db, subject: &str) -> Result<Option<UserRow>> 
 /// Makes the account of `subject`, named `username`, with `role` (its first sign-in);
 /// 409 when the name is taken.
 pub async fn create_sso(db: &Db, subject: &str, username: &str, role: Role) -> Result<UserRow> {
+    if case_twin(db, username).await?.is_some() {
+        return Err(name_taken(username));
+    }
     let inserted = sqlx::query(
         "insert into users (username, password_hash, role, created_at, source, external_id)
          values ($1, '', $2, $3, 'oidc', $4)",
@@ -344,9 +347,24 @@ pub fn validate(user: &NewUser) -> Result<()> {
     validate_password("password", &user.password)
 }
 
-/// Validates, hashes and stores a new account; 409 if the name is taken.
+/// The existing account whose name differs from `username` only by case, if any: `Admin`
+/// beside `admin` reads as the same person in the audit trail and the approvals.
+async fn case_twin(db: &Db, username: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("select username from users where lower(username) = lower($1) and username <> $1 limit 1")
+        .bind(username)
+        .fetch_optional(db)
+        .await?)
+}
+
+/// Validates, hashes and stores a new account; 409 if the name is taken, even in another
+/// case.
 pub async fn create(db: &Db, user: NewUser) -> Result<UserSummary> {
     validate(&user)?;
+    if let Some(twin) = case_twin(db, &user.username).await? {
+        return Err(AppError::Conflict(format!(
+            "a user named '{twin}' already exists: names that differ only by case are one name here"
+        )));
+    }
     let hash = password::hash(user.password).await?;
     let created_at_ms = now_ms();
     let result = sqlx::query("insert into users (username, password_hash, role, created_at) values ($1, $2, $3, $4)")

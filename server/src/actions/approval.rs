@@ -67,13 +67,27 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Approval> {
     })
 }
 
+/// Requests one person may have waiting at once.
+pub const OPEN_REQUESTS_MAX: i64 = 20;
+
+/// The approval kind of `change` (made by `action`) on a gateway running `replicas`: a
+/// scale to below half of them is `scale-down`, whether it sets the count or caps the
+/// autoscaler (`maxReplicas` below half forces the same cut).
+pub fn kind_of(change: &Change, action: ActionName, replicas: u32) -> &'static str {
+    match change {
+        Change::Scale { replicas: to } | Change::Autoscale { max_replicas: to, .. }
+            if to.saturating_mul(2) < replicas =>
+        {
+            "scale-down"
+        }
+        _ => action.as_str(),
+    }
+}
+
 impl Engine {
     /// The kind of approval `plan` needs, if it needs one.
     pub(super) fn needs_approval(&self, action: ActionName, plan: &Plan, state: &GatewayState) -> Option<&'static str> {
-        let kind = match (&plan.change, action) {
-            (Change::Scale { replicas }, _) if replicas.saturating_mul(2) < state.replicas => "scale-down",
-            _ => action.as_str(),
-        };
+        let kind = kind_of(&plan.change, action, state.replicas);
         self.approvals.kinds.iter().any(|k| k == kind).then_some(kind)
     }
 
@@ -110,6 +124,35 @@ impl Engine {
         state: &GatewayState,
     ) -> Result<Approval> {
         let now = now_ms();
+        let hash = plan_hash(&plan.change, state);
+        // The same change asked for again by the same person while it waits is that
+        // request, not another row (each stores the gateway's state and a signed entry).
+        let open: Vec<(i64, String)> = sqlx::query_as(
+            "select id, plan_hash from approvals where requester = $1 and status = 'awaiting_approval' \
+             and expires_at_ms > $2 and gateway = $3 and action = $4",
+        )
+        .bind(&requester.name)
+        .bind(now)
+        .bind(gateway)
+        .bind(action.as_str())
+        .fetch_all(&self.db)
+        .await?;
+        if let Some((id, _)) = open.iter().find(|(_, h)| *h == hash) {
+            return self.approval(*id).await;
+        }
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from approvals where requester = $1 and status = 'awaiting_approval' and expires_at_ms > $2",
+        )
+        .bind(&requester.name)
+        .bind(now)
+        .fetch_one(&self.db)
+        .await?;
+        if waiting >= OPEN_REQUESTS_MAX {
+            return Err(AppError::TooManyRequests {
+                reason: format!("{waiting} of your requests already wait for approval (at most {OPEN_REQUESTS_MAX})"),
+                retry_after_s: 60,
+            });
+        }
         let mut body = Value::Object(request.params.clone());
         body["reason"] = json!(request.reason);
         body["incident"] = json!(request.incident);
@@ -130,7 +173,7 @@ impl Engine {
         .bind(&request.incident)
         .bind(&requester.name)
         .bind(&requester.role)
-        .bind(plan_hash(&plan.change, state))
+        .bind(&hash)
         .bind(json!(plan.preview).to_string())
         .bind(now)
         .bind(now + self.approvals.expiry.as_millis() as i64)
@@ -238,8 +281,19 @@ impl Engine {
     /// did not ask for it themselves.
     async fn may_decide(&self, caller: &Caller, a: &Approval, step: &str) -> Result<ActionName> {
         let action = ActionName::parse(&a.action).ok_or_else(|| AppError::Internal(format!("action {}", a.action)))?;
+        // An account made after the request cannot be its second person: otherwise an
+        // admin could create one and approve their own request with it.
+        let created: Option<i64> = sqlx::query_scalar("select created_at from users where username = $1")
+            .bind(&caller.actor.name)
+            .fetch_optional(&self.db)
+            .await?;
         let refusal = if caller.actor.name == a.requester {
             Some(AppError::Forbidden(format!("a second person must {step} it: {} asked for it", a.requester)))
+        } else if created.is_none_or(|at| at >= a.created_at_ms) {
+            Some(AppError::Forbidden(format!(
+                "your account was created after this request was made; an account that existed before it must \
+                 {step} it"
+            )))
         } else if caller.role < action.role() {
             Some(AppError::Forbidden(format!(
                 "deciding a {} needs the {} role; you are {}",
@@ -575,4 +629,20 @@ pub fn spawn_open_watch(
         }
     });
     (rx, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capping_the_autoscaler_far_below_todays_replicas_is_a_scale_down() {
+        let scale = |to| Change::Scale { replicas: to };
+        let cap = |min, max| Change::Autoscale { min_replicas: min, max_replicas: max };
+        assert_eq!(kind_of(&scale(1), ActionName::Scale, 8), "scale-down");
+        assert_eq!(kind_of(&scale(6), ActionName::Scale, 8), "scale");
+        assert_eq!(kind_of(&cap(1, 2), ActionName::Scale, 8), "scale-down", "max 2 under 8 running");
+        assert_eq!(kind_of(&cap(1, 20), ActionName::Scale, 8), "scale");
+        assert_eq!(kind_of(&cap(4, 4), ActionName::Scale, 8), "scale", "exactly half is not below half");
+    }
 }

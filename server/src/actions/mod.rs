@@ -223,6 +223,9 @@ impl Engine {
             return Err(caller.require(action.role()).expect_err("below the role"));
         }
         let request = envelope(body)?;
+        if !request.incident.is_empty() {
+            crate::incident_keys::open_named(&self.db, &request.incident).await?;
+        }
         let (state, mut plan) = match self.plan_now(action, gateway, &request.params, request.dry_run).await {
             Ok(planned) => planned,
             // Bad input changes nothing and is not a refusal; anything else refused after

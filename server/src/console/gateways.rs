@@ -96,11 +96,11 @@ impl ServerConsole {
     pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeResult> {
         let user = self.caller(Role::Viewer)?;
         let _in_flight = self.state.caps.enter(Work::Probe, user.id)?;
-        // An incident named must exist before anything is asked (bad input does nothing).
+        // An incident named must be open before anything is asked (bad input does nothing),
+        // and a probe put on its timeline counts as a change to it (the per-user cap).
         if let Some(key) = request.incident.as_deref() {
-            let id = crate::incidents::id_of(key)
-                .ok_or_else(|| AppError::invalid("incident", "must be an incident key, INC-<id>"))?;
-            self.state.incidents.plain(id).await?;
+            crate::incidents::open_named(&self.state.db, key).await?;
+            self.state.caps.incident_write(user.id, crate::db::now_ms())?;
         }
         let result = self.state.probes.probe(request).await;
         if let Err(e) = &result {

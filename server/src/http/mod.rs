@@ -32,7 +32,9 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 pub fn router(state: AppState, secure_cookies: bool) -> Router {
     let https_only = secure_cookies;
     let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
-        .with_name("gatewarden_session")
+        // Over https the `__Host-` prefix: the browser then takes the cookie only from this
+        // exact host, Secure, for every path (no sibling subdomain can plant one).
+        .with_name(if secure_cookies { "__Host-gatewarden_session" } else { "gatewarden_session" })
         .with_http_only(true)
         .with_same_site(SameSite::Strict)
         .with_secure(secure_cookies)
@@ -107,6 +109,17 @@ async fn document_headers(request: axum::extract::Request, next: axum::middlewar
     let mut response = next.run(request).await;
     if !site_file {
         let headers = response.headers_mut();
+        // Every HTML answer without a policy of its own (404s, single sign-on's pages, the
+        // API reference) gets the plain pages' strict one, and none is kept by a cache:
+        // a rendered page holds what one person may see.
+        let html =
+            headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/html"));
+        if html {
+            headers
+                .entry(header::CONTENT_SECURITY_POLICY)
+                .or_insert(HeaderValue::from_static(pages::PLAIN_PAGE_POLICY));
+            headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+        }
         headers.entry(header::X_FRAME_OPTIONS).or_insert(HeaderValue::from_static("DENY"));
         headers.entry(HeaderName::from_static("permissions-policy")).or_insert(HeaderValue::from_static(
             "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",

@@ -102,9 +102,11 @@ fn styled_page(stylesheet: &str, title: &str, head: &str, main_class: &str, main
     )
 }
 
-/// The sign-in page's policy: no script at all, forms only back here, no framing.
-const SIGN_IN_POLICY: &str = "default-src 'none'; style-src 'self'; img-src data:; form-action 'self'; \
-                              base-uri 'none'; frame-ancestors 'none'";
+/// The sign-in page's policy, and every plain page's (404s, single sign-on's, the API
+/// reference): no script at all, forms only back here, no framing.
+pub const PLAIN_PAGE_POLICY: &str = "default-src 'none'; style-src 'self'; img-src data:; form-action 'self'; \
+                                     base-uri 'none'; frame-ancestors 'none'";
+const SIGN_IN_POLICY: &str = PLAIN_PAGE_POLICY;
 
 /// What a failed sign-in (`?failed=`, from `POST /login`) says; fixed sentences, so the
 /// page reflects nothing a link could put in it.
@@ -117,6 +119,18 @@ fn failure_message(reason: &str) -> &'static str {
     }
 }
 
+/// `next` when it is a path on this console (never another site: `//host`, `/\\host` or a
+/// scheme would make the sign-in page an open redirect).
+pub fn safe_next(next: &str) -> Option<String> {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= 2048
+        && !next.chars().any(|c| c.is_control() || c == '\\')
+        && !next.starts_with("/login");
+    local.then(|| next.to_string())
+}
+
 /// `GET /login`: the sign-in page, plain HTML without the app: it is the first page
 /// anyone sees, so it loads nothing but the stylesheet (the app's wasm comes with the
 /// first page behind it). The form posts to `POST /login`, which answers with redirects
@@ -125,9 +139,15 @@ pub async fn sign_in(State(state): State<AppState>, user: MaybeAuthUser, RawQuer
     if user.0.is_some() {
         return Redirect::to("/").into_response();
     }
-    let failed = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+    let query = query.unwrap_or_default();
+    let failed = form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "failed")
         .map(|(_, reason)| failure_message(&reason));
+    // Where to go back to after signing in (a page signed out under someone's eyes).
+    let next = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "next")
+        .and_then(|(_, next)| safe_next(&next))
+        .map_or(String::new(), |next| format!("<input type=\"hidden\" name=\"next\" value=\"{}\">", escape(&next)));
     let error = failed
         .map_or(String::new(), |m| format!("<p class=\"error\" role=\"alert\" data-testid=\"login-error\">{m}</p>"));
     let provider = state.accounts.oidc.as_ref().map(|o| o.settings().provider_name.clone());
@@ -143,7 +163,7 @@ pub async fn sign_in(State(state): State<AppState>, user: MaybeAuthUser, RawQuer
          <h1><span class=\"brand-mark\">◆</span> Gatewarden</h1><p class=\"muted\">Incident console for API gateways</p>\
          <label>Username<input name=\"username\" autocomplete=\"username\" required autofocus></label>\
          <label>Password<input name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         </label>{error}<button class=\"btn btn-primary\" type=\"submit\">Sign in</button>{sso}</form>"
+         </label>{next}{error}<button class=\"btn btn-primary\" type=\"submit\">Sign in</button>{sso}</form>"
     );
     let html = styled_page(&state.leptos.output_name, "Sign in", "", "login-page", &form);
     (

@@ -75,27 +75,42 @@ pub async fn login_form(
     client: Client,
     headers: HeaderMap,
     session: Session,
-    form: std::result::Result<Form<LoginRequest>, axum::extract::rejection::FormRejection>,
+    form: std::result::Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     if !same_origin(&headers) {
         return AppError::Forbidden("cross-site sign-in refused".into()).into_response();
     }
-    let req = match form {
-        Ok(Form(req)) => req,
+    let form = match form {
+        Ok(Form(form)) => form,
         Err(rejection) => {
             return super::extract::body_refused(rejection.status(), rejection.body_text()).into_response();
         }
     };
+    let next = super::pages::safe_next(&form.next);
+    let again = |failed: &str| {
+        let back = next.as_deref().map_or(String::new(), |n| {
+            format!("&next={}", form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>())
+        });
+        Redirect::to(&format!("/login?failed={failed}{back}")).into_response()
+    };
+    let req = LoginRequest { username: form.username, password: form.password };
     match authenticate(&state, &client, addr, &session, req).await {
-        Ok(_) => Redirect::to("/").into_response(),
-        Err(AppError::InvalidCredentials) => Redirect::to("/login?failed=credentials").into_response(),
-        Err(AppError::TooManyRequests { .. }) => Redirect::to("/login?failed=throttled").into_response(),
-        Err(AppError::Forbidden(m)) if m == crate::accounts::LOCAL_OFF => {
-            Redirect::to("/login?failed=local-off").into_response()
-        }
-        Err(AppError::Forbidden(_)) => Redirect::to("/login?failed=disabled").into_response(),
+        Ok(_) => Redirect::to(next.as_deref().unwrap_or("/")).into_response(),
+        Err(AppError::InvalidCredentials) => again("credentials"),
+        Err(AppError::TooManyRequests { .. }) => again("throttled"),
+        Err(AppError::Forbidden(m)) if m == crate::accounts::LOCAL_OFF => again("local-off"),
+        Err(AppError::Forbidden(_)) => again("disabled"),
         Err(e) => e.into_response(),
     }
+}
+
+/// The sign-in form's fields: the credentials, and the page to go back to.
+#[derive(serde::Deserialize)]
+pub struct SignInForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    next: String,
 }
 
 /// A form post's `Origin`, when the browser sends one, must be this server.

@@ -22,11 +22,15 @@ use tower_sessions::Session;
 /// cookie of its own. Not the session's cookie: that one is `SameSite=Strict`, so a
 /// browser does not send it on the provider's redirect back from another site; this one
 /// is `Lax` (sent on that top-level GET), lives ten minutes and only under `/auth/oidc`.
-const PENDING_COOKIE: &str = "gatewarden_sso";
+/// The started sign-in's cookie; over https `__Secure-` (its path is `/auth/oidc`, so not
+/// `__Host-`).
+fn pending_name(secure: bool) -> &'static str {
+    if secure { "__Secure-gatewarden_sso" } else { "gatewarden_sso" }
+}
 const PENDING_KEY: &str = "oidc";
 
 fn pending_cookie(value: &str, max_age_s: i64, secure: bool) -> String {
-    tower_sessions::cookie::Cookie::build((PENDING_COOKIE, value.to_string()))
+    tower_sessions::cookie::Cookie::build((pending_name(secure), value.to_string()))
         .http_only(true)
         .same_site(tower_sessions::cookie::SameSite::Lax)
         .secure(secure)
@@ -58,7 +62,7 @@ async fn take(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Pendi
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == PENDING_COOKIE)
+        .find(|(name, _)| *name == pending_name(secure(state)))
         .and_then(|(_, value)| value.parse::<tower_sessions::session::Id>().ok())?;
     let store = crate::auth::store::DbSessionStore::new(state.db.clone());
     let record = store.load(&id).await.ok().flatten();

@@ -35,15 +35,7 @@ const NAME_MAX: usize = 64;
 /// Most timeline entries returned (the newest, in order).
 pub const TIMELINE_MAX: i64 = 2000;
 
-/// `INC-<id>`.
-pub fn key(id: i64) -> String {
-    format!("INC-{id}")
-}
-
-/// The id in `INC-<id>`.
-pub fn id_of(key: &str) -> Option<i64> {
-    key.strip_prefix("INC-")?.parse().ok().filter(|id| *id > 0)
-}
+pub use crate::incident_keys::{id_of, key, open_named};
 
 /// List filters (`GET /api/v1/incidents`).
 #[derive(Clone, Debug, Default)]

@@ -288,6 +288,16 @@ impl Probes {
     /// sentence when it answers 2xx, `Err` with one saying what it did instead.
     pub async fn preflight(&self, url: &str, target: &str) -> std::result::Result<String, String> {
         let url = Url::parse(url).map_err(|e| format!("the health URL {url} is not a URL: {e}"))?;
+        // The request goes to `target`'s address whatever the URL says only when the URL
+        // names a host: with an address literal (a Service annotation can hold anything)
+        // the client would connect to the literal, unchecked (cloud metadata, loopback),
+        // while the preview and the ledger named the checked address.
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("the health URL {url} is not http or https"));
+        }
+        if !matches!(url.host(), Some(url::Host::Domain(_))) {
+            return Err(format!("the health URL {url} must name the service's public host, not an address"));
+        }
         let port = url.port_or_known_default().unwrap_or(80);
         let host = target.trim_end_matches('.');
         let started = Instant::now();
@@ -494,6 +504,35 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_preflight_connects_only_to_the_checked_address_never_to_a_literal_in_the_url() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // Something on loopback that must never be reached: it counts connections.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reached = Arc::new(AtomicUsize::new(0));
+        let counter = reached.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                use tokio::io::AsyncWriteExt;
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+            }
+        });
+        let probes = Probes::new(Guard::default());
+        // The checked target is a public address; the URL's literal is loopback.
+        for url in [format!("http://127.0.0.1:{port}/healthz"), format!("http://[::1]:{port}/healthz")] {
+            let said = probes.preflight(&url, "192.0.2.10").await.unwrap_err();
+            assert!(said.contains("not an address"), "{said}");
+        }
+        let said = probes.preflight("ftp://payments.example.com/healthz", "192.0.2.10").await.unwrap_err();
+        assert!(said.contains("not http or https"), "{said}");
+        // A loopback target itself is refused by the guard (not the simulator's).
+        let said = probes.preflight(&format!("http://payments.example.com:{port}/"), "127.0.0.1").await.unwrap_err();
+        assert!(said.contains("127.0.0.1"), "{said}");
+        assert_eq!(reached.load(Ordering::SeqCst), 0, "nothing connected to loopback");
+    }
 
     #[tokio::test]
     async fn checks_of_a_gateway_that_leaves_the_inventory_are_forgotten() {

@@ -267,6 +267,13 @@ impl Settings {
         let admin_password_file =
             args.admin_password_file.clone().unwrap_or_else(|| default_admin_password_file(&args.database_url));
         let dns = match (&args.dns_server, &args.dns_zone) {
+            (Some(_), Some(_)) if args.dns_tsig_key_file.is_none() && !args.dns_unsigned_updates => {
+                return Err(StartupError::Config(
+                    "--dns-server without --dns-tsig-key-file would send unsigned updates: give the key, or \
+                     --dns-unsigned-updates if the server trusts the network instead"
+                        .into(),
+                ));
+            }
             (Some(server), Some(zone)) => {
                 let key = args
                     .dns_tsig_key_file
@@ -292,6 +299,15 @@ impl Settings {
             crate::config::DnsProvider::ExternalDns if dns.is_some() => {
                 return Err(StartupError::Config(
                     "--dns-provider external-dns and --dns-server are two places for the same records: give one".into(),
+                ));
+            }
+            crate::config::DnsProvider::ExternalDns
+                if args.external_dns_owner_id.is_none() && !args.external_dns_any_owner =>
+            {
+                return Err(StartupError::Config(
+                    "--dns-provider external-dns needs --external-dns-owner-id (external-dns' --txt-owner-id), so \
+                     records another owner manages are left alone; or --external-dns-any-owner"
+                        .into(),
                 ));
             }
             crate::config::DnsProvider::ExternalDns => Some((
