@@ -341,3 +341,52 @@ async fn without_single_sign_on_its_routes_say_so_and_the_sign_in_page_hides_it(
     let page = browser().get(app.url("/login")).send().await.unwrap().text().await.unwrap();
     assert!(!page.contains("sso-link") && !page.contains("/auth/oidc/login"), "no single sign-on offered");
 }
+
+/// Issue 29, item 9: the record names the account here, linked by the provider's subject,
+/// not the name the token carries today.
+#[tokio::test]
+async fn single_sign_on_is_recorded_under_the_linked_account_not_the_tokens_name() {
+    let (app, provider) = console_and_provider(true, None).await;
+    sign_in_through(&app, &provider, &browser(), "bob").await;
+    // An admin renamed bob's account here (or he renamed himself at the provider).
+    sqlx::query("update users set username = 'robert' where username = 'bob' and source = 'oidc'")
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let again = browser();
+    assert_eq!(sign_in_through(&app, &provider, &again, "bob").await.status(), StatusCode::OK);
+    let session: Value = session_of(&app, &again).await.json().await.unwrap();
+    assert_eq!(session["username"], "robert");
+    let logins = audit(&app, "kind=login").await;
+    let last = logins.iter().find(|e| e["params"].as_str().is_some_and(|p| p.contains("oidc"))).unwrap();
+    assert_eq!(last["actor"], "robert", "{last}");
+    provider.stop().await;
+}
+
+/// Issue 29, item 9: someone whose groups stop giving a role is refused and loses the
+/// sessions they had (before, the old role lived on in them).
+#[tokio::test]
+async fn losing_every_mapped_group_ends_the_sessions_of_that_account() {
+    let (provider_port, port) = (free_port(), free_port());
+    let options = |default_role: Option<Role>| {
+        let mut options = Options::new(Backend::Sqlite);
+        options.port = port;
+        options.oidc = Some(settings(provider_port, port, default_role));
+        options
+    };
+    // With a default role, carol (marketing) gets an account and a session.
+    let app = TestApp::spawn_with(options(Some(Role::Viewer))).await;
+    let provider = Provider::start(provider_port, &app.url("/auth/oidc/callback")).await;
+    let carol = browser();
+    assert_eq!(sign_in_through(&app, &provider, &carol, "carol").await.status(), StatusCode::OK);
+    let db = app.stop().await;
+    // The console now gives marketing nothing.
+    let app = TestApp::spawn_on(db, options(None)).await;
+    assert_eq!(session_of(&app, &carol).await.status(), StatusCode::OK, "her session survived the restart");
+    let refused = sign_in_through(&app, &provider, &browser(), "carol").await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(session_of(&app, &carol).await.status(), StatusCode::UNAUTHORIZED, "and it ends with the refusal");
+    let ended = audit(&app, "kind=user_change&action=revoke-sessions&target=carol").await;
+    assert_eq!(ended.len(), 1, "on the record");
+    provider.stop().await;
+}

@@ -47,7 +47,26 @@ impl Accounts {
         let provider = self.provider_name().to_string();
         let Some(role) = who.role else {
             let why = format!("no mapped group (groups: {})", who.groups.join(", "));
-            self.refuse(client, &who.username, &why, Some("oidc")).await;
+            // Someone whose groups no longer give a role here keeps no session from when
+            // they did (their role would otherwise live on until those expire).
+            let linked = users::find_by_subject(&self.db, &who.subject).await.ok().flatten();
+            if let Some(user) = &linked {
+                let mut entry = NewEntry::new(
+                    client.actor(&user.username, user.role.as_str()),
+                    Kind::UserChange,
+                    Outcome::Succeeded,
+                );
+                entry.action = "revoke-sessions".into();
+                entry.target = user.username.clone();
+                entry.reason = format!("the groups {provider} lists at sign-in give no role here");
+                entry.params = serde_json::json!({ "via": "oidc", "groups": who.groups });
+                let end = || users::revoke_sessions(&self.db, user);
+                if let Err(e) = self.ledger.recorded(entry, "no session was ended", end).await {
+                    tracing::error!(error = ?e, "single sign-on: the sessions of an account left without a role stay");
+                }
+            }
+            let name = linked.as_ref().map_or(who.username.as_str(), |u| u.username.as_str());
+            self.refuse(client, name, &why, Some("oidc")).await;
             return Err(SsoRefusal::NoRole { username: who.username.clone(), groups: who.groups.clone() });
         };
         if !valid_name(&who.username) {
@@ -59,11 +78,14 @@ impl Accounts {
             SsoRefusal::Unavailable("The account could not be read")
         };
         let found = users::find_by_subject(&self.db, &who.subject).await.map_err(unreadable)?;
-        let actor = client.actor(&who.username, role.as_str());
+        // The record names the account here (linked by the provider's subject), not the
+        // name the token carries today, which the person may have changed at the provider.
+        let name = found.as_ref().map_or_else(|| who.username.clone(), |u| u.username.clone());
+        let actor = client.actor(&name, role.as_str());
         let change = |action: &str, reason: String, params: serde_json::Value| {
             let mut e = NewEntry::new(actor.clone(), Kind::UserChange, Outcome::Succeeded);
             e.action = action.into();
-            e.target = who.username.clone();
+            e.target = name.clone();
             e.params = params;
             e.reason = reason;
             e

@@ -318,6 +318,12 @@ mod tests {
             "histogram_quantile(0.99, sum by (namespace, deployment, le) (rate(gatewarden_request_duration_seconds_bucket[1m]))) * 1000"
         );
         assert!(Queries::flavor("haproxy").is_none());
+        // The level is the mean of the windowed rate, not `rate(...[15m])`, which divides a
+        // young series' increase by the whole 15 minutes (16.5 req/s read for 957).
+        assert_eq!(
+            q.baseline(),
+            "avg_over_time((sum by (namespace, deployment) (rate(gatewarden_requests_total[1m])))[15m:15s])"
+        );
     }
 
     #[test]
