@@ -144,19 +144,19 @@ test('what runs is what was previewed: editing a field after Preview clears it a
   await expect(page.locator('.actions-panel[data-ready="true"]')).toBeVisible();
   await page.locator('button[data-action="scale"]').click();
   const dialog = page.getByTestId('action-dialog');
-  await dialog.locator('input[name="replicas"]').fill('3');
+  await dialog.locator('input[name="replicas"]').fill('7');
   await dialog.locator('input[name="reason"]').fill('the preview binds what runs');
   await dialog.getByRole('button', { name: 'Preview' }).click();
-  await expect(dialog.getByTestId('preview')).toContainText('to 3 replicas');
+  await expect(dialog.getByTestId('preview')).toContainText('to 7 replicas');
   const run = dialog.getByRole('button', { name: 'Run' });
   await expect(run).toBeEnabled();
-  await dialog.locator('input[name="replicas"]').fill('40');
+  await dialog.locator('input[name="replicas"]').fill('11');
   await expect(dialog.getByTestId('preview')).toBeHidden();
   await expect(dialog.getByTestId('preview-stale')).toContainText('preview again');
   await expect(run).toBeDisabled();
   // The reason is not what runs: editing it keeps the preview.
   await dialog.getByRole('button', { name: 'Preview' }).click();
-  await expect(dialog.getByTestId('preview')).toContainText('to 40 replicas');
+  await expect(dialog.getByTestId('preview')).toContainText('to 11 replicas');
   await dialog.locator('input[name="reason"]').fill('the preview binds what runs, really');
   await expect(dialog.getByTestId('preview')).toBeVisible();
   await expect(run).toBeEnabled();

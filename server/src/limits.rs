@@ -43,6 +43,9 @@ pub struct Limits {
     /// Writes to incidents (declaring, updates, notes, pins, stars, runbook ticks) one user
     /// may make in a minute.
     pub incident_writes_per_minute: usize,
+    /// The longest a read (`GET`, not a stream or an export) may take before it is stopped
+    /// and answered 503.
+    pub read_deadline: Duration,
 }
 
 impl Default for Limits {
@@ -62,6 +65,7 @@ impl Default for Limits {
             pod_log_bytes_total: 4 * 1024 * 1024,
             refusal_window: crate::audit::REFUSAL_WINDOW,
             incident_writes_per_minute: 60,
+            read_deadline: Duration::from_secs(30),
         }
     }
 }
@@ -77,6 +81,12 @@ pub enum Work {
     Search,
     /// `GET /api/v1/audit/verify`.
     Verify,
+    /// `GET /api/v1/audit` and `/api/v1/audit/export` (the same caps as log searches,
+    /// counted apart: a database scan each).
+    AuditRead,
+    /// `GET /api/v1/gateways/{id}/logs` (the same caps as log searches, counted apart: a
+    /// read of every pod's log from the cluster each).
+    PodLogs,
 }
 
 impl Work {
@@ -86,6 +96,8 @@ impl Work {
             Work::Probe => "probes in flight",
             Work::Search => "log searches running",
             Work::Verify => "audit verifications running",
+            Work::AuditRead => "audit searches and exports running",
+            Work::PodLogs => "pod log reads running",
         }
     }
 
@@ -94,7 +106,7 @@ impl Work {
         match self {
             Work::Stream => 5,
             Work::Verify => 2,
-            Work::Probe | Work::Search => 1,
+            Work::Probe | Work::Search | Work::AuditRead | Work::PodLogs => 1,
         }
     }
 }
@@ -190,7 +202,7 @@ impl Caps {
         match work {
             Work::Stream => (l.streams, l.streams_per_user),
             Work::Probe => (l.probes, l.probes_per_user),
-            Work::Search => (l.searches, l.searches_per_user),
+            Work::Search | Work::AuditRead | Work::PodLogs => (l.searches, l.searches_per_user),
             Work::Verify => (l.verifies, l.verifies_per_user),
         }
     }

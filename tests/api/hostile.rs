@@ -430,3 +430,43 @@ async fn a_flood_from_many_addresses_adds_entries_for_judged_attempts_only() {
     let (wrong, wrong_entries) = refusals(&app, "invalid credentials").await;
     assert_eq!((wrong, wrong_entries as u64), (judged, judged), "each judged attempt is its own entry");
 }
+
+/// Issue 29, item 8: audit searches and exports and pod log reads are capped like log
+/// searches (each its own count), an audit filter's text is bounded, and a read that runs
+/// past its deadline is stopped with a 503 that says so (streams are not).
+#[tokio::test]
+async fn expensive_reads_are_capped_bounded_and_cut_off_at_their_deadline() {
+    let none = server::limits::Limits { searches_per_user: 0, ..Default::default() };
+    let app = TestApp::spawn_with(Options::new(Backend::Sqlite).limits(none)).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    for (path, bound) in [
+        ("/api/v1/audit", "audit searches and exports running"),
+        ("/api/v1/audit/export?format=csv", "audit searches and exports running"),
+        ("/api/v1/gateways/edge/logs", "pod log reads running"),
+    ] {
+        let r = viewer.get(path).await;
+        assert!(r.headers().contains_key("retry-after"), "{path}");
+        let message = assert_error(r, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+        assert!(message.contains(bound), "{path}: {message}");
+    }
+
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let long = "x".repeat(300);
+    let message = assert_error(
+        viewer.get(&format!("/api/v1/audit?q={long}")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    )
+    .await;
+    assert!(message.contains("at most 256 characters"), "{message}");
+    assert_eq!(viewer.get("/api/v1/audit?q=login").await.status(), StatusCode::OK);
+
+    let hurried = server::limits::Limits { read_deadline: std::time::Duration::from_nanos(1), ..Default::default() };
+    let app = TestApp::spawn_with(Options::new(Backend::Sqlite).limits(hurried)).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let message = assert_error(viewer.get("/api/v1/audit").await, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    assert!(message.contains("took longer than"), "{message}");
+    // The event stream is long by design.
+    assert_eq!(viewer.get("/api/v1/events").await.status(), StatusCode::OK);
+}

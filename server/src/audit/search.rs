@@ -33,11 +33,19 @@ impl Filter {
     /// Reads the filters of `GET /api/v1/audit` (and its export) from query parameters;
     /// 422 names a bad one.
     pub fn from_query(q: &Params) -> Result<Filter> {
+        const TEXT_MAX: usize = 256;
+        const TEXT_BOUND: &str = "must be at most 256 characters";
         let text = |k: &str| q.text(k).map(str::to_string);
         if let Some(o) = q.text("outcome")
             && !["pending", "succeeded", "failed", "denied"].contains(&o)
         {
             return Err(AppError::invalid("outcome", "must be pending, succeeded, failed or denied"));
+        }
+        // Each text is matched against every entry in the range: bounded like a log query.
+        for field in ["actor", "action", "target", "incident", "kind", "q"] {
+            if q.text(field).is_some_and(|v| v.chars().count() > TEXT_MAX) {
+                return Err(AppError::invalid(field, TEXT_BOUND));
+            }
         }
         Ok(Filter {
             actor: text("actor"),

@@ -9,8 +9,9 @@ use app::dto::*;
 impl ServerConsole {
     /// A page of the audit trail for query parameters `q` (viewer).
     pub async fn audit_page(&self, q: &Params) -> Result<AuditPage> {
-        self.caller(Role::Viewer)?;
+        let user = self.caller(Role::Viewer)?;
         let (filter, limit, cursor) = crate::audit::page_request(q)?;
+        let _running = self.state.caps.enter(Work::AuditRead, user.id)?;
         self.state.ledger.search(&filter, limit, cursor).await
     }
 
@@ -34,9 +35,18 @@ impl ServerConsole {
         &self,
         q: &Params,
     ) -> Result<(crate::audit::Format, impl futures::Stream<Item = Result<AuditEntry>> + Send + 'static)> {
-        self.caller(Role::Viewer)?;
+        use futures::StreamExt;
+        let user = self.caller(Role::Viewer)?;
         let filter = crate::audit::Filter::from_query(q)?;
         let format = crate::audit::Format::parse(q.text("format"))?;
-        Ok((format, self.state.ledger.stream(filter)))
+        // The export holds its place for as long as it streams.
+        let running = self.state.caps.enter(Work::AuditRead, user.id)?;
+        Ok((
+            format,
+            self.state.ledger.stream(filter).map(move |e| {
+                let _held = &running;
+                e
+            }),
+        ))
     }
 }

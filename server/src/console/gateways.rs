@@ -26,9 +26,10 @@ impl ServerConsole {
     /// `kubectl logs -l <gateway selector> --tail=N [--since=Ns]` for one gateway: `tail`
     /// 1 to 10,000 (default 10, kubectl's with a selector), `since_seconds` 1 to 86,400.
     pub async fn gateway_logs(&self, id: &str, params: &Params) -> Result<PodLogs> {
-        self.caller(Role::Viewer)?;
+        let user = self.caller(Role::Viewer)?;
         let tail = params.whole("tail", 1..=10_000)?.unwrap_or(crate::fleet::cluster::logs::DEFAULT_TAIL_LINES);
         let since = params.whole("since_seconds", 1..=86_400)?;
+        let _running = self.state.caps.enter(Work::PodLogs, user.id)?;
         Ok(PodLogs { lines: self.state.health.logs(id, tail, since).await? })
     }
 

@@ -168,6 +168,23 @@ async fn openapi() -> Json<&'static serde_json::Value> {
 
 pub use super::extract::{BODY_LIMIT, SIGN_IN_BODY_LIMIT};
 
+/// Reads that stream for as long as they are open (event streams, the live tail) or as
+/// long as the ledger is (the export): no deadline.
+pub const LONG_READS: &[&str] = &["/events", "/logs/tail", "/audit/export"];
+
+/// Answers 503 for a read still running at the deadline (`Limits::read_deadline`).
+async fn read_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let deadline = state.caps.limits().read_deadline;
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => AppError::Unavailable(format!(
+            "this read took longer than {} ms and was stopped: narrow it (a shorter time range, a smaller page)",
+            deadline.as_millis()
+        ))
+        .into_response(),
+    }
+}
+
 /// Routes whose answers carry a secret (the session's CSRF token): never compressed, so
 /// the size of an answer that also reflects a request's input cannot reveal it (BREACH).
 pub const SECRET_BEARING: &[&str] = &["/session"];
@@ -176,7 +193,13 @@ pub const SECRET_BEARING: &[&str] = &["/session"];
 pub fn router(state: AppState) -> Router<AppState> {
     let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
     for route in table() {
-        let handler = guarded(&state, &route);
+        let mut handler = guarded(&state, &route);
+        // A read that runs too long is stopped (its database work with it), so slow
+        // queries cannot hold the pool that sign-ins and actions need. Streams and exports
+        // are long by design; changes are never cut off half-way.
+        if route.method == Method::GET && !LONG_READS.contains(&route.path) {
+            handler = handler.layer(middleware::from_fn_with_state(state.clone(), read_deadline));
+        }
         match by_path.iter_mut().find(|(p, _)| *p == route.path) {
             Some((_, methods)) => *methods = std::mem::take(methods).merge(handler),
             None => by_path.push((route.path, handler)),
