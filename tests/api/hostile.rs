@@ -462,11 +462,13 @@ async fn expensive_reads_are_capped_bounded_and_cut_off_at_their_deadline() {
     assert!(message.contains("at most 256 characters"), "{message}");
     assert_eq!(viewer.get("/api/v1/audit?q=login").await.status(), StatusCode::OK);
 
+    // The deadline itself is `http::api`'s unit test (a handler made slow on purpose); here:
+    // the event stream and the export, long by design, are not cut off by it.
     let hurried = server::limits::Limits { read_deadline: std::time::Duration::from_nanos(1), ..Default::default() };
     let app = TestApp::spawn_with(Options::new(Backend::Sqlite).limits(hurried)).await;
     let viewer = app.signed_in(Role::Viewer).await;
-    let message = assert_error(viewer.get("/api/v1/audit").await, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
-    assert!(message.contains("took longer than"), "{message}");
-    // The event stream is long by design.
     assert_eq!(viewer.get("/api/v1/events").await.status(), StatusCode::OK);
+    let export = viewer.get("/api/v1/audit/export?format=jsonl").await;
+    assert_eq!(export.status(), StatusCode::OK);
+    assert!(export.text().await.unwrap().contains("\"login\""), "the whole export arrives");
 }

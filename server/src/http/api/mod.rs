@@ -173,8 +173,7 @@ pub use super::extract::{BODY_LIMIT, SIGN_IN_BODY_LIMIT};
 pub const LONG_READS: &[&str] = &["/events", "/logs/tail", "/audit/export"];
 
 /// Answers 503 for a read still running at the deadline (`Limits::read_deadline`).
-async fn read_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let deadline = state.caps.limits().read_deadline;
+async fn read_deadline(State(deadline): State<std::time::Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(deadline, next.run(request)).await {
         Ok(response) => response,
         Err(_) => AppError::Unavailable(format!(
@@ -198,7 +197,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         // queries cannot hold the pool that sign-ins and actions need. Streams and exports
         // are long by design; changes are never cut off half-way.
         if route.method == Method::GET && !LONG_READS.contains(&route.path) {
-            handler = handler.layer(middleware::from_fn_with_state(state.clone(), read_deadline));
+            handler = handler.layer(middleware::from_fn_with_state(state.caps.limits().read_deadline, read_deadline));
         }
         match by_path.iter_mut().find(|(p, _)| *p == route.path) {
             Some((_, methods)) => *methods = std::mem::take(methods).merge(handler),
@@ -288,6 +287,31 @@ async fn csrf_guard(State((state, records)): State<(AppState, Records)>, request
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_read_past_its_deadline_is_stopped_with_a_503_that_says_so() {
+        use tower::ServiceExt;
+        let slow = || async {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            "done"
+        };
+        let router = Router::new()
+            .route("/slow", get(slow))
+            .layer(middleware::from_fn_with_state(std::time::Duration::from_millis(20), read_deadline));
+        let started = std::time::Instant::now();
+        let request = axum::http::Request::get("/slow").body(axum::body::Body::empty()).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() < std::time::Duration::from_millis(400), "stopped, not waited for");
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("took longer than 20 ms"));
+        // Within it, the answer is the handler's.
+        let router = Router::new()
+            .route("/slow", get(|| async { "quick" }))
+            .layer(middleware::from_fn_with_state(std::time::Duration::from_millis(200), read_deadline));
+        let request = axum::http::Request::get("/slow").body(axum::body::Body::empty()).unwrap();
+        assert_eq!(router.oneshot(request).await.unwrap().status(), axum::http::StatusCode::OK);
+    }
 
     #[test]
     fn every_change_a_signed_in_user_makes_says_what_it_is_recorded_as() {
