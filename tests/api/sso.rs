@@ -13,8 +13,19 @@ use tokio::io::AsyncBufReadExt;
 
 const SECRET: &str = "a test client secret";
 
+/// A port free now and never handed out before in this run: the tests run in parallel, and
+/// the kernel may offer a port just released to the next caller (a provider then failed to
+/// start on a port another test's console had taken).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The provider process; stopped when dropped.
