@@ -127,18 +127,19 @@ impl Engine {
         let hash = plan_hash(&plan.change, state);
         // The same change asked for again by the same person while it waits is that
         // request, not another row (each stores the gateway's state and a signed entry).
-        let open: Vec<(i64, String)> = sqlx::query_as(
-            "select id, plan_hash from approvals where requester = $1 and status = 'awaiting_approval' \
-             and expires_at_ms > $2 and gateway = $3 and action = $4",
+        let waiting: Option<i64> = sqlx::query_scalar(
+            "select id from approvals where requester = $1 and status = 'awaiting_approval' \
+             and expires_at_ms > $2 and gateway = $3 and action = $4 and plan_hash = $5 limit 1",
         )
         .bind(&requester.name)
         .bind(now)
         .bind(gateway)
         .bind(action.as_str())
-        .fetch_all(&self.db)
+        .bind(&hash)
+        .fetch_optional(&self.db)
         .await?;
-        if let Some((id, _)) = open.iter().find(|(_, h)| *h == hash) {
-            return self.approval(*id).await;
+        if let Some(id) = waiting {
+            return self.approval(id).await;
         }
         let waiting: i64 = sqlx::query_scalar(
             "select count(*) from approvals where requester = $1 and status = 'awaiting_approval' and expires_at_ms > $2",

@@ -106,7 +106,6 @@ fn styled_page(stylesheet: &str, title: &str, head: &str, main_class: &str, main
 /// reference): no script at all, forms only back here, no framing.
 pub const PLAIN_PAGE_POLICY: &str = "default-src 'none'; style-src 'self'; img-src data:; form-action 'self'; \
                                      base-uri 'none'; frame-ancestors 'none'";
-const SIGN_IN_POLICY: &str = PLAIN_PAGE_POLICY;
 
 /// What a failed sign-in (`?failed=`, from `POST /login`) says; fixed sentences, so the
 /// page reflects nothing a link could put in it.
@@ -167,7 +166,7 @@ pub async fn sign_in(State(state): State<AppState>, user: MaybeAuthUser, RawQuer
     );
     let html = styled_page(&state.leptos.output_name, "Sign in", "", "login-page", &form);
     (
-        [(header::CACHE_CONTROL, "no-store"), (header::CONTENT_SECURITY_POLICY, SIGN_IN_POLICY)],
+        [(header::CACHE_CONTROL, "no-store"), (header::CONTENT_SECURITY_POLICY, PLAIN_PAGE_POLICY)],
         axum::response::Html(html),
     )
         .into_response()
