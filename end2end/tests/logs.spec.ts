@@ -7,7 +7,9 @@ test('a responder searches the logs, sees the matches marked, and gets told wher
   await page.getByRole('link', { name: 'Logs' }).click();
   await expect(page).toHaveURL(/\/logs$/);
 
-  // traffic-surge: the edge throttles; its 429 lines say so.
+  // traffic-surge: the edge throttles; its 429 lines say so. Typed into once hydrated (a
+  // click before submits the plain form, whose URL spells spaces '+').
+  await expect(page.locator('[data-testid="log-search"][data-ready="true"]')).toBeVisible();
   const form = page.getByTestId('log-search');
   await form.locator('input[name="q"]').fill('gateway:edge status:429 upstream');
   await form.getByRole('button', { name: 'Search' }).click();

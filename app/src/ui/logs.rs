@@ -116,9 +116,13 @@ pub fn LogsPage() -> impl IntoView {
         cursor.set(None);
         navigate(&format!("/logs?q={}", encode(input.get_untracked().trim())), Default::default());
     };
+    // Effects run only in the browser, after hydration: the search is the app's from then
+    // on (before, a click submits the plain form).
+    let ready = RwSignal::new(false);
+    Effect::new(move |_| ready.set(true));
     view! {
         <h1>"Logs"</h1>
-        <form class="filters" on:submit=search data-testid="log-search">
+        <form class="filters" on:submit=search data-testid="log-search" data-ready=move || ready.get().to_string()>
             <input
                 class="log-query"
                 name="q"
